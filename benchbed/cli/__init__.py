@@ -1,0 +1,1 @@
+"""Command line: parse arguments, call benchbed.api, render tables or JSON."""

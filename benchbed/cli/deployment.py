@@ -1,0 +1,265 @@
+"""`benchbed deployment ...`: the commands users drive deployments with."""
+
+import sys
+from typing import Any
+
+import click
+
+from benchbed.cli import render
+
+EXPORT_FORMATS = ["openrc", "clouds.yaml", "rally-spec", "json", "ansible-inventory",
+                  "ssh-config"]
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+force_option = click.option("--force", is_flag=True,
+                            help="Break the lease of a holder that is no longer running.")
+
+
+def _current_file():
+    from benchbed import paths
+
+    return paths.home() / "current"
+
+
+def _resolve(name: str | None) -> str:
+    if name:
+        return name
+    current = _current_file()
+    if current.exists() and current.read_text().strip():
+        return current.read_text().strip()
+    raise click.UsageError("no deployment given and none selected with 'benchbed deployment use'")
+
+
+def _use(name: str) -> None:
+    _current_file().write_text(name + "\n")
+
+
+@click.group()
+def deployment() -> None:
+    """Create, inspect, check, export and destroy deployments."""
+
+
+@deployment.command()
+@click.option("--file", "config_file", type=click.Path(dir_okay=False),
+              help="Deployment config (YAML or JSON).")
+@click.option("--name", required=True, help="Unique name of the deployment.")
+@click.option("--fromenv", is_flag=True, help="Register the cloud described by the OS_* variables.")
+@click.option("--no-use", is_flag=True, help="Do not make it the current deployment.")
+def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> None:
+    """Deploy (or register) a system and record it."""
+    from benchbed import api
+
+    if fromenv == bool(config_file):
+        raise click.UsageError("give exactly one of --file and --fromenv")
+    if fromenv:
+        from benchbed.engines.existing_cloud import config_from_env
+
+        config = config_from_env()
+    else:
+        config = api.load_config(config_file)
+    render.note(f"creating deployment '{name}' ({config['type']})")
+    created = api.create(name, config)
+    if not no_use:
+        _use(created.name)
+    render.note(f"deployment '{created.name}' is ready ({created.uuid}); "
+                f"destroy it with: benchbed deployment destroy {created.name}")
+
+
+@deployment.command()
+@click.option("--file", "config_file", required=True, type=click.Path(dir_okay=False))
+def validate(config_file: str) -> None:
+    """Check a config, nested engines and providers included; create nothing."""
+    from benchbed import api
+
+    config = api.load_config(config_file)
+    render.text(f"{config_file}: valid {config['type']} config")
+
+
+@deployment.command("list")
+@json_option
+def list_deployments(as_json: bool) -> None:
+    """List deployments."""
+    from sqlalchemy import select
+
+    from benchbed.db.models import DeploymentRow
+    from benchbed.db.session import session
+
+    columns = (DeploymentRow.uuid, DeploymentRow.name, DeploymentRow.status,
+               DeploymentRow.created_at, DeploymentRow.parent_uuid)
+    with session() as db:
+        rows = db.execute(select(*columns).order_by(DeploymentRow.created_at)).all()
+    if as_json:
+        render.emit_json([{"uuid": r.uuid, "name": r.name, "status": r.status,
+                           "created_at": r.created_at.isoformat(timespec="seconds"),
+                           "parent_uuid": r.parent_uuid} for r in rows])
+        return
+    current = _current_file()
+    selected = current.read_text().strip() if current.exists() else ""
+    render.table(["", "UUID", "NAME", "STATUS", "CREATED"],
+                 [("*" if r.name == selected else "", r.uuid, r.name, r.status,
+                   f"{r.created_at:%Y-%m-%d %H:%M:%S}") for r in rows])
+
+
+def _details(name: str) -> dict[str, Any]:
+    from benchbed import masking
+    from benchbed.deployment import Deployment
+
+    found = Deployment.get(name)
+    timeline = [{"step": row.step, "detail": row.detail, "outcome": row.outcome,
+                 "started_at": row.started_at.isoformat(timespec="milliseconds"),
+                 "seconds": round((row.finished_at - row.started_at).total_seconds(), 2)
+                 if row.finished_at else None} for row in found.timeline()]
+    resources = [{"scope": r.scope, "kind": r.kind, "name": r.name, "state": r.state}
+                 for r in _ledger_rows(found.uuid)]
+    return masking.mask({
+        "uuid": found.uuid, "name": found.name, "status": found.status.value,
+        "type": found.config.get("type"), "parent_uuid": found.parent_uuid,
+        "created_at": found.created_at.isoformat(timespec="seconds"),
+        "updated_at": found.updated_at.isoformat(timespec="seconds"),
+        "held_by": found.lease_owner, "error": found.error, "endpoints": found.endpoints,
+        "resources": resources, "timeline": timeline, "log": str(found.log_path),
+    })
+
+
+def _ledger_rows(uuid: str) -> list[Any]:
+    from sqlalchemy import select
+
+    from benchbed.db.models import ResourceRow
+    from benchbed.db.session import session
+
+    with session() as db:
+        return list(db.scalars(select(ResourceRow).where(ResourceRow.deployment_uuid == uuid)
+                               .order_by(ResourceRow.id)))
+
+
+@deployment.command()
+@click.argument("name", required=False)
+@json_option
+def show(name: str | None, as_json: bool) -> None:
+    """Show a deployment: status, endpoints, resources, and where the time went."""
+    import yaml
+
+    details = _details(_resolve(name))
+    if as_json:
+        render.emit_json(details)
+        return
+    for key in ("uuid", "name", "type", "status", "created_at", "updated_at", "held_by",
+                "error", "log"):
+        if details[key]:
+            render.text(f"{key:<11} {details[key]}")
+    if details["endpoints"]:
+        render.text("endpoints:\n" + yaml.safe_dump(details["endpoints"], sort_keys=False)
+                    .rstrip().replace("\n", "\n  ").join(["  ", ""]))
+    if details["resources"]:
+        render.table(["SCOPE", "KIND", "NAME", "STATE"],
+                     [(r["scope"], r["kind"], r["name"], r["state"])
+                      for r in details["resources"]], title="resources")
+    if details["timeline"]:
+        render.table(["STEP", "DETAIL", "OUTCOME", "SECONDS"],
+                     [(t["step"], t["detail"] or "", t["outcome"],
+                       "" if t["seconds"] is None else f"{t['seconds']:.2f}")
+                      for t in details["timeline"]], title="timeline")
+
+
+@deployment.command()
+@click.argument("name", required=False)
+@json_option
+def config(name: str | None, as_json: bool) -> None:
+    """Print the deployment's config, secrets masked."""
+    import yaml
+
+    from benchbed import masking
+    from benchbed.deployment import Deployment
+
+    masked = masking.mask(Deployment.get(_resolve(name)).config)
+    if as_json:
+        render.emit_json(masked)
+    else:
+        render.text(yaml.safe_dump(masked, sort_keys=False))
+
+
+@deployment.command()
+@click.argument("name", required=False)
+@json_option
+def check(name: str | None, as_json: bool) -> None:
+    """Prove the deployed system answers (Keystone and endpoints, or SSH to every server)."""
+    from benchbed import api, masking
+
+    results = api.check(_resolve(name))
+    rows = [{"target": r.target, "ok": r.ok, "detail": masking.scrub(r.detail)}
+            for r in results]
+    if as_json:
+        render.emit_json(rows)
+    else:
+        render.table(["TARGET", "OK", "DETAIL"],
+                     [(r["target"], "yes" if r["ok"] else "NO", r["detail"]) for r in rows])
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@deployment.command()
+@click.argument("name")
+def use(name: str) -> None:
+    """Make NAME the deployment that commands act on when none is given."""
+    from benchbed.deployment import Deployment
+
+    _use(Deployment.get(name).name)
+    render.note(f"using deployment '{name}'")
+
+
+@deployment.command()
+@click.argument("name", required=False)
+@click.option("--format", "fmt", required=True, type=click.Choice(EXPORT_FORMATS))
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Write to this file (mode 0600) instead of stdout.")
+def export(name: str | None, fmt: str, output: str | None) -> None:
+    """Print what a benchmark client needs (credentials included)."""
+    from benchbed import api, paths
+
+    content = api.export(_resolve(name), fmt)
+    if output:
+        from pathlib import Path
+
+        paths.write_private(Path(output), content)
+        render.note(f"wrote {output} (mode 0600)")
+    else:
+        sys.stdout.write(content)
+
+
+@deployment.command()
+@click.argument("name", required=False)
+@force_option
+def recreate(name: str | None, force: bool) -> None:
+    """Clean up and deploy again from the stored config."""
+    from benchbed import api
+
+    recreated = api.recreate(_resolve(name), force=force)
+    render.note(f"deployment '{recreated.name}' recreated")
+
+
+@deployment.command()
+@click.argument("name", required=False)
+@force_option
+def destroy(name: str | None, force: bool) -> None:
+    """Remove everything the deployment created, then the deployment itself."""
+    from benchbed import api
+
+    target = _resolve(name)
+    api.destroy(target, force=force)
+    current = _current_file()
+    if current.exists() and current.read_text().strip() == target:
+        current.unlink()
+    render.note(f"deployment '{target}' destroyed")
+
+
+@deployment.command("forget-host-key")
+@click.argument("name")
+@click.argument("address")
+def forget_host_key(name: str, address: str) -> None:
+    """Forget the recorded host key of ADDRESS (host:port) after a deliberate rebuild."""
+    from benchbed import host_keys
+    from benchbed.deployment import Deployment
+    from benchbed.errors import NotFoundError
+
+    if not host_keys.forget(Deployment.get(name), address):
+        raise NotFoundError(f"no host key recorded for {address} in '{name}'")
+    render.note(f"forgot the host key of {address}")

@@ -1,0 +1,50 @@
+"""Entry point: the `benchbed` command and its error handling (one line, exit 1 or 2)."""
+
+import os
+import sys
+
+import click
+
+from benchbed.cli.deployment import deployment
+from benchbed.cli.plugin import plugin_group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="benchbed")
+def cli() -> None:
+    """Stand up the system you want to benchmark, and tear it down without a trace."""
+
+
+cli.add_command(deployment)
+cli.add_command(plugin_group)
+
+
+def main() -> None:
+    from benchbed.errors import BenchbedError
+
+    try:
+        cli.main(standalone_mode=False, prog_name="benchbed")
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2)
+    except click.Abort:
+        sys.stderr.write("benchbed: aborted\n")
+        sys.exit(130)
+    except BenchbedError as error:
+        from benchbed import masking
+
+        sys.stderr.write(f"benchbed: error: {masking.scrub(str(error))}\n")
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("benchbed: interrupted\n")
+        sys.exit(130)
+    except Exception as error:
+        if os.environ.get("BENCHBED_DEBUG"):
+            raise
+        from benchbed import masking
+
+        sys.stderr.write(f"benchbed: internal error: {type(error).__name__}: "
+                         f"{masking.scrub(str(error))} (set BENCHBED_DEBUG=1 for a traceback)\n")
+        sys.exit(1)

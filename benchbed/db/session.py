@@ -1,0 +1,80 @@
+"""Database engine and sessions; the schema is migrated with Alembic on first use."""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from benchbed import paths
+
+HEAD_REVISION = "0001"
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def database_url() -> str:
+    url = os.environ.get("BENCHBED_DATABASE_URL")
+    if url:
+        return url
+    db_file = paths.home() / "benchbed.sqlite"
+    if not db_file.exists():
+        paths.write_private(db_file, b"")
+    return f"sqlite:///{db_file}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+@cache
+def engine() -> Engine:
+    url = database_url()
+    db_engine = create_engine(url, future=True)
+    if db_engine.dialect.name == "sqlite":
+        event.listen(db_engine, "connect", _sqlite_pragmas)
+    _migrate_if_needed(db_engine)
+    return db_engine
+
+
+def _migrate_if_needed(db_engine: Engine) -> None:
+    """Upgrade to the head revision; the cheap version check keeps Alembic off the fast path."""
+    try:
+        with db_engine.connect() as conn:
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except Exception:
+        current = None
+    if current == HEAD_REVISION:
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection_engine"] = db_engine
+    command.upgrade(config, "head")
+
+
+@cache
+def _session_factory() -> sessionmaker[Session]:
+    return sessionmaker(engine(), expire_on_commit=False)
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    """A transaction: committed when the block ends, rolled back on error."""
+    db_session = _session_factory()()
+    try:
+        yield db_session
+        db_session.commit()
+    except BaseException:
+        db_session.rollback()
+        raise
+    finally:
+        db_session.close()

@@ -1,0 +1,278 @@
+"""The Deployment entity: status machine with compare-and-set, lease, timeline and log."""
+
+import logging
+import uuid as uuid_lib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from benchbed import masking, paths
+from benchbed.db.models import DeploymentRow, ResourceRow, TimelineRow, utcnow
+from benchbed.db.session import session
+from benchbed.errors import BusyError, InputError, NotFoundError, StatusError
+from benchbed.lease import Holder
+
+if TYPE_CHECKING:
+    from benchbed.ledger import Ledger
+
+
+class Status(StrEnum):
+    INIT = "deploy->init"
+    STARTED = "deploy->started"
+    SUBDEPLOY = "deploy->subdeploy"
+    FINISHED = "deploy->finished"
+    FAILED = "deploy->failed"
+    INCONSISTENT = "deploy->inconsistent"
+    CLEANUP_STARTED = "cleanup->started"
+    CLEANUP_FINISHED = "cleanup->finished"
+    CLEANUP_FAILED = "cleanup->failed"
+
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.INIT: frozenset({Status.STARTED, Status.FAILED, Status.INCONSISTENT}),
+    Status.STARTED: frozenset(
+        {Status.SUBDEPLOY, Status.FINISHED, Status.FAILED, Status.INCONSISTENT}
+    ),
+    Status.SUBDEPLOY: frozenset({Status.FINISHED, Status.FAILED, Status.INCONSISTENT}),
+    Status.FINISHED: frozenset({Status.CLEANUP_STARTED}),
+    Status.FAILED: frozenset({Status.CLEANUP_STARTED}),
+    Status.INCONSISTENT: frozenset({Status.CLEANUP_STARTED}),
+    Status.CLEANUP_STARTED: frozenset({Status.CLEANUP_FINISHED, Status.CLEANUP_FAILED}),
+    Status.CLEANUP_FAILED: frozenset({Status.CLEANUP_STARTED}),
+    Status.CLEANUP_FINISHED: frozenset({Status.STARTED}),
+}
+
+# A process that died while holding the lease left the deployment in one of these.
+IN_PROGRESS = frozenset({Status.INIT, Status.STARTED, Status.SUBDEPLOY, Status.CLEANUP_STARTED})
+
+
+class Deployment:
+    """One system under test, as persisted; every status change is compare-and-set."""
+
+    def __init__(self, row: DeploymentRow) -> None:
+        self._load(row)
+        self._holder: Holder | None = None
+
+    def _load(self, row: DeploymentRow) -> None:
+        self.uuid: str = row.uuid
+        self.name: str = row.name
+        self.config: dict[str, Any] = row.config
+        self.status = Status(row.status)
+        self.endpoints: dict[str, Any] = row.endpoints or {}
+        self.parent_uuid = row.parent_uuid
+        self.created_at: datetime = row.created_at
+        self.updated_at: datetime = row.updated_at
+        self.lease_owner = row.lease_owner
+        self.lease_since = row.lease_since
+        self.error = row.error
+        masking.register_from(self.config)
+        masking.register_from(self.endpoints)
+
+    @classmethod
+    def create(cls, name: str, config: dict[str, Any], parent_uuid: str | None = None
+               ) -> "Deployment":
+        """Insert the row in deploy->init, already leased to this process."""
+        holder = Holder.me()
+        now = utcnow()
+        row = DeploymentRow(
+            uuid=str(uuid_lib.uuid4()), name=name, config=config, status=Status.INIT.value,
+            parent_uuid=parent_uuid, created_at=now, updated_at=now,
+            lease_owner=holder.token(), lease_since=now,
+        )
+        try:
+            with session() as db:
+                db.add(row)
+        except IntegrityError:
+            raise InputError(f"a deployment named '{name}' already exists") from None
+        deployment = cls(row)
+        deployment._holder = holder
+        return deployment
+
+    @classmethod
+    def get(cls, name_or_uuid: str) -> "Deployment":
+        with session() as db:
+            row = db.scalars(select(DeploymentRow).where(
+                (DeploymentRow.name == name_or_uuid) | (DeploymentRow.uuid == name_or_uuid)
+            )).first()
+        if row is None:
+            raise NotFoundError(f"no deployment named '{name_or_uuid}'")
+        return cls(row)
+
+    def refresh(self) -> None:
+        with session() as db:
+            row = db.get(DeploymentRow, self.uuid)
+        if row is None:
+            raise NotFoundError(f"deployment '{self.name}' no longer exists")
+        self._load(row)
+
+    @property
+    def directory(self) -> Path:
+        return paths.deployment_dir(self.uuid)
+
+    # -- lease -------------------------------------------------------------------------------
+
+    @contextmanager
+    def lease(self, force: bool = False) -> Iterator["Deployment"]:
+        """Hold the deployment for one action; a second actor gets BusyError naming us."""
+        if self._holder is None:
+            self._acquire(force)
+        try:
+            yield self
+        finally:
+            self.release()
+
+    def _acquire(self, force: bool) -> None:
+        holder = Holder.me()
+        now = utcnow()
+        with session() as db:
+            taken = db.execute(
+                update(DeploymentRow)
+                .where(DeploymentRow.uuid == self.uuid, DeploymentRow.lease_owner.is_(None))
+                .values(lease_owner=holder.token(), lease_since=now)
+            ).rowcount
+        if not taken:
+            self.refresh()
+            if self.lease_owner is None:
+                return self._acquire(force)
+            other = Holder.parse(self.lease_owner)
+            since = f"{self.lease_since:%Y-%m-%d %H:%M:%S} UTC"
+            alive = other.is_alive()
+            if alive:
+                raise BusyError(f"deployment '{self.name}' is busy: held by "
+                                f"{other.describe()} since {since}")
+            if not force:
+                state = "is no longer running" if alive is False else "cannot be checked"
+                raise BusyError(f"deployment '{self.name}' is held by {other.describe()} since "
+                                f"{since}, which {state}; re-run with --force to break the lease")
+            with session() as db:
+                taken = db.execute(
+                    update(DeploymentRow)
+                    .where(DeploymentRow.uuid == self.uuid,
+                           DeploymentRow.lease_owner == self.lease_owner)
+                    .values(lease_owner=holder.token(), lease_since=now)
+                ).rowcount
+            if not taken:
+                raise BusyError(f"deployment '{self.name}' was taken by another process")
+            self.logger.warning("broke the lease of %s", other.describe())
+        self._holder = holder
+        self.refresh()
+        if self.status in IN_PROGRESS:
+            self.set_status(Status.INCONSISTENT if self.status != Status.CLEANUP_STARTED
+                            else Status.CLEANUP_FAILED)
+
+    def release(self) -> None:
+        if self._holder is None:
+            return
+        with session() as db:
+            db.execute(update(DeploymentRow)
+                       .where(DeploymentRow.uuid == self.uuid,
+                              DeploymentRow.lease_owner == self._holder.token())
+                       .values(lease_owner=None, lease_since=None))
+        self._holder = None
+
+    # -- status ------------------------------------------------------------------------------
+
+    def set_status(self, new: Status, error: str | None = None) -> None:
+        """Compare-and-set from the status we last saw, only while we hold the lease."""
+        if new not in TRANSITIONS[self.status]:
+            raise StatusError(f"deployment '{self.name}' is {self.status}; "
+                              f"it cannot go to {new}")
+        if self._holder is None:
+            raise StatusError(f"deployment '{self.name}' changed status without holding it")
+        with session() as db:
+            changed = db.execute(
+                update(DeploymentRow)
+                .where(DeploymentRow.uuid == self.uuid,
+                       DeploymentRow.status == self.status.value,
+                       DeploymentRow.lease_owner == self._holder.token())
+                .values(status=new.value, updated_at=utcnow(),
+                        error=masking.scrub(error) if error else None)
+            ).rowcount
+        if not changed:
+            self.refresh()
+            raise BusyError(f"deployment '{self.name}' changed under us: now {self.status}, "
+                            f"held by {self.lease_owner or 'nobody'}")
+        self.logger.info("status %s -> %s", self.status, new)
+        self.status = new
+        self.error = error
+
+    def require_status(self, *allowed: Status, action: str) -> None:
+        if self.status not in allowed:
+            raise StatusError(f"cannot {action} deployment '{self.name}': it is {self.status}"
+                              f" (needs {' or '.join(allowed)})")
+
+    def set_endpoints(self, endpoints: dict[str, Any]) -> None:
+        masking.register_from(endpoints)
+        with session() as db:
+            db.execute(update(DeploymentRow).where(DeploymentRow.uuid == self.uuid)
+                       .values(endpoints=endpoints, updated_at=utcnow()))
+        self.endpoints = endpoints
+
+    def remaining_resources(self) -> int:
+        with session() as db:
+            return db.scalar(select(func.count()).select_from(ResourceRow)
+                             .where(ResourceRow.deployment_uuid == self.uuid)) or 0
+
+    def delete(self) -> None:
+        """Remove the record once everything it owned is gone."""
+        with session() as db:
+            db.execute(delete(DeploymentRow).where(DeploymentRow.uuid == self.uuid))
+        self._holder = None
+
+    # -- timeline and log ----------------------------------------------------------------------
+
+    @contextmanager
+    def step(self, name: str, detail: str | None = None) -> Iterator[None]:
+        """Record one step with its start and end, so `show` can say where the time went."""
+        with session() as db:
+            row = TimelineRow(deployment_uuid=self.uuid, step=name, detail=detail,
+                              started_at=utcnow(), outcome="running")
+            db.add(row)
+            db.flush()
+            step_id = row.id
+        self.logger.info("step started: %s%s", name, f" ({detail})" if detail else "")
+        outcome = "failed"
+        try:
+            yield
+            outcome = "ok"
+        finally:
+            with session() as db:
+                db.execute(update(TimelineRow).where(TimelineRow.id == step_id)
+                           .values(finished_at=utcnow(), outcome=outcome))
+            self.logger.info("step %s: %s", outcome, name)
+
+    def timeline(self) -> list[TimelineRow]:
+        with session() as db:
+            return list(db.scalars(select(TimelineRow)
+                                   .where(TimelineRow.deployment_uuid == self.uuid)
+                                   .order_by(TimelineRow.id)))
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "deployment.log"
+
+    @property
+    def logger(self) -> logging.Logger:
+        """Per-deployment logger writing to its log file, with secrets scrubbed."""
+        logger = logging.getLogger(f"benchbed.deployment.{self.uuid}")
+        if not logger.handlers:
+            if not self.log_path.exists():
+                paths.write_private(self.log_path, b"")
+            handler = logging.FileHandler(self.log_path)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            handler.addFilter(masking.ScrubFilter())
+            logger.addHandler(handler)
+            logger.setLevel(logging.DEBUG)
+            logger.propagate = False
+        return logger
+
+    def ledger(self, scope: str) -> "Ledger":
+        from benchbed.ledger import Ledger
+
+        return Ledger(self, scope)

@@ -1,0 +1,1 @@
+"""Deploy engines: one module per engine, registered as `benchbed.engines` entry points."""

@@ -1,0 +1,60 @@
+"""Prove an OpenStack cloud: a token, the service catalogue, and every endpoint answering."""
+
+from typing import Any
+
+from benchbed.engines.base import CheckResult
+from benchbed.parallel import run_parallel
+
+
+def _session(cloud: dict[str, Any], user: dict[str, Any]) -> Any:
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v3
+
+    auth = v3.Password(auth_url=cloud["auth_url"], username=user["username"],
+                       password=user["password"], project_name=user["project_name"],
+                       user_domain_name=user["user_domain_name"],
+                       project_domain_name=user["project_domain_name"])
+    verify: bool | str = not cloud.get("https_insecure", False)
+    if verify and cloud.get("https_cacert"):
+        verify = cloud["https_cacert"]
+    return ks_session.Session(auth=auth, verify=verify, timeout=30)
+
+
+def check_cloud(cloud: dict[str, Any]) -> list[CheckResult]:
+    from keystoneauth1 import exceptions as ks_exceptions
+
+    user = cloud.get("admin") or cloud["users"][0]
+    target = f"keystone {cloud['auth_url']}"
+    session = _session(cloud, user)
+    try:
+        token = session.get_token()
+        access = session.auth.get_access(session)
+    except ks_exceptions.ClientException as error:
+        return [CheckResult(target, False, f"no token for {user['username']}: {error}")]
+    results = [CheckResult(target, bool(token), f"token issued for {user['username']}")]
+    catalog = access.service_catalog.catalog or []
+    results.append(CheckResult("service catalogue", bool(catalog),
+                               ", ".join(sorted(s.get("type", "?") for s in catalog))
+                               or "empty"))
+    interface = cloud.get("endpoint_type", "public")
+    region = cloud.get("region_name")
+    endpoints = [
+        (service.get("type", "?"), endpoint["url"])
+        for service in catalog for endpoint in service.get("endpoints", [])
+        if endpoint.get("interface") == interface
+        and (region is None or endpoint.get("region_id", endpoint.get("region")) == region)
+    ]
+
+    def probe(item: tuple[str, str]) -> CheckResult:
+        service_type, url = item
+        try:
+            response = session.get(url, authenticated=True, raise_exc=False,
+                                   endpoint_filter=None)
+        except ks_exceptions.ClientException as error:
+            return CheckResult(f"{service_type} {url}", False, str(error))
+        return CheckResult(f"{service_type} {url}", response.status_code < 500,
+                           f"HTTP {response.status_code}")
+
+    results.extend(run_parallel("probing endpoints", endpoints, probe,
+                                describe=lambda item: item[1]))
+    return results

@@ -1,0 +1,65 @@
+"""ServersEngine: servers from any provider, handed over as endpoints (for non-OpenStack work)."""
+
+from typing import Any
+
+from benchbed.engines.base import CheckResult, Engine
+from benchbed.parallel import run_parallel
+from benchbed.plugin import PROVIDERS
+from benchbed.server import Server
+
+SSH_READY_TIMEOUT = 120
+
+
+class ServersEngine(Engine):
+    """Create servers through a provider and return how to reach them."""
+
+    CONFIG_SCHEMA = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "ServersEngine"},
+            "provider": {"type": "object"},
+            "amount": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "image": {"type": "string", "minLength": 1},
+            "flavor": {"type": "string", "minLength": 1},
+        },
+        "required": ["type", "provider"],
+        "additionalProperties": False,
+    }
+    NESTED = {"provider": PROVIDERS}
+
+    def deploy(self) -> dict[str, Any]:
+        provider = self.provider()
+        amount = self.config.get("amount") or provider.default_amount()
+        with self.deployment.step("create servers", f"{amount} x {provider.config['type']}"):
+            servers = provider.create_servers(image_uuid=self.config.get("image"),
+                                              type_id=self.config.get("flavor"), amount=amount)
+        with self.deployment.step("wait for SSH", f"{len(servers)} server(s)"):
+            run_parallel("waiting for SSH", servers, self._wait_ready, describe=_describe)
+        return {"servers": [server.to_dict() for server in servers]}
+
+    def _wait_ready(self, server: Server) -> None:
+        server.ssh.wait_ready(timeout=SSH_READY_TIMEOUT)
+        server.ssh.run("true", timeout=30)
+
+    def cleanup(self) -> None:
+        self.provider().destroy_servers()
+
+    def servers(self) -> list[Server]:
+        return [Server.from_dict(data, deployment=self.deployment)
+                for data in self.deployment.endpoints.get("servers", [])]
+
+    def check(self) -> list[CheckResult]:
+        def probe(server: Server) -> CheckResult:
+            try:
+                result = server.ssh.run("uname -n", timeout=30)
+                return CheckResult(_describe(server), True, f"ssh ok: {result.stdout.strip()}")
+            except Exception as error:
+                return CheckResult(_describe(server), False, str(error))
+            finally:
+                server.close()
+
+        return run_parallel("checking servers", self.servers(), probe, describe=_describe)
+
+
+def _describe(server: Server) -> str:
+    return f"{server.user}@{server.address}"

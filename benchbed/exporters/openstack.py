@@ -1,0 +1,76 @@
+"""openrc, clouds.yaml and Rally env spec for deployments that expose an OpenStack cloud."""
+
+import json
+import shlex
+from typing import Any
+
+import yaml
+
+from benchbed.deployment import Deployment
+from benchbed.errors import InputError
+
+
+def _cloud(deployment: Deployment) -> dict[str, Any]:
+    cloud = deployment.endpoints.get("openstack")
+    if not cloud:
+        raise InputError(f"deployment '{deployment.name}' has no OpenStack endpoints to export")
+    return cloud
+
+
+def _user(cloud: dict[str, Any]) -> dict[str, Any]:
+    return cloud.get("admin") or cloud["users"][0]
+
+
+def openrc(deployment: Deployment) -> str:
+    cloud = _cloud(deployment)
+    user = _user(cloud)
+    variables = {
+        "OS_AUTH_URL": cloud["auth_url"],
+        "OS_IDENTITY_API_VERSION": "3",
+        "OS_USERNAME": user["username"],
+        "OS_PASSWORD": user["password"],
+        "OS_PROJECT_NAME": user["project_name"],
+        "OS_USER_DOMAIN_NAME": user["user_domain_name"],
+        "OS_PROJECT_DOMAIN_NAME": user["project_domain_name"],
+        "OS_REGION_NAME": cloud["region_name"],
+        "OS_INTERFACE": cloud["endpoint_type"],
+        "OS_ENDPOINT_TYPE": cloud["endpoint_type"],
+    }
+    if cloud.get("https_insecure"):
+        variables["OS_INSECURE"] = "true"
+    if cloud.get("https_cacert"):
+        variables["OS_CACERT"] = cloud["https_cacert"]
+    lines = [f"# benchbed deployment {deployment.name} ({deployment.uuid})"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in variables.items()]
+    return "\n".join(lines) + "\n"
+
+
+def clouds_yaml(deployment: Deployment) -> str:
+    cloud = _cloud(deployment)
+    user = _user(cloud)
+    entry: dict[str, Any] = {
+        "auth": {
+            "auth_url": cloud["auth_url"],
+            "username": user["username"],
+            "password": user["password"],
+            "project_name": user["project_name"],
+            "user_domain_name": user["user_domain_name"],
+            "project_domain_name": user["project_domain_name"],
+        },
+        "region_name": cloud["region_name"],
+        "interface": cloud["endpoint_type"],
+        "identity_api_version": 3,
+    }
+    if cloud.get("https_insecure"):
+        entry["verify"] = False
+    elif cloud.get("https_cacert"):
+        entry["cacert"] = cloud["https_cacert"]
+    return yaml.safe_dump({"clouds": {deployment.name: entry}}, sort_keys=False)
+
+
+def rally_spec(deployment: Deployment) -> str:
+    """The spec `rally env create --spec` reads (platform existing@openstack)."""
+    cloud = dict(_cloud(deployment))
+    if not cloud.get("https_cacert"):
+        cloud.pop("https_cacert", None)
+    return json.dumps({"existing@openstack": cloud}, indent=2) + "\n"

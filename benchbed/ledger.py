@@ -1,0 +1,104 @@
+"""Write-ahead resource ledger: a row exists before its resource, and outlives it until gone.
+
+Every provider and engine records what it creates here. `destroy` needs nothing but
+these rows to remove everything, even after the creating process was killed.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select, update
+
+from benchbed.db.models import ResourceRow, utcnow
+from benchbed.db.session import session
+from benchbed.parallel import run_parallel
+
+if TYPE_CHECKING:
+    from benchbed.deployment import Deployment
+
+CREATING = "creating"
+CREATED = "created"
+
+
+@dataclass
+class Resource:
+    id: int
+    scope: str
+    kind: str
+    name: str
+    state: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Ledger:
+    """The rows of one deployment that belong to one plugin instance (its config scope)."""
+
+    def __init__(self, deployment: "Deployment", scope: str) -> None:
+        self.deployment = deployment
+        self.scope = scope
+
+    @contextmanager
+    def creating(self, kind: str, name: str, **data: Any) -> Iterator[Resource]:
+        """Record the resource, then let the caller create it; mark it created on success.
+
+        On failure the row stays (state `creating`): the resource may exist half-made,
+        and destroy must try to remove it.
+        """
+        resource = self.record(kind, name, **data)
+        yield resource
+        with session() as db:
+            db.execute(update(ResourceRow).where(ResourceRow.id == resource.id)
+                       .values(state=CREATED, data=resource.data))
+        resource.state = CREATED
+
+    def record(self, kind: str, name: str, **data: Any) -> Resource:
+        """Write the row before the resource exists (state `creating`)."""
+        with session() as db:
+            row = ResourceRow(deployment_uuid=self.deployment.uuid, scope=self.scope, kind=kind,
+                              name=name, data=data, state=CREATING, created_at=utcnow())
+            db.add(row)
+            db.flush()
+            resource_id = row.id
+        self.deployment.logger.debug("ledger: recorded %s %s", kind, name)
+        return Resource(resource_id, self.scope, kind, name, CREATING, dict(data))
+
+    def update(self, resource: Resource) -> None:
+        with session() as db:
+            db.execute(update(ResourceRow).where(ResourceRow.id == resource.id)
+                       .values(data=resource.data))
+
+    def resources(self, kind: str | None = None) -> list[Resource]:
+        """This scope's rows, newest first (the order they must be removed in)."""
+        query = select(ResourceRow).where(ResourceRow.deployment_uuid == self.deployment.uuid,
+                                          ResourceRow.scope == self.scope)
+        if kind is not None:
+            query = query.where(ResourceRow.kind == kind)
+        with session() as db:
+            rows = db.scalars(query.order_by(ResourceRow.id.desc())).all()
+        return [Resource(r.id, r.scope, r.kind, r.name, r.state, dict(r.data)) for r in rows]
+
+    def forget(self, resource: Resource) -> None:
+        """Drop the row: call only once the resource is confirmed gone."""
+        with session() as db:
+            db.execute(delete(ResourceRow).where(ResourceRow.id == resource.id))
+        self.deployment.logger.debug("ledger: %s %s is gone", resource.kind, resource.name)
+
+    def destroy(self, remove: Callable[[Resource], None], label: str = "destroying") -> None:
+        """Remove every resource, newest first; runs of one kind go in parallel.
+
+        `remove` must treat "already gone" as success. A failing batch stops the walk,
+        so older resources that the failed ones depend on are left for a re-run.
+        """
+        for kind, batch in groupby(self.resources(), key=lambda r: r.kind):
+            items = list(batch)
+
+            def remove_and_forget(resource: Resource) -> None:
+                with self.deployment.step(f"delete {resource.kind}", resource.name):
+                    remove(resource)
+                self.forget(resource)
+
+            run_parallel(f"{label} {kind}", items, remove_and_forget,
+                         describe=lambda r: f"{r.kind} {r.name}")

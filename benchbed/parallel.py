@@ -1,0 +1,85 @@
+"""Run independent work in parallel threads, with a progress bar on a terminal."""
+
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TypeVar
+
+from benchbed.errors import BenchbedError
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class ParallelError(BenchbedError):
+    """Some of the parallel tasks failed; carries every failure, not only the first."""
+
+    def __init__(self, label: str, failures: list[tuple[str, BaseException]]) -> None:
+        self.failures = failures
+        first = "; ".join(f"{name}: {error}" for name, error in failures[:3])
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        super().__init__(f"{label} failed for {len(failures)} item(s): {first}{more}")
+
+
+def run_parallel(
+    label: str,
+    items: Sequence[Item],
+    work: Callable[[Item], Result],
+    describe: Callable[[Item], str] = str,
+    max_workers: int = 16,
+) -> list[Result]:
+    """Apply `work` to every item concurrently; results keep the items' order.
+
+    Every task runs to its end even when another fails, so that callers can clean
+    up what did get created; failures are then raised together.
+    """
+    if not items:
+        return []
+    results: dict[int, Result] = {}
+    failures: list[tuple[str, BaseException]] = []
+    progress = _progress(label, len(items))
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
+        futures = {pool.submit(work, item): index for index, item in enumerate(items)}
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                results[index] = future.result()
+            except Exception as error:
+                failures.append((describe(items[index]), error))
+            progress.advance()
+    progress.close()
+    if failures:
+        if len(failures) == 1 and len(items) == 1 and isinstance(failures[0][1], BenchbedError):
+            raise failures[0][1]
+        raise ParallelError(label, failures)
+    return [results[index] for index in range(len(items))]
+
+
+class _NoProgress:
+    def advance(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _RichProgress:
+    def __init__(self, label: str, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._progress = Progress("[progress.description]{task.description}", BarColumn(),
+                                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task(label, total=total)
+
+    def advance(self) -> None:
+        self._progress.advance(self._task)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _progress(label: str, total: int) -> _NoProgress | _RichProgress:
+    if sys.stderr.isatty():
+        return _RichProgress(label, total)
+    return _NoProgress()

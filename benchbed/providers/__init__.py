@@ -1,0 +1,1 @@
+"""Server providers: one module per provider, registered as `benchbed.providers` entry points."""

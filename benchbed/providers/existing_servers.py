@@ -1,0 +1,62 @@
+"""ExistingServers: hand out machines that already exist; nothing to create or destroy."""
+
+from typing import Any
+
+from benchbed.errors import ConfigError, InputError
+from benchbed.providers.base import ServerProvider
+from benchbed.server import Server
+
+CREDENTIAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "host": {"type": "string", "minLength": 1},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "user": {"type": "string", "minLength": 1},
+        "key": {"type": "string", "minLength": 1},
+        "password": {"type": "string"},
+    },
+    "required": ["host", "user"],
+    "additionalProperties": False,
+}
+
+
+class ExistingServers(ServerProvider):
+    """Servers that already exist, given by their SSH credentials."""
+
+    CONFIG_SCHEMA = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "ExistingServers"},
+            "credentials": {"type": "array", "items": CREDENTIAL_SCHEMA, "minItems": 1},
+        },
+        "required": ["type", "credentials"],
+        "additionalProperties": False,
+    }
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], path: str) -> None:
+        seen: set[tuple[str, int]] = set()
+        for index, credential in enumerate(config["credentials"]):
+            address = (credential["host"], credential.get("port", 22))
+            if address in seen:
+                raise ConfigError(f"{path}.credentials[{index}]".lstrip("."),
+                                  f"server {address[0]}:{address[1]} is listed twice")
+            seen.add(address)
+
+    def default_amount(self) -> int:
+        return len(self.config["credentials"])
+
+    def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
+                       amount: int = 1) -> list[Server]:
+        """Return the first `amount` servers; image and type cannot be chosen for them."""
+        credentials = self.config["credentials"]
+        if image_uuid or type_id:
+            raise InputError("ExistingServers cannot choose an image or a server type: "
+                             "remove 'image' and 'flavor' from the engine config")
+        if amount < 1 or amount > len(credentials):
+            raise InputError(f"ExistingServers has {len(credentials)} server(s); "
+                             f"{amount} requested")
+        return [self.server(credential) for credential in credentials[:amount]]
+
+    def destroy_servers(self) -> None:
+        """The servers outlive the deployment: nothing to remove."""

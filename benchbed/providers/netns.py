@@ -1,0 +1,151 @@
+"""NetnsProvider: SSH test hosts on this machine, each an sshd in its own network namespace.
+
+The hosts share this machine's filesystem, so they suit tests and local experiments of
+the engines, not isolation. Needs root and OpenSSH's sshd.
+"""
+
+import ipaddress
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from benchbed import local
+from benchbed.errors import ConfigError, InputError
+from benchbed.keys import deployment_key
+from benchbed.ledger import Resource
+from benchbed.parallel import run_parallel
+from benchbed.providers.base import ServerProvider
+from benchbed.server import Server
+
+SSHD = "/usr/sbin/sshd"
+SSHD_CONFIG = """\
+ListenAddress {address}
+Port 22
+HostKey {directory}/ssh_host_ed25519_key
+PidFile {directory}/sshd.pid
+AuthorizedKeysFile {directory}/authorized_keys .ssh/authorized_keys
+PermitRootLogin yes
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+"""
+
+
+class NetnsProvider(ServerProvider):
+    """sshd in network namespaces on a bridge of its own (test hosts, root only)."""
+
+    CONFIG_SCHEMA = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "NetnsProvider"},
+            "network": {"type": "string"},
+            "amount": {"type": "integer", "minimum": 1, "maximum": 200},
+        },
+        "required": ["type", "network"],
+        "additionalProperties": False,
+    }
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], path: str) -> None:
+        where = f"{path}.network".lstrip(".")
+        try:
+            network = ipaddress.IPv4Network(config["network"], strict=True)
+        except ValueError as error:
+            raise ConfigError(where, f"not an IPv4 network in CIDR form: {error}") from None
+        if network.num_addresses < 4:
+            raise ConfigError(where, "needs at least a /30")
+
+    def default_amount(self) -> int:
+        return int(self.config.get("amount", 1))
+
+    @property
+    def _network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.config["network"])
+
+    @property
+    def _tag(self) -> str:
+        return self.deployment.uuid.replace("-", "")[:8]
+
+    def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
+                       amount: int = 1) -> list[Server]:
+        if image_uuid or type_id:
+            raise InputError("NetnsProvider hosts share this machine: no image or type to pick")
+        hosts = list(self._network.hosts())
+        if amount < 1 or amount > len(hosts) - 1:
+            raise InputError(f"NetnsProvider: {self._network} has room for {len(hosts) - 1} "
+                             f"host(s); {amount} requested")
+        if os.geteuid() != 0:
+            raise InputError("NetnsProvider needs root (network namespaces and a bridge)")
+        key_path, public_key = deployment_key(self.deployment)
+        bridge = f"bbn-{self._tag}"
+        prefix = self._network.prefixlen
+        with self.ledger.creating("bridge", bridge), self.deployment.step("create bridge", bridge):
+            local.run(["ip", "link", "add", "name", bridge, "type", "bridge"])
+            local.run(["ip", "addr", "add", f"{hosts[0]}/{prefix}", "dev", bridge])
+            local.run(["ip", "link", "set", bridge, "up"])
+        base = self.deployment.directory / "netns"
+        slots = [(index, str(hosts[index + 1])) for index in range(amount)]
+
+        def create_host(slot: tuple[int, str]) -> Server:
+            index, address = slot
+            namespace = f"bb-{self._tag}-{index}"
+            directory = base / namespace
+            with self.ledger.creating("netns", namespace, address=address,
+                                      veth=f"bbv{self._tag}{index}",
+                                      directory=str(directory)) as resource, \
+                    self.deployment.step("create netns host", f"{namespace} {address}"):
+                self._start_host(resource, bridge, prefix, public_key)
+            return Server(host=address, user="root", key=str(key_path), name=namespace,
+                          deployment=self.deployment)
+
+        return run_parallel("creating netns hosts", slots, create_host,
+                            describe=lambda slot: slot[1])
+
+    def _start_host(self, resource: Resource, bridge: str, prefix: int,
+                    public_key: str) -> None:
+        namespace, data = resource.name, resource.data
+        directory = Path(data["directory"])
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        local.run(["ip", "netns", "add", namespace])
+        local.run(["ip", "link", "add", data["veth"], "type", "veth", "peer", "name", "eth0",
+                   "netns", namespace])
+        local.run(["ip", "link", "set", data["veth"], "master", bridge, "up"])
+        local.run(["ip", "-n", namespace, "addr", "add", f"{data['address']}/{prefix}",
+                   "dev", "eth0"])
+        local.run(["ip", "-n", namespace, "link", "set", "eth0", "up"])
+        local.run(["ip", "-n", namespace, "link", "set", "lo", "up"])
+        host_key = directory / "ssh_host_ed25519_key"
+        if not host_key.exists():
+            local.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
+        (directory / "authorized_keys").write_text(public_key + "\n")
+        config = directory / "sshd_config"
+        config.write_text(SSHD_CONFIG.format(address=data["address"], directory=directory))
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        local.run(["ip", "netns", "exec", namespace, SSHD, "-f", str(config),
+                   "-E", str(directory / "sshd.log")])
+
+    def delete_resource(self, resource: Resource) -> None:
+        if resource.kind == "netns":
+            directory = Path(resource.data["directory"])
+            _stop_processes(resource.name)
+            result = local.run(["ip", "netns", "delete", resource.name], check=False)
+            if result.returncode != 0 and "No such file" not in result.stderr:
+                local.run(["ip", "netns", "delete", resource.name])
+            shutil.rmtree(directory, ignore_errors=True)
+        elif resource.kind == "bridge":
+            result = local.run(["ip", "link", "delete", resource.name], check=False)
+            if result.returncode != 0 and "Cannot find device" not in result.stderr:
+                local.run(["ip", "link", "delete", resource.name])
+
+
+def _stop_processes(namespace: str) -> None:
+    """Stop what runs in our namespace (its sshd), found by namespace, not by a name pattern."""
+    listed = local.run(["ip", "netns", "pids", namespace], check=False)
+    for pid in listed.stdout.split():
+        try:
+            os.kill(int(pid), 9)
+        except ProcessLookupError:
+            continue
