@@ -28,7 +28,7 @@ def register_from(data: Any) -> None:
     """Register every value under a secret-named key, at any depth."""
     if isinstance(data, dict):
         for key, value in data.items():
-            if isinstance(value, str) and is_secret_key(str(key)):
+            if isinstance(value, str) and _hides_secret(str(key), value):
                 register(value)
             else:
                 register_from(value)

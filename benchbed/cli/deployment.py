@@ -1,6 +1,7 @@
 """`benchbed deployment ...`: the commands users drive deployments with."""
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -217,8 +218,6 @@ def export(name: str | None, fmt: str, output: str | None) -> None:
 
     content = api.export(_resolve(name), fmt)
     if output:
-        from pathlib import Path
-
         paths.write_private(Path(output), content)
         render.note(f"wrote {output} (mode 0600)")
     else:

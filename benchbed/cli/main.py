@@ -6,6 +6,7 @@ import sys
 import click
 
 from benchbed.cli.deployment import deployment
+from benchbed.cli.image import image_group
 from benchbed.cli.plugin import plugin_group
 
 
@@ -17,6 +18,7 @@ def cli() -> None:
 
 cli.add_command(deployment)
 cli.add_command(plugin_group)
+cli.add_command(image_group)
 
 
 def main() -> None:
