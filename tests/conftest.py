@@ -1,0 +1,73 @@
+"""Shared fixtures: an isolated BENCHBED_HOME per test and a CLI runner that cleans up after."""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchbed.db import session as db_session
+
+
+def _reset_db_caches() -> None:
+    db_session.engine.cache_clear()
+    db_session._session_factory.cache_clear()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh BENCHBED_HOME (and SQLite database) for this test only."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("BENCHBED_HOME", str(path))
+    monkeypatch.delenv("BENCHBED_DATABASE_URL", raising=False)
+    _reset_db_caches()
+    yield path
+    _reset_db_caches()
+
+
+class Cli:
+    """Runs the real `benchbed` command in a subprocess, as a user would."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "benchbed", *args]
+
+    def __call__(self, *args: str, timeout: float = 900, input_text: str | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args), capture_output=True, text=True,
+                              timeout=timeout, input=input_text, env={**self.env, **(env or {})})
+
+    def ok(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Run and assert exit code 0, showing stderr if not."""
+        result = self(*args, **kwargs)
+        assert result.returncode == 0, f"benchbed {' '.join(args)} failed: {result.stderr}"
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json").stdout)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env)
+
+    def destroy_all(self) -> None:
+        """Destroy every deployment in this home (used at teardown, also after failures)."""
+        listed = self("deployment", "list", "--json")
+        if listed.returncode != 0:
+            return
+        for deployment in json.loads(listed.stdout):
+            self("deployment", "destroy", "--force", deployment["name"])
+
+
+@pytest.fixture
+def bb(home: Path) -> Iterator[Cli]:
+    """The CLI bound to this test's home; whatever the test leaves is destroyed afterwards."""
+    cli = Cli(dict(os.environ))
+    yield cli
+    cli.destroy_all()
