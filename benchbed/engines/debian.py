@@ -1,0 +1,178 @@
+"""DebianEngine: a real OpenStack (Keystone, Glance) from Debian 12's packages, on any provider.
+
+Everything runs on one server the provider gives: MariaDB, then each service's recipe
+(benchbed/engines/debian_services). The endpoints have the shape of ExistingCloud's, so
+every exporter and `deployment check` work on them unchanged.
+"""
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from benchbed import masking
+from benchbed.engines.base import CheckResult, Engine
+from benchbed.engines.debian_services import KNOWN_SERVICES, Context, apt, recipes
+from benchbed.engines.existing_cloud import normalize_cloud
+from benchbed.errors import BenchbedError, ConfigError
+from benchbed.ledger import Resource
+from benchbed.plugin import PROVIDERS
+from benchbed.providers.existing_servers import ExistingServers
+from benchbed.server import Server
+
+SUPPORTED_SERVICES = ("keystone", "glance")
+DEFAULT_SERVICES = ["keystone", "glance"]
+SSH_READY_TIMEOUT = 180
+LEDGER_SCOPE = "engine"
+INSTALL_KIND = "debian-packages"
+
+
+class DeployStepError(BenchbedError):
+    """An install step failed on a server; the message names both."""
+
+
+class DebianEngine(Engine):
+    """OpenStack Zed (Keystone, Glance) from Debian 12's packages, on a provider's server."""
+
+    CONFIG_SCHEMA = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "DebianEngine"},
+            "provider": {"type": "object"},
+            "services": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                         "uniqueItems": True},
+            "database": {"type": "string"},
+            "region_name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+            "admin_password": {"type": "string", "minLength": 8},
+            "database_password": {"type": "string", "minLength": 8},
+            "service_password": {"type": "string", "minLength": 8},
+            "apt_proxy": {"type": "string", "pattern": "^https?://[^/\\s]+/?$"},
+            "image": {"type": "string", "minLength": 1},
+            "flavor": {"type": "string", "minLength": 1},
+        },
+        "required": ["type", "provider"],
+        "additionalProperties": False,
+    }
+    NESTED = {"provider": PROVIDERS}
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], path: str) -> None:
+        where = f"{path}.services".lstrip(".")
+        services = config.get("services", DEFAULT_SERVICES)
+        for index, name in enumerate(services):
+            if name not in KNOWN_SERVICES:
+                raise ConfigError(f"{where}[{index}]", f"unknown service '{name}' "
+                                  f"(known: {', '.join(KNOWN_SERVICES)})")
+            if name not in SUPPORTED_SERVICES:
+                raise ConfigError(f"{where}[{index}]", f"service '{name}' is not yet supported "
+                                  f"by DebianEngine (supported: {', '.join(SUPPORTED_SERVICES)})")
+        if "keystone" not in services:
+            raise ConfigError(where, "must include 'keystone' (every other service needs it)")
+        database = config.get("database", "mariadb")
+        if database != "mariadb":
+            reason = (": under uwsgi's concurrent workers SQLite fails with 'database is "
+                      "locked'" if database == "sqlite" else "")
+            raise ConfigError(f"{path}.database".lstrip("."),
+                              f"'{database}' is not supported{reason}; use 'mariadb'")
+
+    def deploy(self) -> dict[str, Any]:
+        provider = self.provider()
+        with self.deployment.step("create servers", f"1 x {provider.config['type']}"):
+            server = provider.create_servers(image_uuid=self.config.get("image"),
+                                             type_id=self.config.get("flavor"), amount=1)[0]
+        try:
+            with self._step(server, "wait for SSH"):
+                server.ssh.wait_ready(timeout=SSH_READY_TIMEOUT)
+            if not isinstance(provider, ExistingServers):
+                return self._install(server)
+            # The server outlives the deployment: cleanup must purge what we add.
+            with self._ledger().creating(INSTALL_KIND, server.address, server=server.to_dict()):
+                return self._install(server)
+        finally:
+            server.close()
+
+    def _install(self, server: Server) -> dict[str, Any]:
+        services = ["mariadb", *self.config.get("services", DEFAULT_SERVICES)]
+        chosen = [recipes()[name] for name in services]
+        passwords = self._passwords()
+        with self._step(server, "check apt"):
+            proxy = apt.check(server, self.config.get("apt_proxy"))
+        with self._step(server, "record installed packages"):
+            apt.record_baseline(server, [apt.PROXY_FILE, *(p for r in chosen for p in r.paths)])
+        if self.config.get("apt_proxy"):
+            with self._step(server, "configure apt proxy", proxy):
+                apt.set_proxy(server, self.config["apt_proxy"])
+        with self._step(server, "apt-get update", proxy):
+            apt.update(server)
+        with self._step(server, "preseed debconf"):
+            apt.preseed(server, [answer for r in chosen for answer in r.preseed])
+        packages = [package for r in chosen for package in r.packages]
+        with self._step(server, "install packages", " ".join(packages)):
+            apt.install(server, packages)
+        context = Context(server=server, address=server.host,
+                          region=self.config.get("region_name", "RegionOne"),
+                          passwords=passwords, step=lambda name, detail: self._step(
+                              server, name, detail))
+        for recipe in chosen:
+            recipe.configure(context)
+        cloud = normalize_cloud({
+            "auth_url": context.outputs["auth_url"], "region_name": context.region,
+            "endpoint_type": "public",
+            "admin": {"username": "admin", "password": passwords["admin"],
+                      "project_name": "admin", "user_domain_name": "Default",
+                      "project_domain_name": "Default"},
+        })
+        return {**cloud, "services": services[1:], "servers": [server.to_dict()]}
+
+    def _passwords(self) -> dict[str, str]:
+        """The configured passwords, the others generated; all registered for masking."""
+        database = self.config.get("database_password")
+        service = self.config.get("service_password")
+        passwords = {
+            "admin": self.config.get("admin_password") or _generate(),
+            "keystone_database": database or _generate(),
+            "glance_database": database or _generate(),
+            "glance": service or _generate(),
+        }
+        for value in passwords.values():
+            masking.register(value)
+        return passwords
+
+    @contextmanager
+    def _step(self, server: Server, name: str, detail: str | None = None) -> Iterator[None]:
+        """A timeline step whose failure names the server and the step."""
+        where = f"{server.user}@{server.address}"
+        with self.deployment.step(name, detail or where):
+            try:
+                yield
+            except DeployStepError:
+                raise
+            except Exception as error:
+                message = str(error).removeprefix(f"{where}: ") or type(error).__name__
+                raise DeployStepError(f"{where}: step '{name}' failed: {message}") from None
+
+    def _ledger(self) -> Any:
+        return self.deployment.ledger(LEDGER_SCOPE)
+
+    def cleanup(self) -> None:
+        """Purge what was installed on servers that outlive us, then let the provider go."""
+        self._ledger().destroy(self._purge, label="DebianEngine: removing packages")
+        self.provider().destroy_servers()
+
+    def _purge(self, resource: Resource) -> None:
+        server = Server.from_dict(resource.data["server"], deployment=self.deployment)
+        services = [service for recipe in recipes().values() for service in recipe.services]
+        try:
+            with self._step(server, "purge packages", resource.name):
+                apt.purge(server, list(reversed(services)))
+        finally:
+            server.close()
+
+    def check(self) -> list[CheckResult]:
+        from benchbed.engines.keystone_check import check_cloud
+
+        return check_cloud(self.deployment.endpoints["openstack"])
+
+
+def _generate() -> str:
+    return secrets.token_urlsafe(24)

@@ -1,0 +1,71 @@
+"""Register services in Keystone's catalogue through its REST API, find-or-create style.
+
+Run from benchbed's side with keystoneauth1: a handful of HTTP calls instead of one
+`openstack` CLI process (about two seconds of CPU each on the server) per object.
+"""
+
+from typing import Any
+
+
+class Catalogue:
+    """Idempotent helpers over the Keystone v3 API, authenticated as the admin user."""
+
+    def __init__(self, auth_url: str, admin_password: str) -> None:
+        from keystoneauth1 import session as ks_session
+        from keystoneauth1.identity import v3
+
+        self.url = auth_url.rstrip("/")
+        auth = v3.Password(auth_url=self.url, username="admin", password=admin_password,
+                           project_name="admin", user_domain_name="Default",
+                           project_domain_name="Default")
+        self.session = ks_session.Session(auth=auth, timeout=60)
+
+    def _get(self, path: str, key: str, **params: str) -> list[dict[str, Any]]:
+        return self.session.get(f"{self.url}{path}", params=params).json()[key]
+
+    def _create(self, path: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.session.post(f"{self.url}{path}", json={key: body}).json()[key]
+
+    def project(self, name: str, description: str) -> str:
+        found = self._get("/projects", "projects", name=name, domain_id="default")
+        if found:
+            return found[0]["id"]
+        return self._create("/projects", "project", {"name": name, "domain_id": "default",
+                                                     "description": description})["id"]
+
+    def user(self, name: str, password: str, project_id: str) -> str:
+        """Create the user, or reset its password so a re-run converges."""
+        found = self._get("/users", "users", name=name, domain_id="default")
+        if found:
+            self.session.patch(f"{self.url}/users/{found[0]['id']}",
+                               json={"user": {"password": password, "enabled": True}})
+            return found[0]["id"]
+        return self._create("/users", "user", {"name": name, "password": password,
+                                               "domain_id": "default",
+                                               "default_project_id": project_id})["id"]
+
+    def grant(self, project_id: str, user_id: str, role: str) -> None:
+        role_id = self._get("/roles", "roles", name=role)[0]["id"]
+        self.session.put(f"{self.url}/projects/{project_id}/users/{user_id}/roles/{role_id}")
+
+    def service(self, service_type: str, name: str, description: str) -> str:
+        found = self._get("/services", "services", type=service_type)
+        if found:
+            return found[0]["id"]
+        return self._create("/services", "service", {"type": service_type, "name": name,
+                                                     "description": description})["id"]
+
+    def endpoints(self, service_id: str, region: str, url: str) -> None:
+        """One endpoint per interface, created or pointed at `url`."""
+        for interface in ("public", "internal", "admin"):
+            found = self._get("/endpoints", "endpoints", service_id=service_id,
+                              interface=interface, region_id=region)
+            if found and found[0]["url"] == url:
+                continue
+            if found:
+                self.session.patch(f"{self.url}/endpoints/{found[0]['id']}",
+                                   json={"endpoint": {"url": url}})
+            else:
+                self._create("/endpoints", "endpoint",
+                             {"service_id": service_id, "interface": interface,
+                              "region_id": region, "url": url})

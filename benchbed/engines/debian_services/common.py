@@ -1,0 +1,75 @@
+"""Steps several recipes share: a MariaDB database per service, uwsgi sizing, waiting for APIs."""
+
+import shlex
+
+from benchbed.engines.debian_services import Context
+
+# Debian runs Keystone under uwsgi with 8 processes x 32 threads (~940 MB alone); a
+# benchmark target on a small server does better with fewer, single-threaded workers
+# (DESIGN.md: 4 x 1 is about 500 MB and serves a Rally task at concurrency 3).
+UWSGI_PROCESSES = 4
+UWSGI_THREADS = 1
+
+WAIT_HTTP = """\
+import sys, time, urllib.error, urllib.request
+url, deadline = sys.argv[1], time.monotonic() + float(sys.argv[2])
+while True:
+    try:
+        urllib.request.urlopen(url, timeout=5)
+        break
+    except urllib.error.HTTPError:
+        break
+    except OSError as error:
+        if time.monotonic() > deadline:
+            sys.exit(f"{url} does not answer: {error}")
+        time.sleep(0.5)
+"""
+
+
+def create_database(ctx: Context, name: str, user: str, password: str) -> None:
+    """Create the database and its user, or reset the user's password (idempotent).
+
+    The SQL goes through stdin so the password is on no command line.
+    """
+    quoted = password.replace("\\", "\\\\").replace("'", "\\'")
+    statements = [f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4;"]
+    for host in ("localhost", "127.0.0.1"):
+        statements += [
+            f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{quoted}';",
+            f"ALTER USER '{user}'@'{host}' IDENTIFIED BY '{quoted}';",
+            f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'{host}';",
+        ]
+    ctx.run("mysql --protocol=socket -u root", stdin="\n".join(statements) + "\n", timeout=60)
+
+
+def database_url(name: str, user: str, password: str) -> str:
+    from urllib.parse import quote
+
+    return f"mysql+pymysql://{user}:{quote(password, safe='')}@127.0.0.1/{name}?charset=utf8mb4"
+
+
+def tune_uwsgi(ctx: Context, ini: str) -> None:
+    """Size the workers, and close every connection after its response.
+
+    uwsgi's --http-socket does not keep connections alive but does not say so either:
+    clients that reuse a pooled connection (Rally's users context) then get
+    'Connection reset by peer'. `Connection: close` makes them open a new one.
+    """
+    path = shlex.quote(ini)
+    ctx.run(f"sed -i -e 's/^processes = .*/processes = {UWSGI_PROCESSES}/' "
+            f"-e 's/^threads = .*/threads = {UWSGI_THREADS}/' {path} && "
+            f"(grep -q '^add-header = Connection: close' {path} || "
+            f"sed -i '/^\\[uwsgi\\]/a add-header = Connection: close' {path})")
+
+
+def restart_and_wait(ctx: Context, service: str, url: str, timeout: float = 180) -> None:
+    """Restart a service through its init system and wait until its API answers HTTP."""
+    ctx.run(f"service {shlex.quote(service)} restart", timeout=120)
+    ctx.run(f"python3 - {shlex.quote(url)} {timeout:.0f}", stdin=WAIT_HTTP,
+            timeout=timeout + 30)
+
+
+def write_config(ctx: Context, path: str, text: str, group: str) -> None:
+    """Write a service's config file readable by its group only (it holds passwords)."""
+    ctx.server.ssh.put_file(text, path, mode=0o640)
+    ctx.run(f"chown root:{shlex.quote(group)} {shlex.quote(path)}")

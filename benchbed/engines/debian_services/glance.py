@@ -1,0 +1,75 @@
+"""Glance with the file store: database, a service user in Keystone, the catalogue entry."""
+
+from benchbed.engines.debian_services import Context, Recipe
+from benchbed.engines.debian_services.catalogue import Catalogue
+from benchbed.engines.debian_services.common import (
+    create_database,
+    database_url,
+    restart_and_wait,
+    write_config,
+)
+
+GLANCE_API_CONF = """\
+[database]
+connection = {connection}
+
+[glance_store]
+stores = file,http
+default_store = file
+filesystem_store_datadir = /var/lib/glance/images/
+
+[keystone_authtoken]
+www_authenticate_uri = {keystone}
+auth_url = {keystone}
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = glance
+password = {password}
+
+[paste_deploy]
+flavor = keystone
+"""
+
+
+def image_url(address: str) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:9292"
+
+
+def configure(ctx: Context) -> None:
+    db_password = ctx.passwords["glance_database"]
+    service_password = ctx.passwords["glance"]
+    with ctx.step("glance: database", None):
+        create_database(ctx, "glance", "glance", db_password)
+    with ctx.step("glance: register in keystone", f"image service at {image_url(ctx.address)}"):
+        catalogue = Catalogue(ctx.outputs["auth_url"], ctx.passwords["admin"])
+        project_id = catalogue.project("service", "Service users of the deployed services")
+        user_id = catalogue.user("glance", service_password, project_id)
+        catalogue.grant(project_id, user_id, "admin")
+        service_id = catalogue.service("image", "glance", "OpenStack Image service")
+        catalogue.endpoints(service_id, ctx.region, image_url(ctx.address))
+    with ctx.step("glance: configuration", None):
+        keystone = ctx.outputs["auth_url"].removesuffix("/v3")
+        text = GLANCE_API_CONF.format(
+            connection=database_url("glance", "glance", db_password), keystone=keystone,
+            password=service_password)
+        write_config(ctx, "/etc/glance/glance-api.conf", text, "glance")
+    with ctx.step("glance: db_sync", None):
+        ctx.run("runuser -u glance -- glance-manage db_sync", timeout=600)
+    with ctx.step("glance: start", "glance-api on port 9292"):
+        restart_and_wait(ctx, "glance-api", "http://127.0.0.1:9292/")
+
+
+RECIPE = Recipe(
+    name="glance",
+    packages=("glance-api",),
+    preseed=("glance-common glance/configure_db boolean false",
+             "glance-common glance/configure_rabbit boolean false",
+             "glance-common glance/configure_ksat boolean false",
+             "glance-api glance/configure_api-endpoint boolean false"),
+    paths=("/etc/glance", "/var/lib/glance", "/var/log/glance"),
+    services=("glance-api",),
+    configure=configure,
+)

@@ -1,0 +1,72 @@
+"""Keystone: its database, fernet and credential keys, bootstrap, and the API under uwsgi.
+
+The package's own debconf path (create-admin-tenant, register-endpoint) makes about 30
+CLI calls and breaks on SQLite; it is switched off and the documented `keystone-manage`
+steps are run here instead, each of them safe to repeat.
+"""
+
+import shlex
+
+from benchbed.engines.debian_services import Context, Recipe
+from benchbed.engines.debian_services.common import (
+    create_database,
+    database_url,
+    restart_and_wait,
+    tune_uwsgi,
+    write_config,
+)
+
+KEYSTONE_CONF = """\
+[database]
+connection = {connection}
+
+[token]
+provider = fernet
+"""
+
+
+def base_url(address: str) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:5000"
+
+
+def configure(ctx: Context) -> None:
+    password = ctx.passwords["keystone_database"]
+    with ctx.step("keystone: database", None):
+        create_database(ctx, "keystone", "keystone", password)
+    with ctx.step("keystone: configuration", None):
+        write_config(ctx, "/etc/keystone/keystone.conf",
+                     KEYSTONE_CONF.format(connection=database_url("keystone", "keystone",
+                                                                   password)), "keystone")
+        tune_uwsgi(ctx, "/etc/keystone/keystone-uwsgi.ini")
+    with ctx.step("keystone: db_sync", None):
+        ctx.run("runuser -u keystone -- keystone-manage db_sync", timeout=600)
+    with ctx.step("keystone: fernet and credential keys", None):
+        for command in ("fernet_setup", "credential_setup"):
+            ctx.run(f"keystone-manage {command} --keystone-user keystone "
+                    f"--keystone-group keystone", timeout=120)
+    url = f"{base_url(ctx.address)}/v3/"
+    with ctx.step("keystone: bootstrap", f"admin, region {ctx.region}, {url}"):
+        ctx.run("read -r OS_BOOTSTRAP_PASSWORD && export OS_BOOTSTRAP_PASSWORD && "
+                "runuser -u keystone -- keystone-manage bootstrap "
+                "--bootstrap-username admin --bootstrap-project-name admin "
+                "--bootstrap-role-name admin --bootstrap-service-name keystone "
+                f"--bootstrap-region-id {shlex.quote(ctx.region)} "
+                f"--bootstrap-admin-url {url} --bootstrap-public-url {url} "
+                f"--bootstrap-internal-url {url}",
+                stdin=ctx.passwords["admin"] + "\n", timeout=300)
+    with ctx.step("keystone: start", "uwsgi on port 5000"):
+        restart_and_wait(ctx, "keystone", "http://127.0.0.1:5000/v3/")
+    ctx.outputs["auth_url"] = f"{base_url(ctx.address)}/v3"
+
+
+RECIPE = Recipe(
+    name="keystone",
+    packages=("keystone",),
+    preseed=("keystone keystone/configure_db boolean false",
+             "keystone keystone/create-admin-tenant boolean false",
+             "keystone keystone/register-endpoint boolean false"),
+    paths=("/etc/keystone", "/var/lib/keystone", "/var/log/keystone"),
+    services=("keystone",),
+    configure=configure,
+)
