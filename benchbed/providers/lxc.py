@@ -1,0 +1,298 @@
+"""LxcProvider: LXC containers as servers, overlay clones of a cached Debian base image.
+
+Hosts come from a nested `host_provider` and are driven through `server.ssh.run` (directly for
+`localhost`). Each host gets its slice of `start_lxc_network` (host i: the i-th network of that
+size), served by the shared, reference-counted bridge/dnsmasq/apt proxy of `benchbed.hostnet`.
+Every container is in the ledger before `lxc-copy` runs; host-side scripts hold a per-container
+lock, so a destroy that races a killed `create` waits for its half-done clone and removes it.
+"""
+
+import ipaddress
+import json
+import shlex
+import socket
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from benchbed.errors import BenchbedError, ConfigError, InputError
+from benchbed.hostnet import HostNetwork, bridge_name
+from benchbed.hostnet.bridge import overlapping_route
+from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, image_name
+from benchbed.keys import deployment_key
+from benchbed.ledger import Resource
+from benchbed.parallel import run_parallel
+from benchbed.plugin import PROVIDERS
+from benchbed.providers.base import ServerProvider
+from benchbed.retry import wait_for
+from benchbed.server import Server
+
+DEFAULT_NETWORK = "10.254.100.0/24"
+HOST_TIMEOUT = 20
+READY_TIMEOUT = 90
+# name -> (CPUs, memory in MiB), enforced with cgroup limits; no type_id means no limits.
+SIZES: dict[str, tuple[int, int]] = {"small": (1, 512), "medium": (2, 2048), "large": (4, 8192)}
+
+# sh -s -- NAME IMAGE BRIDGE PROXY CPUS MEMORY_MB PUBLIC_KEY; prints the container's address.
+CREATE = r"""
+set -eu
+name=$1 image=$2 bridge=$3 proxy=$4 cpus=$5 memory=$6 pubkey=$7
+lxcpath=$(lxc-config lxc.lxcpath)
+mkdir -p /run/lock
+exec 9>>"/run/lock/benchbed-lxc-$name.lock"
+flock 9
+lxc-copy -s -B overlay -n "$image" -N "$name" >&2 9>&-
+config=$lxcpath/$name/config
+upper=$(sed -n 's/^lxc.rootfs.path *= *overlay:[^:]*:\(.*\)$/\1/p' "$config")
+[ -n "$upper" ] || { echo "$name: not an overlay clone" >&2; exit 1; }
+sed -i "s/^lxc.net.0.link *=.*/lxc.net.0.link = $bridge/" "$config"
+if [ "$cpus" -gt 0 ]; then
+    if [ -d /sys/fs/cgroup/cpu ]; then
+        printf 'lxc.cgroup.cpu.cfs_period_us = 100000\nlxc.cgroup.cpu.cfs_quota_us = %s\n' \
+            "$((cpus * 100000))" >> "$config"
+    else
+        echo "lxc.cgroup2.cpu.max = $((cpus * 100000)) 100000" >> "$config"
+    fi
+fi
+if [ "$memory" -gt 0 ]; then
+    if [ -d /sys/fs/cgroup/memory ]; then
+        echo "lxc.cgroup.memory.limit_in_bytes = ${memory}M" >> "$config"
+    else
+        echo "lxc.cgroup2.memory.max = ${memory}M" >> "$config"
+    fi
+fi
+mkdir -p "$upper/etc/ssh" "$upper/root/.ssh" "$upper/etc/apt/apt.conf.d"
+tr -d - < /proc/sys/kernel/random/uuid > "$upper/etc/machine-id"
+echo "$name" > "$upper/etc/hostname"
+ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$upper/etc/ssh/ssh_host_ed25519_key"
+chmod 700 "$upper/root/.ssh"
+echo "$pubkey" > "$upper/root/.ssh/authorized_keys"
+chmod 600 "$upper/root/.ssh/authorized_keys"
+echo "Acquire::http::Proxy \"$proxy\";" > "$upper/etc/apt/apt.conf.d/01benchbed-proxy"
+lxc-start -n "$name" -d 9>&-
+i=0
+while [ $i -lt 1200 ]; do
+    address=$(lxc-info -n "$name" -iH 2>/dev/null | grep -E '^[0-9]+(\.[0-9]+){3}$' | head -n 1)
+    if [ -n "$address" ]; then echo "$address"; exit 0; fi
+    sleep 0.05; i=$((i + 1))
+done
+echo "$name: no DHCP address after 60s ($(lxc-info -n "$name" -sH))" >&2
+exit 1
+"""
+
+# sh -s -- NAME; already gone is success.
+DELETE = r"""
+set -eu
+name=$1
+lxcpath=$(lxc-config lxc.lxcpath)
+mkdir -p /run/lock
+exec 9>>"/run/lock/benchbed-lxc-$name.lock"
+flock 9
+if [ -f "$lxcpath/$name/config" ]; then lxc-destroy -f -n "$name" >&2 9>&-; fi
+rm -rf "${lxcpath:?}/$name"
+rm -f "/run/lock/benchbed-lxc-$name.lock"
+"""
+
+
+@dataclass
+class Host:
+    """An LXC host with its network and the base image clones come from."""
+
+    server: Server
+    network: HostNetwork
+    image: str
+
+
+class LxcProvider(ServerProvider):
+    """LXC containers (overlay clones of a Debian base image) on hosts from a nested provider."""
+
+    CONFIG_SCHEMA = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "LxcProvider"},
+            "distribution": {"enum": ["debian"]},
+            "release": {"type": "string", "minLength": 1},
+            "containers_per_host": {"type": "integer", "minimum": 1, "maximum": 250},
+            "container_name_prefix": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,23}$"},
+            "start_lxc_network": {"type": "string"},
+            "forward_ssh": {"type": "boolean"},
+            "tunnel_to": {"type": "array", "items": {"type": "string"}},
+            "host_provider": {"type": "object"},
+        },
+        "required": ["type", "host_provider"],
+        "additionalProperties": False,
+    }
+    NESTED = {"host_provider": PROVIDERS}
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], path: str) -> None:
+        def where(key: str) -> str:
+            return f"{path}.{key}".lstrip(".")
+
+        if config.get("forward_ssh"):
+            raise ConfigError(where("forward_ssh"), "is not supported by this LxcProvider: "
+                              "containers are reached on their host's bridge network")
+        if "tunnel_to" in config:
+            raise ConfigError(where("tunnel_to"), "is not supported by this LxcProvider")
+        release = config.get("release", DEFAULT_RELEASE)
+        if release not in RELEASES:
+            raise ConfigError(where("release"), f"unknown Debian release '{release}' "
+                              f"(known: {', '.join(RELEASES)})")
+        text = config.get("start_lxc_network", DEFAULT_NETWORK)
+        try:
+            network = ipaddress.IPv4Network(text, strict=True)
+        except ValueError as error:
+            raise ConfigError(where("start_lxc_network"),
+                              f"not an IPv4 network in CIDR form: {error}") from None
+        if not network.is_private or network.is_loopback or network.is_link_local:
+            raise ConfigError(where("start_lxc_network"),
+                              f"{network} is not a private network range")
+        per_host = config.get("containers_per_host", 1)
+        if network.num_addresses - 3 < per_host:
+            raise ConfigError(where("start_lxc_network"), f"{network} has room for "
+                              f"{max(network.num_addresses - 3, 0)} container(s), "
+                              f"containers_per_host is {per_host}")
+        for index, credential in enumerate(config["host_provider"].get("credentials", [])):
+            if credential.get("host") == "localhost":
+                _check_local_network(host_network(network, index),
+                                     where(f"start_lxc_network (host {index}: localhost)"))
+
+    @property
+    def _per_host(self) -> int:
+        return int(self.config.get("containers_per_host", 1))
+
+    @property
+    def _release(self) -> str:
+        return self.config.get("release", DEFAULT_RELEASE)
+
+    def default_amount(self) -> int:
+        return self._per_host * self.nested("host_provider").default_amount()
+
+    def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
+                       amount: int = 1) -> list[Server]:
+        if type_id is not None and type_id not in SIZES:
+            raise InputError(f"LxcProvider: unknown size '{type_id}' "
+                             f"(known: {', '.join(SIZES)})")
+        if amount < 1:
+            raise InputError(f"LxcProvider: amount must be at least 1, not {amount}")
+        host_provider = self.nested("host_provider")
+        servers = host_provider.create_servers(amount=host_provider.default_amount())
+        if amount > len(servers) * self._per_host:
+            raise InputError(f"LxcProvider: {len(servers)} host(s) x containers_per_host "
+                             f"{self._per_host} hold {len(servers) * self._per_host} "
+                             f"container(s); {amount} requested")
+        servers = servers[:-(-amount // self._per_host)]
+        start = ipaddress.IPv4Network(self.config.get("start_lxc_network", DEFAULT_NETWORK))
+        hosts = [Host(server, HostNetwork(server, host_network(start, index)),
+                      image_uuid or image_name(self._release))
+                 for index, server in enumerate(servers)]
+        run_parallel("checking LXC hosts", hosts, lambda host: self._check_host(
+            host, explicit_image=image_uuid is not None), describe=_describe_host)
+        run_parallel("preparing LXC hosts", hosts, self._prepare_host, describe=_describe_host)
+        _, public_key = deployment_key(self.deployment)
+        offset = len(self.ledger.resources("container"))
+        tag = self.deployment.uuid.replace("-", "")[:8]
+        prefix = self.config.get("container_name_prefix", "benchbed")
+        slots = [(f"{prefix}-{tag}-{offset + index}", hosts[index // self._per_host])
+                 for index in range(amount)]
+        limits = SIZES.get(type_id or "", (0, 0))
+        return run_parallel("creating LXC containers", slots,
+                            lambda slot: self._create_container(*slot, limits, public_key),
+                            describe=lambda slot: slot[0])
+
+    def _check_host(self, host: Host, explicit_image: bool) -> None:
+        """Everything that can be refused is refused here, before anything is created."""
+        shell, where = host.server.ssh, _describe_host(host)
+        shell.wait_ready(timeout=HOST_TIMEOUT)
+        found = shell.run("id -u; for tool in lxc-copy lxc-create dnsmasq apt-cacher-ng "
+                          "flock setpriv ssh-keygen ip; do command -v $tool >/dev/null "
+                          "|| echo missing: $tool; done", timeout=HOST_TIMEOUT)
+        lines = found.stdout.split()
+        if lines[:1] != ["0"]:
+            raise InputError(f"{where}: LXC needs root on the host")
+        missing = [word for word in lines[1:] if word != "missing:"]
+        if missing:
+            raise InputError(f"{where}: not installed: {', '.join(missing)} "
+                             f"(tools/host-packages.sh installs them)")
+        host.network.check_free()
+        if explicit_image and LxcImageStore(host.server).get(host.image) is None:
+            raise InputError(f"{where}: no LXC image named '{host.image}' "
+                             f"(see: benchbed image list --provider lxc)")
+
+    def _prepare_host(self, host: Host) -> None:
+        with self.deployment.step("ensure LXC image", f"{host.image} on {host.server.host}"):
+            LxcImageStore(host.server).ensure(host.image, self._release)
+        with self.ledger.creating("hostnet", f"{host.network.bridge}@{host.server.host}",
+                                  host=host.server.to_dict(),
+                                  network=str(host.network.network)), \
+                self.deployment.step("acquire network", host.network.bridge):
+            host.network.acquire(self.deployment.uuid)
+
+    def _create_container(self, name: str, host: Host, limits: tuple[int, int],
+                          public_key: str) -> Server:
+        args = [name, host.image, host.network.bridge, host.network.apt_proxy,
+                str(limits[0]), str(limits[1]), public_key]
+        command = "sh -s -- " + " ".join(shlex.quote(arg) for arg in args)
+        with self.ledger.creating("container", name, host=host.server.to_dict(),
+                                  image=host.image) as resource:
+            with self.deployment.step("create container", name):
+                result = host.server.ssh.run(command, stdin=CREATE, timeout=READY_TIMEOUT)
+            address = result.stdout.strip().splitlines()[-1]
+            resource.data["address"] = address
+        key_path, _ = deployment_key(self.deployment)
+        server = Server(host=address, user="root", key=str(key_path), name=name,
+                        deployment=self.deployment)
+        with self.deployment.step("wait for SSH", f"{name} {address}"):
+            if host.server.is_local:
+                wait_for(lambda: _port_open(address), timeout=READY_TIMEOUT,
+                         what=f"SSH on {name} ({address})", interval=0.05, max_interval=0.2)
+            server.ssh.wait_ready(timeout=READY_TIMEOUT)
+        return server
+
+    def destroy_servers(self) -> None:
+        super().destroy_servers()
+        self.nested("host_provider").destroy_servers()
+
+    def delete_resource(self, resource: Resource) -> None:
+        host = Server.from_dict(resource.data["host"], deployment=self.deployment)
+        try:
+            if resource.kind == "container":
+                host.ssh.run(f"sh -s -- {shlex.quote(resource.name)}", stdin=DELETE,
+                             timeout=120)
+            elif resource.kind == "hostnet":
+                network = ipaddress.IPv4Network(resource.data["network"])
+                HostNetwork(host, network).release(self.deployment.uuid)
+            else:
+                raise BenchbedError(f"LxcProvider: unknown resource kind {resource.kind}")
+        finally:
+            host.close()
+
+
+def host_network(start: ipaddress.IPv4Network, index: int) -> ipaddress.IPv4Network:
+    """Host `index`'s network: the index-th network of start's size, counting from start."""
+    first = int(start.network_address) + index * start.num_addresses
+    return ipaddress.IPv4Network((first, start.prefixlen))
+
+
+def _check_local_network(network: ipaddress.IPv4Network, where: str) -> None:
+    """At validation time, refuse a network that clashes with this machine's routes."""
+    try:
+        listed = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"],
+                                capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return
+    clash = overlapping_route(json.loads(listed.stdout or "[]"), network, bridge_name(network))
+    if clash:
+        raise ConfigError(where, f"{network} overlaps {clash} on this machine")
+
+
+def _port_open(address: str, port: int = 22) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _describe_host(host: Host) -> str:
+    return f"LXC host {host.server.user}@{host.server.host}"
