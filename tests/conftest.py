@@ -32,8 +32,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 class Cli:
     """Runs the real `benchbed` command in a subprocess, as a user would."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self._env = env
+
+    @property
+    def env(self) -> dict[str, str]:
+        """A fixed environment if given, else the test's current one (read at each call)."""
+        return dict(self._env if self._env is not None else os.environ)
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "benchbed", *args]
@@ -68,6 +73,35 @@ class Cli:
 @pytest.fixture
 def bb(home: Path) -> Iterator[Cli]:
     """The CLI bound to this test's home; whatever the test leaves is destroyed afterwards."""
-    cli = Cli(dict(os.environ))
+    cli = Cli()
     yield cli
     cli.destroy_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    from tests.postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch
+             ) -> Iterator[str]:
+    """Run the test against SQLite and against a real PostgreSQL (a fresh schema each time)."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    url = request.getfixturevalue("postgres_url")
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    admin.dispose()
+    monkeypatch.setenv("BENCHBED_DATABASE_URL", url)
+    _reset_db_caches()
+    yield "postgresql"
+    _reset_db_caches()
