@@ -1,0 +1,285 @@
+"""LxcProvider end to end, as root, with real LXC: the CLI deploys containers, real `ssh` reaches
+them through the exported files, destroy leaves nothing, kill -9 at any point leaks nothing, and
+bad input is refused in one line with nothing created.
+"""
+
+import ipaddress
+import json
+import os
+import shlex
+import signal
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from benchbed.hostnet import HostNetwork, bridge_name
+from benchbed.hostnet.bridge import STATE_DIR
+from benchbed.images.lxc import LxcImageStore, image_name
+from benchbed.server import Server
+
+pytestmark = pytest.mark.root
+
+NETWORK = "10.254.110.0/24"
+BRIDGE = bridge_name(ipaddress.IPv4Network(NETWORK))
+LOCALHOST = {"type": "ExistingServers", "credentials": [{"user": "root", "host": "localhost"}]}
+
+
+def provider(prefix: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "LxcProvider", "containers_per_host": 3, "start_lxc_network": NETWORK,
+            "container_name_prefix": prefix, "host_provider": LOCALHOST, **extra}
+
+
+def engine(prefix: str, engine_extra: dict[str, Any] | None = None,
+           **provider_extra: Any) -> dict[str, Any]:
+    return {"type": "ServersEngine", "provider": provider(prefix, **provider_extra),
+            **(engine_extra or {})}
+
+
+def containers(prefix: str) -> dict[str, str]:
+    """This test's containers and their states, straight from LXC."""
+    listed = subprocess.run(["lxc-ls", "-f", "-F", "NAME,STATE"], capture_output=True,
+                            text=True, check=True).stdout.splitlines()[1:]
+    rows = (line.split() for line in listed)
+    return {row[0]: row[1] for row in rows if row and row[0].startswith(f"{prefix}-")}
+
+
+def bridge_exists() -> bool:
+    return subprocess.run(["ip", "link", "show", "dev", BRIDGE],
+                          capture_output=True).returncode == 0
+
+
+def daemons_of_run() -> list[str]:
+    """dnsmasq or apt-cacher-ng processes serving the test network's bridge."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = b" ".join(argv).decode(errors="replace")
+        if f"{STATE_DIR}/{BRIDGE}/" in text or f"--interface={BRIDGE}" in text:
+            found.append(f"{proc.name}: {text[:120]}")
+    return found
+
+
+def ledger_rows(home: Path) -> int:
+    database = home / "benchbed.sqlite"
+    if not database.exists():
+        return 0
+    with sqlite3.connect(database) as connection:
+        return connection.execute("select count(*) from resources").fetchone()[0]
+
+
+def assert_no_leaks(prefix: str, home: Path) -> None:
+    assert containers(prefix) == {}
+    assert not bridge_exists(), f"bridge {BRIDGE} left behind"
+    assert daemons_of_run() == []
+    assert not Path(f"{STATE_DIR}/{BRIDGE}").exists()
+    assert ledger_rows(home) == 0
+
+
+def write_config(home: Path, config: dict[str, Any], name: str = "config.json") -> str:
+    home.mkdir(parents=True, exist_ok=True)
+    path = home.parent / name
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def base_image() -> str:
+    """The cached base image (built once per machine, then reused by every test run)."""
+    return LxcImageStore().ensure(image_name("bookworm"), "bookworm")["name"]
+
+
+@pytest.fixture
+def prefix(bb: Any) -> Iterator[str]:
+    """A container name prefix of this test only; whatever is left of it is removed after."""
+    name = f"bbt{uuid.uuid4().hex[:6]}"
+    yield name
+    bb.destroy_all()
+    for leftover in containers(name):
+        subprocess.run(["lxc-destroy", "-f", "-n", leftover], capture_output=True)
+    users = Path(f"{STATE_DIR}/{BRIDGE}/users")
+    network = HostNetwork(Server(host="localhost"), ipaddress.IPv4Network(NETWORK))
+    for user in list(users.iterdir()) if users.exists() else []:
+        network.release(user.name)
+
+
+def test_three_containers_reachable_with_real_ssh_then_nothing_left(
+        bb: Any, home: Path, prefix: str, base_image: str) -> None:
+    config = write_config(home, engine(prefix))
+    bb.ok("deployment", "create", "--file", config, "--name", "lxc3")
+    servers = bb.json("deployment", "show", "lxc3")["endpoints"]["servers"]
+    assert len(servers) == 3
+    assert set(containers(prefix).values()) == {"RUNNING"}
+
+    ssh_config = home.parent / "ssh_config"
+    ssh_config.write_text(bb.ok("deployment", "export", "lxc3", "--format", "ssh-config").stdout)
+    machine_ids = set()
+    for server in servers:
+        result = subprocess.run(
+            ["ssh", "-F", str(ssh_config), "-o", "BatchMode=yes", server["name"],
+             "hostname; cat /etc/machine-id; ip -4 route show default; "
+             "cat /etc/apt/apt.conf.d/01benchbed-proxy"],
+            capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        hostname, machine_id, *rest = result.stdout.splitlines()
+        assert hostname == server["name"]
+        assert "default" not in " ".join(rest), "containers must have no default route"
+        assert f"http://{ipaddress.IPv4Network(NETWORK)[1]}:3142" in rest[-1]
+        machine_ids.add(machine_id)
+    assert len(machine_ids) == 3, "each clone needs its own machine-id"
+
+    inventory = yaml.safe_load(
+        bb.ok("deployment", "export", "lxc3", "--format", "ansible-inventory").stdout)
+    hosts = inventory["all"]["children"]["lxc3"]["hosts"]
+    assert {host["ansible_host"] for host in hosts.values()} == {s["host"] for s in servers}
+    for host in hosts.values():
+        argv = ["ssh", "-o", "BatchMode=yes", "-p", str(host["ansible_port"]),
+                "-i", host["ansible_ssh_private_key_file"],
+                *shlex.split(host["ansible_ssh_common_args"]),
+                f"{host['ansible_user']}@{host['ansible_host']}", "true"]
+        assert subprocess.run(argv, capture_output=True, timeout=60).returncode == 0
+
+    host_keys = {subprocess.run(["ssh-keyscan", "-t", "ed25519", s["host"]], capture_output=True,
+                                text=True, timeout=30).stdout.split()[-1] for s in servers}
+    assert len(host_keys) == 3, "each clone needs its own SSH host key"
+
+    refused = bb("image", "delete", "--provider", "lxc", base_image)
+    assert refused.returncode == 2 and "in use" in refused.stderr
+
+    bb.ok("deployment", "check", "lxc3")
+    bb.ok("deployment", "destroy", "lxc3")
+    assert_no_leaks(prefix, home)
+
+
+def test_deployments_share_the_network_until_the_last_one_goes(
+        bb: Any, home: Path, prefix: str, base_image: str) -> None:
+    config = write_config(home, engine(prefix, {"amount": 1}))
+    bb.ok("deployment", "create", "--file", config, "--name", "first")
+    bb.ok("deployment", "create", "--file", config, "--name", "second")
+    assert len(containers(prefix)) == 2
+    bb.ok("deployment", "destroy", "first")
+    assert bridge_exists() and len(daemons_of_run()) == 2
+    assert len(containers(prefix)) == 1
+    bb.ok("deployment", "check", "second")
+    bb.ok("deployment", "destroy", "second")
+    assert_no_leaks(prefix, home)
+
+
+def _until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the moment to kill never came"
+        time.sleep(0.01)
+
+
+KILL_POINTS: dict[str, Callable[[str], Callable[[], bool]]] = {
+    "before-cloning": lambda prefix: bridge_exists,
+    "during-cloning": lambda prefix: lambda: bool(containers(prefix)),
+    "after-cloning": lambda prefix: lambda: list(containers(prefix).values()).count(
+        "RUNNING") == 3,
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_kill_during_create_then_destroy_leaks_nothing(
+        bb: Any, home: Path, prefix: str, base_image: str, point: str) -> None:
+    config = write_config(home, engine(prefix))
+    process = bb.popen("deployment", "create", "--file", config, "--name", "killed")
+    try:
+        _until(KILL_POINTS[point](prefix))
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert ledger_rows(home) >= 1, "killed before anything was recorded"
+    bb.ok("deployment", "destroy", "--force", "killed")
+    assert bb.json("deployment", "list") == []
+    assert_no_leaks(prefix, home)
+
+
+BAD_PROVIDER_KEYS = {
+    "malformed CIDR": ({"start_lxc_network": "10.254.300.0/24"}, "start_lxc_network"),
+    "CIDR with host bits": ({"start_lxc_network": "10.254.110.7/24"}, "start_lxc_network"),
+    "public CIDR": ({"start_lxc_network": "8.8.8.0/24"}, "start_lxc_network"),
+    "too small for containers_per_host": ({"start_lxc_network": "10.254.110.0/30"},
+                                          "start_lxc_network"),
+    "unknown release": ({"release": "hamm2"}, "release"),
+    "unknown distribution": ({"distribution": "slackware"}, "distribution"),
+    "forward_ssh": ({"forward_ssh": True}, "forward_ssh"),
+    "tunnel_to": ({"tunnel_to": ["10.0.0.1"]}, "tunnel_to"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PROVIDER_KEYS))
+def test_bad_provider_config_is_refused_in_one_line(bb: Any, home: Path, prefix: str,
+                                                     case: str) -> None:
+    extra, key = BAD_PROVIDER_KEYS[case]
+    result = bb("deployment", "create", "--file", write_config(home, engine(prefix, **extra)),
+                "--name", "bad")
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert key in result.stderr and "Traceback" not in result.stderr
+    assert bb.json("deployment", "list") == []
+    assert containers(prefix) == {}
+
+
+@pytest.mark.parametrize("amount", [0, -1])
+def test_amount_below_one_is_refused(bb: Any, home: Path, prefix: str, amount: int) -> None:
+    config = write_config(home, engine(prefix, {"amount": amount}))
+    result = bb("deployment", "create", "--file", config, "--name", "bad")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "amount" in result.stderr
+    assert bb.json("deployment", "list") == []
+
+
+def test_network_overlapping_a_host_route_is_refused(bb: Any, home: Path, prefix: str) -> None:
+    dummy = "bblxcovl0"
+    subprocess.run(["ip", "link", "add", dummy, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", "10.254.111.1/24", "dev", dummy], check=True)
+        subprocess.run(["ip", "link", "set", dummy, "up"], check=True)
+        config = engine(prefix, start_lxc_network="10.254.111.128/25")
+        result = bb("deployment", "create", "--file", write_config(home, config),
+                    "--name", "bad")
+    finally:
+        subprocess.run(["ip", "link", "delete", dummy], check=True)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "overlaps 10.254.111.0/24" in result.stderr
+    assert bb.json("deployment", "list") == []
+
+
+def test_runtime_refusals_create_nothing(bb: Any, home: Path, prefix: str,
+                                         base_image: str) -> None:
+    cases = {
+        "huge": ({"flavor": "huge"}, {}, 2, "unknown size 'huge'"),
+        "image": ({"image": "benchbed-no-such-image"}, {}, 2, "no LXC image named"),
+        "capacity": ({"amount": 4}, {}, 2, "hold 3 container(s); 4 requested"),
+        "unreachable": ({}, {"host_provider": {"type": "ExistingServers", "credentials": [
+            {"user": "root", "host": "127.0.0.1", "port": 1}]}}, 1, "unreachable"),
+    }
+    for name, (engine_extra, provider_extra, code, message) in cases.items():
+        config = write_config(home, engine(prefix, engine_extra, **provider_extra), name)
+        result = bb("deployment", "create", "--file", config, "--name", name)
+        assert result.returncode == code, (name, result.stderr)
+        assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert containers(prefix) == {}
+        bb.ok("deployment", "destroy", name)
+    assert_no_leaks(prefix, home)
+
+
+def test_image_list_and_unknown_image_delete(bb: Any, base_image: str) -> None:
+    images = bb.json("image", "list", "--provider", "lxc")
+    assert base_image in [image["name"] for image in images]
+    missing = bb("image", "delete", "--provider", "lxc", "benchbed-no-such-image")
+    assert missing.returncode == 2 and "no image named" in missing.stderr
