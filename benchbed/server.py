@@ -60,6 +60,8 @@ class Server:
     key: str | None = None
     password: str | None = None
     name: str | None = None
+    # what the provider wants users to know about the server (e.g. how it is virtualized)
+    facts: dict[str, Any] = field(default_factory=dict)
     deployment: "Deployment | None" = field(default=None, repr=False, compare=False)
     _shell: "Shell | None" = field(default=None, init=False, repr=False, compare=False)
 
@@ -83,14 +85,15 @@ class Server:
 
     def to_dict(self) -> dict[str, Any]:
         data = {"host": self.host, "port": self.port, "user": self.user, "key": self.key,
-                "password": self.password, "name": self.name}
+                "password": self.password, "name": self.name, "facts": self.facts or None}
         return {key: value for key, value in data.items() if value is not None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], deployment: "Deployment | None" = None) -> "Server":
         return cls(host=data["host"], port=int(data.get("port", 22)),
                    user=data.get("user", "root"), key=data.get("key"),
-                   password=data.get("password"), name=data.get("name"), deployment=deployment)
+                   password=data.get("password"), name=data.get("name"),
+                   facts=dict(data.get("facts") or {}), deployment=deployment)
 
     def close(self) -> None:
         if self._shell is not None:

@@ -1,0 +1,325 @@
+"""VirshProvider: libvirt virtual machines as servers, each a qcow2 overlay on a template.
+
+Every deployment gets an isolated libvirt network of its own (DHCP, no <forward>: no NAT),
+so its VMs reach only the host and each other. VMs boot the template's kernel directly;
+their login key, user, machine-id and apt proxy travel on the kernel command line, which
+the template's seed script reads (see benchbed.images.virsh).
+"""
+
+import base64
+import ipaddress
+import json
+import uuid
+from typing import Any
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+from benchbed import local
+from benchbed.errors import ConfigError, InputError
+from benchbed.images.virsh import POOL, Template, connect, ensure_pool, find_template
+from benchbed.keys import deployment_key
+from benchbed.ledger import Resource
+from benchbed.parallel import run_parallel
+from benchbed.providers.base import ServerProvider
+from benchbed.retry import wait_for
+from benchbed.server import Server
+
+# named sizes: vCPUs, memory in MiB
+SIZES = {"tiny": (1, 512), "small": (1, 1024), "medium": (2, 2048), "large": (2, 4096),
+         "xlarge": (4, 8192)}
+DEFAULT_SIZE = "small"
+DEFAULT_TEMPLATE = "debian-bookworm"
+SUBNETS = ipaddress.IPv4Network("10.231.0.0/16")
+BOOT_TIMEOUT = 300
+NETWORK_ATTEMPTS = 4
+APT_PROXY_PORT = 3142  # apt-cacher-ng's port, as benchbed.hostnet runs it
+
+
+def _quoted(value: str) -> str:
+    return escape(value, {"'": "&apos;"})
+
+
+class VirshProvider(ServerProvider):
+    """libvirt VMs (KVM where it works, else emulation) on an isolated network of their own."""
+
+    CONFIG_SCHEMA = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "VirshProvider"},
+            "connection": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+@[A-Za-z0-9.:_-]+$"},
+            "uri": {"type": "string", "minLength": 1},
+            "template_name": {"type": "string", "minLength": 1},
+            "template_user": {"type": "string", "pattern": r"^[a-z_][a-z0-9_-]{0,31}$"},
+            "template_password": {"type": "string"},
+            "domain_type": {"enum": ["auto", "kvm", "qemu"]},
+            "network": {"type": "string"},
+            "amount": {"type": "integer", "minimum": 1, "maximum": 64},
+        },
+        "required": ["type"],
+        "additionalProperties": False,
+    }
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], path: str) -> None:
+        if "connection" in config and "uri" in config:
+            raise ConfigError(f"{path}.uri".lstrip("."), "give either uri or connection")
+        if "network" in config:
+            where = f"{path}.network".lstrip(".")
+            try:
+                network = ipaddress.IPv4Network(config["network"], strict=True)
+            except ValueError as error:
+                raise ConfigError(where, f"not an IPv4 network in CIDR form: {error}") from None
+            if network.prefixlen > 28:
+                raise ConfigError(where, "needs at least a /28")
+
+    def default_amount(self) -> int:
+        return int(self.config.get("amount", 1))
+
+    @property
+    def uri(self) -> str:
+        if "uri" in self.config:
+            return self.config["uri"]
+        if "connection" in self.config:
+            return f"qemu+ssh://{self.config['connection']}/system?no_tty=1"
+        return "qemu:///system"
+
+    @property
+    def _tag(self) -> str:
+        return self.deployment.uuid.replace("-", "")[:8]
+
+    @property
+    def _conn(self) -> Any:
+        if getattr(self, "_connection", None) is None:
+            self._connection = connect(self.uri)
+        return self._connection
+
+    def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
+                       amount: int = 1) -> list[Server]:
+        size = type_id or DEFAULT_SIZE
+        if size not in SIZES:
+            known = ", ".join(f"{n} ({c} vCPU, {m} MiB)" for n, (c, m) in SIZES.items())
+            raise InputError(f"VirshProvider: unknown size '{size}' (known: {known})")
+        if amount < 1:
+            raise InputError(f"VirshProvider: amount must be at least 1, got {amount}")
+        vcpus, memory = SIZES[size]
+        template = find_template(self._conn, image_uuid or self.config.get("template_name",
+                                                                           DEFAULT_TEMPLATE))
+        host_memory = self._conn.getInfo()[1]
+        if memory * amount > host_memory:
+            raise InputError(f"VirshProvider: {amount} x {size} needs {memory * amount} MiB, "
+                             f"more than the host's {host_memory} MiB")
+        domain_type, reason = choose_domain_type(self._conn, self.config.get("domain_type",
+                                                                             "auto"), self.uri)
+        with self.deployment.step("domain type", f"{domain_type}: {reason}"):
+            self.deployment.logger.info("virsh: domain type %s (%s)", domain_type, reason)
+        gateway = self._ensure_network()
+        first = len(self.ledger.resources("domain"))
+        names = [f"bbvirsh-{self._tag}-{first + index}" for index in range(amount)]
+        pool = ensure_pool(self._conn)
+        run_parallel("creating overlay volumes", names,
+                     lambda name: self._create_volume(pool, name, template))
+        facts = {"domain_type": domain_type, "domain_type_reason": reason, "size": size,
+                 "vcpus": vcpus, "memory_mib": memory, "template": template.name}
+        _, public_key = deployment_key(self.deployment)
+        cmdline = {"bb.user": self.config.get("template_user", "root"),
+                   "bb.key": base64.b64encode(public_key.encode()).decode(),
+                   "bb.apt_proxy": f"http://{gateway}:{APT_PROXY_PORT}"}
+        return run_parallel("starting VMs", names,
+                            lambda name: self._boot(name, template, facts, cmdline),
+                            describe=str)
+
+    def _ensure_network(self) -> str:
+        """This deployment's isolated network (created once); returns the host's address on it."""
+        import libvirt
+
+        name = f"bbvirsh-{self._tag}"
+        for resource in self.ledger.resources("network"):
+            if resource.state == "created":
+                return resource.data["gateway"]
+        with self.ledger.creating("network", name) as resource, \
+                self.deployment.step("create network", name):
+            for subnet in self._free_subnets()[:NETWORK_ATTEMPTS]:
+                gateway = str(next(subnet.hosts()))
+                resource.data.update(subnet=str(subnet), gateway=gateway)
+                self.ledger.update(resource)
+                network = self._conn.networkDefineXML(_network_xml(name, subnet))
+                try:
+                    network.create()
+                    return gateway
+                except libvirt.libvirtError as error:
+                    self.deployment.logger.info("virsh: %s is taken (%s); trying the next subnet",
+                                                subnet, error.get_error_message())
+                    network.undefine()
+            raise InputError(f"VirshProvider: no free subnet for network {name}; "
+                             "set 'network' to a free CIDR")
+
+    def _free_subnets(self) -> list[ipaddress.IPv4Network]:
+        if "network" in self.config:
+            return [ipaddress.IPv4Network(self.config["network"])]
+        used = []
+        for network in self._conn.listAllNetworks(0):
+            for ip in ElementTree.fromstring(network.XMLDesc(0)).iter("ip"):
+                if ip.get("address") and (ip.get("netmask") or ip.get("prefix")):
+                    mask = ip.get("netmask") or ip.get("prefix")
+                    used.append(ipaddress.IPv4Network(f"{ip.get('address')}/{mask}",
+                                                      strict=False))
+        if self.uri.startswith("qemu:///"):
+            routes = json.loads(local.run(["ip", "-j", "-4", "route", "show", "table", "all"])
+                                .stdout or "[]")
+            for route in routes:
+                if route.get("dst", "default") != "default":
+                    used.append(ipaddress.IPv4Network(route["dst"], strict=False))
+        return [subnet for subnet in SUBNETS.subnets(new_prefix=24)
+                if not any(subnet.overlaps(other) for other in used)]
+
+    def _create_volume(self, pool: Any, name: str, template: Template) -> None:
+        volume = f"{name}.qcow2"
+        with self.ledger.creating("volume", volume, pool=POOL), \
+                self.deployment.step("create overlay volume", f"{volume} on {template.name}"):
+            pool.createXML(_volume_xml(volume, template), 0)
+
+    def _boot(self, name: str, template: Template, facts: dict[str, Any],
+              cmdline: dict[str, str]) -> Server:
+        import libvirt
+
+        vcpus, memory = facts["vcpus"], facts["memory_mib"]
+        kernel_args = {**cmdline, "systemd.machine_id": uuid.uuid4().hex,
+                       "systemd.hostname": name}
+        xml = _domain_xml(name, facts["domain_type"], vcpus, memory, template,
+                          " ".join(f"{k}={v}" for k, v in kernel_args.items()),
+                          f"bbvirsh-{self._tag}")
+        with self.ledger.creating("domain", name, domain_type=facts["domain_type"]), \
+                self.deployment.step("define and start domain",
+                                     f"{name} ({facts['domain_type']}, {facts['size']})"):
+            self._conn.defineXML(xml).create()
+        domain = self._conn.lookupByName(name)
+
+        def leased() -> str | None:
+            try:
+                interfaces = domain.interfaceAddresses(
+                    libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
+            except libvirt.libvirtError:
+                return None
+            for interface in interfaces.values():
+                for address in interface.get("addrs") or []:
+                    if address["type"] == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                        return address["addr"]
+            return None
+
+        with self.deployment.step("DHCP lease", name):
+            address = wait_for(leased, timeout=BOOT_TIMEOUT, what=f"a DHCP lease for {name}",
+                               interval=0.5)
+        key_path, _ = deployment_key(self.deployment)
+        server = Server(host=address, user=cmdline["bb.user"], key=str(key_path),
+                        password=self.config.get("template_password"), name=name,
+                        facts=dict(facts), deployment=self.deployment)
+        with self.deployment.step("SSH ready", f"{name} {address}"):
+            server.ssh.wait_ready(timeout=BOOT_TIMEOUT)
+        return server
+
+    def delete_resource(self, resource: Resource) -> None:
+        import libvirt
+
+        gone = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_NETWORK,
+                libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_OPERATION_INVALID}
+        steps = {"domain": self._delete_domain, "volume": self._delete_volume,
+                 "network": self._delete_network}
+        for step in steps[resource.kind](resource.name):
+            try:
+                step()
+            except libvirt.libvirtError as error:
+                if error.get_error_code() not in gone:
+                    raise
+
+    def _delete_domain(self, name: str) -> list[Any]:
+        """Destroy (pull the plug: the guest may ignore ACPI) and undefine."""
+        return [lambda: self._conn.lookupByName(name).destroy(),
+                lambda: self._conn.lookupByName(name).undefine()]
+
+    def _delete_volume(self, name: str) -> list[Any]:
+        pool = ensure_pool(self._conn)
+        return [lambda: pool.storageVolLookupByName(name).delete(0)]
+
+    def _delete_network(self, name: str) -> list[Any]:
+        return [lambda: self._conn.networkLookupByName(name).destroy(),
+                lambda: self._conn.networkLookupByName(name).undefine()]
+
+
+def choose_domain_type(conn: Any, wanted: str, uri: str) -> tuple[str, str]:
+    """Pick kvm or qemu (emulation), with the reason, from what the libvirt host reports.
+
+    A host KVM can run ordinary guests on only if its CPU has hardware virtualization
+    (vmx or svm). A paravirtual KVM (PVM) gives /dev/kvm without it, and guests hang
+    there, so `auto` takes emulation unless libvirt offers kvm *and* the CPU has vmx/svm.
+    """
+    capabilities = ElementTree.fromstring(conn.getCapabilities())
+    offers_kvm = any(domain.get("type") == "kvm"
+                     for domain in capabilities.iter("domain"))
+    features = {f.get("name") for f in capabilities.iterfind("host/cpu/feature")}
+    hardware = features & {"vmx", "svm"}
+    if wanted == "qemu":
+        return "qemu", "configured"
+    if wanted == "kvm":
+        if not offers_kvm:
+            raise InputError(f"VirshProvider: domain_type kvm, but {uri} offers no KVM")
+        return "kvm", "configured"
+    if not offers_kvm:
+        return "qemu", "libvirt offers no KVM here: software emulation"
+    if not hardware:
+        return "qemu", ("the host CPU has no vmx/svm (a paravirtual /dev/kvm, where ordinary "
+                        "guests hang): software emulation")
+    return "kvm", f"KVM with hardware virtualization ({', '.join(sorted(hardware))})"
+
+
+def _network_xml(name: str, subnet: ipaddress.IPv4Network) -> str:
+    """No <forward>: isolated, DHCP only, no DNS, no route out."""
+    hosts = list(subnet.hosts())
+    return (f"<network><name>{name}</name>"
+            f"<bridge name='{name.replace('-', '')[:15]}' stp='off' delay='0'/>"
+            "<dns enable='no'/>"
+            f"<ip address='{hosts[0]}' netmask='{subnet.netmask}'><dhcp>"
+            f"<range start='{hosts[1]}' end='{hosts[-1]}'/></dhcp></ip></network>")
+
+
+def _volume_xml(name: str, template: Template) -> str:
+    return (f"<volume><name>{name}</name><capacity>{template.capacity}</capacity>"
+            "<target><format type='qcow2'/></target>"
+            f"<backingStore><path>{_quoted(template.disk)}</path><format type='qcow2'/>"
+            "</backingStore></volume>")
+
+
+def _domain_xml(name: str, domain_type: str, vcpus: int, memory: int, template: Template,
+                cmdline: str, network: str) -> str:
+    cpu = "<cpu mode='host-passthrough'/>" if domain_type == "kvm" else ""
+    return f"""<domain type='{domain_type}'>
+  <name>{name}</name>
+  <memory unit='MiB'>{memory}</memory>
+  <vcpu>{vcpus}</vcpu>
+  <os>
+    <type arch='x86_64'>hvm</type>
+    <kernel>{_quoted(template.kernel)}</kernel>
+    <initrd>{_quoted(template.initrd)}</initrd>
+    <cmdline>root=/dev/vda rw console=ttyS0 quiet {_quoted(cmdline)}</cmdline>
+  </os>
+  <features><acpi/></features>
+  {cpu}
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='volume' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source pool='{POOL}' volume='{name}.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='network'>
+      <source network='{network}'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='pty'><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+    <memballoon model='none'/>
+  </devices>
+</domain>"""
+
