@@ -27,10 +27,16 @@ MASKED_UNITS = (
     "e2scrub_reap.service", "systemd-pstore.service", "apt-daily.timer",
     "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "fstrim.timer",
 )
+# Generators with nothing to find in a container (the sysv and fstab ones stay: packages and
+# users may rely on them); each one skipped saves CPU on every boot.
+MASKED_GENERATORS = tuple(f"systemd-{name}-generator" for name in (
+    "cryptsetup", "debug", "getty", "gpt-auto", "hibernate-resume", "integritysetup",
+    "rc-local", "run", "system-update", "veritysetup"))
 
 COMMON = f"""
 marker={MARKER}
 masked="{' '.join(MASKED_UNITS)}"
+generators="{' '.join(MASKED_GENERATORS)}"
 """ + r"""
 set -eu
 lxcpath=$(lxc-config lxc.lxcpath)
@@ -76,6 +82,10 @@ deb $security $release-security main
 EOF
 echo "# benchbed: no DNS here; apt reaches its mirrors through the proxy" > "$root/etc/resolv.conf"
 for unit in $masked; do ln -sf /dev/null "$root/etc/systemd/system/$unit"; done
+mkdir -p "$root/etc/systemd/system-generators"
+for generator in $generators; do
+    ln -sf /dev/null "$root/etc/systemd/system-generators/$generator"
+done
 sed -i 's/^lxc.tty.max *=.*/lxc.tty.max = 0/' "$dir/config"
 printf '{"name": "%s", "release": "%s", "created_at": "%s", "mirror": "%s"}\n' \
     "$name" "$release" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$mirror" > "$dir/$marker"
