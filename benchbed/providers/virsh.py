@@ -1,21 +1,25 @@
 """VirshProvider: libvirt virtual machines as servers, each a qcow2 overlay on a template.
 
-Every deployment gets an isolated libvirt network of its own (DHCP, no <forward>: no NAT),
-so its VMs reach only the host and each other. VMs boot the template's kernel directly;
-their login key, user, machine-id and apt proxy travel on the kernel command line, which
-the template's seed script reads (see benchbed.images.virsh).
+VMs sit on the host network of benchbed.hostnet (a bridge with dnsmasq DHCP and an apt
+proxy, no route out, no NAT), shared by the deployments on one network and removed by the
+last of them; their addresses come from its DHCP leases. VMs boot the template's kernel
+directly; their login key, user, machine-id and apt proxy travel on the kernel command
+line, which the template's seed script reads (see benchbed.images.virsh).
 """
 
 import base64
 import ipaddress
-import json
+import random
+import shlex
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from benchbed import local
 from benchbed.errors import ConfigError, InputError
+from benchbed.hostnet import HostNetwork
+from benchbed.hostnet.bridge import STATE_DIR
 from benchbed.images.virsh import POOL, Template, connect, ensure_pool, find_template
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
@@ -29,10 +33,8 @@ SIZES = {"tiny": (1, 512), "small": (1, 1024), "medium": (2, 2048), "large": (2,
          "xlarge": (4, 8192)}
 DEFAULT_SIZE = "small"
 DEFAULT_TEMPLATE = "debian-bookworm"
-SUBNETS = ipaddress.IPv4Network("10.231.0.0/16")
+DEFAULT_NETWORK = "10.231.0.0/24"
 BOOT_TIMEOUT = 300
-NETWORK_ATTEMPTS = 4
-APT_PROXY_PORT = 3142  # apt-cacher-ng's port, as benchbed.hostnet runs it
 
 
 def _quoted(value: str) -> str:
@@ -40,7 +42,7 @@ def _quoted(value: str) -> str:
 
 
 class VirshProvider(ServerProvider):
-    """libvirt VMs (KVM where it works, else emulation) on an isolated network of their own."""
+    """libvirt VMs (KVM where it works, else emulation) on an isolated host network."""
 
     CONFIG_SCHEMA = {
         "type": "object",
@@ -83,6 +85,14 @@ class VirshProvider(ServerProvider):
             return f"qemu+ssh://{self.config['connection']}/system?no_tty=1"
         return "qemu:///system"
 
+    def _host(self) -> Server:
+        """The libvirt host, driven directly when local and over SSH when the URI is remote."""
+        parts = urlsplit(self.uri)
+        if parts.hostname in (None, "", "localhost", "127.0.0.1"):
+            return Server(host="localhost", deployment=self.deployment)
+        return Server(host=parts.hostname, port=22, user=parts.username or "root",
+                      deployment=self.deployment)
+
     @property
     def _tag(self) -> str:
         return self.deployment.uuid.replace("-", "")[:8]
@@ -112,7 +122,7 @@ class VirshProvider(ServerProvider):
                                                                              "auto"), self.uri)
         with self.deployment.step("domain type", f"{domain_type}: {reason}"):
             self.deployment.logger.info("virsh: domain type %s (%s)", domain_type, reason)
-        gateway = self._ensure_network()
+        network = self._ensure_network()
         first = len(self.ledger.resources("domain"))
         names = [f"bbvirsh-{self._tag}-{first + index}" for index in range(amount)]
         pool = ensure_pool(self._conn)
@@ -123,54 +133,24 @@ class VirshProvider(ServerProvider):
         _, public_key = deployment_key(self.deployment)
         cmdline = {"bb.user": self.config.get("template_user", "root"),
                    "bb.key": base64.b64encode(public_key.encode()).decode(),
-                   "bb.apt_proxy": f"http://{gateway}:{APT_PROXY_PORT}"}
+                   "bb.apt_proxy": network.apt_proxy}
         return run_parallel("starting VMs", names,
-                            lambda name: self._boot(name, template, facts, cmdline),
+                            lambda name: self._boot(name, template, facts, cmdline, network),
                             describe=str)
 
-    def _ensure_network(self) -> str:
-        """This deployment's isolated network (created once); returns the host's address on it."""
-        import libvirt
-
-        name = f"bbvirsh-{self._tag}"
-        for resource in self.ledger.resources("network"):
-            if resource.state == "created":
-                return resource.data["gateway"]
-        with self.ledger.creating("network", name) as resource, \
-                self.deployment.step("create network", name):
-            for subnet in self._free_subnets()[:NETWORK_ATTEMPTS]:
-                gateway = str(next(subnet.hosts()))
-                resource.data.update(subnet=str(subnet), gateway=gateway)
-                self.ledger.update(resource)
-                network = self._conn.networkDefineXML(_network_xml(name, subnet))
-                try:
-                    network.create()
-                    return gateway
-                except libvirt.libvirtError as error:
-                    self.deployment.logger.info("virsh: %s is taken (%s); trying the next subnet",
-                                                subnet, error.get_error_message())
-                    network.undefine()
-            raise InputError(f"VirshProvider: no free subnet for network {name}; "
-                             "set 'network' to a free CIDR")
-
-    def _free_subnets(self) -> list[ipaddress.IPv4Network]:
-        if "network" in self.config:
-            return [ipaddress.IPv4Network(self.config["network"])]
-        used = []
-        for network in self._conn.listAllNetworks(0):
-            for ip in ElementTree.fromstring(network.XMLDesc(0)).iter("ip"):
-                if ip.get("address") and (ip.get("netmask") or ip.get("prefix")):
-                    mask = ip.get("netmask") or ip.get("prefix")
-                    used.append(ipaddress.IPv4Network(f"{ip.get('address')}/{mask}",
-                                                      strict=False))
-        if self.uri.startswith("qemu:///"):
-            routes = json.loads(local.run(["ip", "-j", "-4", "route", "show", "table", "all"])
-                                .stdout or "[]")
-            for route in routes:
-                if route.get("dst", "default") != "default":
-                    used.append(ipaddress.IPv4Network(route["dst"], strict=False))
-        return [subnet for subnet in SUBNETS.subnets(new_prefix=24)
-                if not any(subnet.overlaps(other) for other in used)]
+    def _ensure_network(self) -> HostNetwork:
+        """Take this deployment's reference on the shared host network (once)."""
+        host = self._host()
+        network = HostNetwork(host, ipaddress.IPv4Network(self.config.get("network",
+                                                                          DEFAULT_NETWORK)))
+        if any(r.state == "created" for r in self.ledger.resources("hostnet")):
+            return network
+        network.check_free()
+        with self.ledger.creating("hostnet", f"{network.bridge}@{host.host}",
+                                  network=str(network.network), host=host.to_dict()), \
+                self.deployment.step("acquire network", network.bridge):
+            network.acquire(self.deployment.uuid)
+        return network
 
     def _create_volume(self, pool: Any, name: str, template: Template) -> None:
         volume = f"{name}.qcow2"
@@ -179,31 +159,26 @@ class VirshProvider(ServerProvider):
             pool.createXML(_volume_xml(volume, template), 0)
 
     def _boot(self, name: str, template: Template, facts: dict[str, Any],
-              cmdline: dict[str, str]) -> Server:
-        import libvirt
-
+              cmdline: dict[str, str], network: HostNetwork) -> Server:
         vcpus, memory = facts["vcpus"], facts["memory_mib"]
+        mac = "52:54:00:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
         kernel_args = {**cmdline, "systemd.machine_id": uuid.uuid4().hex,
                        "systemd.hostname": name}
         xml = _domain_xml(name, facts["domain_type"], vcpus, memory, template,
                           " ".join(f"{k}={v}" for k, v in kernel_args.items()),
-                          f"bbvirsh-{self._tag}")
-        with self.ledger.creating("domain", name, domain_type=facts["domain_type"]), \
+                          network.bridge, mac)
+        with self.ledger.creating("domain", name, domain_type=facts["domain_type"], mac=mac), \
                 self.deployment.step("define and start domain",
                                      f"{name} ({facts['domain_type']}, {facts['size']})"):
             self._conn.defineXML(xml).create()
-        domain = self._conn.lookupByName(name)
+        leases = shlex.quote(f"{STATE_DIR}/{network.bridge}/dnsmasq.leases")
 
         def leased() -> str | None:
-            try:
-                interfaces = domain.interfaceAddresses(
-                    libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
-            except libvirt.libvirtError:
-                return None
-            for interface in interfaces.values():
-                for address in interface.get("addrs") or []:
-                    if address["type"] == libvirt.VIR_IP_ADDR_TYPE_IPV4:
-                        return address["addr"]
+            listed = network.host.ssh.run(f"cat {leases}", check=False, timeout=30).stdout
+            for line in listed.splitlines():
+                fields = line.split()
+                if len(fields) > 2 and fields[1].lower() == mac:
+                    return fields[2]
             return None
 
         with self.deployment.step("DHCP lease", name):
@@ -220,10 +195,14 @@ class VirshProvider(ServerProvider):
     def delete_resource(self, resource: Resource) -> None:
         import libvirt
 
-        gone = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_NETWORK,
+        gone = {libvirt.VIR_ERR_NO_DOMAIN,
                 libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_OPERATION_INVALID}
-        steps = {"domain": self._delete_domain, "volume": self._delete_volume,
-                 "network": self._delete_network}
+        if resource.kind == "hostnet":
+            host = Server.from_dict(resource.data["host"], deployment=self.deployment)
+            network = ipaddress.IPv4Network(resource.data["network"])
+            HostNetwork(host, network).release(self.deployment.uuid)
+            return
+        steps = {"domain": self._delete_domain, "volume": self._delete_volume}
         for step in steps[resource.kind](resource.name):
             try:
                 step()
@@ -239,10 +218,6 @@ class VirshProvider(ServerProvider):
     def _delete_volume(self, name: str) -> list[Any]:
         pool = ensure_pool(self._conn)
         return [lambda: pool.storageVolLookupByName(name).delete(0)]
-
-    def _delete_network(self, name: str) -> list[Any]:
-        return [lambda: self._conn.networkLookupByName(name).destroy(),
-                lambda: self._conn.networkLookupByName(name).undefine()]
 
 
 def choose_domain_type(conn: Any, wanted: str, uri: str) -> tuple[str, str]:
@@ -271,16 +246,6 @@ def choose_domain_type(conn: Any, wanted: str, uri: str) -> tuple[str, str]:
     return "kvm", f"KVM with hardware virtualization ({', '.join(sorted(hardware))})"
 
 
-def _network_xml(name: str, subnet: ipaddress.IPv4Network) -> str:
-    """No <forward>: isolated, DHCP only, no DNS, no route out."""
-    hosts = list(subnet.hosts())
-    return (f"<network><name>{name}</name>"
-            f"<bridge name='{name.replace('-', '')[:15]}' stp='off' delay='0'/>"
-            "<dns enable='no'/>"
-            f"<ip address='{hosts[0]}' netmask='{subnet.netmask}'><dhcp>"
-            f"<range start='{hosts[1]}' end='{hosts[-1]}'/></dhcp></ip></network>")
-
-
 def _volume_xml(name: str, template: Template) -> str:
     return (f"<volume><name>{name}</name><capacity>{template.capacity}</capacity>"
             "<target><format type='qcow2'/></target>"
@@ -289,7 +254,7 @@ def _volume_xml(name: str, template: Template) -> str:
 
 
 def _domain_xml(name: str, domain_type: str, vcpus: int, memory: int, template: Template,
-                cmdline: str, network: str) -> str:
+                cmdline: str, bridge: str, mac: str) -> str:
     cpu = "<cpu mode='host-passthrough'/>" if domain_type == "kvm" else ""
     return f"""<domain type='{domain_type}'>
   <name>{name}</name>
@@ -312,8 +277,9 @@ def _domain_xml(name: str, domain_type: str, vcpus: int, memory: int, template: 
       <source pool='{POOL}' volume='{name}.qcow2'/>
       <target dev='vda' bus='virtio'/>
     </disk>
-    <interface type='network'>
-      <source network='{network}'/>
+    <interface type='bridge'>
+      <source bridge='{bridge}'/>
+      <mac address='{mac}'/>
       <model type='virtio'/>
     </interface>
     <serial type='pty'><target port='0'/></serial>
