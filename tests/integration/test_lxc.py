@@ -176,6 +176,18 @@ def test_deployments_share_the_network_until_the_last_one_goes(
     assert_no_leaks(prefix, home)
 
 
+def test_sizes_set_cgroup_limits(bb: Any, home: Path, prefix: str, base_image: str) -> None:
+    config = write_config(home, engine(prefix, {"amount": 1, "flavor": "small"}))
+    bb.ok("deployment", "create", "--file", config, "--name", "small")
+    (name,) = containers(prefix)
+    limits = {key: subprocess.run(["lxc-cgroup", "-n", name, key], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+              for key in ("memory.limit_in_bytes", "cpu.cfs_quota_us")}
+    assert limits == {"memory.limit_in_bytes": str(512 * 2**20), "cpu.cfs_quota_us": "100000"}
+    bb.ok("deployment", "destroy", "small")
+    assert_no_leaks(prefix, home)
+
+
 def _until(condition: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

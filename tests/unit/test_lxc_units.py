@@ -1,0 +1,83 @@
+"""LxcProvider's pure parts: config checks, per-host networks, route overlap, mirror parsing."""
+
+import ipaddress
+from typing import Any
+
+import pytest
+
+from benchbed.errors import BenchbedError, ConfigError
+from benchbed.hostnet import bridge_name
+from benchbed.hostnet.bridge import overlapping_route
+from benchbed.images.lxc import parse_mirrors
+from benchbed.providers.lxc import LxcProvider, host_network
+
+REMOTE = {"type": "ExistingServers", "credentials": [{"user": "root", "host": "192.0.2.10"}]}
+
+
+def check(**keys: Any) -> None:
+    LxcProvider.check_config({"type": "LxcProvider", "host_provider": REMOTE, **keys}, "provider")
+
+
+def test_defaults_pass() -> None:
+    check()
+
+
+@pytest.mark.parametrize(("keys", "path"), [
+    ({"start_lxc_network": "10.1.2.300/24"}, "provider.start_lxc_network"),
+    ({"start_lxc_network": "10.1.2.3/24"}, "provider.start_lxc_network"),
+    ({"start_lxc_network": "1.1.1.0/24"}, "provider.start_lxc_network"),
+    ({"start_lxc_network": "10.1.2.0/29", "containers_per_host": 6},
+     "provider.start_lxc_network"),
+    ({"release": "potato"}, "provider.release"),
+    ({"forward_ssh": True}, "provider.forward_ssh"),
+    ({"tunnel_to": ["10.0.0.1"]}, "provider.tunnel_to"),
+])
+def test_bad_keys_name_their_path(keys: dict[str, Any], path: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        check(**keys)
+    assert raised.value.path == path
+
+
+def test_forward_ssh_false_is_what_it_does_anyway() -> None:
+    check(forward_ssh=False)
+
+
+def test_each_host_gets_the_next_network_of_the_same_size() -> None:
+    start = ipaddress.IPv4Network("10.9.0.0/24")
+    assert [str(host_network(start, i)) for i in range(3)] == [
+        "10.9.0.0/24", "10.9.1.0/24", "10.9.2.0/24"]
+
+
+def test_bridge_names_fit_linux_and_differ_per_network() -> None:
+    names = {bridge_name(ipaddress.IPv4Network(f"10.9.{i}.0/24")) for i in range(50)}
+    assert len(names) == 50 and all(len(name) <= 15 for name in names)
+
+
+def test_overlap_ignores_our_own_bridge_and_default_route() -> None:
+    network = ipaddress.IPv4Network("10.9.0.0/24")
+    routes = [{"dst": "default", "dev": "eth0"},
+              {"dst": "10.9.0.0/24", "dev": bridge_name(network)},
+              {"dst": "10.8.0.0/16", "dev": "eth1"}]
+    assert overlapping_route(routes, network, bridge_name(network)) is None
+    routes.append({"dst": "10.9.0.128/25", "dev": "br9"})
+    assert overlapping_route(routes, network, bridge_name(network)) == "10.9.0.128/25 on br9"
+
+
+def test_mirrors_from_deb822_sources() -> None:
+    text = ("Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+            "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n"
+            "Suites: bookworm-security\nComponents: main\n")
+    assert parse_mirrors(text, "h") == ("http://mirror.example/debian",
+                                        "http://mirror.example/debian-security")
+
+
+def test_mirrors_from_one_line_sources() -> None:
+    text = ("# comment\ndeb [arch=amd64] http://mirror.example/debian bookworm main\n"
+            "deb http://mirror.example/security bookworm-security main\n")
+    assert parse_mirrors(text, "h") == ("http://mirror.example/debian",
+                                        "http://mirror.example/security")
+
+
+def test_no_mirror_is_a_clear_error() -> None:
+    with pytest.raises(BenchbedError, match="no Debian mirror"):
+        parse_mirrors("", "h")
