@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 
-from benchbed.db.models import ResourceRow, utcnow
+from benchbed.db.models import HostKeyRow, ResourceRow, utcnow
 from benchbed.db.session import session
 from benchbed.parallel import run_parallel
 
@@ -81,9 +81,17 @@ class Ledger:
         return [Resource(r.id, r.scope, r.kind, r.name, r.state, dict(r.data)) for r in rows]
 
     def forget(self, resource: Resource) -> None:
-        """Drop the row: call only once the resource is confirmed gone."""
+        """Drop the row: call only once the resource is confirmed gone.
+
+        A server resource names its SSH address in `data["ssh_address"]` ("host:port"):
+        its recorded host key goes with it, so a new server at that address is trusted anew.
+        """
         with session() as db:
             db.execute(delete(ResourceRow).where(ResourceRow.id == resource.id))
+            if resource.data.get("ssh_address"):
+                db.execute(delete(HostKeyRow).where(
+                    HostKeyRow.deployment_uuid == self.deployment.uuid,
+                    HostKeyRow.address == resource.data["ssh_address"]))
         self.deployment.logger.debug("ledger: %s %s is gone", resource.kind, resource.name)
 
     def destroy(self, remove: Callable[[Resource], None], label: str = "destroying") -> None:

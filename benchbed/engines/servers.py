@@ -21,6 +21,7 @@ class ServersEngine(Engine):
             "amount": {"type": "integer", "minimum": 1, "maximum": 1000},
             "image": {"type": "string", "minLength": 1},
             "flavor": {"type": "string", "minLength": 1},
+            "ssh_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
         },
         "required": ["type", "provider"],
         "additionalProperties": False,
@@ -38,7 +39,7 @@ class ServersEngine(Engine):
         return {"servers": [server.to_dict() for server in servers]}
 
     def _wait_ready(self, server: Server) -> None:
-        server.ssh.wait_ready(timeout=SSH_READY_TIMEOUT)
+        server.ssh.wait_ready(timeout=self.config.get("ssh_timeout", SSH_READY_TIMEOUT))
         server.ssh.run("true", timeout=30)
 
     def cleanup(self) -> None:

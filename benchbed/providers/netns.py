@@ -94,6 +94,7 @@ class NetnsProvider(ServerProvider):
             namespace = f"bb-{self._tag}-{index}"
             directory = base / namespace
             with self.ledger.creating("netns", namespace, address=address,
+                                      ssh_address=f"{address}:22",
                                       veth=f"bbv{self._tag}{index}",
                                       directory=str(directory)) as resource, \
                     self.deployment.step("create netns host", f"{namespace} {address}"):

@@ -78,3 +78,25 @@ def test_scopes_are_separate(ledger) -> None:
     assert [r.name for r in other.resources()] == ["h"]
     assert [r.name for r in ledger.resources()] == ["b"]
     assert ledger.deployment.remaining_resources() == 2
+
+
+def test_forgetting_a_server_forgets_its_host_key(ledger: "Ledger") -> None:
+    import paramiko
+
+    from benchbed import host_keys
+
+    key = paramiko.Ed25519Key.from_private_key_file(_make_key())
+    host_keys.verify_or_record(ledger.deployment, "10.0.0.9:22", key)
+    server = ledger.record("box", "b", ssh_address="10.0.0.9:22")
+    assert host_keys.known_hosts_lines(ledger.deployment)
+    ledger.forget(server)
+    assert host_keys.known_hosts_lines(ledger.deployment) == []
+
+
+def _make_key() -> str:
+    import subprocess
+    import tempfile
+
+    path = tempfile.mkdtemp() + "/key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True)
+    return path
