@@ -187,8 +187,10 @@ class LxcImageStore:
             images.append({**row.pop("image"), **row})
         return images
 
-    def get(self, name: str) -> dict[str, Any] | None:
-        return next((image for image in self.list() if image["name"] == name), None)
+    def exists(self, name: str) -> bool:
+        found = self.host.ssh.run(f'test -f "$(lxc-config lxc.lxcpath)"/{shlex.quote(name)}/'
+                                  f'{MARKER}', timeout=30, check=False)
+        return found.exit_code == 0
 
     def delete(self, name: str) -> None:
         self._run(DELETE, [name])

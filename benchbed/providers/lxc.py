@@ -101,6 +101,7 @@ class Host:
     server: Server
     network: HostNetwork
     image: str
+    release: str | None  # set when the image is a base image benchbed builds on demand
 
 
 class LxcProvider(ServerProvider):
@@ -183,11 +184,14 @@ class LxcProvider(ServerProvider):
                              f"container(s); {amount} requested")
         servers = servers[:-(-amount // self._per_host)]
         start = ipaddress.IPv4Network(self.config.get("start_lxc_network", DEFAULT_NETWORK))
-        hosts = [Host(server, HostNetwork(server, host_network(start, index)),
-                      image_uuid or image_name(self._release))
+        if image_uuid is None or image_uuid in RELEASES:
+            release: str | None = image_uuid or self._release
+            image = image_name(release)
+        else:
+            release, image = None, image_uuid
+        hosts = [Host(server, HostNetwork(server, host_network(start, index)), image, release)
                  for index, server in enumerate(servers)]
-        run_parallel("checking LXC hosts", hosts, lambda host: self._check_host(
-            host, explicit_image=image_uuid is not None), describe=_describe_host)
+        run_parallel("checking LXC hosts", hosts, self._check_host, describe=_describe_host)
         run_parallel("preparing LXC hosts", hosts, self._prepare_host, describe=_describe_host)
         _, public_key = deployment_key(self.deployment)
         offset = len(self.ledger.resources("container"))
@@ -200,7 +204,7 @@ class LxcProvider(ServerProvider):
                             lambda slot: self._create_container(*slot, limits, public_key),
                             describe=lambda slot: slot[0])
 
-    def _check_host(self, host: Host, explicit_image: bool) -> None:
+    def _check_host(self, host: Host) -> None:
         """Everything that can be refused is refused here, before anything is created."""
         shell, where = host.server.ssh, _describe_host(host)
         shell.wait_ready(timeout=HOST_TIMEOUT)
@@ -215,13 +219,14 @@ class LxcProvider(ServerProvider):
             raise InputError(f"{where}: not installed: {', '.join(missing)} "
                              f"(tools/host-packages.sh installs them)")
         host.network.check_free()
-        if explicit_image and LxcImageStore(host.server).get(host.image) is None:
+        if host.release is None and not LxcImageStore(host.server).exists(host.image):
             raise InputError(f"{where}: no LXC image named '{host.image}' "
                              f"(see: benchbed image list --provider lxc)")
 
     def _prepare_host(self, host: Host) -> None:
         with self.deployment.step("ensure LXC image", f"{host.image} on {host.server.host}"):
-            LxcImageStore(host.server).ensure(host.image, self._release)
+            if host.release is not None:
+                LxcImageStore(host.server).ensure(host.image, host.release)
         with self.ledger.creating("hostnet", f"{host.network.bridge}@{host.server.host}",
                                   host=host.server.to_dict(),
                                   network=str(host.network.network)), \
@@ -238,7 +243,7 @@ class LxcProvider(ServerProvider):
             with self.deployment.step("create container", name):
                 result = host.server.ssh.run(command, stdin=CREATE, timeout=READY_TIMEOUT)
             address = result.stdout.strip().splitlines()[-1]
-            resource.data["address"] = address
+            resource.data.update(address=address, ssh_address=f"{address}:22")
         key_path, _ = deployment_key(self.deployment)
         server = Server(host=address, user="root", key=str(key_path), name=name,
                         deployment=self.deployment)
