@@ -1,4 +1,4 @@
-"""A private PostgreSQL server for the database tests: own data dir, loopback port, stopped after."""
+"""A private PostgreSQL for the database tests: own data dir and loopback port, stopped after."""
 
 import glob
 import os

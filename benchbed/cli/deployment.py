@@ -79,25 +79,33 @@ def validate(config_file: str) -> None:
 @json_option
 def list_deployments(as_json: bool) -> None:
     """List deployments."""
-    from sqlalchemy import select
+    from benchbed.db.fastread import list_deployments as fast_list
 
-    from benchbed.db.models import DeploymentRow
-    from benchbed.db.session import session
-
-    columns = (DeploymentRow.uuid, DeploymentRow.name, DeploymentRow.status,
-               DeploymentRow.created_at, DeploymentRow.parent_uuid)
-    with session() as db:
-        rows = db.execute(select(*columns).order_by(DeploymentRow.created_at)).all()
+    rows = fast_list()
+    if rows is None:
+        rows = _list_with_models()
     if as_json:
-        render.emit_json([{"uuid": r.uuid, "name": r.name, "status": r.status,
-                           "created_at": r.created_at.isoformat(timespec="seconds"),
-                           "parent_uuid": r.parent_uuid} for r in rows])
+        render.emit_json([{**row, "created_at": row["created_at"].isoformat(timespec="seconds")}
+                          for row in rows])
         return
     current = _current_file()
     selected = current.read_text().strip() if current.exists() else ""
     render.table(["", "UUID", "NAME", "STATUS", "CREATED"],
-                 [("*" if r.name == selected else "", r.uuid, r.name, r.status,
-                   f"{r.created_at:%Y-%m-%d %H:%M:%S}") for r in rows])
+                 [("*" if r["name"] == selected else "", r["uuid"], r["name"], r["status"],
+                   f"{r['created_at']:%Y-%m-%d %H:%M:%S}") for r in rows])
+
+
+def _list_with_models() -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from benchbed.db.fastread import LIST_COLUMNS
+    from benchbed.db.models import DeploymentRow
+    from benchbed.db.session import session
+
+    columns = [getattr(DeploymentRow, name) for name in LIST_COLUMNS]
+    with session() as db:
+        rows = db.execute(select(*columns).order_by(DeploymentRow.created_at)).all()
+    return [dict(row._mapping) for row in rows]
 
 
 def _details(name: str) -> dict[str, Any]:

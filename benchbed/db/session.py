@@ -1,6 +1,5 @@
 """Database engine and sessions; the schema is migrated with Alembic on first use."""
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -9,20 +8,10 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from benchbed import paths
+from benchbed.db.fastread import HEAD_REVISION
+from benchbed.db.url import database_url
 
-HEAD_REVISION = "0001"
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-def database_url() -> str:
-    url = os.environ.get("BENCHBED_DATABASE_URL")
-    if url:
-        return url
-    db_file = paths.home() / "benchbed.sqlite"
-    if not db_file.exists():
-        paths.write_private(db_file, b"")
-    return f"sqlite:///{db_file}"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

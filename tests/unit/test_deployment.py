@@ -150,3 +150,17 @@ def test_head_revision_matches_the_migrations() -> None:
 def test_sqlite_database_is_private(home) -> None:
     Deployment.create("d9", CONFIG)
     assert oct((home / "benchbed.sqlite").stat().st_mode & 0o777) == "0o600"
+
+
+def test_fast_list_reads_what_the_models_read(database: str) -> None:
+    from benchbed.cli.deployment import _list_with_models
+    from benchbed.db.fastread import list_deployments
+
+    Deployment.create("fast-a", CONFIG).release()
+    Deployment.create("fast-b", CONFIG, parent_uuid=Deployment.get("fast-a").uuid).release()
+    fast = list_deployments()
+    if database == "postgresql":
+        assert fast is None
+        return
+    assert fast == _list_with_models()
+    assert [row["name"] for row in fast] == ["fast-a", "fast-b"]

@@ -1,0 +1,75 @@
+"""`benchbed deployment list` with 1,000 deployments vs `rally env list` on an empty database.
+
+Target (issue 2): benchbed at least 10x faster. Both are measured in this run.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from bench.common import compare
+
+DEPLOYMENTS = 1000
+TARGET = 10.0
+RALLY = Path(".venv-clients/bin/rally")
+
+
+def fill_benchbed(home: Path) -> dict[str, str]:
+    env = {**os.environ, "BENCHBED_HOME": str(home)}
+    os.environ["BENCHBED_HOME"] = str(home)
+    from benchbed.db.models import DeploymentRow, utcnow
+    from benchbed.db.session import session
+
+    now = utcnow()
+    config = {"type": "ServersEngine",
+              "provider": {"type": "ExistingServers",
+                           "credentials": [{"host": "10.0.0.2", "user": "root",
+                                            "password": "bench-secret"}]}}
+    with session() as db:
+        db.add_all(DeploymentRow(uuid=str(uuid.uuid4()), name=f"bench-{index:04d}",
+                                 config=config, status="deploy->finished",
+                                 endpoints={"servers": [{"host": "10.0.0.2"}]},
+                                 created_at=now, updated_at=now)
+                   for index in range(DEPLOYMENTS))
+    return env
+
+
+def prepare_rally(home: Path) -> dict[str, str]:
+    """Rally with its own empty database (it ignores HOME without rally.conf)."""
+    (home / ".rally").mkdir(parents=True)
+    (home / ".rally" / "rally.conf").write_text(
+        f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
+    env = {**os.environ, "HOME": str(home)}
+    subprocess.run([str(RALLY), "db", "create"], env=env, check=True, capture_output=True)
+    return env
+
+
+def main() -> int:
+    if not RALLY.exists():
+        print("rally is not installed: run `make clients` first", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="benchbed-bench-cli-"))
+    try:
+        bb_env = fill_benchbed(work / "benchbed")
+        rally_env = prepare_rally(work / "rally")
+        listed = subprocess.run([sys.executable, "-m", "benchbed", "deployment", "list"],
+                                env=bb_env, capture_output=True, text=True, check=True)
+        assert listed.stdout.count("deploy->finished") == DEPLOYMENTS
+        benchbed_s, rally_s = compare(
+            f"benchbed deployment list ({DEPLOYMENTS})",
+            [sys.executable, "-m", "benchbed", "deployment", "list"], bb_env,
+            "rally env list (empty)", [str(RALLY), "env", "list"], rally_env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ratio = rally_s / benchbed_s
+    verdict = "meets" if ratio >= TARGET else "MISSES"
+    print(f"ratio rally/benchbed = {ratio:.1f}x ({verdict} the target of {TARGET:.0f}x)")
+    return 0 if ratio >= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
