@@ -1,6 +1,8 @@
 """The Deployment entity: status machine with compare-and-set, lease, timeline and log."""
 
 import logging
+import sys
+import time
 import uuid as uuid_lib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -237,6 +239,7 @@ class Deployment:
             db.flush()
             step_id = row.id
         self.logger.info("step started: %s%s", name, f" ({detail})" if detail else "")
+        started = time.monotonic()
         outcome = "failed"
         try:
             yield
@@ -246,6 +249,10 @@ class Deployment:
                 db.execute(update(TimelineRow).where(TimelineRow.id == step_id)
                            .values(finished_at=utcnow(), outcome=outcome))
             self.logger.info("step %s: %s", outcome, name)
+            if sys.stderr.isatty():
+                mark = "done" if outcome == "ok" else "FAILED"
+                sys.stderr.write(f"  {mark:<6} {name}{f' ({detail})' if detail else ''} "
+                                 f"{time.monotonic() - started:.1f}s\n")
 
     def timeline(self) -> list[TimelineRow]:
         with session() as db:
