@@ -176,9 +176,10 @@ class LxcImageStore:
         result = self._run(BUILD, args, timeout=BUILD_TIMEOUT)
         return json.loads(result.strip().splitlines()[-1])
 
-    def ensure(self, name: str, release: str) -> dict[str, Any]:
-        """The image, built first if this host does not have it yet."""
-        return self.build(name, release, rebuild=False)
+    def ensure(self, name: str, release: str) -> None:
+        """Build the image if this host does not have it yet (the usual case costs one probe)."""
+        if not self.exists(name):
+            self.build(name, release, rebuild=False)
 
     def list(self) -> list[dict[str, Any]]:
         images = []

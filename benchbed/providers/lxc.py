@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from benchbed.errors import BenchbedError, ConfigError, InputError
+from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import overlapping_route
 from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, image_name
@@ -207,7 +207,10 @@ class LxcProvider(ServerProvider):
     def _check_host(self, host: Host) -> None:
         """Everything that can be refused is refused here, before anything is created."""
         shell, where = host.server.ssh, _describe_host(host)
-        shell.wait_ready(timeout=HOST_TIMEOUT)
+        try:
+            shell.wait_ready(timeout=HOST_TIMEOUT)
+        except SSHError as error:
+            raise SSHError(f"{where} (from host_provider): {error}") from None
         found = shell.run("id -u; for tool in lxc-copy lxc-create dnsmasq apt-cacher-ng "
                           "flock setpriv ssh-keygen ip; do command -v $tool >/dev/null "
                           "|| echo missing: $tool; done", timeout=HOST_TIMEOUT)

@@ -97,7 +97,7 @@ def write_config(home: Path, config: dict[str, Any], name: str = "config.json") 
 @pytest.fixture(scope="module")
 def base_image() -> str:
     """The cached base image (built once per machine, then reused by every test run)."""
-    return LxcImageStore().ensure(image_name("bookworm"), "bookworm")["name"]
+    return LxcImageStore().build(image_name("bookworm"), "bookworm", rebuild=False)["name"]
 
 
 @pytest.fixture
