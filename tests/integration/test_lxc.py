@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -173,6 +174,56 @@ def test_deployments_share_the_network_until_the_last_one_goes(
     assert len(containers(prefix)) == 1
     bb.ok("deployment", "check", "second")
     bb.ok("deployment", "destroy", "second")
+    assert_no_leaks(prefix, home)
+
+
+SSHD_CONFIG = """\
+ListenAddress 127.0.0.1
+Port {port}
+HostKey {directory}/host_key
+PidFile {directory}/sshd.pid
+AuthorizedKeysFile {directory}/authorized_keys
+PermitRootLogin yes
+PasswordAuthentication no
+UsePAM no
+StrictModes no
+"""
+
+
+@pytest.fixture
+def ssh_host(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """This machine as a remote LXC host: an sshd of the test's own on a loopback port."""
+    directory = tmp_path / "sshd"
+    directory.mkdir()
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(directory / name)], check=True)
+    (directory / "authorized_keys").write_text((directory / "client_key.pub").read_text())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = directory / "sshd_config"
+    config.write_text(SSHD_CONFIG.format(port=port, directory=directory))
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    subprocess.run(["/usr/sbin/sshd", "-f", str(config)], check=True)
+    try:
+        yield {"user": "root", "host": "127.0.0.1", "port": port,
+               "key": str(directory / "client_key")}
+    finally:
+        pid_file = directory / "sshd.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+
+def test_host_driven_over_ssh(bb: Any, home: Path, prefix: str, base_image: str,
+                              ssh_host: dict[str, Any]) -> None:
+    remote = {"type": "ExistingServers", "credentials": [ssh_host]}
+    config = write_config(home, engine(prefix, {"amount": 2}, host_provider=remote))
+    bb.ok("deployment", "create", "--file", config, "--name", "viassh")
+    assert set(containers(prefix).values()) == {"RUNNING"} and len(containers(prefix)) == 2
+    checked = bb("deployment", "check", "viassh")
+    assert checked.returncode == 0, checked.stderr
+    bb.ok("deployment", "destroy", "viassh")
     assert_no_leaks(prefix, home)
 
 
