@@ -251,9 +251,8 @@ class LxcProvider(ServerProvider):
         server = Server(host=address, user="root", key=str(key_path), name=name,
                         deployment=self.deployment)
         with self.deployment.step("wait for SSH", f"{name} {address}"):
-            if host.server.is_local:
-                wait_for(lambda: _port_open(address), timeout=READY_TIMEOUT,
-                         what=f"SSH on {name} ({address})", interval=0.05, max_interval=0.2)
+            wait_for(lambda: _port_open(address), timeout=READY_TIMEOUT,
+                     what=f"SSH on {name} ({address})", interval=0.05, max_interval=0.2)
             server.ssh.wait_ready(timeout=READY_TIMEOUT)
         return server
 
