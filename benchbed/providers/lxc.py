@@ -64,6 +64,8 @@ fi
 mkdir -p "$upper/etc/ssh" "$upper/root/.ssh" "$upper/etc/apt/apt.conf.d"
 tr -d - < /proc/sys/kernel/random/uuid > "$upper/etc/machine-id"
 echo "$name" > "$upper/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost ip6-localhost ip6-loopback\n' \
+    "$name" > "$upper/etc/hosts"
 ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$upper/etc/ssh/ssh_host_ed25519_key"
 chmod 700 "$upper/root/.ssh"
 echo "$pubkey" > "$upper/root/.ssh/authorized_keys"

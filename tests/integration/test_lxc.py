@@ -129,7 +129,8 @@ def test_three_containers_reachable_with_real_ssh_then_nothing_left(
     for server in servers:
         result = subprocess.run(
             ["ssh", "-F", str(ssh_config), "-o", "BatchMode=yes", server["name"],
-             "hostname; cat /etc/machine-id; ip -4 route show default; "
+             "getent hosts $(hostname) >/dev/null && hostname; cat /etc/machine-id; "
+             "ip -4 route show default; "
              "cat /etc/apt/apt.conf.d/01benchbed-proxy"],
             capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
