@@ -342,6 +342,25 @@ def test_runtime_refusals_create_nothing(bb: Any, home: Path, prefix: str,
     assert_no_leaks(prefix, home)
 
 
+def test_image_build_use_and_delete(bb: Any, home: Path, prefix: str, base_image: str) -> None:
+    image = f"benchbed-{prefix}"
+    try:
+        bb.ok("image", "build", "--provider", "lxc", "--name", image, timeout=1200)
+        listed = {i["name"]: i for i in bb.json("image", "list", "--provider", "lxc")}
+        assert listed[image]["release"] == "bookworm" and listed[image]["clones"] == 0
+        config = write_config(home, engine(prefix, {"amount": 1, "image": image}))
+        bb.ok("deployment", "create", "--file", config, "--name", "custom")
+        refused = bb("image", "delete", "--provider", "lxc", image)
+        assert refused.returncode == 2 and "in use by 1 container" in refused.stderr
+        bb.ok("deployment", "destroy", "custom")
+        bb.ok("image", "delete", "--provider", "lxc", image)
+        assert image not in [i["name"] for i in bb.json("image", "list", "--provider", "lxc")]
+        assert not Path(f"/var/lib/lxc/{image}").exists()
+    finally:
+        bb.destroy_all()
+        bb("image", "delete", "--provider", "lxc", image)
+
+
 def test_image_list_and_unknown_image_delete(bb: Any, base_image: str) -> None:
     images = bb.json("image", "list", "--provider", "lxc")
     assert base_image in [image["name"] for image in images]
