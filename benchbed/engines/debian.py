@@ -107,6 +107,8 @@ class DebianEngine(Engine):
         with self._step(server, "preseed debconf"):
             apt.preseed(server, [answer for r in chosen for answer in r.preseed])
         packages = [package for r in chosen for package in r.packages]
+        with self._step(server, "download packages", " ".join(packages)):
+            apt.download(server, packages)
         with self._step(server, "install packages", " ".join(packages)):
             apt.install(server, packages)
         context = Context(server=server, address=server.host,
