@@ -136,6 +136,11 @@ class HostNetwork:
     def apt_proxy(self) -> str:
         return f"http://{self.gateway}:{APT_PROXY_PORT}"
 
+    @property
+    def lease_file(self) -> str:
+        """dnsmasq's leases on the host ("expiry MAC address name client-id" lines)."""
+        return f"{STATE_DIR}/{self.bridge}/dnsmasq.leases"
+
     def check_free(self) -> None:
         """Refuse a network that overlaps one the host already routes (other than our bridge)."""
         listed = self.host.ssh.run("ip -j -4 route show table all", timeout=30)
