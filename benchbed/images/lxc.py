@@ -10,6 +10,7 @@ deployments (and test homes), like LXC's own template cache.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from typing import Any
 
@@ -127,6 +128,12 @@ def image_name(release: str) -> str:
     return f"benchbed-base-{release}"
 
 
+def check_name(name: str) -> None:
+    """Image names are LXC container names: they become a directory of LXC's store."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
+        raise InputError(f"'{name}' is not a valid image name (letters, digits, '.', '_', '-')")
+
+
 def check_release(release: str) -> None:
     if release not in RELEASES:
         raise InputError(f"unknown Debian release '{release}' (known: {', '.join(RELEASES)})")
@@ -171,6 +178,7 @@ class LxcImageStore:
     def build(self, name: str | None, release: str, rebuild: bool) -> dict[str, Any]:
         check_release(release)
         name = name or image_name(release)
+        check_name(name)
         mirror, security = host_mirrors(self.host)
         args = [name, release, mirror, security, "1" if rebuild else "0"]
         result = self._run(BUILD, args, timeout=BUILD_TIMEOUT)
@@ -189,11 +197,13 @@ class LxcImageStore:
         return images
 
     def exists(self, name: str) -> bool:
+        check_name(name)
         found = self.host.ssh.run(f'test -f "$(lxc-config lxc.lxcpath)"/{shlex.quote(name)}/'
                                   f'{MARKER}', timeout=30, check=False)
         return found.exit_code == 0
 
     def delete(self, name: str) -> None:
+        check_name(name)
         self._run(DELETE, [name])
 
     def _run(self, script: str, args: list[str], timeout: float = 120) -> str:

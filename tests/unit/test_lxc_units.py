@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
-from benchbed.errors import BenchbedError, ConfigError
+from benchbed.errors import BenchbedError, ConfigError, InputError
 from benchbed.hostnet import bridge_name
 from benchbed.hostnet.bridge import overlapping_route
-from benchbed.images.lxc import parse_mirrors
+from benchbed.images.lxc import check_name, parse_mirrors
 from benchbed.providers.lxc import LxcProvider, host_network
 
 REMOTE = {"type": "ExistingServers", "credentials": [{"user": "root", "host": "192.0.2.10"}]}
@@ -81,3 +81,9 @@ def test_mirrors_from_one_line_sources() -> None:
 def test_no_mirror_is_a_clear_error() -> None:
     with pytest.raises(BenchbedError, match="no Debian mirror"):
         parse_mirrors("", "h")
+
+
+@pytest.mark.parametrize("name", ["../etc", "", "a b", "-x", "x" * 64])
+def test_image_names_stay_inside_lxc_store(name: str) -> None:
+    with pytest.raises(InputError):
+        check_name(name)
