@@ -6,6 +6,7 @@ commands (debian_lab), so that what the engine leaves behind can be compared wit
 server as it was.
 """
 
+import ipaddress
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from benchbed.hostnet import bridge_name
 from tests.conftest import Cli
 from tests.integration.debian_lab import Lab, sh
 
@@ -54,11 +56,13 @@ def _client(*args: str, env: dict[str, str] | None = None, timeout: float = 300
 
 
 def _lxc_leftovers() -> dict[str, Any]:
-    """Containers, bridges and daemons of the LXC deployment that are still there."""
+    """Containers, bridges and daemons (dnsmasq, apt proxy) of the LXC deployment still there."""
+    bridge = bridge_name(ipaddress.IPv4Network(LXC_NETWORK))
     containers = [n for n in sh("lxc-ls -1").split() if n.startswith(LXC_PREFIX + "-")]
-    bridges = [line for line in sh("ip -br addr").splitlines() if "10.254.141." in line]
+    bridges = [line for line in sh("ip -br addr").splitlines()
+               if bridge in line or "10.254.141." in line]
     processes = [line for line in sh("ps -eo args").splitlines()
-                 if "10.254.141." in line]
+                 if bridge in line or "10.254.141." in line]
     return {"containers": containers, "bridges": bridges, "processes": processes}
 
 
