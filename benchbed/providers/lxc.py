@@ -265,7 +265,7 @@ class LxcProvider(ServerProvider):
                         deployment=self.deployment)
         with self.deployment.step("wait for SSH", f"{name} {address}"):
             wait_for(lambda: _port_open(address), timeout=READY_TIMEOUT,
-                     what=f"SSH on {name} ({address})", interval=0.05, max_interval=0.2)
+                     what=f"SSH on {name} ({address})", interval=0.02, max_interval=0.02)
             server.ssh.wait_ready(timeout=READY_TIMEOUT)
         return server
 
