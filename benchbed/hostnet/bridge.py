@@ -6,7 +6,8 @@ the daemons by the pid they wrote (checked against /proc/<pid>/cmdline) and remo
 The state lives on the host the bridge is on (/run, which a reboot clears together with the
 bridge), so deployments with different BENCHBED_HOMEs still count each other. Guests get an
 address and nothing else: no route, no DNS, no NAT; they reach Debian's mirrors only through
-the proxy on the bridge address.
+the proxy on the bridge address. The proxy's cache and logs (/var/cache/benchbed/apt-cacher-ng/
+<bridge> and <bridge>.log) outlive the bridge, so later deployments find their packages cached.
 """
 
 import hashlib
@@ -80,12 +81,12 @@ acquire() {
     fi
     conf=$state/acng
     if ! ours "$state/acng-run/pid" "$conf"; then
-        mkdir -p "$conf" "$state/acng-run" "$state/acng-log" "$cache/$bridge"
-        chown apt-cacher-ng: "$state/acng-run" "$state/acng-log" "$cache/$bridge"
+        mkdir -p "$conf" "$state/acng-run" "$cache/$bridge.log" "$cache/$bridge"
+        chown apt-cacher-ng: "$state/acng-run" "$cache/$bridge.log" "$cache/$bridge"
         rm -f "$state/acng-run/pid"
         cat > "$conf/acng.conf" <<EOF
 CacheDir: $cache/$bridge
-LogDir: $state/acng-log
+LogDir: $cache/$bridge.log
 SupportDir: /usr/lib/apt-cacher-ng
 BindAddress: $gateway
 Port: $port
@@ -95,8 +96,8 @@ ForeGround: 0
 ExThreshold: 4
 EOF
         setpriv --reuid=apt-cacher-ng --regid=apt-cacher-ng --init-groups \
-            apt-cacher-ng -c "$conf" </dev/null >"$state/acng-log/start.log" 2>&1 9>&- \
-            || { cat "$state/acng-log/start.log" >&2; exit 1; }
+            apt-cacher-ng -c "$conf" </dev/null >"$state/acng-start.log" 2>&1 9>&- \
+            || { cat "$state/acng-start.log" >&2; exit 1; }
         wait_for_file "$state/acng-run/pid" apt-cacher-ng
     fi
 }

@@ -152,6 +152,10 @@ def test_three_containers_reachable_with_real_ssh_then_nothing_left(
                 f"{host['ansible_user']}@{host['ansible_host']}", "true"]
         assert subprocess.run(argv, capture_output=True, timeout=60).returncode == 0
 
+    apt = subprocess.run(["ssh", "-F", str(ssh_config), "-o", "BatchMode=yes", servers[0]["name"],
+                          "apt-get -q update"], capture_output=True, text=True, timeout=300)
+    assert apt.returncode == 0 and "Err:" not in apt.stdout, apt.stdout + apt.stderr
+
     host_keys = {subprocess.run(["ssh-keyscan", "-t", "ed25519", s["host"]], capture_output=True,
                                 text=True, timeout=30).stdout.split()[-1] for s in servers}
     assert len(host_keys) == 3, "each clone needs its own SSH host key"
