@@ -144,10 +144,12 @@ class LxcProvider(ServerProvider):
             return f"{path}.{key}".lstrip(".")
 
         if config.get("forward_ssh"):
-            raise ConfigError(where("forward_ssh"), "is not supported by this LxcProvider: "
-                              "containers are reached on their host's bridge network")
+            raise ConfigError(where("forward_ssh"), "is not supported: it forwards ports with "
+                              "NAT, which benchbed never sets up; containers are reached on "
+                              "their host's bridge network (remove the key or set it to false)")
         if "tunnel_to" in config:
-            raise ConfigError(where("tunnel_to"), "is not supported by this LxcProvider")
+            raise ConfigError(where("tunnel_to"), "is not supported: SSH tunnels to the "
+                              "containers are not implemented (remove the key)")
         release = config.get("release", DEFAULT_RELEASE)
         if release not in RELEASES:
             raise ConfigError(where("release"), f"unknown Debian release '{release}' "
@@ -167,9 +169,13 @@ class LxcProvider(ServerProvider):
                               f"{max(network.num_addresses - 3, 0)} container(s), "
                               f"containers_per_host is {per_host}")
         for index, credential in enumerate(config["host_provider"].get("credentials", [])):
+            subnet = host_network(network, index)
+            if not subnet.is_private:
+                raise ConfigError(where("start_lxc_network"), f"host {index} would get "
+                                  f"{subnet}, which is not a private network range")
             if credential.get("host") == "localhost":
-                _check_local_network(host_network(network, index),
-                                     where(f"start_lxc_network (host {index}: localhost)"))
+                _check_local_network(subnet, where(f"start_lxc_network (host {index}: "
+                                                   "localhost)"))
 
     @property
     def _per_host(self) -> int:

@@ -87,3 +87,11 @@ def test_no_mirror_is_a_clear_error() -> None:
 def test_image_names_stay_inside_lxc_store(name: str) -> None:
     with pytest.raises(InputError):
         check_name(name)
+
+
+def test_every_host_network_must_stay_private() -> None:
+    hosts = {"type": "ExistingServers", "credentials": [
+        {"user": "root", "host": f"192.0.2.{i}"} for i in (1, 2)]}
+    with pytest.raises(ConfigError, match=r"host 1 would get 172\.32\.0\.0/12"):
+        LxcProvider.check_config({"type": "LxcProvider", "host_provider": hosts,
+                                  "start_lxc_network": "172.16.0.0/12"}, "provider")
