@@ -33,7 +33,7 @@ def image_group() -> None:
 
 @image_group.command("build")
 @provider_option
-@click.option("--name", help="Image name (default: debian-<release>).")
+@click.option("--name", help="Image name (default: the provider's base image of the release).")
 @click.option("--release", default="bookworm", show_default=True, help="Debian release.")
 @click.option("--rebuild", is_flag=True, help="Build again even if the image exists.")
 def build(provider: str, name: str | None, release: str, rebuild: bool) -> None:
