@@ -32,8 +32,10 @@ DISK_SIZE = "8G"
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
 PACKAGES = ["systemd-sysv", "udev", "openssh-server", "linux-image-amd64", "initramfs-tools",
             "iproute2", "python3", "ca-certificates"]
+# timers that would take apt's lock under an engine, and boot work a clone does not need
 MASKED_UNITS = ["apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer",
-                "fstrim.timer", "systemd-networkd-wait-online.service"]
+                "e2scrub_reap.service", "fstrim.timer", "getty-static.service",
+                "systemd-networkd-wait-online.service"]
 
 SEED_SCRIPT = r"""#!/bin/sh
 # benchbed: take this clone's login key, user and apt proxy from the kernel command line,
