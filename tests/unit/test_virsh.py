@@ -6,7 +6,7 @@ import pytest
 
 from benchbed.errors import InputError
 from benchbed.images import virsh as images
-from benchbed.providers.virsh import choose_domain_type
+from benchbed.providers.virsh import VirshProvider, choose_domain_type
 
 
 class FakeConnection:
@@ -54,3 +54,16 @@ def test_mirrors_come_from_the_hosts_apt_sources(tmp_path: Path,
                                           "file:///srv/mirror/debian-security")
     with pytest.raises(InputError, match="no apt source"):
         images.mirrors("trixie")
+
+
+@pytest.mark.parametrize(("config", "uri", "host"), [
+    ({}, "qemu:///system", "localhost"),
+    ({"uri": "qemu+ssh://admin@10.0.0.5/system"}, "qemu+ssh://admin@10.0.0.5/system", "10.0.0.5"),
+    ({"connection": "root@10.0.0.6"}, "qemu+ssh://root@10.0.0.6/system?no_tty=1", "10.0.0.6"),
+])
+def test_connection_means_libvirt_over_ssh(config: dict[str, str], uri: str, host: str) -> None:
+    provider = VirshProvider.__new__(VirshProvider)
+    provider.config = {"type": "VirshProvider", **config}
+    provider.deployment = None
+    assert provider.uri == uri
+    assert provider._host().host == host
