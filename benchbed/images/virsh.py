@@ -192,6 +192,8 @@ class VirshImageStore:
             raise InputError(f"template name '{name}': use letters, digits, '-' and '_'")
         if os.geteuid() != 0:
             raise InputError("building a virsh template needs root (debootstrap)")
+        if not self.uri.startswith("qemu:///"):
+            raise InputError(f"virsh templates are built on this machine: {self.uri} is remote")
         conn = connect(self.uri)
         pool = ensure_pool(conn)
         with _build_lock(name):
