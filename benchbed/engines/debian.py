@@ -15,7 +15,7 @@ from benchbed.engines.base import CheckResult, Engine
 from benchbed.engines.debian_services import KNOWN_SERVICES, Context, apt, recipes
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError
-from benchbed.ledger import Resource
+from benchbed.ledger import Ledger, Resource
 from benchbed.plugin import PROVIDERS
 from benchbed.providers.existing_servers import ExistingServers
 from benchbed.server import Server
@@ -153,7 +153,7 @@ class DebianEngine(Engine):
                 message = str(error).removeprefix(f"{where}: ") or type(error).__name__
                 raise DeployStepError(f"{where}: step '{name}' failed: {message}") from None
 
-    def _ledger(self) -> Any:
+    def _ledger(self) -> Ledger:
         return self.deployment.ledger(LEDGER_SCOPE)
 
     def cleanup(self) -> None:
