@@ -97,9 +97,12 @@ class VirshProvider(ServerProvider):
     def _tag(self) -> str:
         return self.deployment.uuid.replace("-", "")[:8]
 
+    _connection: Any = None
+
     @property
     def _conn(self) -> Any:
-        if getattr(self, "_connection", None) is None:
+        """One libvirt connection per provider, opened on first use (libvirt is thread-safe)."""
+        if self._connection is None:
             self._connection = connect(self.uri)
         return self._connection
 
