@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from benchbed import sizes
 from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import overlapping_route
@@ -31,7 +32,6 @@ DEFAULT_NETWORK = "10.254.100.0/24"
 HOST_TIMEOUT = 20
 READY_TIMEOUT = 90
 # name -> (CPUs, memory in MiB), enforced with cgroup limits; no type_id means no limits.
-SIZES: dict[str, tuple[int, int]] = {"small": (1, 512), "medium": (2, 2048), "large": (4, 8192)}
 
 # sh -s -- NAME IMAGE BRIDGE PROXY CPUS MEMORY_MB PUBLIC_KEY LEASES; prints the address.
 # The lease is awaited in dnsmasq's lease file with shell builtins: polling `lxc-info` all
@@ -190,9 +190,7 @@ class LxcProvider(ServerProvider):
 
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
                        amount: int = 1) -> list[Server]:
-        if type_id is not None and type_id not in SIZES:
-            raise InputError(f"LxcProvider: unknown size '{type_id}' "
-                             f"(known: {', '.join(SIZES)})")
+        limits = sizes.lookup(type_id) if type_id is not None else (0, 0)
         if amount < 1:
             raise InputError(f"LxcProvider: amount must be at least 1, not {amount}")
         host_provider = self.nested("host_provider")
@@ -218,7 +216,6 @@ class LxcProvider(ServerProvider):
         prefix = self.config.get("container_name_prefix", "benchbed")
         slots = [(f"{prefix}-{tag}-{offset + index}", hosts[index // self._per_host])
                  for index in range(amount)]
-        limits = SIZES.get(type_id or "", (0, 0))
         return run_parallel("creating LXC containers", slots,
                             lambda slot: self._create_container(*slot, limits, public_key),
                             describe=lambda slot: slot[0])

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
+from benchbed import sizes
 from benchbed.errors import ConfigError, InputError
 from benchbed.hostnet import HostNetwork
 from benchbed.hostnet.bridge import STATE_DIR
@@ -28,9 +29,6 @@ from benchbed.providers.base import ServerProvider
 from benchbed.retry import wait_for
 from benchbed.server import Server
 
-# named sizes: vCPUs, memory in MiB
-SIZES = {"tiny": (1, 512), "small": (1, 1024), "medium": (2, 2048), "large": (2, 4096),
-         "xlarge": (4, 8192)}
 DEFAULT_SIZE = "small"
 DEFAULT_TEMPLATE = "debian-bookworm"
 DEFAULT_NETWORK = "10.231.0.0/24"
@@ -109,12 +107,9 @@ class VirshProvider(ServerProvider):
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
                        amount: int = 1) -> list[Server]:
         size = type_id or DEFAULT_SIZE
-        if size not in SIZES:
-            known = ", ".join(f"{n} ({c} vCPU, {m} MiB)" for n, (c, m) in SIZES.items())
-            raise InputError(f"VirshProvider: unknown size '{size}' (known: {known})")
+        vcpus, memory = sizes.lookup(size)
         if amount < 1:
             raise InputError(f"VirshProvider: amount must be at least 1, got {amount}")
-        vcpus, memory = SIZES[size]
         template = find_template(self._conn, image_uuid or self.config.get("template_name",
                                                                            DEFAULT_TEMPLATE))
         host_memory = self._conn.getInfo()[1]

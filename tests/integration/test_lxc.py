@@ -239,7 +239,7 @@ def test_sizes_set_cgroup_limits(bb: Any, home: Path, prefix: str, base_image: s
     limits = {key: subprocess.run(["lxc-cgroup", "-n", name, key], capture_output=True,
                                   text=True, check=True).stdout.strip()
               for key in ("memory.limit_in_bytes", "cpu.cfs_quota_us")}
-    assert limits == {"memory.limit_in_bytes": str(512 * 2**20), "cpu.cfs_quota_us": "100000"}
+    assert limits == {"memory.limit_in_bytes": str(1024 * 2**20), "cpu.cfs_quota_us": "100000"}
     bb.ok("deployment", "destroy", "small")
     assert_no_leaks(prefix, home)
 
