@@ -6,6 +6,9 @@ apt-cacher-ng on the bridge address. benchbed is timed from `deployment create` 
 start-up, database, ledger and SSH included) to the end of a passing `deployment
 check`; the script (script.sh) runs the same steps over plain `ssh` and ends with the
 same proof through curl. Cold runs start from an emptied apt cache; warm runs reuse it.
+Wall time on this shared 2-core machine is noisy, so each run also prints the CPU
+seconds spent inside the container (its cgroup) and by the local processes (the CLI or
+ssh/curl): equal server CPU with unequal wall time means contention, not overhead.
 The order is script, benchbed, benchbed, script, so that drift hits both alike; ROUNDS
 (default 1) repeats that and the medians are compared. Target (issue 4): benchbed at
 most 1.15x the script.
@@ -13,6 +16,7 @@ most 1.15x the script.
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,21 +35,27 @@ TARGET = 1.15
 ROUNDS = int(os.environ.get("ROUNDS", "1"))
 
 
-def timed(argvs: list[list[str]], env: dict[str, str] | None = None) -> float:
+Run = tuple[float, float, float, str]  # wall, server CPU, local CPU seconds; detail
+
+
+def timed(name: str, argvs: list[list[str]], env: dict[str, str] | None = None
+          ) -> tuple[float, float, float]:
+    """Wall time of the commands, with the CPU they cost in the container and locally."""
+    local = _children_cpu()
     start = time.monotonic()
     for argv in argvs:
         result = subprocess.run(argv, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             sys.exit(f"bench/debian: {' '.join(argv)} failed: "
                      f"{(result.stderr or result.stdout).strip()[-2000:]}")
-    return time.monotonic() - start
+    return time.monotonic() - start, _container_cpu(name), _children_cpu() - local
 
 
-def run_script(lab: Lab, address: str) -> tuple[float, str]:
-    return timed([[SCRIPT, address, str(lab.key)]]), ""
+def run_script(lab: Lab, name: str, address: str) -> Run:
+    return (*timed(name, [[SCRIPT, address, str(lab.key)]]), "")
 
 
-def run_benchbed(lab: Lab, address: str) -> tuple[float, str]:
+def run_benchbed(lab: Lab, name: str, address: str) -> Run:
     with tempfile.TemporaryDirectory(prefix="bench-debian-") as home:
         env = {**os.environ, "BENCHBED_HOME": home}
         env.pop("BENCHBED_DATABASE_URL", None)
@@ -54,25 +64,44 @@ def run_benchbed(lab: Lab, address: str) -> tuple[float, str]:
             "type": "DebianEngine", "services": ["keystone", "glance"],
             "provider": {"type": "ExistingServers",
                          "credentials": [lab.credentials(address)]}}))
-        elapsed = timed([[BENCHBED, "deployment", "create", "--file", str(config),
-                          "--name", "bench", "--no-use"],
-                         [BENCHBED, "deployment", "check", "bench"]], env)
+        measured = timed(name, [[BENCHBED, "deployment", "create", "--file", str(config),
+                                 "--name", "bench", "--no-use"],
+                                [BENCHBED, "deployment", "check", "bench"]], env)
         shown = json.loads(subprocess.run([BENCHBED, "deployment", "show", "bench", "--json"],
                                           env=env, capture_output=True, text=True,
                                           check=True).stdout)
         steps = {row["step"]: row for row in shown["timeline"]}
-        detail = ", ".join(f"{name} {steps[name]['seconds']:.0f}s"
-                           for name in ("download packages", "install packages")
-                           if name in steps)
+        detail = ", ".join(f"{step} {steps[step]['seconds']:.0f}s"
+                           for step in ("download packages", "install packages")
+                           if step in steps)
         subprocess.run([BENCHBED, "deployment", "destroy", "bench"], env=env, check=True,
                        capture_output=True)
-    return elapsed, detail
+    return (*measured, detail)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _container_cpu(name: str) -> float:
+    """CPU seconds the container has used so far (cgroup v1 cpuacct, else v2 cpu.stat)."""
+    v1 = Path(f"/sys/fs/cgroup/cpuacct/lxc.payload.{name}/cpuacct.usage")
+    if v1.exists():
+        return int(v1.read_text()) / 1e9
+    for base in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        stat = Path(f"{base}/lxc.payload.{name}/cpu.stat")
+        if stat.exists():
+            fields = dict(line.split() for line in stat.read_text().splitlines())
+            return int(fields["usage_usec"]) / 1e6
+    return float("nan")
 
 
 def main() -> None:
     lab = Lab("bbdebb", "10.77.7", "/var/cache/benchbed-bench/apt-cacher-ng")
     runners = {"script": run_script, "benchbed": run_benchbed}
     results: dict[tuple[str, str], list[float]] = {}
+    server: dict[tuple[str, str], list[float]] = {}
     try:
         lab.start()
         plan = [("cold", "script"), ("cold", "benchbed"), ("warm", "benchbed"),
@@ -82,10 +111,12 @@ def main() -> None:
                 lab.clear_cache()
             name = f"bbdebb-{who}-{cache}"
             address = lab.clone(name)
-            elapsed, detail = runners[who](lab, address)
+            elapsed, server_cpu, local_cpu, detail = runners[who](lab, name, address)
             lab.destroy(name)
             results.setdefault((cache, who), []).append(elapsed)
-            print(f"{cache:<5} {who:<9} {elapsed:7.1f}s  {detail}", flush=True)
+            server.setdefault((cache, who), []).append(server_cpu)
+            print(f"{cache:<5} {who:<9} {elapsed:7.1f}s  server CPU {server_cpu:5.1f}s  "
+                  f"local CPU {local_cpu:4.1f}s  {detail}", flush=True)
     finally:
         lab.stop()
     verdicts = []
@@ -96,7 +127,9 @@ def main() -> None:
         verdicts.append(ratio <= TARGET)
         print(f"{cache} cache: benchbed {ours:.1f}s, script {theirs:.1f}s (medians of "
               f"{ROUNDS}), ratio {ratio:.2f}x "
-              f"(target <= {TARGET}x: {'met' if ratio <= TARGET else 'MISSED'})")
+              f"(target <= {TARGET}x: {'met' if ratio <= TARGET else 'MISSED'}); "
+              f"server CPU {statistics.median(server[(cache, 'benchbed')]):.1f}s against "
+              f"{statistics.median(server[(cache, 'script')]):.1f}s")
     sys.exit(0 if all(verdicts) else 1)
 
 
