@@ -38,6 +38,12 @@ class Engine(plugin.Plugin):
         """Prove the deployed system answers; used by `deployment check`."""
         raise NotImplementedError
 
+    @classmethod
+    def check_server_request(cls, config: dict[str, Any], path: str) -> None:
+        """Let the provider refuse the engine's `image`/`flavor` before anything is created."""
+        provider_class = plugin.get(plugin.PROVIDERS, config["provider"]["type"])
+        provider_class.check_request(config.get("image"), config.get("flavor"), path)
+
     def provider(self, key: str = "provider") -> "ServerProvider":
         """The provider configured under `key`, bound to its own ledger scope."""
         from benchbed.providers.base import ServerProvider

@@ -57,6 +57,7 @@ class DebianEngine(Engine):
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
+        cls.check_server_request(config, path)
         where = f"{path}.services".lstrip(".")
         services = config.get("services", DEFAULT_SERVICES)
         for index, name in enumerate(services):

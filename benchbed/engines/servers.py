@@ -28,6 +28,10 @@ class ServersEngine(Engine):
     }
     NESTED = {"provider": PROVIDERS}
 
+    @classmethod
+    def check_config(cls, config: dict[str, Any], path: str) -> None:
+        cls.check_server_request(config, path)
+
     def deploy(self) -> dict[str, Any]:
         provider = self.provider()
         amount = self.config.get("amount") or provider.default_amount()

@@ -1,8 +1,9 @@
 """The server provider contract: Provider(deployment, config), create_servers, destroy_servers."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from benchbed import plugin
+from benchbed import plugin, sizes
+from benchbed.errors import ConfigError, InputError
 from benchbed.ledger import Resource
 from benchbed.server import Server
 
@@ -17,6 +18,24 @@ class ServerProvider(plugin.Plugin):
     `delete_resource`, which must treat "already gone" as success; `destroy_servers`
     then removes everything from the ledger alone, even after a crash.
     """
+
+    # Whether create_servers can pick an image (image_uuid) and a named size (type_id).
+    CHOOSES_IMAGE: ClassVar[bool] = True
+    CHOOSES_SIZE: ClassVar[bool] = True
+
+    @classmethod
+    def check_request(cls, image: str | None, size: str | None, path: str) -> None:
+        """Refuse at validation what create_servers would refuse: nothing is created then."""
+        where = f"{path}." if path else ""
+        if image is not None and not cls.CHOOSES_IMAGE:
+            raise ConfigError(f"{where}image", f"{cls.__name__} cannot choose an image")
+        if size is not None:
+            if not cls.CHOOSES_SIZE:
+                raise ConfigError(f"{where}flavor", f"{cls.__name__} cannot choose a size")
+            try:
+                sizes.lookup(size)
+            except InputError as error:
+                raise ConfigError(f"{where}flavor", str(error)) from None
 
     def __init__(self, deployment: "Deployment", config: dict[str, Any],
                  scope: str = "provider") -> None:

@@ -23,6 +23,8 @@ CREDENTIAL_SCHEMA: dict[str, Any] = {
 class ExistingServers(ServerProvider):
     """Servers that already exist, given by their SSH credentials."""
 
+    CHOOSES_IMAGE = False
+    CHOOSES_SIZE = False
     CONFIG_SCHEMA = {
         "type": "object",
         "properties": {

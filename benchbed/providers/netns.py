@@ -37,6 +37,8 @@ Subsystem sftp internal-sftp
 class NetnsProvider(ServerProvider):
     """sshd in network namespaces on a bridge of its own (test hosts, root only)."""
 
+    CHOOSES_IMAGE = False
+    CHOOSES_SIZE = False
     CONFIG_SCHEMA = {
         "type": "object",
         "properties": {

@@ -328,8 +328,11 @@ def test_network_overlapping_a_host_route_is_refused(bb: Any, home: Path, prefix
 
 def test_runtime_refusals_create_nothing(bb: Any, home: Path, prefix: str,
                                          base_image: str) -> None:
+    huge = bb("deployment", "create", "--name", "huge",
+              "--file", write_config(home, engine(prefix, {"flavor": "huge"}), "huge"))
+    assert huge.returncode == 2 and "config flavor: unknown size 'huge'" in huge.stderr
+    assert bb.json("deployment", "list") == []
     cases = {
-        "huge": ({"flavor": "huge"}, {}, 2, "unknown size 'huge'"),
         "image": ({"image": "benchbed-no-such-image"}, {}, 2, "no LXC image named"),
         "capacity": ({"amount": 4}, {}, 2, "hold 3 container(s); 4 requested"),
         "unreachable": ({}, {"host_provider": {"type": "ExistingServers", "credentials": [

@@ -77,3 +77,16 @@ def test_both_existing_cloud_formats_validate() -> None:
         "auth_url": "http://k:5000/v3/", "admin": {"username": "a", "password": "p"}}}}
     for good in (v2, v3, creds):
         api.validate(good)
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ({**SERVERS, "flavor": "small"}, r"config flavor: ExistingServers cannot choose a size"),
+    ({**SERVERS, "image": "bookworm"}, r"config image: ExistingServers cannot choose an image"),
+    ({"type": "ServersEngine", "flavor": "huge", "provider": {
+        "type": "LxcProvider", "host_provider": {
+            "type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}}},
+     r"config flavor: unknown size 'huge' \(known: tiny \(1 vCPU, 512 MiB\)"),
+])
+def test_engine_requests_the_provider_cannot_serve(bad: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        api.validate(bad)
