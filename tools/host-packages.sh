@@ -4,7 +4,7 @@
 # own bridge addresses).
 set -euo pipefail
 PACKAGES=(
-  openssh-server openssh-client iproute2 procps
+  openssh-server openssh-client iproute2 procps curl util-linux
   lxc lxc-templates debootstrap dnsmasq-base apt-cacher-ng rsync
   postgresql
   libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 qemu-utils pkg-config
