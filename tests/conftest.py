@@ -2,6 +2,7 @@
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,6 +12,15 @@ from typing import Any
 import pytest
 
 from benchbed.db import session as db_session
+
+
+def ledger_rows(home: Path) -> int:
+    """Resource ledger rows left in a home's SQLite database (0 if it has none)."""
+    database = home / "benchbed.sqlite"
+    if not database.exists():
+        return 0
+    with sqlite3.connect(database) as connection:
+        return connection.execute("SELECT count(*) FROM resources").fetchone()[0]
 
 
 def _reset_db_caches() -> None:

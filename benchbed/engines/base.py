@@ -10,6 +10,14 @@ if TYPE_CHECKING:
     from benchbed.providers.base import ServerProvider
 
 
+# The keys with which an engine asks its provider for servers (see check_server_request).
+SERVER_REQUEST_PROPERTIES: dict[str, Any] = {
+    "provider": {"type": "object"},
+    "image": {"type": "string", "minLength": 1},
+    "flavor": {"type": "string", "minLength": 1},
+}
+
+
 @dataclass
 class CheckResult:
     """One line of `deployment check`: what was tried, whether it worked, and what was seen."""

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from benchbed import masking
-from benchbed.engines.base import CheckResult, Engine
+from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
 from benchbed.engines.debian_services import KNOWN_SERVICES, Context, apt, recipes
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError
@@ -38,7 +38,7 @@ class DebianEngine(Engine):
         "type": "object",
         "properties": {
             "type": {"const": "DebianEngine"},
-            "provider": {"type": "object"},
+            **SERVER_REQUEST_PROPERTIES,
             "services": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                          "uniqueItems": True},
             "database": {"type": "string"},
@@ -47,8 +47,6 @@ class DebianEngine(Engine):
             "database_password": {"type": "string", "minLength": 8},
             "service_password": {"type": "string", "minLength": 8},
             "apt_proxy": {"type": "string", "pattern": "^https?://[^/\\s]+/?$"},
-            "image": {"type": "string", "minLength": 1},
-            "flavor": {"type": "string", "minLength": 1},
         },
         "required": ["type", "provider"],
         "additionalProperties": False,

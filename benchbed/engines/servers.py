@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from benchbed.engines.base import CheckResult, Engine
+from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS
 from benchbed.server import Server
@@ -17,10 +17,8 @@ class ServersEngine(Engine):
         "type": "object",
         "properties": {
             "type": {"const": "ServersEngine"},
-            "provider": {"type": "object"},
+            **SERVER_REQUEST_PROPERTIES,
             "amount": {"type": "integer", "minimum": 1, "maximum": 1000},
-            "image": {"type": "string", "minLength": 1},
-            "flavor": {"type": "string", "minLength": 1},
             "ssh_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
         },
         "required": ["type", "provider"],

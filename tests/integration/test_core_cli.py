@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Cli
+from tests.conftest import Cli, ledger_rows
 
 SEED_PASSWORD = "Seed-Pa55-Never-Shown"
 
@@ -42,11 +42,6 @@ def leftovers(tag: str) -> list[str]:
     found = [line.split()[0] for line in namespaces.splitlines() if tag in line]
     found += [line.split(": ")[1].split("@")[0] for line in links.splitlines() if tag in line]
     return found
-
-
-def ledger_rows(home: Path) -> int:
-    with sqlite3.connect(home / "benchbed.sqlite") as db:
-        return db.execute("SELECT count(*) FROM resources").fetchone()[0]
 
 
 def assert_one_clear_line(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:

@@ -9,7 +9,6 @@ import os
 import shlex
 import signal
 import socket
-import sqlite3
 import subprocess
 import time
 import uuid
@@ -24,6 +23,7 @@ from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import STATE_DIR
 from benchbed.images.lxc import LxcImageStore, image_name
 from benchbed.server import Server
+from tests.conftest import ledger_rows
 
 pytestmark = pytest.mark.root
 
@@ -70,14 +70,6 @@ def daemons_of_run() -> list[str]:
         if f"{STATE_DIR}/{BRIDGE}/" in text or f"--interface={BRIDGE}" in text:
             found.append(f"{proc.name}: {text[:120]}")
     return found
-
-
-def ledger_rows(home: Path) -> int:
-    database = home / "benchbed.sqlite"
-    if not database.exists():
-        return 0
-    with sqlite3.connect(database) as connection:
-        return connection.execute("select count(*) from resources").fetchone()[0]
 
 
 def assert_no_leaks(prefix: str, home: Path) -> None:

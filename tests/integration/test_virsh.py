@@ -10,7 +10,6 @@ import ipaddress
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import STATE_DIR
 from benchbed.images.virsh import POOL, VirshImageStore
 from benchbed.server import Server
+from tests.conftest import ledger_rows
 
 pytestmark = pytest.mark.root
 
@@ -44,14 +44,6 @@ def libvirt_state() -> dict[str, set[str]]:
     return {"domains": set(virsh("list", "--all", "--name")), "volumes": volumes,
             "networks": set(virsh("net-list", "--all", "--name")),
             "bridges": {BRIDGE} if bridge.returncode == 0 else set()}
-
-
-def ledger_rows(home: Path) -> int:
-    database = home / "benchbed.sqlite"
-    if not database.exists():
-        return 0
-    with sqlite3.connect(database) as connection:
-        return connection.execute("select count(*) from resources").fetchone()[0]
 
 
 def new_since(before: dict[str, set[str]]) -> dict[str, set[str]]:

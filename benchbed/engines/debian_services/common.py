@@ -42,6 +42,12 @@ def create_database(ctx: Context, name: str, user: str, password: str) -> None:
     ctx.run("mysql --protocol=socket -u root", stdin="\n".join(statements) + "\n", timeout=60)
 
 
+def service_url(address: str, port: int) -> str:
+    """http://address:port, bracketing an IPv6 address."""
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}"
+
+
 def database_url(name: str, user: str, password: str) -> str:
     from urllib.parse import quote
 

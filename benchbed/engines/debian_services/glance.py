@@ -6,6 +6,7 @@ from benchbed.engines.debian_services.common import (
     create_database,
     database_url,
     restart_and_wait,
+    service_url,
     write_config,
 )
 
@@ -34,8 +35,7 @@ flavor = keystone
 
 
 def image_url(address: str) -> str:
-    host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:9292"
+    return service_url(address, 9292)
 
 
 def configure(ctx: Context) -> None:

@@ -12,6 +12,7 @@ from benchbed.engines.debian_services.common import (
     create_database,
     database_url,
     restart_and_wait,
+    service_url,
     tune_uwsgi,
     write_config,
 )
@@ -26,8 +27,7 @@ provider = fernet
 
 
 def base_url(address: str) -> str:
-    host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:5000"
+    return service_url(address, 5000)
 
 
 def configure(ctx: Context) -> None:
