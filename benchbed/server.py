@@ -1,20 +1,15 @@
 """Server: where a provider's machine is and how to reach it (SSH, or directly for localhost)."""
 
-import io
+import importlib
 import logging
-import shlex
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import paramiko
-
 from benchbed import masking
-from benchbed.errors import HostKeyChangedError, SSHError
-from benchbed.retry import retry
+from benchbed.errors import SSHError
 
 if TYPE_CHECKING:
     from benchbed.deployment import Deployment
@@ -43,7 +38,7 @@ class Shell(Protocol):
     def close(self) -> None: ...
 
 
-def _command_failed(where: str, command: str, result: CommandResult) -> SSHError:
+def command_failed(where: str, command: str, result: CommandResult) -> SSHError:
     output = result.stderr.strip() or result.stdout.strip()
     tail = masking.scrub(output[-STDERR_TAIL:])
     first = masking.scrub(command.strip().splitlines()[0] if command.strip() else command)
@@ -80,7 +75,12 @@ class Server:
     def ssh(self) -> "Shell":
         """The handle to run commands on the server (paramiko, or a local shell)."""
         if self._shell is None:
-            self._shell = LocalShell(self) if self.is_local else SSHClient(self)
+            if self.is_local:
+                self._shell = LocalShell(self)
+            else:
+                from benchbed.ssh import SSHClient
+
+                self._shell = SSHClient(self)
         return self._shell
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,142 +99,6 @@ class Server:
         if self._shell is not None:
             self._shell.close()
             self._shell = None
-
-
-class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Record a server's host key with the deployment on first contact; refuse a changed one."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
-        from benchbed import host_keys
-
-        host_keys.verify_or_record(self.server.deployment, self.server.address, key)
-
-
-class SSHClient:
-    """paramiko with retries, timeouts, streamed logging and clear errors."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self._client: paramiko.SSHClient | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def _logger(self) -> logging.Logger:
-        if self.server.deployment is not None:
-            return self.server.deployment.logger
-        return logging.getLogger("benchbed.ssh")
-
-    def _connect_once(self, timeout: float) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(TrustOnFirstUse(self.server))
-        pkey = _load_key(self.server.key) if self.server.key else None
-        try:
-            client.connect(self.server.host, port=self.server.port, username=self.server.user,
-                           pkey=pkey, password=self.server.password, timeout=timeout,
-                           banner_timeout=timeout, auth_timeout=timeout,
-                           allow_agent=False, look_for_keys=False)
-        except BaseException:
-            client.close()
-            raise
-        return client
-
-    def connect(self, timeout: float = 60) -> paramiko.SSHClient:
-        """Connect, retrying unreachable hosts with backoff; bad credentials fail at once."""
-        with self._lock:
-            if self._client is not None and self._client.get_transport() is not None \
-                    and self._client.get_transport().is_active():
-                return self._client
-            where = f"{self.server.user}@{self.server.address}"
-            try:
-                self._client = retry(lambda: self._connect_once(min(timeout, 10)),
-                                     timeout=timeout,
-                                     retry_on=(OSError, EOFError, paramiko.SSHException),
-                                     initial_delay=0.1, max_delay=2.0)
-            except HostKeyChangedError:
-                raise
-            except paramiko.AuthenticationException:
-                raise SSHError(f"{where}: authentication failed (wrong key or password)") \
-                    from None
-            except (OSError, EOFError, paramiko.SSHException) as error:
-                raise SSHError(f"{where}: unreachable after {timeout:.0f}s: "
-                               f"{masking.scrub(str(error)) or type(error).__name__}") from None
-            return self._client
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        self.connect(timeout=timeout)
-
-    def run(self, command: str, *, timeout: float = 600, check: bool = True,
-            stdin: str | None = None) -> CommandResult:
-        """Run a command; stdout/stderr stream into the deployment log as they arrive."""
-        client = self.connect()
-        where = f"{self.server.user}@{self.server.address}"
-        self._logger.debug("%s$ %s", where, command)
-        try:
-            channel = client.get_transport().open_session(timeout=30)
-            channel.settimeout(timeout)
-            channel.exec_command(command)
-            if stdin is not None:
-                channel.sendall(stdin.encode())
-            channel.shutdown_write()
-            stdout, stderr = self._collect(channel, where, timeout)
-            exit_code = channel.recv_exit_status()
-            channel.close()
-        except TimeoutError:
-            raise SSHError(f"{where}: command timed out after {timeout:.0f}s: "
-                           f"{masking.scrub(command)[:120]}") from None
-        except (paramiko.SSHException, OSError, EOFError) as error:
-            raise SSHError(f"{where}: connection lost: {error}") from None
-        result = CommandResult(exit_code, stdout, stderr)
-        if check and exit_code != 0:
-            raise _command_failed(where, command, result)
-        return result
-
-    def _collect(self, channel: paramiko.Channel, where: str, timeout: float
-                 ) -> tuple[str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        deadline = time.monotonic() + timeout
-        streams = ((channel.recv_ready, channel.recv, out, "out"),
-                   (channel.recv_stderr_ready, channel.recv_stderr, err, "err"))
-        while True:
-            idle = True
-            for ready, receive, buffer, label in streams:
-                if ready():
-                    idle = False
-                    chunk = receive(65536).decode(errors="replace")
-                    buffer.write(chunk)
-                    for line in chunk.splitlines():
-                        self._logger.debug("%s %s: %s", where, label, line)
-            if idle:
-                if channel.exit_status_ready() and not channel.recv_ready() \
-                        and not channel.recv_stderr_ready():
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-                time.sleep(0.01)
-        return out.getvalue(), err.getvalue()
-
-    def put_file(self, content: str | bytes, remote_path: str, mode: int = 0o644) -> None:
-        data = content.encode() if isinstance(content, str) else content
-        sftp = self.connect().open_sftp()
-        try:
-            with sftp.open(remote_path, "wb") as remote:
-                sftp.chmod(remote_path, mode)
-                remote.write(data)
-        except OSError as error:
-            raise SSHError(f"{self.server.address}: cannot write {remote_path}: {error}") \
-                from None
-        finally:
-            sftp.close()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
 
 
 class LocalShell:
@@ -259,7 +123,7 @@ class LocalShell:
                 logger.debug("localhost %s: %s", label, line)
         result = CommandResult(completed.returncode, completed.stdout, completed.stderr)
         if check and completed.returncode != 0:
-            raise _command_failed("localhost", command, result)
+            raise command_failed("localhost", command, result)
         return result
 
     def put_file(self, content: str | bytes, remote_path: str, mode: int = 0o644) -> None:
@@ -276,21 +140,8 @@ class LocalShell:
         return None
 
 
-def _load_key(key: str) -> paramiko.PKey:
-    """A private key given as a file path or as the key text itself."""
-    text = key if key.lstrip().startswith("-----BEGIN") else None
-    path = None if text else Path(key).expanduser()
-    if path is not None and not path.exists():
-        raise SSHError(f"private key file {path} does not exist")
-    for key_class in (paramiko.Ed25519Key, paramiko.RSAKey, paramiko.ECDSAKey):
-        try:
-            if text:
-                return key_class.from_private_key(io.StringIO(text))
-            return key_class.from_private_key_file(str(path))
-        except paramiko.SSHException:
-            continue
-    raise SSHError(f"cannot read private key {path or '(inline)'}")
+def warm_up_ssh() -> None:
+    """Import the SSH stack (paramiko, about 0.1 s) in the background while servers boot."""
+    threading.Thread(target=importlib.import_module, args=("benchbed.ssh",), daemon=True,
+                     name="benchbed-ssh-import").start()
 
-
-def quote(value: str) -> str:
-    return shlex.quote(value)

@@ -18,7 +18,7 @@ from typing import Any
 from benchbed import sizes
 from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
-from benchbed.hostnet.bridge import overlapping_route
+from benchbed.hostnet.bridge import overlapping_route, static_capacity
 from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, image_name
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
@@ -26,28 +26,46 @@ from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS
 from benchbed.providers.base import ServerProvider
 from benchbed.retry import wait_for
-from benchbed.server import Server
+from benchbed.server import Server, warm_up_ssh
 
 DEFAULT_NETWORK = "10.254.100.0/24"
 HOST_TIMEOUT = 20
 READY_TIMEOUT = 90
 # name -> (CPUs, memory in MiB), enforced with cgroup limits; no type_id means no limits.
 
-# sh -s -- NAME IMAGE BRIDGE PROXY CPUS MEMORY_MB PUBLIC_KEY LEASES; prints the address.
-# The lease is awaited in dnsmasq's lease file with shell builtins: polling `lxc-info` all
-# along for eight containers at once costs a good part of a core on a small host.
+# sh -s -- NAME IMAGE BRIDGE PROXY CPUS MEMORY_MB PUBLIC_KEY STATE FIRST LAST PREFIX; prints
+# the address. The address is fixed before boot (no DHCP round trip, no dhclient at boot): the
+# first one from FIRST..LAST (as integers) that no container config, reservation under
+# STATE/addresses or dnsmasq lease holds, reserved under a lock; DELETE drops the reservation.
 CREATE = r"""
 set -eu
-name=$1 image=$2 bridge=$3 proxy=$4 cpus=$5 memory=$6 pubkey=$7 leases=$8
+name=$1 image=$2 bridge=$3 proxy=$4 cpus=$5 memory=$6 pubkey=$7 state=$8 first=$9
+last=${10} prefix=${11}
 lxcpath=$(lxc-config lxc.lxcpath)
-mkdir -p /run/lock
+mkdir -p /run/lock "$state/addresses"
 exec 9>>"/run/lock/benchbed-lxc-$name.lock"
 flock 9
+exec 8>>"$state/addresses.lock"
+flock 8
+address=$({ ls "$state/addresses"
+           sed -n 's/^lxc.net.0.ipv4.address *= *\([0-9.]*\).*/\1/p' "$lxcpath"/*/config
+           cut -d' ' -f3 "$state/dnsmasq.leases" 2>/dev/null || true
+         } | awk -v first="$first" -v last="$last" '{ used[$0] = 1 } END {
+    for (n = first; n <= last; n++) {
+        a = sprintf("%d.%d.%d.%d", int(n / 16777216) % 256, int(n / 65536) % 256,
+                    int(n / 256) % 256, n % 256)
+        if (!(a in used)) { print a; exit }
+    }
+}')
+[ -n "$address" ] || { echo "$name: no free address left on $bridge" >&2; exit 1; }
+echo "$name" > "$state/addresses/$address"
+exec 8>&-
 lxc-copy -s -B overlay -n "$image" -N "$name" >&2 9>&-
 config=$lxcpath/$name/config
 upper=$(sed -n 's/^lxc.rootfs.path *= *overlay:[^:]*:\(.*\)$/\1/p' "$config")
 [ -n "$upper" ] || { echo "$name: not an overlay clone" >&2; exit 1; }
 sed -i "s/^lxc.net.0.link *=.*/lxc.net.0.link = $bridge/" "$config"
+echo "lxc.net.0.ipv4.address = $address/$prefix" >> "$config"
 if [ "$cpus" -gt 0 ]; then
     if [ -d /sys/fs/cgroup/cpu ]; then
         printf 'lxc.cgroup.cpu.cfs_period_us = 100000\nlxc.cgroup.cpu.cfs_quota_us = %s\n' \
@@ -63,46 +81,37 @@ if [ "$memory" -gt 0 ]; then
         echo "lxc.cgroup2.memory.max = ${memory}M" >> "$config"
     fi
 fi
-mkdir -p "$upper/etc/ssh" "$upper/root/.ssh" "$upper/etc/apt/apt.conf.d"
+mkdir -p "$upper/etc/ssh" "$upper/root/.ssh" "$upper/etc/apt/apt.conf.d" "$upper/etc/network"
 tr -d - < /proc/sys/kernel/random/uuid > "$upper/etc/machine-id"
 echo "$name" > "$upper/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost ip6-localhost ip6-loopback\n' \
     "$name" > "$upper/etc/hosts"
+printf 'auto lo\niface lo inet loopback\n# eth0: %s/%s, set by LXC before boot\n' \
+    "$address" "$prefix" > "$upper/etc/network/interfaces"
 ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$upper/etc/ssh/ssh_host_ed25519_key"
 chmod 700 "$upper/root/.ssh"
 echo "$pubkey" > "$upper/root/.ssh/authorized_keys"
 chmod 600 "$upper/root/.ssh/authorized_keys"
 echo "Acquire::http::Proxy \"$proxy\";" > "$upper/etc/apt/apt.conf.d/01benchbed-proxy"
-hwaddr=$(sed -n 's/^lxc.net.0.hwaddr *= *//p' "$config")
 lxc-start -n "$name" -d 9>&-
-address=
-i=0
-while [ $i -lt 3000 ]; do
-    if [ -z "$address" ] && [ -f "$leases" ]; then
-        while read -r _ mac leased _; do
-            if [ "$mac" = "$hwaddr" ]; then address=$leased; fi
-        done < "$leases"
-    fi
-    # leased, and the container has put the address on its interface
-    if [ -n "$address" ] && lxc-info -n "$name" -iH | grep -qxF "$address"; then
-        echo "$address"; exit 0
-    fi
-    sleep 0.02; i=$((i + 1))
-done
-echo "$name: no DHCP address after 60s ($(lxc-info -n "$name" -sH))" >&2
-exit 1
+echo "$address"
 """
 
-# sh -s -- NAME; already gone is success.
+# sh -s -- NAME STATE; already gone is success.
 DELETE = r"""
 set -eu
-name=$1
+name=$1 state=$2
 lxcpath=$(lxc-config lxc.lxcpath)
 mkdir -p /run/lock
 exec 9>>"/run/lock/benchbed-lxc-$name.lock"
 flock 9
 if [ -f "$lxcpath/$name/config" ]; then lxc-destroy -f -n "$name" >&2 9>&-; fi
 rm -rf "${lxcpath:?}/$name"
+if [ -d "$state/addresses" ]; then
+    grep -lxF "$name" "$state/addresses"/* 2>/dev/null | while read -r reserved; do
+        rm -f "$reserved"
+    done
+fi
 rm -f "/run/lock/benchbed-lxc-$name.lock"
 """
 
@@ -164,10 +173,10 @@ class LxcProvider(ServerProvider):
             raise ConfigError(where("start_lxc_network"),
                               f"{network} is not a private network range")
         per_host = config.get("containers_per_host", 1)
-        if network.num_addresses - 3 < per_host:
+        if static_capacity(network) < per_host:
             raise ConfigError(where("start_lxc_network"), f"{network} has room for "
-                              f"{max(network.num_addresses - 3, 0)} container(s), "
-                              f"containers_per_host is {per_host}")
+                              f"{static_capacity(network)} container(s) (the lower half of its "
+                              f"addresses), containers_per_host is {per_host}")
         for index, credential in enumerate(config["host_provider"].get("credentials", [])):
             subnet = host_network(network, index)
             if not subnet.is_private:
@@ -216,6 +225,7 @@ class LxcProvider(ServerProvider):
         prefix = self.config.get("container_name_prefix", "benchbed")
         slots = [(f"{prefix}-{tag}-{offset + index}", hosts[index // self._per_host])
                  for index in range(amount)]
+        warm_up_ssh()
         return run_parallel("creating LXC containers", slots,
                             lambda slot: self._create_container(*slot, limits, public_key),
                             describe=lambda slot: slot[0])
@@ -254,11 +264,14 @@ class LxcProvider(ServerProvider):
 
     def _create_container(self, name: str, host: Host, limits: tuple[int, int],
                           public_key: str) -> Server:
-        args = [name, host.image, host.network.bridge, host.network.apt_proxy,
-                str(limits[0]), str(limits[1]), public_key, host.network.lease_file]
+        network = host.network
+        first, last = network.static_range
+        args = [name, host.image, network.bridge, network.apt_proxy, str(limits[0]),
+                str(limits[1]), public_key, network.state_dir, str(first), str(last),
+                str(network.network.prefixlen)]
         command = "sh -s -- " + " ".join(shlex.quote(arg) for arg in args)
         with self.ledger.creating("container", name, host=host.server.to_dict(),
-                                  image=host.image) as resource:
+                                  image=host.image, state=network.state_dir) as resource:
             with self.deployment.step("create container", name):
                 result = host.server.ssh.run(command, stdin=CREATE, timeout=READY_TIMEOUT)
             address = result.stdout.strip().splitlines()[-1]
@@ -280,8 +293,9 @@ class LxcProvider(ServerProvider):
         host = Server.from_dict(resource.data["host"], deployment=self.deployment)
         try:
             if resource.kind == "container":
-                host.ssh.run(f"sh -s -- {shlex.quote(resource.name)}", stdin=DELETE,
-                             timeout=120)
+                args = [resource.name, resource.data.get("state", "")]
+                host.ssh.run("sh -s -- " + " ".join(shlex.quote(arg) for arg in args),
+                             stdin=DELETE, timeout=120)
             elif resource.kind == "hostnet":
                 network = ipaddress.IPv4Network(resource.data["network"])
                 HostNetwork(host, network).release(self.deployment.uuid)
