@@ -1,5 +1,6 @@
 """Entry point: the `benchbed` command and its error handling (one line, exit 1 or 2)."""
 
+import logging
 import os
 import sys
 
@@ -22,26 +23,48 @@ cli.add_command(image_group)
 
 
 def main() -> None:
+    """Run one command, then leave without the interpreter's teardown.
+
+    By then everything is committed and logged; tearing down SQLAlchemy, paramiko and the
+    thread pools object by object would only add 50-80 ms to every command.
+    """
+    code = _run()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 1
+    logging.shutdown()
+    os._exit(code)
+
+
+def _run() -> int:
+    """The command's exit code: 0, 1 (it failed at run time) or 2 (bad input)."""
     from benchbed.errors import BenchbedError
 
     try:
         cli.main(standalone_mode=False, prog_name="benchbed")
     except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
+        return done.exit_code
     except click.ClickException as error:
         error.show()
-        sys.exit(2)
+        return 2
     except click.Abort:
         sys.stderr.write("benchbed: aborted\n")
-        sys.exit(130)
+        return 130
+    except SystemExit as done:
+        if isinstance(done.code, str):
+            sys.stderr.write(done.code + "\n")
+            return 1
+        return done.code or 0
     except BenchbedError as error:
         from benchbed import masking
 
         sys.stderr.write(f"benchbed: error: {masking.scrub(str(error))}\n")
-        sys.exit(error.exit_code)
+        return error.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("benchbed: interrupted\n")
-        sys.exit(130)
+        return 130
     except Exception as error:
         if os.environ.get("BENCHBED_DEBUG"):
             raise
@@ -49,4 +72,5 @@ def main() -> None:
 
         sys.stderr.write(f"benchbed: internal error: {type(error).__name__}: "
                          f"{masking.scrub(str(error))} (set BENCHBED_DEBUG=1 for a traceback)\n")
-        sys.exit(1)
+        return 1
+    return 0
