@@ -6,8 +6,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from benchbed.errors import ConfigError, InputError
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -33,6 +31,8 @@ def parse(text: str, source: str = "config") -> dict[str, Any]:
             raise InputError(f"{source}: invalid JSON at line {error.lineno}, "
                              f"column {error.colno}: {error.msg}") from None
     else:
+        import yaml  # only YAML configs pay for it (about 10 ms)
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:

@@ -4,19 +4,19 @@ import logging
 import sys
 import time
 import uuid as uuid_lib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from benchbed import masking, paths
-from benchbed.db.models import DeploymentRow, ResourceRow, TimelineRow, utcnow
-from benchbed.db.session import session
+from benchbed.db.models import deployments, resources, timeline, utcnow
+from benchbed.db.session import transaction
 from benchbed.errors import BusyError, InputError, NotFoundError, StatusError
 from benchbed.lease import Holder
 
@@ -57,22 +57,22 @@ IN_PROGRESS = frozenset({Status.INIT, Status.STARTED, Status.SUBDEPLOY, Status.C
 class Deployment:
     """One system under test, as persisted; every status change is compare-and-set."""
 
-    def __init__(self, row: DeploymentRow) -> None:
+    def __init__(self, row: Mapping[str, Any]) -> None:
         self._load(row)
         self._holder: Holder | None = None
 
-    def _load(self, row: DeploymentRow) -> None:
-        self.uuid: str = row.uuid
-        self.name: str = row.name
-        self.config: dict[str, Any] = row.config
-        self.status = Status(row.status)
-        self.endpoints: dict[str, Any] = row.endpoints or {}
-        self.parent_uuid = row.parent_uuid
-        self.created_at: datetime = row.created_at
-        self.updated_at: datetime = row.updated_at
-        self.lease_owner = row.lease_owner
-        self.lease_since = row.lease_since
-        self.error = row.error
+    def _load(self, row: Mapping[str, Any]) -> None:
+        self.uuid: str = row["uuid"]
+        self.name: str = row["name"]
+        self.config: dict[str, Any] = row["config"]
+        self.status = Status(row["status"])
+        self.endpoints: dict[str, Any] = row["endpoints"] or {}
+        self.parent_uuid = row["parent_uuid"]
+        self.created_at: datetime = row["created_at"]
+        self.updated_at: datetime = row["updated_at"]
+        self.lease_owner = row["lease_owner"]
+        self.lease_since = row["lease_since"]
+        self.error = row["error"]
         masking.register_from(self.config)
         masking.register_from(self.endpoints)
 
@@ -82,36 +82,36 @@ class Deployment:
         """Insert the row in deploy->init, already leased to this process."""
         holder = Holder.me()
         now = utcnow()
-        row = DeploymentRow(
+        values = dict(
             uuid=str(uuid_lib.uuid4()), name=name, config=config, status=Status.INIT.value,
             parent_uuid=parent_uuid, created_at=now, updated_at=now,
-            lease_owner=holder.token(), lease_since=now,
+            lease_owner=holder.token(), lease_since=now, endpoints=None, error=None,
         )
         try:
-            with session() as db:
-                db.add(row)
+            with transaction() as db:
+                db.execute(insert(deployments).values(values))
         except IntegrityError:
             raise InputError(f"a deployment named '{name}' already exists") from None
-        deployment = cls(row)
+        deployment = cls(values)
         deployment._holder = holder
         return deployment
 
     @classmethod
     def get(cls, name_or_uuid: str) -> "Deployment":
-        with session() as db:
-            row = db.scalars(select(DeploymentRow).where(
-                (DeploymentRow.name == name_or_uuid) | (DeploymentRow.uuid == name_or_uuid)
+        with transaction() as db:
+            row = db.execute(select(deployments).where(
+                (deployments.c.name == name_or_uuid) | (deployments.c.uuid == name_or_uuid)
             )).first()
         if row is None:
             raise NotFoundError(f"no deployment named '{name_or_uuid}'")
-        return cls(row)
+        return cls(row._mapping)
 
     def refresh(self) -> None:
-        with session() as db:
-            row = db.get(DeploymentRow, self.uuid)
+        with transaction() as db:
+            row = db.execute(select(deployments).where(deployments.c.uuid == self.uuid)).first()
         if row is None:
             raise NotFoundError(f"deployment '{self.name}' no longer exists")
-        self._load(row)
+        self._load(row._mapping)
 
     @property
     def directory(self) -> Path:
@@ -132,10 +132,10 @@ class Deployment:
     def _acquire(self, force: bool) -> None:
         holder = Holder.me()
         now = utcnow()
-        with session() as db:
+        with transaction() as db:
             taken = db.execute(
-                update(DeploymentRow)
-                .where(DeploymentRow.uuid == self.uuid, DeploymentRow.lease_owner.is_(None))
+                update(deployments)
+                .where(deployments.c.uuid == self.uuid, deployments.c.lease_owner.is_(None))
                 .values(lease_owner=holder.token(), lease_since=now)
             ).rowcount
         if not taken:
@@ -152,11 +152,11 @@ class Deployment:
                 state = "is no longer running" if alive is False else "cannot be checked"
                 raise BusyError(f"deployment '{self.name}' is held by {other.describe()} since "
                                 f"{since}, which {state}; re-run with --force to break the lease")
-            with session() as db:
+            with transaction() as db:
                 taken = db.execute(
-                    update(DeploymentRow)
-                    .where(DeploymentRow.uuid == self.uuid,
-                           DeploymentRow.lease_owner == self.lease_owner)
+                    update(deployments)
+                    .where(deployments.c.uuid == self.uuid,
+                           deployments.c.lease_owner == self.lease_owner)
                     .values(lease_owner=holder.token(), lease_since=now)
                 ).rowcount
             if not taken:
@@ -171,10 +171,10 @@ class Deployment:
     def release(self) -> None:
         if self._holder is None:
             return
-        with session() as db:
-            db.execute(update(DeploymentRow)
-                       .where(DeploymentRow.uuid == self.uuid,
-                              DeploymentRow.lease_owner == self._holder.token())
+        with transaction() as db:
+            db.execute(update(deployments)
+                       .where(deployments.c.uuid == self.uuid,
+                              deployments.c.lease_owner == self._holder.token())
                        .values(lease_owner=None, lease_since=None))
         self._holder = None
 
@@ -187,12 +187,12 @@ class Deployment:
                               f"it cannot go to {new}")
         if self._holder is None:
             raise StatusError(f"deployment '{self.name}' changed status without holding it")
-        with session() as db:
+        with transaction() as db:
             changed = db.execute(
-                update(DeploymentRow)
-                .where(DeploymentRow.uuid == self.uuid,
-                       DeploymentRow.status == self.status.value,
-                       DeploymentRow.lease_owner == self._holder.token())
+                update(deployments)
+                .where(deployments.c.uuid == self.uuid,
+                       deployments.c.status == self.status.value,
+                       deployments.c.lease_owner == self._holder.token())
                 .values(status=new.value, updated_at=utcnow(),
                         error=masking.scrub(error) if error else None)
             ).rowcount
@@ -211,20 +211,20 @@ class Deployment:
 
     def set_endpoints(self, endpoints: dict[str, Any]) -> None:
         masking.register_from(endpoints)
-        with session() as db:
-            db.execute(update(DeploymentRow).where(DeploymentRow.uuid == self.uuid)
+        with transaction() as db:
+            db.execute(update(deployments).where(deployments.c.uuid == self.uuid)
                        .values(endpoints=endpoints, updated_at=utcnow()))
         self.endpoints = endpoints
 
     def remaining_resources(self) -> int:
-        with session() as db:
-            return db.scalar(select(func.count()).select_from(ResourceRow)
-                             .where(ResourceRow.deployment_uuid == self.uuid)) or 0
+        with transaction() as db:
+            return db.scalar(select(func.count()).select_from(resources)
+                             .where(resources.c.deployment_uuid == self.uuid)) or 0
 
     def delete(self) -> None:
         """Remove the record once everything it owned is gone."""
-        with session() as db:
-            db.execute(delete(DeploymentRow).where(DeploymentRow.uuid == self.uuid))
+        with transaction() as db:
+            db.execute(delete(deployments).where(deployments.c.uuid == self.uuid))
         self._holder = None
 
     # -- timeline and log ----------------------------------------------------------------------
@@ -232,12 +232,10 @@ class Deployment:
     @contextmanager
     def step(self, name: str, detail: str | None = None) -> Iterator[None]:
         """Record one step with its start and end, so `show` can say where the time went."""
-        with session() as db:
-            row = TimelineRow(deployment_uuid=self.uuid, step=name, detail=detail,
-                              started_at=utcnow(), outcome="running")
-            db.add(row)
-            db.flush()
-            step_id = row.id
+        with transaction() as db:
+            step_id = db.execute(insert(timeline).values(
+                deployment_uuid=self.uuid, step=name, detail=detail, started_at=utcnow(),
+                outcome="running")).inserted_primary_key[0]
         self.logger.info("step started: %s%s", name, f" ({detail})" if detail else "")
         started = time.monotonic()
         outcome = "failed"
@@ -245,8 +243,8 @@ class Deployment:
             yield
             outcome = "ok"
         finally:
-            with session() as db:
-                db.execute(update(TimelineRow).where(TimelineRow.id == step_id)
+            with transaction() as db:
+                db.execute(update(timeline).where(timeline.c.id == step_id)
                            .values(finished_at=utcnow(), outcome=outcome))
             self.logger.info("step %s: %s", outcome, name)
             if sys.stderr.isatty():
@@ -254,11 +252,11 @@ class Deployment:
                 sys.stderr.write(f"  {mark:<6} {name}{f' ({detail})' if detail else ''} "
                                  f"{time.monotonic() - started:.1f}s\n")
 
-    def timeline(self) -> list[TimelineRow]:
-        with session() as db:
-            return list(db.scalars(select(TimelineRow)
-                                   .where(TimelineRow.deployment_uuid == self.uuid)
-                                   .order_by(TimelineRow.id)))
+    def timeline(self) -> list[Row]:
+        """The recorded steps, oldest first (rows with step, detail, started_at, ...)."""
+        with transaction() as db:
+            return list(db.execute(select(timeline).where(timeline.c.deployment_uuid == self.uuid)
+                                   .order_by(timeline.c.id)))
 
     @property
     def log_path(self) -> Path:

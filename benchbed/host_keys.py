@@ -3,9 +3,10 @@
 from typing import TYPE_CHECKING
 
 import paramiko
+from sqlalchemy import delete, insert, select
 
-from benchbed.db.models import HostKeyRow
-from benchbed.db.session import session
+from benchbed.db.models import host_keys
+from benchbed.db.session import transaction
 from benchbed.errors import HostKeyChangedError
 
 if TYPE_CHECKING:
@@ -17,11 +18,12 @@ def verify_or_record(deployment: "Deployment | None", address: str, key: paramik
     if deployment is None:
         return
     presented = key.get_base64()
-    with session() as db:
-        known = db.get(HostKeyRow, (deployment.uuid, address))
+    with transaction() as db:
+        known = db.execute(select(host_keys).where(host_keys.c.deployment_uuid == deployment.uuid,
+                                                   host_keys.c.address == address)).first()
         if known is None:
-            db.add(HostKeyRow(deployment_uuid=deployment.uuid, address=address,
-                              key_type=key.get_name(), key_base64=presented))
+            db.execute(insert(host_keys).values(deployment_uuid=deployment.uuid, address=address,
+                                                key_type=key.get_name(), key_base64=presented))
             deployment.logger.info("recorded host key of %s (%s %s)", address, key.get_name(),
                                    key.fingerprint)
             return
@@ -36,8 +38,9 @@ def verify_or_record(deployment: "Deployment | None", address: str, key: paramik
 
 def known_hosts_lines(deployment: "Deployment") -> list[str]:
     """OpenSSH known_hosts lines for the deployment's recorded keys."""
-    with session() as db:
-        rows = db.query(HostKeyRow).filter(HostKeyRow.deployment_uuid == deployment.uuid).all()
+    with transaction() as db:
+        rows = db.execute(select(host_keys)
+                          .where(host_keys.c.deployment_uuid == deployment.uuid)).all()
     lines = []
     for row in rows:
         host, port = row.address.rsplit(":", 1)
@@ -47,9 +50,7 @@ def known_hosts_lines(deployment: "Deployment") -> list[str]:
 
 
 def forget(deployment: "Deployment", address: str) -> bool:
-    with session() as db:
-        row = db.get(HostKeyRow, (deployment.uuid, address))
-        if row is None:
-            return False
-        db.delete(row)
-        return True
+    with transaction() as db:
+        removed = db.execute(delete(host_keys).where(
+            host_keys.c.deployment_uuid == deployment.uuid, host_keys.c.address == address))
+    return bool(removed.rowcount)

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
-from benchbed.db.models import HostKeyRow, ResourceRow, utcnow
-from benchbed.db.session import session
+from benchbed.db.models import host_keys, resources, utcnow
+from benchbed.db.session import transaction
 from benchbed.parallel import run_parallel
 
 if TYPE_CHECKING:
@@ -49,35 +49,33 @@ class Ledger:
         """
         resource = self.record(kind, name, **data)
         yield resource
-        with session() as db:
-            db.execute(update(ResourceRow).where(ResourceRow.id == resource.id)
+        with transaction() as db:
+            db.execute(update(resources).where(resources.c.id == resource.id)
                        .values(state=CREATED, data=resource.data))
         resource.state = CREATED
 
     def record(self, kind: str, name: str, **data: Any) -> Resource:
         """Write the row before the resource exists (state `creating`)."""
-        with session() as db:
-            row = ResourceRow(deployment_uuid=self.deployment.uuid, scope=self.scope, kind=kind,
-                              name=name, data=data, state=CREATING, created_at=utcnow())
-            db.add(row)
-            db.flush()
-            resource_id = row.id
+        with transaction() as db:
+            resource_id = db.execute(insert(resources).values(
+                deployment_uuid=self.deployment.uuid, scope=self.scope, kind=kind, name=name,
+                data=data, state=CREATING, created_at=utcnow())).inserted_primary_key[0]
         self.deployment.logger.debug("ledger: recorded %s %s", kind, name)
         return Resource(resource_id, self.scope, kind, name, CREATING, dict(data))
 
     def update(self, resource: Resource) -> None:
-        with session() as db:
-            db.execute(update(ResourceRow).where(ResourceRow.id == resource.id)
+        with transaction() as db:
+            db.execute(update(resources).where(resources.c.id == resource.id)
                        .values(data=resource.data))
 
     def resources(self, kind: str | None = None) -> list[Resource]:
         """This scope's rows, newest first (the order they must be removed in)."""
-        query = select(ResourceRow).where(ResourceRow.deployment_uuid == self.deployment.uuid,
-                                          ResourceRow.scope == self.scope)
+        query = select(resources).where(resources.c.deployment_uuid == self.deployment.uuid,
+                                        resources.c.scope == self.scope)
         if kind is not None:
-            query = query.where(ResourceRow.kind == kind)
-        with session() as db:
-            rows = db.scalars(query.order_by(ResourceRow.id.desc())).all()
+            query = query.where(resources.c.kind == kind)
+        with transaction() as db:
+            rows = db.execute(query.order_by(resources.c.id.desc())).all()
         return [Resource(r.id, r.scope, r.kind, r.name, r.state, dict(r.data)) for r in rows]
 
     def forget(self, resource: Resource) -> None:
@@ -86,12 +84,12 @@ class Ledger:
         A server resource names its SSH address in `data["ssh_address"]` ("host:port"):
         its recorded host key goes with it, so a new server at that address is trusted anew.
         """
-        with session() as db:
-            db.execute(delete(ResourceRow).where(ResourceRow.id == resource.id))
+        with transaction() as db:
+            db.execute(delete(resources).where(resources.c.id == resource.id))
             if resource.data.get("ssh_address"):
-                db.execute(delete(HostKeyRow).where(
-                    HostKeyRow.deployment_uuid == self.deployment.uuid,
-                    HostKeyRow.address == resource.data["ssh_address"]))
+                db.execute(delete(host_keys).where(
+                    host_keys.c.deployment_uuid == self.deployment.uuid,
+                    host_keys.c.address == resource.data["ssh_address"]))
         self.deployment.logger.debug("ledger: %s %s is gone", resource.kind, resource.name)
 
     def destroy(self, remove: Callable[[Resource], None], label: str = "destroying") -> None:

@@ -25,7 +25,6 @@ def ledger_rows(home: Path) -> int:
 
 def _reset_db_caches() -> None:
     db_session.engine.cache_clear()
-    db_session._session_factory.cache_clear()
 
 
 @pytest.fixture

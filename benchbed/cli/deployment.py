@@ -99,12 +99,12 @@ def _list_with_models() -> list[dict[str, Any]]:
     from sqlalchemy import select
 
     from benchbed.db.fastread import LIST_COLUMNS
-    from benchbed.db.models import DeploymentRow
-    from benchbed.db.session import session
+    from benchbed.db.models import deployments
+    from benchbed.db.session import transaction
 
-    columns = [getattr(DeploymentRow, name) for name in LIST_COLUMNS]
-    with session() as db:
-        rows = db.execute(select(*columns).order_by(DeploymentRow.created_at)).all()
+    columns = [deployments.c[name] for name in LIST_COLUMNS]
+    with transaction() as db:
+        rows = db.execute(select(*columns).order_by(deployments.c.created_at)).all()
     return [dict(row._mapping) for row in rows]
 
 
@@ -132,12 +132,12 @@ def _details(name: str) -> dict[str, Any]:
 def _ledger_rows(uuid: str) -> list[Any]:
     from sqlalchemy import select
 
-    from benchbed.db.models import ResourceRow
-    from benchbed.db.session import session
+    from benchbed.db.models import resources
+    from benchbed.db.session import transaction
 
-    with session() as db:
-        return list(db.scalars(select(ResourceRow).where(ResourceRow.deployment_uuid == uuid)
-                               .order_by(ResourceRow.id)))
+    with transaction() as db:
+        return list(db.execute(select(resources).where(resources.c.deployment_uuid == uuid)
+                               .order_by(resources.c.id)))
 
 
 @deployment.command()

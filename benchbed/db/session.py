@@ -1,12 +1,11 @@
-"""Database engine and sessions; the schema is migrated with Alembic on first use."""
+"""Database engine and transactions; the schema is migrated with Alembic on first use."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from benchbed.db.fastread import HEAD_REVISION
 from benchbed.db.url import database_url
@@ -52,20 +51,8 @@ def _migrate_if_needed(db_engine: Engine) -> None:
     command.upgrade(config, "head")
 
 
-@cache
-def _session_factory() -> sessionmaker[Session]:
-    return sessionmaker(engine(), expire_on_commit=False)
-
-
 @contextmanager
-def session() -> Iterator[Session]:
+def transaction() -> Iterator[Connection]:
     """A transaction: committed when the block ends, rolled back on error."""
-    db_session = _session_factory()()
-    try:
-        yield db_session
-        db_session.commit()
-    except BaseException:
-        db_session.rollback()
-        raise
-    finally:
-        db_session.close()
+    with engine().begin() as connection:
+        yield connection

@@ -78,13 +78,13 @@ def _dead_holder_token() -> str:
 def test_dead_holder_needs_force_and_leaves_deployment_inconsistent(database: str) -> None:
     from sqlalchemy import update
 
-    from benchbed.db.models import DeploymentRow
-    from benchbed.db.session import session
+    from benchbed.db.models import deployments
+    from benchbed.db.session import transaction
 
     deployment = Deployment.create("d5", CONFIG)
     deployment.set_status(Status.STARTED)
-    with session() as db:
-        db.execute(update(DeploymentRow).where(DeploymentRow.uuid == deployment.uuid)
+    with transaction() as db:
+        db.execute(update(deployments).where(deployments.c.uuid == deployment.uuid)
                    .values(lease_owner=_dead_holder_token()))
     other = Deployment.get("d5")
     with pytest.raises(BusyError, match="no longer running; re-run with --force"):
