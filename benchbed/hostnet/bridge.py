@@ -115,6 +115,11 @@ release() {
 """
 
 
+def static_capacity(network: ipaddress.IPv4Network) -> int:
+    """How many guests of `network` can have a fixed address: half of those the gateway leaves."""
+    return max(network.num_addresses - 3, 0) // 2
+
+
 def bridge_name(network: ipaddress.IPv4Network) -> str:
     """One bridge per network (15 characters at most): deployments on one network share it."""
     return "bblxc" + hashlib.sha1(str(network).encode()).hexdigest()[:8]
@@ -131,16 +136,27 @@ class HostNetwork:
         self.bridge = bridge_name(network)
         addresses = list(network.hosts())
         self.gateway = str(addresses[0])
-        self.dhcp_range = (str(addresses[1]), str(addresses[-1]))
+        # Guests configured with an address before they boot (LXC) take the lower part, DHCP
+        # (VMs, anything else on the bridge) the rest, so the two never hand out one address.
+        self._fixed = static_capacity(network)
+        self.dhcp_range = (str(addresses[1 + self._fixed]), str(addresses[-1]))
 
     @property
     def apt_proxy(self) -> str:
         return f"http://{self.gateway}:{APT_PROXY_PORT}"
 
     @property
-    def lease_file(self) -> str:
-        """dnsmasq's leases on the host ("expiry MAC address name client-id" lines)."""
-        return f"{STATE_DIR}/{self.bridge}/dnsmasq.leases"
+    def static_range(self) -> tuple[int, int]:
+        """The first and last address (as integers) that guests may be given as fixed ones."""
+        if not self._fixed:
+            raise InputError(f"network {self.network} is too small for fixed addresses")
+        first = int(self.network.network_address) + 2
+        return first, first + self._fixed - 1
+
+    @property
+    def state_dir(self) -> str:
+        """Where the host keeps this network's references, leases and address reservations."""
+        return f"{STATE_DIR}/{self.bridge}"
 
     def check_free(self) -> None:
         """Refuse a network that overlaps one the host already routes (other than our bridge)."""

@@ -6,10 +6,11 @@ from typing import Any
 import pytest
 
 from benchbed.errors import BenchbedError, ConfigError, InputError
-from benchbed.hostnet import bridge_name
+from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import overlapping_route
 from benchbed.images.lxc import check_name, parse_mirrors
 from benchbed.providers.lxc import LxcProvider, host_network
+from benchbed.server import Server
 
 REMOTE = {"type": "ExistingServers", "credentials": [{"user": "root", "host": "192.0.2.10"}]}
 
@@ -46,6 +47,27 @@ def test_each_host_gets_the_next_network_of_the_same_size() -> None:
     start = ipaddress.IPv4Network("10.9.0.0/24")
     assert [str(host_network(start, i)) for i in range(3)] == [
         "10.9.0.0/24", "10.9.1.0/24", "10.9.2.0/24"]
+
+
+@pytest.mark.parametrize(("cidr", "fixed", "dhcp"), [
+    ("10.1.2.0/24", ("10.1.2.2", "10.1.2.127"), ("10.1.2.128", "10.1.2.254")),
+    ("10.1.2.0/29", ("10.1.2.2", "10.1.2.3"), ("10.1.2.4", "10.1.2.6")),
+    ("10.8.0.0/16", ("10.8.0.2", "10.8.127.255"), ("10.8.128.0", "10.8.255.254")),
+])
+def test_fixed_addresses_and_dhcp_never_meet(cidr: str, fixed: tuple[str, str],
+                                             dhcp: tuple[str, str]) -> None:
+    network = HostNetwork(Server(host="localhost"), ipaddress.IPv4Network(cidr))
+    first, last = network.static_range
+    assert (str(ipaddress.IPv4Address(first)), str(ipaddress.IPv4Address(last))) == fixed
+    assert network.dhcp_range == dhcp
+    assert network.gateway not in (*fixed, *dhcp)
+
+
+def test_a_network_with_one_guest_has_no_fixed_addresses() -> None:
+    network = HostNetwork(Server(host="localhost"), ipaddress.IPv4Network("10.1.2.0/30"))
+    assert network.dhcp_range == ("10.1.2.2", "10.1.2.2")
+    with pytest.raises(InputError, match="too small for fixed addresses"):
+        _ = network.static_range
 
 
 def test_bridge_names_fit_linux_and_differ_per_network() -> None:
