@@ -133,15 +133,23 @@ class NetnsProvider(ServerProvider):
     def delete_resource(self, resource: Resource) -> None:
         if resource.kind == "netns":
             directory = Path(resource.data["directory"])
+            # Gone at once with its peer; left to the namespace, the kernel would remove it
+            # only once the killed sshd has finished exiting.
+            _delete_link(resource.data["veth"])
             _stop_processes(resource.name)
             result = local.run(["ip", "netns", "delete", resource.name], check=False)
             if result.returncode != 0 and "No such file" not in result.stderr:
                 local.run(["ip", "netns", "delete", resource.name])
             shutil.rmtree(directory, ignore_errors=True)
         elif resource.kind == "bridge":
-            result = local.run(["ip", "link", "delete", resource.name], check=False)
-            if result.returncode != 0 and "Cannot find device" not in result.stderr:
-                local.run(["ip", "link", "delete", resource.name])
+            _delete_link(resource.name)
+
+
+def _delete_link(name: str) -> None:
+    """Delete a network link; one that is already gone is fine."""
+    result = local.run(["ip", "link", "delete", name], check=False)
+    if result.returncode != 0 and "Cannot find device" not in result.stderr:
+        local.run(["ip", "link", "delete", name])
 
 
 def _stop_processes(namespace: str) -> None:
