@@ -10,6 +10,9 @@ from benchbed.engines.debian_services import Context
 UWSGI_PROCESSES = 4
 UWSGI_THREADS = 1
 
+# Any answer below 500 means the API is up (Glance's root answers 300, Keystone's 200); a
+# 5xx while the workers are still loading is waited out like a refused connection, so
+# that `deployment check`, which fails on a 5xx, does not race the service's start.
 WAIT_HTTP = """\
 import sys, time, urllib.error, urllib.request
 url, deadline = sys.argv[1], time.monotonic() + float(sys.argv[2])
@@ -17,12 +20,15 @@ while True:
     try:
         urllib.request.urlopen(url, timeout=5)
         break
-    except urllib.error.HTTPError:
-        break
+    except urllib.error.HTTPError as error:
+        if error.code < 500:
+            break
+        problem = error
     except OSError as error:
-        if time.monotonic() > deadline:
-            sys.exit(f"{url} does not answer: {error}")
-        time.sleep(0.5)
+        problem = error
+    if time.monotonic() > deadline:
+        sys.exit(f"{url} does not answer: {problem}")
+    time.sleep(0.5)
 """
 
 
