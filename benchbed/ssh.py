@@ -6,6 +6,7 @@ that only drives localhost should not pay; `server.warm_up_ssh` pays it while se
 
 import io
 import logging
+import socket
 import threading
 import time
 from pathlib import Path
@@ -49,13 +50,19 @@ class SSHClient:
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(TrustOnFirstUse(self.server))
         pkey = _load_key(self.server.key) if self.server.key else None
+        sock = socket.create_connection((self.server.host, self.server.port), timeout=timeout)
+        # SSH sends many small packets back and forth; with Nagle's algorithm each waits for
+        # the peer's delayed ACK (40 ms): the handshake took 63 ms instead of 21, and every
+        # channel opened on a connection 44 ms instead of under 1.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             client.connect(self.server.host, port=self.server.port, username=self.server.user,
                            pkey=pkey, password=self.server.password, timeout=timeout,
-                           banner_timeout=timeout, auth_timeout=timeout,
+                           banner_timeout=timeout, auth_timeout=timeout, sock=sock,
                            allow_agent=False, look_for_keys=False)
         except BaseException:
             client.close()
+            sock.close()
             raise
         return client
 
