@@ -174,6 +174,43 @@ def test_deployments_share_the_network_until_the_last_one_goes(
     assert_no_leaks(prefix, home)
 
 
+def container_address(name: str) -> str:
+    config = Path(subprocess.run(["lxc-config", "lxc.lxcpath"], capture_output=True, text=True,
+                                 check=True).stdout.strip()) / name / "config"
+    for line in config.read_text().splitlines():
+        if line.startswith("lxc.net.0.ipv4.address"):
+            return line.split("=", 1)[1].strip().split("/")[0]
+    raise AssertionError(f"{name} has no fixed address")
+
+
+def test_fixed_addresses_are_distinct_and_a_reused_one_answers_at_once(
+        bb: Any, home: Path, prefix: str, base_image: str) -> None:
+    """A /29 leaves two fixed addresses; the second comes back to a new container with a new
+    MAC, which must not wait for the host's ARP entry of the old one to expire (30-45 s)."""
+    small = "10.254.111.0/29"
+    holder = write_config(home, engine(prefix, {"amount": 1}, start_lxc_network=small,
+                                       containers_per_host=2), "holder.json")
+    one = write_config(home, engine(prefix, {"amount": 1}, start_lxc_network=small,
+                                    containers_per_host=2), "one.json")
+    bb.ok("deployment", "create", "--file", holder, "--name", "holder")
+    (held,) = containers(prefix)
+    addresses = {container_address(held)}
+    for round_ in range(3):
+        started = time.monotonic()
+        bb.ok("deployment", "create", "--file", one, "--name", f"reuse{round_}")
+        elapsed = time.monotonic() - started
+        (name,) = set(containers(prefix)) - {held}
+        addresses.add(container_address(name))
+        assert elapsed < 10, f"create with a reused address took {elapsed:.0f}s"
+        assert bb("deployment", "check", f"reuse{round_}").returncode == 0
+        bb.ok("deployment", "destroy", f"reuse{round_}")
+    assert addresses == {"10.254.111.2", "10.254.111.3"}
+    leases = Path(f"{STATE_DIR}/{bridge_name(ipaddress.IPv4Network(small))}/dnsmasq.leases")
+    assert not leases.exists() or leases.read_text().strip() == ""
+    bb.ok("deployment", "destroy", "holder")
+    assert containers(prefix) == {} and ledger_rows(home) == 0
+
+
 SSHD_CONFIG = """\
 ListenAddress 127.0.0.1
 Port {port}
