@@ -70,10 +70,12 @@ def run_benchbed(lab: Lab, name: str, address: str) -> Run:
         shown = json.loads(subprocess.run([BENCHBED, "deployment", "show", "bench", "--json"],
                                           env=env, capture_output=True, text=True,
                                           check=True).stdout)
-        steps = {row["step"]: row for row in shown["timeline"]}
-        detail = ", ".join(f"{step} {steps[step]['seconds']:.0f}s"
+        seconds: dict[str, float] = {}
+        for row in shown["timeline"]:
+            seconds[row["step"]] = seconds.get(row["step"], 0.0) + (row["seconds"] or 0.0)
+        detail = ", ".join(f"{step} {seconds[step]:.0f}s"
                            for step in ("download packages", "install packages")
-                           if step in steps)
+                           if step in seconds)
         subprocess.run([BENCHBED, "deployment", "destroy", "bench"], env=env, check=True,
                        capture_output=True)
     return (*measured, detail)

@@ -7,12 +7,13 @@ every exporter and `deployment check` work on them unchanged.
 
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 from benchbed import masking
 from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
-from benchbed.engines.debian_services import KNOWN_SERVICES, Context, apt, recipes
+from benchbed.engines.debian_services import KNOWN_SERVICES, Context, Recipe, apt, recipes
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.ledger import Ledger, Resource
@@ -103,19 +104,27 @@ class DebianEngine(Engine):
                 apt.set_proxy(server, self.config["apt_proxy"])
         with self._step(server, "apt-get update", proxy):
             apt.update(server)
-        with self._step(server, "preseed debconf"):
-            apt.preseed(server, [answer for r in chosen for answer in r.preseed])
         packages = [package for r in chosen for package in r.packages]
         with self._step(server, "download packages", " ".join(packages)):
             apt.download(server, packages)
-        with self._step(server, "install packages", " ".join(packages)):
-            apt.install(server, packages)
+        # after the download, which waits for the apt lock of a killed earlier run: its
+        # packages' scripts would hold debconf's database too
+        with self._step(server, "preseed debconf"):
+            apt.preseed(server, [answer for r in chosen for answer in r.preseed])
         context = Context(server=server, address=server.host,
                           region=self.config.get("region_name", "RegionOne"),
                           passwords=passwords, step=lambda name, detail: self._step(
                               server, name, detail))
-        for recipe in chosen:
-            recipe.configure(context)
+        self._install_packages(server, chosen[0])
+        # dpkg works one package at a time on one core: the next service's packages go in
+        # while the previous service is configured, which keeps the second core busy.
+        for recipe, following in zip(chosen, [*chosen[1:], None], strict=True):
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                installing = pool.submit(self._install_packages, server, following) \
+                    if following else None
+                recipe.configure(context)
+                if installing:
+                    installing.result()
         cloud = normalize_cloud({
             "auth_url": context.outputs["auth_url"], "region_name": context.region,
             "endpoint_type": "public",
@@ -124,6 +133,10 @@ class DebianEngine(Engine):
                       "project_domain_name": "Default"},
         })
         return {**cloud, "services": services[1:], "servers": [server.to_dict()]}
+
+    def _install_packages(self, server: Server, recipe: Recipe) -> None:
+        with self._step(server, "install packages", " ".join(recipe.packages)):
+            apt.install(server, list(recipe.packages))
 
     def _passwords(self) -> dict[str, str]:
         """The configured passwords, the others generated; all registered for masking."""

@@ -21,7 +21,10 @@ APT_ENV = "DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true"
 # which is most of the kernel time of an install (and the noisiest part of it on a busy
 # disk). A half-written package after a power cut is what it protects against; on a
 # benchmark target the packages can be installed again, and cleanup purges them anyway.
-APT_GET = (f"{APT_ENV} apt-get -y -q -o Dpkg::Options::=--force-confdef "
+# An apt run of a create that was killed goes on on the server (as does one of the server's
+# own timers): wait for its lock instead of failing on it.
+LOCK_WAIT = "-o DPkg::Lock::Timeout=900"
+APT_GET = (f"{APT_ENV} apt-get -y -q {LOCK_WAIT} -o Dpkg::Options::=--force-confdef "
            "-o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-unsafe-io")
 INSTALLED = ("dpkg-query -W -f='${db:Status-Status} ${binary:Package}\\n' "
              "| awk '$1 != \"not-installed\" {print $2}' | sort -u")
@@ -122,7 +125,7 @@ def set_proxy(server: Server, proxy: str) -> None:
 
 
 def update(server: Server) -> None:
-    server.ssh.run(f"{APT_ENV} apt-get -q update", timeout=600)
+    server.ssh.run(f"{APT_ENV} apt-get -q {LOCK_WAIT} update", timeout=1200)
 
 
 def preseed(server: Server, answers: list[str]) -> None:
@@ -144,4 +147,4 @@ def install(server: Server, packages: list[str]) -> None:
 def purge(server: Server, services: list[str]) -> None:
     """Remove every package, user, group and directory added since the baseline."""
     server.ssh.run(f"sh -s -- {' '.join(shlex.quote(s) for s in services)}", stdin=PURGE,
-                   timeout=900)
+                   timeout=1800)

@@ -1,0 +1,86 @@
+"""DebianEngine's install pipeline: the next service's packages go in while the previous
+service is configured, and nothing is configured before its packages and the service it
+needs are ready. apt and the recipes are recorded stand-ins; the engine is real."""
+
+import threading
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchbed.deployment import Deployment
+from benchbed.engines import debian
+from benchbed.engines.debian_services import Context, Recipe
+from benchbed.server import Server
+
+CONFIG = {"type": "DebianEngine", "provider": {
+    "type": "ExistingServers", "credentials": [{"user": "root", "host": "192.0.2.7"}]}}
+SERVICES = ("mariadb", "keystone", "glance")
+
+
+class Recorder:
+    """Start and end of every install and configure, and whether installs overlapped."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.lock = threading.Lock()
+        self.install_started = {name: threading.Event() for name in SERVICES}
+        self.overlapped: dict[str, bool] = {}
+
+    def add(self, event: str) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def index(self, event: str) -> int:
+        return self.events.index(event)
+
+    def install(self, _server: Server, packages: list[str]) -> None:
+        service = packages[0]
+        self.add(f"install {service} start")
+        self.install_started[service].set()
+        self.add(f"install {service} end")
+
+    def recipe(self, service: str, following: str | None) -> Recipe:
+        def configure(ctx: Context) -> None:
+            self.add(f"configure {service} start")
+            if following:
+                # proof of concurrency: the next install starts while this one is still busy
+                self.overlapped[service] = self.install_started[following].wait(timeout=5)
+            if service == "keystone":
+                ctx.outputs["auth_url"] = "http://192.0.2.7:5000/v3"
+            self.add(f"configure {service} end")
+
+        return Recipe(name=service, packages=(service,), preseed=(), paths=(),
+                      services=(service,), configure=configure)
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch, home: Path) -> Recorder:
+    recorder = Recorder()
+    recipes = {service: recorder.recipe(service, following) for service, following
+               in zip(SERVICES, [*SERVICES[1:], None], strict=True)}
+    monkeypatch.setattr(debian, "recipes", lambda: recipes)
+    for name in ("check", "record_baseline", "update", "preseed", "download"):
+        monkeypatch.setattr(debian.apt, name, lambda *_args, **_kwargs: None)
+    monkeypatch.setattr(debian.apt, "install", recorder.install)
+    return recorder
+
+
+def test_next_packages_install_while_the_previous_service_is_configured(
+        recorder: Recorder) -> None:
+    deployment = Deployment.create("pipeline", CONFIG)
+    endpoints: dict[str, Any] = debian.DebianEngine(deployment)._install(
+        Server(host="192.0.2.7"))
+    assert endpoints["services"] == ["keystone", "glance"]
+    assert recorder.overlapped == {"mariadb": True, "keystone": True}
+    for service in SERVICES:
+        assert recorder.index(f"install {service} end") < \
+            recorder.index(f"configure {service} start")
+    for before, after in pairwise(SERVICES):
+        assert recorder.index(f"configure {before} end") < \
+            recorder.index(f"configure {after} start")
+        assert recorder.index(f"install {before} end") < \
+            recorder.index(f"install {after} start")
+        assert recorder.index(f"configure {before} start") < \
+            recorder.index(f"install {after} start") < recorder.index(f"configure {before} end")
