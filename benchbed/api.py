@@ -26,11 +26,16 @@ def engine_for(deployment: Deployment) -> Engine:
     return engine_class(deployment)
 
 
-def create(name: str, config: dict[str, Any]) -> Deployment:
-    """Validate, record, deploy. The deployment row exists only if the config was valid."""
+def create(name: str, config: dict[str, Any], validated: bool = False) -> Deployment:
+    """Validate, record, deploy. The deployment row exists only if the config was valid.
+
+    `validated` says the caller has just run `validate` on this very config (the CLI does,
+    to fail before it prints anything), so that it is not checked twice.
+    """
     if not name or len(name) > 255:
         raise InputError("a deployment name of 1 to 255 characters is required")
-    validate(config)
+    if not validated:
+        validate(config)
     deployment = Deployment.create(name, config)
     with deployment.lease():
         _deploy(deployment)

@@ -55,10 +55,11 @@ def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> N
         from benchbed.engines.existing_cloud import config_from_env
 
         config = config_from_env()
+        api.validate(config)
     else:
         config = api.load_config(config_file)
     render.note(f"creating deployment '{name}' ({config['type']})")
-    created = api.create(name, config)
+    created = api.create(name, config, validated=True)
     if not no_use:
         _use(created.name)
     render.note(f"deployment '{created.name}' is ready ({created.uuid}); "

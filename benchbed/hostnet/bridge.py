@@ -36,8 +36,8 @@ flock 9
 
 ours() {  # is the process in pid file $1 ours, i.e. does its command line hold argument $2?
     [ -s "$1" ] || return 1
-    pid=$(cat "$1")
-    [ -r "/proc/$pid/cmdline" ] && tr '\0' '\n' < "/proc/$pid/cmdline" | grep -qxF -- "$2"
+    read -r pid < "$1"
+    [ -r "/proc/$pid/cmdline" ] && grep -qzxF -- "$2" "/proc/$pid/cmdline"
 }
 
 running() {  # alive and not a zombie (PID 1 may be slow to reap)
@@ -64,11 +64,11 @@ wait_for_file() {
 acquire() {
     mkdir -p "$state/users"
     : > "$state/users/$user"
-    if ! ip link show dev "$bridge" >/dev/null 2>&1; then
-        ip link add name "$bridge" type bridge
+    if ! ip -br addr show dev "$bridge" 2>/dev/null | grep -q "UP .* $gateway/$prefix\( \|$\)"; then
+        ip link show dev "$bridge" >/dev/null 2>&1 || ip link add name "$bridge" type bridge
+        ip addr replace "$gateway/$prefix" dev "$bridge"
+        ip link set "$bridge" up
     fi
-    ip addr replace "$gateway/$prefix" dev "$bridge"
-    ip link set "$bridge" up
     if ! ours "$state/dnsmasq.pid" "--pid-file=$state/dnsmasq.pid"; then
         rm -f "$state/dnsmasq.pid"
         dnsmasq --conf-file=/dev/null --port=0 --bind-interfaces --interface="$bridge" \

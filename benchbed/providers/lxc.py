@@ -90,13 +90,17 @@ if [ "$memory" -gt 0 ]; then
         echo "lxc.cgroup2.memory.max = ${memory}M" >> "$config"
     fi
 fi
-mkdir -p "$upper/etc/ssh" "$upper/root/.ssh" "$upper/etc/apt/apt.conf.d" "$upper/etc/network"
+mkdir -p "$upper/etc/ssh" "$upper/root/.ssh" "$upper/etc/apt/apt.conf.d" "$upper/etc/network" \
+    "$upper/etc/systemd/system"
 tr -d - < /proc/sys/kernel/random/uuid > "$upper/etc/machine-id"
 echo "$name" > "$upper/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost ip6-localhost ip6-loopback\n' \
     "$name" > "$upper/etc/hosts"
 printf 'auto lo\niface lo inet loopback\n# eth0: %s/%s, set by LXC before boot\n' \
     "$address" "$prefix" > "$upper/etc/network/interfaces"
+# LXC brings up lo and eth0 itself: ifupdown would only delay network.target, and sshd after it
+ln -sf /dev/null "$upper/etc/systemd/system/networking.service"
+ln -sf /dev/null "$upper/etc/systemd/system/ifupdown-pre.service"
 ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$upper/etc/ssh/ssh_host_ed25519_key"
 chmod 700 "$upper/root/.ssh"
 echo "$pubkey" > "$upper/root/.ssh/authorized_keys"
