@@ -21,20 +21,21 @@ RALLY = Path(".venv-clients/bin/rally")
 def fill_benchbed(home: Path) -> dict[str, str]:
     env = {**os.environ, "BENCHBED_HOME": str(home)}
     os.environ["BENCHBED_HOME"] = str(home)
-    from benchbed.db.models import DeploymentRow, utcnow
-    from benchbed.db.session import session
+    from sqlalchemy import insert
+
+    from benchbed.db.models import deployments, utcnow
+    from benchbed.db.session import transaction
 
     now = utcnow()
     config = {"type": "ServersEngine",
               "provider": {"type": "ExistingServers",
                            "credentials": [{"host": "10.0.0.2", "user": "root",
                                             "password": "bench-secret"}]}}
-    with session() as db:
-        db.add_all(DeploymentRow(uuid=str(uuid.uuid4()), name=f"bench-{index:04d}",
-                                 config=config, status="deploy->finished",
-                                 endpoints={"servers": [{"host": "10.0.0.2"}]},
-                                 created_at=now, updated_at=now)
-                   for index in range(DEPLOYMENTS))
+    with transaction() as db:
+        db.execute(insert(deployments), [
+            {"uuid": str(uuid.uuid4()), "name": f"bench-{index:04d}", "config": config,
+             "status": "deploy->finished", "endpoints": {"servers": [{"host": "10.0.0.2"}]},
+             "created_at": now, "updated_at": now} for index in range(DEPLOYMENTS)])
     return env
 
 
