@@ -2,8 +2,10 @@
 
 import importlib
 import logging
+import shlex
 import subprocess
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,6 +38,13 @@ class Shell(Protocol):
     def wait_ready(self, timeout: float = 120) -> None: ...
 
     def close(self) -> None: ...
+
+
+def run_script(shell: Shell, script: str, args: Sequence[str], *, timeout: float = 600,
+                check: bool = True) -> CommandResult:
+    """Run a shell script on the server as `sh -s -- ARGS`, the script itself on stdin."""
+    command = "sh -s -- " + " ".join(shlex.quote(arg) for arg in args)
+    return shell.run(command, stdin=script, timeout=timeout, check=check)
 
 
 def command_failed(where: str, command: str, result: CommandResult) -> SSHError:

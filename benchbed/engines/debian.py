@@ -118,8 +118,8 @@ class DebianEngine(Engine):
         self._install_packages(server, chosen[0])
         # dpkg works one package at a time on one core: the next service's packages go in
         # while the previous service is configured, which keeps the second core busy.
-        for recipe, following in zip(chosen, [*chosen[1:], None], strict=True):
-            with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            for recipe, following in zip(chosen, [*chosen[1:], None], strict=True):
                 installing = pool.submit(self._install_packages, server, following) \
                     if following else None
                 recipe.configure(context)

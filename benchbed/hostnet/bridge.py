@@ -13,10 +13,9 @@ the proxy on the bridge address. The proxy's cache and logs (/var/cache/benchbed
 import hashlib
 import ipaddress
 import json
-import shlex
 
 from benchbed.errors import BenchbedError, InputError
-from benchbed.server import Server
+from benchbed.server import Server, run_script
 
 APT_PROXY_PORT = 3142
 STATE_DIR = "/run/benchbed/hostnet"
@@ -138,8 +137,9 @@ class HostNetwork:
         self.gateway = str(addresses[0])
         # Guests configured with an address before they boot (LXC) take the lower part, DHCP
         # (VMs, anything else on the bridge) the rest, so the two never hand out one address.
-        self._fixed = static_capacity(network)
-        self.dhcp_range = (str(addresses[1 + self._fixed]), str(addresses[-1]))
+        fixed = static_capacity(network)
+        self._static_range = (int(addresses[1]), int(addresses[fixed])) if fixed else None
+        self.dhcp_range = (str(addresses[1 + fixed]), str(addresses[-1]))
 
     @property
     def apt_proxy(self) -> str:
@@ -148,10 +148,9 @@ class HostNetwork:
     @property
     def static_range(self) -> tuple[int, int]:
         """The first and last address (as integers) that guests may be given as fixed ones."""
-        if not self._fixed:
+        if self._static_range is None:
             raise InputError(f"network {self.network} is too small for fixed addresses")
-        first = int(self.network.network_address) + 2
-        return first, first + self._fixed - 1
+        return self._static_range
 
     @property
     def state_dir(self) -> str:
@@ -177,9 +176,8 @@ class HostNetwork:
     def _run(self, action: str, user: str) -> None:
         prefix = str(self.network.prefixlen)
         args = [action, user, self.bridge, self.gateway, prefix, *self.dhcp_range]
-        command = "sh -s -- " + " ".join(shlex.quote(arg) for arg in args)
         try:
-            self.host.ssh.run(command, stdin=SCRIPT, timeout=120)
+            run_script(self.host.ssh, SCRIPT, args, timeout=120)
         except BenchbedError as error:
             raise BenchbedError(f"{action} network {self.bridge} ({self.network}) on "
                                 f"{self.host.host}: {error}") from None

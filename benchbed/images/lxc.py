@@ -15,7 +15,7 @@ import shlex
 from typing import Any
 
 from benchbed.errors import BenchbedError, InputError, NotFoundError
-from benchbed.server import Server
+from benchbed.server import Server, run_script
 
 DEFAULT_RELEASE = "bookworm"
 RELEASES = ("bullseye", "bookworm", "trixie")
@@ -207,8 +207,7 @@ class LxcImageStore:
         self._run(DELETE, [name])
 
     def _run(self, script: str, args: list[str], timeout: float = 120) -> str:
-        command = "sh -s -- " + " ".join(shlex.quote(arg) for arg in args)
-        result = self.host.ssh.run(command, stdin=script, timeout=timeout, check=False)
+        result = run_script(self.host.ssh, script, args, timeout=timeout, check=False)
         if result.exit_code == 0:
             return result.stdout
         message = (result.stderr.strip() or result.stdout.strip()).splitlines()

@@ -9,7 +9,6 @@ lock, so a destroy that races a killed `create` waits for its half-done clone an
 
 import ipaddress
 import json
-import shlex
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -26,12 +25,11 @@ from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS
 from benchbed.providers.base import ServerProvider
 from benchbed.retry import wait_for
-from benchbed.server import Server, warm_up_ssh
+from benchbed.server import Server, run_script, warm_up_ssh
 
 DEFAULT_NETWORK = "10.254.100.0/24"
 HOST_TIMEOUT = 20
 READY_TIMEOUT = 90
-# name -> (CPUs, memory in MiB), enforced with cgroup limits; no type_id means no limits.
 
 # sh -s -- NAME IMAGE BRIDGE PROXY CPUS MEMORY_MB PUBLIC_KEY STATE FIRST LAST PREFIX; prints
 # the address. The address is fixed before boot (no DHCP round trip, no dhclient at boot): the
@@ -282,11 +280,10 @@ class LxcProvider(ServerProvider):
         args = [name, host.image, network.bridge, network.apt_proxy, str(limits[0]),
                 str(limits[1]), public_key, network.state_dir, str(first), str(last),
                 str(network.network.prefixlen)]
-        command = "sh -s -- " + " ".join(shlex.quote(arg) for arg in args)
         with self.ledger.creating("container", name, host=host.server.to_dict(),
                                   image=host.image, state=network.state_dir) as resource:
             with self.deployment.step("create container", name):
-                result = host.server.ssh.run(command, stdin=CREATE, timeout=READY_TIMEOUT)
+                result = run_script(host.server.ssh, CREATE, args, timeout=READY_TIMEOUT)
             address = result.stdout.strip().splitlines()[-1]
             resource.data.update(address=address, ssh_address=f"{address}:22")
         key_path, _ = deployment_key(self.deployment)
@@ -306,9 +303,8 @@ class LxcProvider(ServerProvider):
         host = Server.from_dict(resource.data["host"], deployment=self.deployment)
         try:
             if resource.kind == "container":
-                args = [resource.name, resource.data.get("state", "")]
-                host.ssh.run("sh -s -- " + " ".join(shlex.quote(arg) for arg in args),
-                             stdin=DELETE, timeout=120)
+                run_script(host.ssh, DELETE, [resource.name, resource.data.get("state", "")],
+                           timeout=120)
             elif resource.kind == "hostnet":
                 network = ipaddress.IPv4Network(resource.data["network"])
                 HostNetwork(host, network).release(self.deployment.uuid)

@@ -10,7 +10,7 @@ import shlex
 from urllib.parse import urlsplit
 
 from benchbed.errors import BenchbedError
-from benchbed.server import Server
+from benchbed.server import Server, run_script
 
 STATE_DIR = "/var/lib/benchbed-debian"
 PROXY_FILE = "/etc/apt/apt.conf.d/00benchbed-proxy"
@@ -116,8 +116,7 @@ def check(server: Server, apt_proxy: str | None) -> str | None:
 
 
 def record_baseline(server: Server, paths: list[str]) -> None:
-    server.ssh.run(f"sh -s -- {' '.join(shlex.quote(p) for p in paths)}", stdin=BASELINE,
-                   timeout=120)
+    run_script(server.ssh, BASELINE, paths, timeout=120)
 
 
 def set_proxy(server: Server, proxy: str) -> None:
@@ -140,11 +139,9 @@ def download(server: Server, packages: list[str]) -> None:
 
 
 def install(server: Server, packages: list[str]) -> None:
-    server.ssh.run(f"sh -s -- {' '.join(shlex.quote(p) for p in packages)}", stdin=INSTALL,
-                   timeout=1800)
+    run_script(server.ssh, INSTALL, packages, timeout=1800)
 
 
 def purge(server: Server, services: list[str]) -> None:
     """Remove every package, user, group and directory added since the baseline."""
-    server.ssh.run(f"sh -s -- {' '.join(shlex.quote(s) for s in services)}", stdin=PURGE,
-                   timeout=1800)
+    run_script(server.ssh, PURGE, services, timeout=1800)
