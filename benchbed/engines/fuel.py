@@ -201,13 +201,14 @@ class FuelEngine(Engine):
         },
         "required": ["type", "deploy_name", "api_url", "mode", "networks", "nodes", "release",
                      "net_provider"],
-        "not": {"required": ["token", "keystone"]},
         "additionalProperties": False,
     }
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
         check_api_url(config["api_url"], "api_url")
+        if "token" in config and "keystone" in config:
+            raise ConfigError("token", "give either a token or keystone credentials, not both")
         for group in config["nodes"]:
             for role in group.split("+"):
                 if role not in ROLES:
