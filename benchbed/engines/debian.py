@@ -11,20 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from benchbed import masking
+from benchbed import masking, plugin
 from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
 from benchbed.engines.debian_services import KNOWN_SERVICES, Context, Recipe, apt, recipes
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError
-from benchbed.ledger import Ledger, Resource
-from benchbed.plugin import PROVIDERS
-from benchbed.providers.existing_servers import ExistingServers
+from benchbed.ledger import Resource
+from benchbed.plugin import PROVIDERS, ResourceKind
 from benchbed.server import Server
 
 SUPPORTED_SERVICES = ("keystone", "glance")
 DEFAULT_SERVICES = ["keystone", "glance"]
 SSH_READY_TIMEOUT = 180
-LEDGER_SCOPE = "engine"
 INSTALL_KIND = "debian-packages"
 
 
@@ -53,10 +51,17 @@ class DebianEngine(Engine):
         "additionalProperties": False,
     }
     NESTED = {"provider": PROVIDERS}
+    RESOURCES = {INSTALL_KIND: ResourceKind(delete="_purge")}
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
-        cls.check_server_request(config, path)
+        cls.check_server_request(config, path, amount=1)
+        if cls.provider_capabilities(config).shares_host:
+            raise ConfigError(plugin.join_path(path, "provider"),
+                              f"{config['provider']['type']} servers share this machine's "
+                              f"filesystem: DebianEngine would install packages on this "
+                              f"machine itself (use LxcProvider, VirshProvider or "
+                              f"ExistingServers)")
         where = f"{path}.services".lstrip(".")
         services = config.get("services", DEFAULT_SERVICES)
         for index, name in enumerate(services):
@@ -83,10 +88,10 @@ class DebianEngine(Engine):
         try:
             with self._step(server, "wait for SSH"):
                 server.ssh.wait_ready(timeout=SSH_READY_TIMEOUT)
-            if not isinstance(provider, ExistingServers):
+            if not provider.capabilities(provider.config).outlives_deployment:
                 return self._install(server)
             # The server outlives the deployment: cleanup must purge what we add.
-            with self._ledger().creating(INSTALL_KIND, server.address, server=server.to_dict()):
+            with self.ledger.creating(INSTALL_KIND, server.address, server=server.to_dict()):
                 return self._install(server)
         finally:
             server.close()
@@ -164,14 +169,6 @@ class DebianEngine(Engine):
             except Exception as error:
                 message = str(error).removeprefix(f"{where}: ") or type(error).__name__
                 raise DeployStepError(f"{where}: step '{name}' failed: {message}") from None
-
-    def _ledger(self) -> Ledger:
-        return self.deployment.ledger(LEDGER_SCOPE)
-
-    def cleanup(self) -> None:
-        """Purge what was installed on servers that outlive us, then let the provider go."""
-        self._ledger().destroy(self._purge, label="DebianEngine: removing packages")
-        self.provider().destroy_servers()
 
     def _purge(self, resource: Resource) -> None:
         server = Server.from_dict(resource.data["server"], deployment=self.deployment)
