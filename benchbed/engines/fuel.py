@@ -20,6 +20,7 @@ from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.ledger import Resource
 from benchbed.parallel import percent_progress
+from benchbed.plugin import ResourceKind, join_path
 
 CLUSTER_KIND = "fuel-cluster"
 DEFAULT_TIMEOUT = 7200
@@ -97,19 +98,20 @@ def node_value(node: dict[str, Any], attribute: str) -> int | str:
     return str(node.get("mac") or "").lower()
 
 
-def role_filters(config: dict[str, Any]) -> dict[str, list[NodeFilter]]:
-    return {role: [parse_filter(text, f"nodes.{role}.filters[{index}]")
+def role_filters(config: dict[str, Any], path: str = "") -> dict[str, list[NodeFilter]]:
+    return {role: [parse_filter(text, join_path(path, f"nodes.{role}.filters", index))
                    for index, text in enumerate(spec.get("filters") or [])]
             for role, spec in config["nodes"].items()}
 
 
-def choose_nodes(config: dict[str, Any], free: list[dict[str, Any]]) -> dict[str, list[dict]]:
+def choose_nodes(config: dict[str, Any], free: list[dict[str, Any]], path: str = ""
+                 ) -> dict[str, list[dict]]:
     """Free nodes for every role group; a group short of nodes is refused with the reason.
 
     Groups with the fewest candidates choose first, so that a broad filter does not take
     the nodes a narrow one needs.
     """
-    filters = role_filters(config)
+    filters = role_filters(config, path)
     candidates = {role: [n for n in free if all(f.matches(n) for f in filters[role])]
                   for role in filters}
     taken: set[int] = set()
@@ -118,8 +120,8 @@ def choose_nodes(config: dict[str, Any], free: list[dict[str, Any]]) -> dict[str
         amount = config["nodes"][role]["amount"]
         available = [n for n in candidates[role] if n["id"] not in taken]
         if len(available) < amount:
-            raise ConfigError(f"nodes.{role}", _shortage(role, amount, free, filters[role],
-                                                         candidates[role], available))
+            raise ConfigError(join_path(path, f"nodes.{role}"), _shortage(
+                role, amount, free, filters[role], candidates[role], available))
         chosen[role] = sorted(available, key=lambda n: n["id"])[:amount]
         taken.update(n["id"] for n in chosen[role])
     return chosen
@@ -150,9 +152,9 @@ def check_api_url(url: str, path: str) -> None:
         raise ConfigError(path, f"{url!r} has an invalid port") from None
 
 
-def check_networks(networks: dict[str, Any]) -> None:
+def check_networks(networks: dict[str, Any], path: str = "") -> None:
     for name, network in networks.items():
-        where = f"networks.{name}"
+        where = join_path(path, f"networks.{name}")
         try:
             if "cidr" in network:
                 ipaddress.ip_network(network["cidr"], strict=False)
@@ -203,32 +205,30 @@ class FuelEngine(Engine):
                      "net_provider"],
         "additionalProperties": False,
     }
+    RESOURCES = {CLUSTER_KIND: ResourceKind(delete="_delete_cluster", exists="_cluster_exists")}
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
-        check_api_url(config["api_url"], "api_url")
+        check_api_url(config["api_url"], join_path(path, "api_url"))
         if "token" in config and "keystone" in config:
-            raise ConfigError("token", "give either a token or keystone credentials, not both")
+            raise ConfigError(join_path(path, "token"),
+                              "give either a token or keystone credentials, not both")
         for group in config["nodes"]:
             for role in group.split("+"):
                 if role not in ROLES:
-                    raise ConfigError(f"nodes.{group}", f"unknown role '{role}' "
-                                                        f"(known: {', '.join(ROLES)})")
+                    raise ConfigError(join_path(path, f"nodes.{group}"), f"unknown role "
+                                      f"'{role}' (known: {', '.join(ROLES)})")
         if not any("compute" in group.split("+") for group in config["nodes"]):
-            raise ConfigError("nodes", "at least one compute is required (compute or "
-                                       "cinder+compute)")
-        role_filters(config)
-        check_networks(config["networks"])
+            raise ConfigError(join_path(path, "nodes"), "at least one compute is required "
+                                                        "(compute or cinder+compute)")
+        role_filters(config, path)
+        check_networks(config["networks"], path)
         for index, server in enumerate(config.get("dns_nameservers") or []):
             try:
                 ipaddress.ip_address(server)
             except ValueError:
-                raise ConfigError(f"dns_nameservers[{index}]",
+                raise ConfigError(join_path(path, "dns_nameservers", index),
                                   f"{server!r} is not an IP address") from None
-
-    def __init__(self, deployment: Any) -> None:
-        super().__init__(deployment)
-        self.ledger = deployment.ledger("engine")
 
     def _client(self) -> NailgunClient:
         return NailgunClient(self.config["api_url"], token=self.config.get("token"),
@@ -245,10 +245,11 @@ class FuelEngine(Engine):
         with step("choose nodes"):
             chosen = choose_nodes(self.config, [
                 node for node in client.free_nodes()
-                if node.get("online", True) and node.get("status") == "discover"])
+                if node.get("online", True) and node.get("status") == "discover"], self.path)
         name = self.config["deploy_name"]
         if self._cluster_named(client, name) is not None:
-            raise ConfigError("deploy_name", f"Nailgun already has a cluster named {name!r}")
+            raise ConfigError(self.child_path("deploy_name"),
+                              f"Nailgun already has a cluster named {name!r}")
         with self.ledger.creating(CLUSTER_KIND, name, api_url=self.config["api_url"]) as row, \
                 step("create cluster", name):
             cluster = self._create_cluster(client, row, release["id"])
@@ -291,13 +292,13 @@ class FuelEngine(Engine):
         release = next((r for r in releases if r["name"] == self.config["release"]), None)
         if release is None:
             known = ", ".join(repr(r["name"]) for r in releases) or "none"
-            raise ConfigError("release", f"Nailgun has no release {self.config['release']!r} "
-                                         f"(it has: {known})")
+            raise ConfigError(self.child_path("release"), f"Nailgun has no release "
+                              f"{self.config['release']!r} (it has: {known})")
         modes = list(release.get("modes_metadata") or {}) or release.get("modes") or []
         if modes and self.config["mode"] not in modes:
-            raise ConfigError("mode", f"release {release['name']!r} cannot deploy in "
-                                      f"{self.config['mode']} mode (it offers: "
-                                      f"{', '.join(modes)})")
+            raise ConfigError(self.child_path("mode"), f"release {release['name']!r} cannot "
+                              f"deploy in {self.config['mode']} mode (it offers: "
+                              f"{', '.join(modes)})")
         return release
 
     def _networks(self, current: dict[str, Any]) -> dict[str, Any]:
@@ -358,8 +359,15 @@ class FuelEngine(Engine):
         raise BenchbedError(f"Nailgun shows no public address for cluster {cluster_id}'s "
                             f"controller")
 
-    def cleanup(self) -> None:
-        self.ledger.destroy(self._delete_cluster)
+    def _cluster_exists(self, resource: Resource) -> bool:
+        cluster_id = resource.data.get("cluster_id")
+        if cluster_id is None:
+            return False
+        try:
+            self._client().cluster(cluster_id)
+        except NailgunNotFound:
+            return False
+        return True
 
     def _delete_cluster(self, resource: Resource) -> None:
         """Stop a deployment still running, delete the cluster, wait for its nodes to return
