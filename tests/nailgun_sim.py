@@ -471,8 +471,9 @@ class Simulator:
         first = int(ip_address(public["ip_ranges"][0][0]))
         offset = 1 if cluster["mode"].startswith("ha_") else 0
         prefix = ip_network(public["cidr"]).prefixlen
-        for index, node in enumerate(sorted(self._cluster_nodes(cluster_id),
-                                            key=lambda n: n["id"])):
+        # controllers first: the first public address (after the VIP) is the controller's
+        for index, node in enumerate(sorted(self._cluster_nodes(cluster_id), key=lambda n: (
+                "controller" not in n["pending_roles"], n["id"]))):
             node.update(roles=node["pending_roles"], pending_roles=[], pending_addition=False,
                         status="ready", progress=100)
             node["network_data"] = [

@@ -24,7 +24,7 @@ from benchbed.plugin import ResourceKind, join_path
 
 CLUSTER_KIND = "fuel-cluster"
 DEFAULT_TIMEOUT = 7200
-RELEASE_TIMEOUT = 1800
+CLEANUP_TIMEOUT = 1800
 ROLES = ("controller", "compute", "cinder", "ceph-osd", "mongo", "base-os", "virt", "ironic")
 NETWORK_NAMES = ("public", "floating", "management", "storage", "fixed", "private", "baremetal")
 NODE_SCHEMA: dict[str, Any] = {
@@ -70,7 +70,7 @@ def check_networks(networks: dict[str, Any], path: str = "") -> None:
                 if ipaddress.ip_address(first) > ipaddress.ip_address(last):
                     raise ConfigError(f"{where}.ip_ranges[{index}]", "first address is after "
                                                                     "the last")
-        except ValueError as error:
+        except (ValueError, TypeError) as error:  # TypeError: IPv4 against IPv6
             raise ConfigError(where, str(error)) from None
 
 
@@ -285,14 +285,14 @@ class FuelEngine(Engine):
                                                                            resource.name)
         if cluster_id is None:
             return
-        deadline = time.monotonic() + RELEASE_TIMEOUT
+        deadline = time.monotonic() + CLEANUP_TIMEOUT
         try:
             macs = {node["mac"].lower() for node in client.nodes(cluster_id)}
             if any(t["status"] in ("pending", "running") and t["name"] in (
                     "deploy", "provision", "deployment") for t in client.tasks(cluster_id)):
                 with self.deployment.step("stop deployment", f"cluster {cluster_id}"):
                     self._follow(client, client.stop_deployment(cluster_id), "stop deployment",
-                                 deadline, RELEASE_TIMEOUT)
+                                 deadline, CLEANUP_TIMEOUT)
             task = client.delete(f"clusters/{cluster_id}/")
         except NailgunNotFound:
             return
@@ -322,7 +322,7 @@ class FuelEngine(Engine):
                 return
             if time.monotonic() >= deadline:
                 raise BenchbedError(f"cluster {cluster_id} was not deleted with its nodes "
-                                    f"back in discovery within {RELEASE_TIMEOUT}s")
+                                    f"back in discovery within {CLEANUP_TIMEOUT}s")
             time.sleep(0.3)
 
     @staticmethod

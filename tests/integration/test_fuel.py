@@ -6,6 +6,7 @@ status codes and task life cycle, learnt from fuel-web's source. It is a stand-i
 """
 
 import json
+import re
 import signal
 import sqlite3
 import time
@@ -317,3 +318,36 @@ def test_unknown_release_and_dead_api_url(bb: Cli, sim: Simulator, tmp_path: Pat
     assert_one_clear_line(result, 1, f"cannot reach Nailgun at {sim.url}: ")
     assert "Connection refused" in result.stderr
     assert sim.clusters == {} and ledger_rows(home) == 0
+
+
+def test_progress_on_a_terminal(bb: Cli, sim: Simulator, tmp_path: Path, home: Path) -> None:
+    """On a terminal every phase prints its line and the deploy task has a progress bar."""
+    import os
+    import pty
+    import subprocess
+
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(bb.argv("deployment", "create", "--name", "tty", "--file",
+                                       write(tmp_path, fuel_config(sim))),
+                               stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary,
+                               env={**bb.env, "COLUMNS": "120"})
+    os.close(secondary)
+    output = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(primary)
+        assert process.wait(timeout=120) == 0, output.decode(errors="replace")
+    text = output.decode(errors="replace")
+    for phase in ("verify networks", "provision", "deployment"):
+        assert f"done   {phase}" in text, text
+    assert re.search(r"deployment [^\r\n]*━[^\r\n]* +[1-9]\d*/100", text), text
+    bb.ok("deployment", "destroy", "tty")
+    assert_all_gone(sim, home)
