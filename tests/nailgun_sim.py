@@ -6,7 +6,7 @@ handlers/, validators/, serializers/, task/fake.py): 201 on create, 202 with a t
 deferred work, 204 on delete, 400 with {"message", "errors"} for refusals ("No changes to
 deploy"), 404 for unknown ids; nodes go discover -> provisioning -> provisioned ->
 deploying -> ready; a `deploy` supertask runs `provision` then `deployment` subtasks.
-Tasks advance one step each time a client reads a task, the way fake mode advances per tick.
+Tasks advance one step each time a client reads a task by id (fake mode's tick).
 
 Switches (attributes of Simulator): `fail_at` + `fail_message` fail the deployment subtask
 once it reaches that progress; `hang_at` stops it there forever; `verify_error` fails
@@ -45,6 +45,7 @@ RELEASES = [
                                                           "virt", "ironic")}},
 ]
 DEPLOY_STEP = 20       # progress a subtask makes per tick
+WEIGHTS = {"provision": 0.4, "deployment": 1.0}
 NODE_PHASES = {"provision": ("provisioning", "provisioned"), "deployment": ("deploying", "ready")}
 
 
@@ -224,7 +225,6 @@ class Simulator:
         return 200, RELEASES
 
     def get_nodes(self, *, query: dict, **_: Any) -> tuple[int, Any]:
-        self.tick()
         nodes = list(self.nodes.values())
         if "cluster_id" in query:
             wanted = query["cluster_id"][0]
@@ -373,7 +373,6 @@ class Simulator:
         return 202, self._task("stop_deployment", cluster_id, status="running", progress=0)
 
     def get_tasks(self, *, query: dict, **_: Any) -> tuple[int, Any]:
-        self.tick()
         tasks = list(self.tasks.values())
         if query.get("cluster_id"):
             tasks = [t for t in tasks if str(t["cluster"]) == query["cluster_id"][0]]
@@ -412,25 +411,32 @@ class Simulator:
                                         f"done. Access the OpenStack dashboard (Horizon) at "
                                         f"http://{self._public_address(cluster)}/")
             return
-        hang = self.hang_at is not None and current["name"] == "deployment" and \
-            current["progress"] >= self.hang_at
-        if current["status"] == "pending":
-            current["status"] = "running"
-        elif not hang:
-            current["progress"] = min(100, current["progress"] + DEPLOY_STEP)
-        nodes = self._cluster_nodes(task["cluster"])
-        running, done = NODE_PHASES[current["name"]]
-        for node in nodes:
-            node["status"] = done if current["progress"] == 100 else running
-            node["progress"] = current["progress"]
-        task["progress"] = sum(t["progress"] for t in subtasks) // len(subtasks)
-        if (current["name"] == "deployment" and self.fail_at is not None
-                and current["progress"] >= self.fail_at):
+        # the deploy task stops at `fail_at` or `hang_at` percent for one poll to see it; then
+        # it fails there, or stays there for ever
+        limit = self.fail_at if self.fail_at is not None else self.hang_at
+        held = current["name"] == "deployment" and limit is not None and \
+            task["progress"] >= limit
+        if held and self.fail_at is not None:
+            nodes = self._cluster_nodes(task["cluster"])
             nodes[0]["status"], nodes[0]["error_type"] = "error", "deploy"
             self._finish(current, "error", self.fail_message)
             self._finish(task, "error", f"Deployment has failed. {self.fail_message}")
             self.clusters[task["cluster"]]["status"] = "error"
-        elif current["progress"] == 100:
+            return
+        if current["status"] == "pending":
+            current["status"] = "running"
+        elif not held:
+            current["progress"] = min(100, current["progress"] + DEPLOY_STEP)
+        running, done = NODE_PHASES[current["name"]]
+        for node in self._cluster_nodes(task["cluster"]):
+            node["status"] = done if current["progress"] == 100 else running
+            node["progress"] = current["progress"]
+        # TaskHelper.calculate_parent_task_progress, with provision's weight of 0.4
+        progress = round(sum(WEIGHTS[t["name"]] * t["progress"] for t in subtasks)
+                         / sum(WEIGHTS[t["name"]] for t in subtasks))
+        task["progress"] = min(progress, limit) if current["name"] == "deployment" and \
+            limit is not None else progress
+        if current["progress"] == 100 and not (limit is not None and progress >= limit):
             current["status"] = "ready"
             if current["name"] == "deployment":
                 self._deployed(task["cluster"])
