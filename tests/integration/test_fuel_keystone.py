@@ -59,16 +59,21 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert _leftovers() == []
 
 
+@pytest.mark.parametrize("mode", ["multinode", "ha_compact"])
 def test_check_and_openstack_client_on_fuel_endpoints(bb: Cli, keystone: str, tmp_path: Path,
-                                                      home: Path) -> None:
+                                                      home: Path, mode: str) -> None:
+    """Multinode: Keystone on the controller's public address; HA: on the public VIP."""
     sim = Simulator()
     sim.url = sim.serve()
     sim.admin_password = ADMIN_PASSWORD
     try:
         network = str(ipaddress.IPv4Network(LXC_NETWORK))
-        config = fuel_config(sim, networks={"public": {
+        config = fuel_config(sim, mode=mode, networks={"public": {
             "cidr": network, "gateway": LXC_NETWORK.replace(".0/24", ".1"),
             "ip_ranges": [[keystone, keystone]]}})
+        if mode == "ha_compact":
+            config["nodes"] = {"controller": {"amount": 3, "filters": ["ram>=16G", "cpus>4"]},
+                               "compute": {"amount": 1, "filters": ["storage>80G"]}}
         bb.ok("deployment", "create", "--name", "fuelks", "--file", write(tmp_path, config))
         results = bb.json("deployment", "check", "fuelks")
         assert results and all(r["ok"] for r in results), results
