@@ -108,6 +108,7 @@ class Simulator:
         self.issued: set[str] = set()
         self.admin_password = "admin"
         self.requests: list[tuple[str, str, Any]] = []
+        self.answers: list[tuple[str, str, Any]] = []  # method, path, answer
         self.server: ThreadingHTTPServer | None = None
 
     # -- server ------------------------------------------------------------------------------
@@ -157,6 +158,8 @@ class Simulator:
                                                              keep_blank_values=True), body)
             except Refused as refused:
                 status, answer = refused.status, {"message": str(refused), "errors": []}
+        with self.lock:
+            self.answers.append((request.command, parts.path, json.loads(json.dumps(answer))))
         data = b"" if status == 204 else json.dumps(answer).encode()
         request.send_response(status)
         if status != 204:
