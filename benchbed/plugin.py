@@ -59,6 +59,12 @@ class Plugin:
         """Checks a schema cannot express; raise ConfigError naming the path."""
 
     @classmethod
+    def validation_view(cls, config: dict[str, Any], path: str) -> dict[str, Any]:
+        """The config as its nested plugins are validated: a plugin that fills values in at
+        deploy time (MultihostEngine's `{controller_ip}`) fills in placeholders here."""
+        return config
+
+    @classmethod
     def describe(cls) -> str:
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
 
@@ -133,8 +139,17 @@ def names(group: str) -> list[str]:
     return sorted(_entry_points(group))
 
 
+# The older tool's plugins that cannot exist here, with what to use instead.
+UNSUPPORTED = {
+    "CobblerProvider": "is not supported: benchbed does not drive Cobbler servers; give the "
+                       "machines Cobbler installed to ExistingServers",
+}
+
+
 def get(group: str, type_name: str, path: str = "type") -> type[Plugin]:
     found = _entry_points(group).get(type_name)
+    if found is None and type_name in UNSUPPORTED:
+        raise ConfigError(path, f"{type_name} {UNSUPPORTED[type_name]}")
     if found is None:
         known = ", ".join(names(group))
         raise ConfigError(path, f"unknown {GROUP_NOUN[group]} type '{type_name}' "
@@ -200,8 +215,9 @@ def validate(config: Any, group: str = ENGINES, path: str = "") -> type[Plugin]:
     if errors:
         error = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_where(path, error), _message(error))
+    view = plugin.validation_view(config, path)
     for key, nested_group in plugin.NESTED.items():
-        value = config.get(key)
+        value = view.get(key)
         if isinstance(value, list):
             for index, item in enumerate(value):
                 validate(item, nested_group, join_path(path, key, index))

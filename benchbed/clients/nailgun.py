@@ -47,7 +47,6 @@ class NailgunClient:
                  request_timeout: float = REQUEST_TIMEOUT) -> None:
         self.base = api_url.rstrip("/") + "/"
         self.request_timeout = request_timeout
-        self._static_token = token
         self._keystone = keystone
         self._token: str | None = token
         self.session = requests.Session()

@@ -46,7 +46,7 @@ class ServersEngine(Engine):
 
     def servers(self) -> list[Server]:
         return [Server.from_dict(data, deployment=self.deployment)
-                for data in self.deployment.endpoints.get("servers", [])]
+                for data in self.endpoints.get("servers", [])]
 
     def check(self) -> list[CheckResult]:
         def probe(server: Server) -> CheckResult:

@@ -1,5 +1,7 @@
 """The server provider contract: Provider(deployment, config), create_servers, destroy_servers."""
 
+import hashlib
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +86,26 @@ class ServerProvider(plugin.Plugin):
 
     def teardown(self) -> None:
         self.destroy_servers()
+
+    @property
+    def tag(self) -> str:
+        """Eight hex digits that make this provider's names unique on a host.
+
+        The root provider uses the deployment uuid's first digits; a provider elsewhere in
+        the tree (a node's) mixes its path in, so providers of one deployment never clash.
+        """
+        if self.path == "provider":
+            return self.deployment.uuid.replace("-", "")[:8]
+        return hashlib.sha256(f"{self.deployment.uuid}/{self.path}".encode()).hexdigest()[:8]
+
+    @property
+    def holder(self) -> str:
+        """Who holds a shared host resource (a bridge): this plugin of this deployment.
+
+        Two providers of one deployment (a MultihostEngine's controller and node) may share
+        a network; each holds its own reference, so the first to go does not take it away.
+        """
+        return f"{self.deployment.uuid}_{re.sub(r'[^A-Za-z0-9._-]', '_', self.path)}"
 
     def server(self, data: dict[str, Any]) -> Server:
         return Server.from_dict(data, deployment=self.deployment)

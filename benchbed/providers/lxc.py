@@ -236,7 +236,7 @@ class LxcProvider(ServerProvider):
         run_parallel("preparing LXC hosts", hosts, self._prepare_host, describe=_describe_host)
         _, public_key = deployment_key(self.deployment)
         offset = len(self.ledger.resources("container"))
-        tag = self.deployment.uuid.replace("-", "")[:8]
+        tag = self.tag
         prefix = self.config.get("container_name_prefix", "benchbed")
         slots = [(f"{prefix}-{tag}-{offset + index}", hosts[index // self._per_host])
                  for index in range(amount)]
@@ -275,7 +275,7 @@ class LxcProvider(ServerProvider):
                                   host=host.server.to_dict(),
                                   network=str(host.network.network)), \
                 self.deployment.step("acquire network", host.network.bridge):
-            host.network.acquire(self.deployment.uuid)
+            host.network.acquire(self.holder)
 
     def _create_container(self, name: str, host: Host, limits: tuple[int, int],
                           public_key: str) -> Server:
@@ -317,7 +317,7 @@ class LxcProvider(ServerProvider):
         host = Server.from_dict(resource.data["host"], deployment=self.deployment)
         try:
             HostNetwork(host, ipaddress.IPv4Network(resource.data["network"])).release(
-                self.deployment.uuid)
+                self.holder)
         finally:
             host.close()
 

@@ -76,10 +76,6 @@ class NetnsProvider(ServerProvider):
     def _network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.config["network"])
 
-    @property
-    def _tag(self) -> str:
-        return self.deployment.uuid.replace("-", "")[:8]
-
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
                        amount: int = 1) -> list[Server]:
         if image_uuid or type_id:
@@ -91,7 +87,7 @@ class NetnsProvider(ServerProvider):
         if os.geteuid() != 0:
             raise InputError("NetnsProvider needs root (network namespaces and a bridge)")
         key_path, public_key = deployment_key(self.deployment)
-        bridge = f"bbn-{self._tag}"
+        bridge = f"bbn-{self.tag}"
         prefix = self._network.prefixlen
         with self.ledger.creating("bridge", bridge), self.deployment.step("create bridge", bridge):
             local.run(["ip", "link", "add", "name", bridge, "type", "bridge"])
@@ -102,11 +98,11 @@ class NetnsProvider(ServerProvider):
 
         def create_host(slot: tuple[int, str]) -> Server:
             index, address = slot
-            namespace = f"bb-{self._tag}-{index}"
+            namespace = f"bb-{self.tag}-{index}"
             directory = base / namespace
             with self.ledger.creating("netns", namespace, address=address,
                                       ssh_address=f"{address}:22",
-                                      veth=f"bbv{self._tag}{index}",
+                                      veth=f"bbv{self.tag}{index}",
                                       directory=str(directory)) as resource, \
                     self.deployment.step("create netns host", f"{namespace} {address}"):
                 self._start_host(resource, bridge, prefix, public_key)

@@ -97,10 +97,6 @@ class VirshProvider(ServerProvider):
         return Server(host=parts.hostname, port=22, user=parts.username or "root",
                       deployment=self.deployment)
 
-    @property
-    def _tag(self) -> str:
-        return self.deployment.uuid.replace("-", "")[:8]
-
     _connection: Any = None
 
     @property
@@ -128,7 +124,7 @@ class VirshProvider(ServerProvider):
             self.deployment.logger.info("virsh: domain type %s (%s)", domain_type, reason)
         network = self._ensure_network()
         first = len(self.ledger.resources("domain"))
-        names = [f"bbvirsh-{self._tag}-{first + index}" for index in range(amount)]
+        names = [f"bbvirsh-{self.tag}-{first + index}" for index in range(amount)]
         pool = ensure_pool(self._conn)
         run_parallel("creating overlay volumes", names,
                      lambda name: self._create_volume(pool, name, template))
@@ -153,7 +149,7 @@ class VirshProvider(ServerProvider):
         with self.ledger.creating("hostnet", f"{network.bridge}@{host.host}",
                                   network=str(network.network), host=host.to_dict()), \
                 self.deployment.step("acquire network", network.bridge):
-            network.acquire(self.deployment.uuid)
+            network.acquire(self.holder)
         return network
 
     def _create_volume(self, pool: Any, name: str, template: Template) -> None:
@@ -198,8 +194,7 @@ class VirshProvider(ServerProvider):
 
     def _release_network(self, resource: Resource) -> None:
         host = Server.from_dict(resource.data["host"], deployment=self.deployment)
-        HostNetwork(host, ipaddress.IPv4Network(resource.data["network"])).release(
-            self.deployment.uuid)
+        HostNetwork(host, ipaddress.IPv4Network(resource.data["network"])).release(self.holder)
 
     def _delete_domain(self, resource: Resource) -> None:
         """Destroy (pull the plug: the guest may ignore ACPI) and undefine."""

@@ -132,3 +132,42 @@ def test_older_spellings_are_rewritten() -> None:
     api.validate(config)
     assert config["provider"]["type"] == "ExistingServers"
     assert "name" not in config["provider"]
+
+
+class CloudStyle(ServerProvider):
+    """A provider whose sizes are the cloud's own flavor names, checked by the cloud."""
+
+    CONFIG_SCHEMA = {"type": "object"}
+
+    @classmethod
+    def check_request(cls, config: dict[str, Any], image: str | None, size: str | None,
+                      path: str) -> None:
+        if size is not None and not size.strip():
+            raise ConfigError(plugin.join_path(path, "flavor"), "must name a flavor")
+
+
+class _EntryPoint:
+    def __init__(self, loaded: type) -> None:
+        self.loaded = loaded
+
+    def load(self) -> type:
+        return self.loaded
+
+
+def test_a_cloud_provider_gets_flavor_names_benchbed_does_not_know(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = plugin._entry_points
+
+    def with_cloud(group: str) -> dict[str, Any]:
+        found = dict(real(group))
+        if group == plugin.PROVIDERS:
+            found["CloudStyle"] = _EntryPoint(CloudStyle)
+        return found
+
+    monkeypatch.setattr(plugin, "_entry_points", with_cloud)
+    api.validate({"type": "ServersEngine", "flavor": "m1.small",
+                  "provider": {"type": "CloudStyle"}})
+    with pytest.raises(ConfigError, match=r"flavor: unknown size 'm1\.small'"):
+        api.validate({"type": "ServersEngine", "flavor": "m1.small", "provider": {
+            "type": "LxcProvider", "start_lxc_network": "10.254.152.0/24", "host_provider": {
+                "type": "ExistingServers", "credentials": [{"user": "root", "host": "10.9.9.9"}]}}})
