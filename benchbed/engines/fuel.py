@@ -173,7 +173,7 @@ class FuelEngine(Engine):
             client.save_networks(cluster_id, provider, networks)
         task = client.deploy_changes(cluster_id)
         self._follow(client, task, "deployment", deadline, timeout, cluster_id=cluster_id)
-        return self._endpoints(client, cluster_id)
+        return self._cloud_endpoints(client, cluster_id)
 
     def _create_cluster(self, client: NailgunClient, row: Resource, release_id: int
                         ) -> dict[str, Any]:
@@ -232,7 +232,7 @@ class FuelEngine(Engine):
                 if cluster_id is not None:
                     phases.enter(_phase(client.tasks(cluster_id), current["id"]))
 
-    def _endpoints(self, client: NailgunClient, cluster_id: int) -> dict[str, Any]:
+    def _cloud_endpoints(self, client: NailgunClient, cluster_id: int) -> dict[str, Any]:
         editable = client.attributes(cluster_id)["editable"]
         access = editable["access"]
         ssl = editable.get("public_ssl") or {}
@@ -333,7 +333,7 @@ class FuelEngine(Engine):
     def check(self) -> list[CheckResult]:
         from benchbed.engines.keystone_check import check_cloud
 
-        return check_cloud(self.deployment.endpoints["openstack"])
+        return check_cloud(self.endpoints["openstack"])
 
 
 class _Phases:
