@@ -1,8 +1,9 @@
 """Run independent work in parallel threads, with a progress bar on a terminal."""
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import TypeVar
 
 from benchbed.errors import BenchbedError
@@ -75,6 +76,9 @@ class _RichProgress:
     def advance(self) -> None:
         self._progress.advance(self._task)
 
+    def update(self, completed: int) -> None:
+        self._progress.update(self._task, completed=completed)
+
     def close(self) -> None:
         self._progress.stop()
 
@@ -83,3 +87,16 @@ def _progress(label: str, total: int) -> _NoProgress | _RichProgress:
     if sys.stderr.isatty():
         return _RichProgress(label, total)
     return _NoProgress()
+
+
+@contextmanager
+def percent_progress(label: str) -> Iterator[Callable[[int], None]]:
+    """A bar from 0 to 100 % for one long task (on a terminal); yields `update(percent)`."""
+    if not sys.stderr.isatty():
+        yield lambda percent: None
+        return
+    bar = _RichProgress(label, 100)
+    try:
+        yield lambda percent: bar.update(percent)
+    finally:
+        bar.close()
