@@ -1,12 +1,15 @@
 """The verbs users and the CLI call: validate, create, destroy, recreate, check, export."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchbed import config as config_lib
 from benchbed import masking, plugin
 from benchbed.deployment import Deployment, Status
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.errors import BenchbedError, InputError
+
+if TYPE_CHECKING:
+    from benchbed.providers.base import Sweep
 
 
 def validate(config: dict[str, Any]) -> type[plugin.Plugin]:
@@ -101,3 +104,15 @@ def export(name: str, fmt: str) -> str:
     deployment = Deployment.get(name)
     deployment.require_status(Status.FINISHED, action="export")
     return render(deployment, fmt)
+
+
+def gc(config_file: str, delete: bool = False) -> "Sweep":
+    """Find, and with `delete` remove, the cloud resources benchbed tagged for a provider
+    config whose deployment is gone from this database or whose expiry has passed."""
+    provider_config = config_lib.expand_env(config_lib.load_file(config_file))
+    masking.register_from(provider_config)
+    provider_class = plugin.validate(provider_config, plugin.PROVIDERS)
+    sweep = provider_class.find_strays(provider_config, Deployment.uuids)
+    if delete and sweep.strays:
+        provider_class.delete_strays(provider_config, sweep.strays)
+    return sweep

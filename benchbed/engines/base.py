@@ -47,10 +47,13 @@ class Engine(plugin.Plugin):
         raise NotImplementedError
 
     @classmethod
-    def check_server_request(cls, config: dict[str, Any], path: str) -> None:
-        """Let the provider refuse the engine's `image`/`flavor` before anything is created."""
+    def check_server_request(cls, config: dict[str, Any], path: str, ssh: bool = True) -> None:
+        """Let the provider refuse the engine's `image`/`flavor`, and a config under which
+        its servers cannot be reached over SSH if the engine will, before anything is created."""
         provider_class = plugin.get(plugin.PROVIDERS, config["provider"]["type"])
         provider_class.check_request(config.get("image"), config.get("flavor"), path)
+        if ssh:
+            provider_class.check_ssh(config["provider"], f"{path}.provider".lstrip("."))
 
     def provider(self, key: str = "provider") -> "ServerProvider":
         """The provider configured under `key`, bound to its own ledger scope."""
