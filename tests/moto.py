@@ -3,11 +3,13 @@ and a proxy in front of it that can hold or drop chosen calls, so tests can kill
 mid-call or lose an answer on the way back."""
 
 import http.client
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +19,16 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 START_TIMEOUT = 60
+# One Debian-like image instead of moto's 1,300 defaults, which make every reset and
+# image lookup take seconds.
+DEBIAN_AMI = {
+    "ami_id": "ami-0b6ed1d2e3f405a6c", "state": "available", "public": True,
+    "owner_id": "136693071363", "image_location": "debian/debian-12-amd64",
+    "sriov": "simple", "root_device_type": "ebs", "root_device_name": "/dev/xvda",
+    "description": "Debian 12 (stand-in)", "image_type": "machine", "platform": None,
+    "architecture": "x86_64", "name": "debian-12-amd64-standin",
+    "virtualization_type": "hvm", "hypervisor": "xen",
+}
 
 
 def _free_port() -> int:
@@ -31,9 +43,11 @@ def moto_server(**env: str) -> Iterator[str]:
     binary = Path(sys.executable).with_name("moto_server")
     command = [str(binary) if binary.exists() else shutil.which("moto_server") or "moto_server"]
     port = _free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as images:
+        json.dump([DEBIAN_AMI], images)
     process = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, **env})
+                               env={**os.environ, "MOTO_AMIS_PATH": images.name, **env})
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -52,6 +66,7 @@ def moto_server(**env: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        os.unlink(images.name)
 
 
 class FaultProxy:

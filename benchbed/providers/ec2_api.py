@@ -10,6 +10,7 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, TypeVar
 
 from benchbed.errors import BenchbedError, InputError
@@ -85,18 +86,27 @@ class Ec2Api:
         self.where = where
         self.region = config["region"]
         self.endpoint = config.get("endpoint_url") or f"EC2 in {self.region}"
-        session = boto3.session.Session(
-            aws_access_key_id=config.get("aws_access_key_id"),
-            aws_secret_access_key=config.get("aws_secret_access_key"),
-            aws_session_token=config.get("aws_session_token"),
-            profile_name=config.get("profile"), region_name=self.region)
-        options = {"connect_timeout": 10, "read_timeout": 60}
-        self.client = session.client("ec2", endpoint_url=config.get("endpoint_url"), config=Config(
-            retries={"mode": "standard", "max_attempts": 4}, **options))
-        # run_instances is retried by us, looking for the first attempt's instances each time
-        self.run_client = session.client("ec2", endpoint_url=config.get("endpoint_url"),
-                                         config=Config(retries={"total_max_attempts": 1},
-                                                       **options))
+        self._endpoint_url = config.get("endpoint_url")
+        with self.errors("load credentials"):
+            self._session = boto3.session.Session(
+                aws_access_key_id=config.get("aws_access_key_id"),
+                aws_secret_access_key=config.get("aws_secret_access_key"),
+                aws_session_token=config.get("aws_session_token"),
+                profile_name=config.get("profile"), region_name=self.region)
+            self.client = self._client(Config(retries={"mode": "standard", "max_attempts": 4}))
+
+    def _client(self, config: Any) -> Any:
+        from botocore.config import Config
+
+        options = Config(connect_timeout=10, read_timeout=60).merge(config)
+        return self._session.client("ec2", endpoint_url=self._endpoint_url, config=options)
+
+    @cached_property
+    def run_client(self) -> Any:
+        """For run_instances alone, which we retry ourselves: botocore must not repeat it."""
+        from botocore.config import Config
+
+        return self._client(Config(retries={"total_max_attempts": 1}))
 
     @contextmanager
     def errors(self, action: str) -> Iterator[None]:
