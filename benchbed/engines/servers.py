@@ -30,7 +30,8 @@ class ServersEngine(Engine):
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
-        cls.check_server_request(config, path, ssh=config.get("wait_for_ssh", True))
+        cls.check_server_request(config, path, amount=config.get("amount"),
+                                 ssh=config.get("wait_for_ssh", True))
 
     def deploy(self) -> dict[str, Any]:
         provider = self.provider()
@@ -47,12 +48,9 @@ class ServersEngine(Engine):
         server.ssh.wait_ready(timeout=self.config.get("ssh_timeout", SSH_READY_TIMEOUT))
         server.ssh.run("true", timeout=30)
 
-    def cleanup(self) -> None:
-        self.provider().destroy_servers()
-
     def servers(self) -> list[Server]:
         return [Server.from_dict(data, deployment=self.deployment)
-                for data in self.deployment.endpoints.get("servers", [])]
+                for data in self.endpoints.get("servers", [])]
 
     def check(self) -> list[CheckResult]:
         def probe(server: Server) -> CheckResult:

@@ -18,6 +18,7 @@ from benchbed.errors import ConfigError, InputError
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
+from benchbed.plugin import ResourceKind, join_path
 from benchbed.providers import ec2_api
 from benchbed.providers.base import ServerProvider, Stray, Sweep
 from benchbed.providers.ec2_api import CREATOR_TAG, TOKEN_TAG, Ec2Error
@@ -55,42 +56,49 @@ class Ec2Provider(ServerProvider):
         "required": ["type", "region"],
         "additionalProperties": False,
     }
+    # One "instance" row per run_instances call (its client token; the ids once EC2 answers).
+    RESOURCES = {
+        "key_pair": ResourceKind(delete="delete_key_pair"),
+        "security_group": ResourceKind(delete="delete_group"),
+        "instance": ResourceKind(delete="delete_instances",
+                                 requires=("security_group", "key_pair")),
+    }
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
-        where = f"{path}." if path else ""
         if ("aws_access_key_id" in config) != ("aws_secret_access_key" in config):
-            raise ConfigError(f"{where}aws_secret_access_key",
+            raise ConfigError(join_path(path, "aws_secret_access_key"),
                               "give aws_access_key_id and aws_secret_access_key together")
         if "ssh_cidr" in config:
             try:
                 ipaddress.ip_network(config["ssh_cidr"], strict=True)
             except ValueError as error:
-                raise ConfigError(f"{where}ssh_cidr",
+                raise ConfigError(join_path(path, "ssh_cidr"),
                                   f"not a network in CIDR form: {error}") from None
         for key in config.get("tags", {}):
             if not 1 <= len(key) <= 128:
-                raise ConfigError(f"{where}tags", "tag keys have 1 to 128 characters")
+                raise ConfigError(join_path(path, "tags"), "tag keys have 1 to 128 characters")
             if key.lower().startswith(RESERVED_TAG_PREFIXES) or key == CREATOR_TAG:
-                raise ConfigError(f"{where}tags.{key}",
+                raise ConfigError(join_path(path, f"tags.{key}"),
                                   "aws:, benchbed: and 'creator' are reserved tag keys")
 
     @classmethod
-    def check_request(cls, image: str | None, size: str | None, path: str) -> None:
+    def check_request(cls, config: dict[str, Any], image: str | None, size: str | None,
+                      path: str) -> None:
         """AMI ids and instance type names pass through; the cloud checks them at create."""
-        where = f"{path}." if path else ""
         if image is None:
-            raise ConfigError(f"{where}image", "Ec2Provider needs an AMI id (ami-...)")
+            raise ConfigError(join_path(path, "image"), "Ec2Provider needs an AMI id (ami-...)")
         if not AMI_PATTERN.fullmatch(image):
-            raise ConfigError(f"{where}image", f"{image[:80]!r} is not an AMI id (ami-...)")
+            raise ConfigError(join_path(path, "image"),
+                              f"{image[:80]!r} is not an AMI id (ami-...)")
         if size is not None and not INSTANCE_TYPE_PATTERN.fullmatch(size):
-            raise ConfigError(f"{where}flavor",
+            raise ConfigError(join_path(path, "flavor"),
                               f"{size[:80]!r} is not an EC2 instance type (e.g. t3.micro)")
 
     @classmethod
     def check_ssh(cls, config: dict[str, Any], path: str) -> None:
         if "ssh_cidr" not in config:
-            raise ConfigError(f"{path}.ssh_cidr".lstrip("."),
+            raise ConfigError(join_path(path, "ssh_cidr"),
                               "is required (where SSH is allowed from, e.g. 203.0.113.7/32) "
                               "unless the engine's wait_for_ssh is false")
 
@@ -99,7 +107,7 @@ class Ec2Provider(ServerProvider):
     @property
     def _name(self) -> str:
         """Unique per deployment and config scope (a multihost deployment has several)."""
-        return f"benchbed-{self.deployment.uuid}-{re.sub(r'[^a-z0-9]+', '-', self.scope)}"
+        return f"benchbed-{self.deployment.uuid}-{re.sub(r'[^a-z0-9]+', '-', self.path)}"
 
     def _tags(self) -> dict[str, str]:
         expires_in = self.config.get("expires_in", "4h")
@@ -116,14 +124,14 @@ class Ec2Provider(ServerProvider):
     @property
     def ec2(self) -> ec2_api.Ec2Api:
         if self._api is None:
-            self._api = ec2_api.Ec2Api(self.config, where=self.scope)
+            self._api = ec2_api.Ec2Api(self.config, where=self.path)
         return self._api
 
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
                        amount: int = 1) -> list[Server]:
         ami, instance_type = image_uuid, type_id or DEFAULT_INSTANCE_TYPE
         if ami is None or amount < 1:
-            raise InputError(f"{self.scope}: Ec2Provider needs an AMI and at least one server")
+            raise InputError(f"{self.path}: Ec2Provider needs an AMI and at least one server")
         with self.deployment.step("check AMI and instance type", f"{ami}, {instance_type}"):
             vpc_id = self.ec2.check_request(ami, instance_type, self.config.get("subnet_id"))
         tags = self._tags()
@@ -185,7 +193,7 @@ class Ec2Provider(ServerProvider):
         for instance in instances:
             if instance["State"]["Name"] in ("shutting-down", "terminated", "stopping", "stopped"):
                 reason = instance.get("StateReason", {}).get("Message", "no reason given")
-                raise Ec2Error(f"{self.scope}: instance {instance['InstanceId']} is "
+                raise Ec2Error(f"{self.path}: instance {instance['InstanceId']} is "
                                f"{instance['State']['Name']}: {reason}")
         if len(instances) == len(instance_ids) and all(
                 i["State"]["Name"] == "running" and _address(i) for i in instances):
@@ -193,11 +201,6 @@ class Ec2Provider(ServerProvider):
         return None
 
     # -- destroy -------------------------------------------------------------------------------
-
-    def delete_resource(self, resource: Resource) -> None:
-        deleters = {"instance": self.delete_instances, "security_group": self.delete_group,
-                    "key_pair": self.delete_key_pair}
-        deleters[resource.kind](resource)
 
     def delete_instances(self, resource: Resource) -> None:
         """Terminate exactly the ledger's instances: saved ids, or those of its client token."""

@@ -3,7 +3,7 @@
 from typing import Any
 
 from benchbed.errors import ConfigError, InputError
-from benchbed.providers.base import ServerProvider
+from benchbed.providers.base import Capabilities, ServerProvider
 from benchbed.server import Server
 
 CREDENTIAL_SCHEMA: dict[str, Any] = {
@@ -23,8 +23,8 @@ CREDENTIAL_SCHEMA: dict[str, Any] = {
 class ExistingServers(ServerProvider):
     """Servers that already exist, given by their SSH credentials."""
 
-    CHOOSES_IMAGE = False
-    CHOOSES_SIZE = False
+    CAPABILITIES = Capabilities(outlives_deployment=True, chooses_image=False,
+                                chooses_size=False)
     CONFIG_SCHEMA = {
         "type": "object",
         "properties": {
@@ -45,6 +45,10 @@ class ExistingServers(ServerProvider):
                                   f"server {address[0]}:{address[1]} is listed twice")
             seen.add(address)
 
+    @classmethod
+    def capacity(cls, config: dict[str, Any]) -> int | None:
+        return len(config["credentials"])
+
     def default_amount(self) -> int:
         return len(self.config["credentials"])
 
@@ -59,6 +63,3 @@ class ExistingServers(ServerProvider):
             raise InputError(f"ExistingServers has {len(credentials)} server(s); "
                              f"{amount} requested")
         return [self.server(credential) for credential in credentials[:amount]]
-
-    def destroy_servers(self) -> None:
-        """The servers outlive the deployment: nothing to remove."""
