@@ -25,8 +25,8 @@ EXPIRES_TAG = "benchbed:expires"
 TOKEN_TAG = "benchbed:client-token"
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 AUTH_CODES = frozenset({"AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException",
-                        "SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken",
-                        "OptInRequired", "UnauthorizedOperation"})
+                        "SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken"})
+PERMISSION_CODES = frozenset({"UnauthorizedOperation", "OptInRequired"})
 TRANSIENT_CODES = frozenset({"RequestLimitExceeded", "Throttling", "InternalError",
                              "ServiceUnavailable", "Unavailable"})
 RUN_RETRY_TIMEOUT = 120
@@ -125,6 +125,9 @@ class Ec2Api:
             if code in AUTH_CODES:
                 raise InputError(f"{self.where}: {self.endpoint} refused the credentials "
                                  f"({action}): {code}: {message}") from None
+            if code in PERMISSION_CODES:
+                raise InputError(f"{self.where}: the credentials may not {action} at "
+                                 f"{self.endpoint}: {code}: {message}") from None
             raise Ec2Error(f"{self.where}: {action} failed: {code}: {message}") from None
         except boto.ConnectionError as error:
             raise Ec2Error(f"{self.where}: cannot reach {self.endpoint} ({action}): "
