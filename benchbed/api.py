@@ -11,13 +11,16 @@ whole point is to hand credentials to a benchmark client.
 """
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchbed import config as config_lib
 from benchbed import masking, paths, plugin
 from benchbed.deployment import Deployment, Status
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.errors import BenchbedError, InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from benchbed.providers.base import Sweep
 
 # -- configs ---------------------------------------------------------------------------------
 
@@ -250,3 +253,19 @@ def image_list(provider: str) -> list[dict[str, Any]]:
 
 def image_delete(provider: str, name: str) -> None:
     image_store(provider).delete(name)
+
+
+# -- cloud garbage ---------------------------------------------------------------------------
+
+
+def gc(config_file: str, delete: bool = False) -> "Sweep":
+    """Find, and with `delete` remove, the cloud resources benchbed tagged for a provider
+    config whose deployment is gone from this database or whose expiry has passed."""
+    provider_config = config_lib.expand_env(config_lib.load_file(config_file))
+    masking.register_from(provider_config)
+    plugin.normalize_legacy(provider_config, plugin.PROVIDERS)
+    provider_class = plugin.validate(provider_config, plugin.PROVIDERS)
+    sweep = provider_class.find_strays(provider_config, Deployment.uuids)
+    if delete and sweep.strays:
+        provider_class.delete_strays(provider_config, sweep.strays)
+    return sweep

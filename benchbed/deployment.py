@@ -106,6 +106,12 @@ class Deployment:
             raise NotFoundError(f"no deployment named '{name_or_uuid}'")
         return cls(row._mapping)
 
+    @classmethod
+    def uuids(cls) -> set[str]:
+        """Every deployment this database records, whatever its status."""
+        with transaction() as db:
+            return set(db.scalars(select(deployments.c.uuid)))
+
     @staticmethod
     def list_rows() -> list[dict[str, Any]]:
         """uuid, name, status, created_at and parent_uuid of every deployment, oldest first."""

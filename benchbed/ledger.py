@@ -80,15 +80,17 @@ class Ledger:
     def forget(self, resource: Resource) -> None:
         """Drop the row: call only once the resource is confirmed gone.
 
-        A server resource names its SSH address in `data["ssh_address"]` ("host:port"):
-        its recorded host key goes with it, so a new server at that address is trusted anew.
+        A server resource names its SSH address in `data["ssh_address"]` ("host:port"), a
+        batch of servers theirs in `data["ssh_addresses"]`: their recorded host keys go with
+        it, so a new server at such an address is trusted anew.
         """
+        addresses = [*resource.data.get("ssh_addresses", []), resource.data.get("ssh_address")]
         with transaction() as db:
             db.execute(delete(resources).where(resources.c.id == resource.id))
-            if resource.data.get("ssh_address"):
+            if any(addresses):
                 db.execute(delete(host_keys).where(
                     host_keys.c.deployment_uuid == self.deployment.uuid,
-                    host_keys.c.address == resource.data["ssh_address"]))
+                    host_keys.c.address.in_([a for a in addresses if a])))
         self.deployment.logger.debug("ledger: %s %s is gone", resource.kind, resource.name)
 
     def destroy(self, remove: Callable[[Resource], None], label: str = "destroying",

@@ -7,6 +7,7 @@ import sys
 import click
 
 from benchbed.cli.deployment import deployment
+from benchbed.cli.gc import gc
 from benchbed.cli.image import image_group
 from benchbed.cli.plugin import plugin_group
 
@@ -20,6 +21,7 @@ def cli() -> None:
 cli.add_command(deployment)
 cli.add_command(plugin_group)
 cli.add_command(image_group)
+cli.add_command(gc)
 
 
 def main() -> None:

@@ -72,12 +72,15 @@ class Engine(plugin.Plugin):
 
     @classmethod
     def check_server_request(cls, config: dict[str, Any], path: str,
-                             amount: int | None = None) -> None:
-        """Let the provider refuse the engine's image, flavor or amount before anything exists."""
+                             amount: int | None = None, ssh: bool = True) -> None:
+        """Let the provider refuse the engine's image, flavor or amount before anything exists,
+        and, when the engine will log in (`ssh`), a config under which it cannot."""
         provider_class = cls.provider_class(config)
         provider_config = config["provider"]
         provider_class.check_request(provider_config, config.get("image"),
                                      config.get("flavor"), path)
+        if ssh:
+            provider_class.check_ssh(provider_config, plugin.join_path(path, "provider"))
         capacity = provider_class.capacity(provider_config)
         if amount is not None and capacity is not None and amount > capacity:
             raise ConfigError(plugin.join_path(path, "amount"),

@@ -2,7 +2,8 @@
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from benchbed import plugin, sizes
@@ -27,6 +28,25 @@ class Capabilities:
     shares_host: bool = False
     chooses_image: bool = True
     chooses_size: bool = True
+
+
+@dataclass
+class Stray:
+    """A cloud resource with benchbed's tags that no live deployment of this database owns."""
+
+    kind: str
+    id: str
+    deployment: str
+    reason: str
+
+
+@dataclass
+class Sweep:
+    """What `benchbed gc` found: the strays, and how many tagged resources it left alone."""
+
+    strays: list[Stray] = field(default_factory=list)
+    # recorded in another benchbed database and not expired: whether they live is unknowable
+    elsewhere: int = 0
 
 
 class ServerProvider(plugin.Plugin):
@@ -72,6 +92,23 @@ class ServerProvider(plugin.Plugin):
                 sizes.lookup(size)
             except InputError as error:
                 raise ConfigError(plugin.join_path(path, "flavor"), str(error)) from None
+
+    @classmethod
+    def check_ssh(cls, config: dict[str, Any], path: str) -> None:
+        """The engine will log in over SSH: refuse a config under which it cannot."""
+
+    @classmethod
+    def find_strays(cls, config: dict[str, Any], live: Callable[[], set[str]]) -> Sweep:
+        """For `benchbed gc`: resources this provider tagged whose deployment is not among
+        `live()` (uuids of this database's deployments) or whose expiry has passed.
+
+        `live` is read after the cloud is listed: a deployment's row exists before anything
+        of it is created, so a resource made meanwhile is never taken for an orphan."""
+        raise InputError(f"{cls.__name__} tags no cloud resources: gc has nothing to look for")
+
+    @classmethod
+    def delete_strays(cls, config: dict[str, Any], strays: list[Stray]) -> None:
+        raise InputError(f"{cls.__name__} tags no cloud resources: gc has nothing to delete")
 
     def default_amount(self) -> int:
         """How many servers to create when the engine does not say."""
