@@ -101,3 +101,10 @@ def export(name: str, fmt: str) -> str:
     deployment = Deployment.get(name)
     deployment.require_status(Status.FINISHED, action="export")
     return render(deployment, fmt)
+
+
+def report(name: str, fmt: str = "html") -> str:
+    """Where the time went, status, ledger and endpoints: an HTML page or JSON, masked."""
+    from benchbed import report as report_lib
+
+    return report_lib.render(Deployment.get(name), fmt)

@@ -1,5 +1,6 @@
 """The Deployment entity: status machine with compare-and-set, lease, timeline and log."""
 
+import contextvars
 import logging
 import sys
 import time
@@ -52,6 +53,12 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 
 # A process that died while holding the lease left the deployment in one of these.
 IN_PROGRESS = frozenset({Status.INIT, Status.STARTED, Status.SUBDEPLOY, Status.CLEANUP_STARTED})
+
+# The step this thread of work is inside, as (step id, lane): a new step is recorded as its
+# child and in its lane unless it names one. A context variable rather than a thread-local,
+# so that run_parallel's workers (which run in a copy of the caller's context) inherit it.
+_current_step: contextvars.ContextVar[tuple[int, str | None] | None] = \
+    contextvars.ContextVar("benchbed_current_step", default=None)
 
 
 class Deployment:
@@ -230,19 +237,29 @@ class Deployment:
     # -- timeline and log ----------------------------------------------------------------------
 
     @contextmanager
-    def step(self, name: str, detail: str | None = None) -> Iterator[None]:
-        """Record one step with its start and end, so `show` can say where the time went."""
+    def step(self, name: str, detail: str | None = None, lane: str | None = None
+             ) -> Iterator[None]:
+        """Record one step with its start and end, so `show` can say where the time went.
+
+        The step is recorded as a child of the step it runs in; `lane` names the server or
+        node it works on (by default its parent's), so a report can draw one lane each.
+        """
+        parent = _current_step.get()
+        lane = lane if lane is not None else parent[1] if parent else None
         with transaction() as db:
             step_id = db.execute(insert(timeline).values(
                 deployment_uuid=self.uuid, step=name, detail=detail, started_at=utcnow(),
-                outcome="running")).inserted_primary_key[0]
+                outcome="running", parent_id=parent[0] if parent else None,
+                lane=lane)).inserted_primary_key[0]
         self.logger.info("step started: %s%s", name, f" ({detail})" if detail else "")
         started = time.monotonic()
         outcome = "failed"
+        token = _current_step.set((step_id, lane))
         try:
             yield
             outcome = "ok"
         finally:
+            _current_step.reset(token)
             with transaction() as db:
                 db.execute(update(timeline).where(timeline.c.id == step_id)
                            .values(finished_at=utcnow(), outcome=outcome))
@@ -253,7 +270,7 @@ class Deployment:
                                  f"{time.monotonic() - started:.1f}s\n")
 
     def timeline(self) -> list[Row]:
-        """The recorded steps, oldest first (rows with step, detail, started_at, ...)."""
+        """The recorded steps, oldest first (rows with step, detail, lane, parent_id, ...)."""
         with transaction() as db:
             return list(db.execute(select(timeline).where(timeline.c.deployment_uuid == self.uuid)
                                    .order_by(timeline.c.id)))

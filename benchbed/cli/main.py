@@ -9,6 +9,7 @@ import click
 from benchbed.cli.deployment import deployment
 from benchbed.cli.image import image_group
 from benchbed.cli.plugin import plugin_group
+from benchbed.cli.report import report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +19,7 @@ def cli() -> None:
 
 
 cli.add_command(deployment)
+deployment.add_command(report)
 cli.add_command(plugin_group)
 cli.add_command(image_group)
 

@@ -282,14 +282,14 @@ class LxcProvider(ServerProvider):
                 str(network.network.prefixlen)]
         with self.ledger.creating("container", name, host=host.server.to_dict(),
                                   image=host.image, state=network.state_dir) as resource:
-            with self.deployment.step("create container", name):
+            with self.deployment.step("create container", name, lane=name):
                 result = run_script(host.server.ssh, CREATE, args, timeout=READY_TIMEOUT)
             address = result.stdout.strip().splitlines()[-1]
             resource.data.update(address=address, ssh_address=f"{address}:22")
         key_path, _ = deployment_key(self.deployment)
         server = Server(host=address, user="root", key=str(key_path), name=name,
                         deployment=self.deployment)
-        with self.deployment.step("wait for SSH", f"{name} {address}"):
+        with self.deployment.step("wait for SSH", f"{name} {address}", lane=name):
             wait_for(lambda: _port_open(address), timeout=READY_TIMEOUT,
                      what=f"SSH on {name} ({address})", interval=0.02, max_interval=0.02)
             server.ssh.wait_ready(timeout=READY_TIMEOUT)

@@ -99,7 +99,8 @@ class NetnsProvider(ServerProvider):
                                       ssh_address=f"{address}:22",
                                       veth=f"bbv{self._tag}{index}",
                                       directory=str(directory)) as resource, \
-                    self.deployment.step("create netns host", f"{namespace} {address}"):
+                    self.deployment.step("create netns host", f"{namespace} {address}",
+                                         lane=namespace):
                 self._start_host(resource, bridge, prefix, public_key)
             return Server(host=address, user="root", key=str(key_path), name=namespace,
                           deployment=self.deployment)

@@ -153,7 +153,8 @@ class VirshProvider(ServerProvider):
     def _create_volume(self, pool: Any, name: str, template: Template) -> None:
         volume = f"{name}.qcow2"
         with self.ledger.creating("volume", volume, pool=POOL), \
-                self.deployment.step("create overlay volume", f"{volume} on {template.name}"):
+                self.deployment.step("create overlay volume", f"{volume} on {template.name}",
+                                     lane=name):
             pool.createXML(_volume_xml(volume, template), 0)
 
     def _boot(self, name: str, template: Template, facts: dict[str, Any],
@@ -167,7 +168,8 @@ class VirshProvider(ServerProvider):
                           network.bridge, mac)
         with self.ledger.creating("domain", name, domain_type=facts["domain_type"], mac=mac), \
                 self.deployment.step("define and start domain",
-                                     f"{name} ({facts['domain_type']}, {facts['size']})"):
+                                     f"{name} ({facts['domain_type']}, {facts['size']})",
+                                     lane=name):
             self._conn.defineXML(xml).create()
         leases = shlex.quote(f"{STATE_DIR}/{network.bridge}/dnsmasq.leases")
 
@@ -179,14 +181,14 @@ class VirshProvider(ServerProvider):
                     return fields[2]
             return None
 
-        with self.deployment.step("DHCP lease", name):
+        with self.deployment.step("DHCP lease", name, lane=name):
             address = wait_for(leased, timeout=BOOT_TIMEOUT, what=f"a DHCP lease for {name}",
                                interval=0.5)
         key_path, _ = deployment_key(self.deployment)
         server = Server(host=address, user=cmdline["bb.user"], key=str(key_path),
                         password=self.config.get("template_password"), name=name,
                         facts=dict(facts), deployment=self.deployment)
-        with self.deployment.step("SSH ready", f"{name} {address}"):
+        with self.deployment.step("SSH ready", f"{name} {address}", lane=name):
             server.ssh.wait_ready(timeout=BOOT_TIMEOUT)
         return server
 
