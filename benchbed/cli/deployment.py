@@ -110,14 +110,11 @@ def _list_with_models() -> list[dict[str, Any]]:
 
 
 def _details(name: str) -> dict[str, Any]:
-    from benchbed import masking
+    from benchbed import masking, report
     from benchbed.deployment import Deployment
 
     found = Deployment.get(name)
-    timeline = [{"step": row.step, "detail": row.detail, "outcome": row.outcome,
-                 "started_at": row.started_at.isoformat(timespec="milliseconds"),
-                 "seconds": round((row.finished_at - row.started_at).total_seconds(), 2)
-                 if row.finished_at else None} for row in found.timeline()]
+    timeline = report.timeline(found.timeline())
     resources = [{"scope": r.scope, "kind": r.kind, "name": r.name, "state": r.state}
                  for r in _ledger_rows(found.uuid)]
     return masking.mask({
@@ -126,7 +123,8 @@ def _details(name: str) -> dict[str, Any]:
         "created_at": found.created_at.isoformat(timespec="seconds"),
         "updated_at": found.updated_at.isoformat(timespec="seconds"),
         "held_by": found.lease_owner, "error": found.error, "endpoints": found.endpoints,
-        "resources": resources, "timeline": timeline, "log": str(found.log_path),
+        "resources": resources, "lanes": report.fold(timeline), "timeline": timeline,
+        "log": str(found.log_path),
     })
 
 
@@ -144,7 +142,8 @@ def _ledger_rows(uuid: str) -> list[Any]:
 @deployment.command()
 @click.argument("name", required=False)
 @json_option
-def show(name: str | None, as_json: bool) -> None:
+@click.option("--steps", is_flag=True, help="Every step, not one line per server or node.")
+def show(name: str | None, as_json: bool, steps: bool) -> None:
     """Show a deployment: status, endpoints, resources, and where the time went."""
     import yaml
 
@@ -163,11 +162,7 @@ def show(name: str | None, as_json: bool) -> None:
         render.table(["SCOPE", "KIND", "NAME", "STATE"],
                      [(r["scope"], r["kind"], r["name"], r["state"])
                       for r in details["resources"]], title="resources")
-    if details["timeline"]:
-        render.table(["STEP", "DETAIL", "OUTCOME", "SECONDS"],
-                     [(t["step"], t["detail"] or "", t["outcome"],
-                       "" if t["seconds"] is None else f"{t['seconds']:.2f}")
-                      for t in details["timeline"]], title="timeline")
+    render.timeline(details, steps)
 
 
 @deployment.command()
