@@ -108,3 +108,10 @@ def report(name: str, fmt: str = "html") -> str:
     from benchbed import report as report_lib
 
     return report_lib.render(Deployment.get(name), fmt)
+
+
+def doctor(config: dict[str, Any] | None = None) -> list[Any]:
+    """Run the host checks the plugins declare: for a (validated) config, or for all of them."""
+    from benchbed import doctor as doctor_lib
+
+    return doctor_lib.run(config)

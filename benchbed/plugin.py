@@ -2,11 +2,14 @@
 
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jsonschema
 
 from benchbed.errors import ConfigError
+
+if TYPE_CHECKING:
+    from benchbed.hostcheck import HostCheck
 
 ENGINES = "benchbed.engines"
 PROVIDERS = "benchbed.providers"
@@ -23,6 +26,14 @@ class Plugin:
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
         """Checks a schema cannot express; raise ConfigError naming the path."""
+
+    @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list["HostCheck"]:
+        """What this machine needs for this plugin: for `config`, or for any (None).
+
+        `benchbed doctor` runs them; a plugin that needs nothing of this host keeps [].
+        """
+        return []
 
     @classmethod
     def describe(cls) -> str:

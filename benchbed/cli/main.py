@@ -7,6 +7,7 @@ import sys
 import click
 
 from benchbed.cli.deployment import deployment
+from benchbed.cli.doctor import doctor
 from benchbed.cli.image import image_group
 from benchbed.cli.plugin import plugin_group
 from benchbed.cli.report import report
@@ -22,6 +23,7 @@ cli.add_command(deployment)
 deployment.add_command(report)
 cli.add_command(plugin_group)
 cli.add_command(image_group)
+cli.add_command(doctor)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from benchbed import local
+from benchbed import hostcheck, local
 from benchbed.errors import ConfigError, InputError
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
@@ -59,6 +59,18 @@ class NetnsProvider(ServerProvider):
             raise ConfigError(where, f"not an IPv4 network in CIDR form: {error}") from None
         if network.num_addresses < 4:
             raise ConfigError(where, "needs at least a /30")
+
+    @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+        checks = [hostcheck.root(),
+                  hostcheck.command("ip", "iproute2"),
+                  hostcheck.command(SSHD, "openssh-server"),
+                  hostcheck.command("ssh-keygen", "openssh-client"),
+                  hostcheck.kernel("network namespaces", "/proc/self/ns/net",
+                                   "use a kernel built with network namespaces (CONFIG_NET_NS)")]
+        if config is not None:
+            checks.append(hostcheck.free_network(config["network"], "network"))
+        return checks
 
     def default_amount(self) -> int:
         return int(self.config.get("amount", 1))

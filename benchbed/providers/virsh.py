@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from benchbed import sizes
+from benchbed import hostcheck, hostnet, sizes
 from benchbed.errors import ConfigError, InputError
 from benchbed.hostnet import HostNetwork
 from benchbed.hostnet.bridge import STATE_DIR
@@ -71,6 +71,28 @@ class VirshProvider(ServerProvider):
                 raise ConfigError(where, f"not an IPv4 network in CIDR form: {error}") from None
             if network.prefixlen > 28:
                 raise ConfigError(where, "needs at least a /28")
+
+    @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+        """The libvirt bindings always; the rest only when libvirt runs on this machine."""
+        checks = [hostcheck.python_module("libvirt", "libvirt")]
+        uri = (config or {}).get("uri", "qemu:///system")
+        if "connection" in (config or {}) or \
+                urlsplit(uri).hostname not in (None, "", "localhost", "127.0.0.1"):
+            return checks
+        checks += [hostcheck.command("virsh", "libvirt-clients"),
+                   hostcheck.command("libvirtd", "libvirt-daemon-system"),
+                   hostcheck.command("qemu-img", "qemu-utils"),
+                   hostcheck.command("qemu-system-x86_64", "qemu-system-x86"),
+                   hostcheck.command("mkfs.ext4", "e2fsprogs"),
+                   hostcheck.command("debootstrap", "debootstrap"),
+                   hostcheck.daemon("libvirtd"), hostcheck.daemon("virtlogd")]
+        if (config or {}).get("domain_type") == "kvm":
+            checks.append(hostcheck.device("/dev/kvm", "give the kvm group access (chgrp kvm "
+                                           "/dev/kvm; chmod 660 /dev/kvm), or domain_type: auto"))
+        network = None if config is None else \
+            ipaddress.IPv4Network(config.get("network", DEFAULT_NETWORK))
+        return checks + hostnet.host_checks(network, "network")
 
     def default_amount(self) -> int:
         return int(self.config.get("amount", 1))
