@@ -2,6 +2,7 @@
 
 import contextvars
 import logging
+import shutil
 import sys
 import time
 import uuid as uuid_lib
@@ -59,6 +60,22 @@ IN_PROGRESS = frozenset({Status.INIT, Status.STARTED, Status.SUBDEPLOY, Status.C
 # so that run_parallel's workers (which run in a copy of the caller's context) inherit it.
 _current_step: contextvars.ContextVar[tuple[int, str | None] | None] = \
     contextvars.ContextVar("benchbed_current_step", default=None)
+
+
+def _show_step(name: str, detail: str | None, outcome: str, seconds: float = 0.0,
+               top_level: bool = False) -> None:
+    """On a terminal: the running step on one line that the next one overwrites; only failed
+    and top-level steps stay, so that a deployment of many steps prints a few lines."""
+    if not sys.stderr.isatty():
+        return
+    text = f"{name}{f' ({detail})' if detail else ''}"
+    if outcome == "running":
+        width = shutil.get_terminal_size().columns - 1
+        sys.stderr.write(f"\r\033[K{f'  ...    {text}'[:width]}")
+    elif outcome == "failed" or top_level:
+        mark = "done" if outcome == "ok" else "FAILED"
+        sys.stderr.write(f"\r\033[K  {mark:<6} {text} {seconds:.1f}s\n")
+    sys.stderr.flush()
 
 
 class Deployment:
@@ -252,6 +269,7 @@ class Deployment:
                 outcome="running", parent_id=parent[0] if parent else None,
                 lane=lane)).inserted_primary_key[0]
         self.logger.info("step started: %s%s", name, f" ({detail})" if detail else "")
+        _show_step(name, detail, "running")
         started = time.monotonic()
         outcome = "failed"
         token = _current_step.set((step_id, lane))
@@ -264,10 +282,7 @@ class Deployment:
                 db.execute(update(timeline).where(timeline.c.id == step_id)
                            .values(finished_at=utcnow(), outcome=outcome))
             self.logger.info("step %s: %s", outcome, name)
-            if sys.stderr.isatty():
-                mark = "done" if outcome == "ok" else "FAILED"
-                sys.stderr.write(f"  {mark:<6} {name}{f' ({detail})' if detail else ''} "
-                                 f"{time.monotonic() - started:.1f}s\n")
+            _show_step(name, detail, outcome, time.monotonic() - started, parent is None)
 
     def timeline(self) -> list[Row]:
         """The recorded steps, oldest first (rows with step, detail, lane, parent_id, ...)."""
