@@ -10,6 +10,8 @@ from benchbed.cli import render
 
 EXPORT_FORMATS = ["openrc", "clouds.yaml", "rally-spec", "json", "ansible-inventory",
                   "ssh-config"]
+NO_DEPLOYMENTS = ("No deployments yet. Create one with: benchbed deployment create --file "
+                  "CONFIG --name NAME (example configs: samples/deployments/)")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 force_option = click.option("--force", is_flag=True,
                             help="Break the lease of a holder that is no longer running.")
@@ -88,6 +90,9 @@ def list_deployments(as_json: bool) -> None:
     if as_json:
         render.emit_json([{**row, "created_at": row["created_at"].isoformat(timespec="seconds")}
                           for row in rows])
+        return
+    if not rows:
+        render.text(NO_DEPLOYMENTS)
         return
     current = _current_file()
     selected = current.read_text().strip() if current.exists() else ""

@@ -8,6 +8,7 @@ import click
 
 from benchbed.cli.deployment import deployment
 from benchbed.cli.doctor import doctor
+from benchbed.cli.examples import attach as attach_examples
 from benchbed.cli.image import image_group
 from benchbed.cli.plugin import plugin_group
 from benchbed.cli.report import report
@@ -24,6 +25,7 @@ deployment.add_command(report)
 cli.add_command(plugin_group)
 cli.add_command(image_group)
 cli.add_command(doctor)
+attach_examples(cli)
 
 
 def main() -> None:
