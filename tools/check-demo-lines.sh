@@ -13,19 +13,24 @@ work=$(mktemp -d)
 export BENCHBED_HOME=$work/home
 clone=$work/benchbed
 cleanup() {
-  if [ -x "$clone/.venv/bin/benchbed" ]; then
-    "$clone/.venv/bin/benchbed" deployment destroy --force "$DEMO_NAME" >/dev/null 2>&1 || true
+  local bb=$clone/.venv/bin/benchbed
+  if [ -x "$bb" ] && ! "$bb" deployment destroy --force "$DEMO_NAME" > "$work/destroy" 2>&1 \
+      && ! grep -q "no deployment named" "$work/destroy"; then
+    cat "$work/destroy" >&2
+    echo "== destroying $DEMO_NAME failed; kept its home, re-run:" >&2
+    echo "   BENCHBED_HOME=$BENCHBED_HOME $bb deployment destroy $DEMO_NAME" >&2
+    return
   fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 git clone -q . "$clone"
-# `script` gives make a terminal, as a user's shell would: steps and progress bars show
+# `script` gives make a terminal (120 x 50), as a user's shell would: steps and progress bars
+# show, and are counted as the screen shows them (tools/screen-lines.py)
 code=0
-script -qefc "cd $(printf %q "$clone") && make demo" /dev/null > "$work/output" || code=$?
-# what stays on the screen: the text after a line's last carriage return, without escapes
-lines=$(sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\r$//' -e 's/.*\r//' "$work/output" \
-  | grep -c . || true)
+script -qefc "stty cols 120 rows 50; cd $(printf %q "$clone") && make demo" /dev/null \
+  > "$work/output" || code=$?
+lines=$(python3 tools/screen-lines.py < "$work/output")
 cat "$work/output"
 echo "== make demo exited $code and printed $lines lines (at most $max allowed)"
 [ "$code" -eq 0 ] && [ "$lines" -le "$max" ]
