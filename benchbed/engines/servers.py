@@ -28,7 +28,7 @@ class ServersEngine(Engine):
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
-        cls.check_server_request(config, path)
+        cls.check_server_request(config, path, amount=config.get("amount"))
 
     def deploy(self) -> dict[str, Any]:
         provider = self.provider()
@@ -46,12 +46,9 @@ class ServersEngine(Engine):
             server.ssh.wait_ready(timeout=self.config.get("ssh_timeout", SSH_READY_TIMEOUT))
             server.ssh.run("true", timeout=30)
 
-    def cleanup(self) -> None:
-        self.provider().destroy_servers()
-
     def servers(self) -> list[Server]:
         return [Server.from_dict(data, deployment=self.deployment)
-                for data in self.deployment.endpoints.get("servers", [])]
+                for data in self.endpoints.get("servers", [])]
 
     def check(self) -> list[CheckResult]:
         def probe(server: Server) -> CheckResult:

@@ -4,7 +4,7 @@ from typing import Any
 
 from benchbed import hostcheck
 from benchbed.errors import ConfigError, InputError
-from benchbed.providers.base import ServerProvider
+from benchbed.providers.base import Capabilities, ServerProvider
 from benchbed.server import Server
 
 CREDENTIAL_SCHEMA: dict[str, Any] = {
@@ -24,8 +24,8 @@ CREDENTIAL_SCHEMA: dict[str, Any] = {
 class ExistingServers(ServerProvider):
     """Servers that already exist, given by their SSH credentials."""
 
-    CHOOSES_IMAGE = False
-    CHOOSES_SIZE = False
+    CAPABILITIES = Capabilities(outlives_deployment=True, chooses_image=False,
+                                chooses_size=False)
     CONFIG_SCHEMA = {
         "type": "object",
         "properties": {
@@ -53,6 +53,10 @@ class ExistingServers(ServerProvider):
                 for index, credential in enumerate((config or {}).get("credentials", []))
                 if credential.get("key") and "PRIVATE KEY" not in credential["key"]]
 
+    @classmethod
+    def capacity(cls, config: dict[str, Any]) -> int | None:
+        return len(config["credentials"])
+
     def default_amount(self) -> int:
         return len(self.config["credentials"])
 
@@ -67,6 +71,3 @@ class ExistingServers(ServerProvider):
             raise InputError(f"ExistingServers has {len(credentials)} server(s); "
                              f"{amount} requested")
         return [self.server(credential) for credential in credentials[:amount]]
-
-    def destroy_servers(self) -> None:
-        """The servers outlive the deployment: nothing to remove."""

@@ -1,4 +1,4 @@
-"""Timeline nesting and lanes, the report's assembly and its HTML, the schema upgrade to 0002."""
+"""Timeline nesting and lanes, the report's assembly and its HTML, the schema upgrade to 0003."""
 
 import json
 import re
@@ -91,7 +91,7 @@ def test_unknown_format_is_bad_input(database: str) -> None:
 
 
 def test_a_database_at_0001_is_upgraded_and_keeps_its_steps(home: Path) -> None:
-    """An existing 0001 database gains parent_id and lane; its old steps have neither."""
+    """An existing 0001 database reaches the head: its old steps have no parent nor lane."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine

@@ -1,19 +1,18 @@
 """Timeline steps know their parent step and their lane (the server or node they worked on).
 
-Revision ID: 0002
+Revision ID: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("timeline") as table:
-        table.add_column(sa.Column("parent_id", sa.Integer))
-        table.add_column(sa.Column("lane", sa.String(255)))
+    op.add_column("timeline", sa.Column("parent_id", sa.Integer))
+    op.add_column("timeline", sa.Column("lane", sa.String(255)))
 
 
 def downgrade() -> None:
