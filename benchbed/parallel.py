@@ -71,7 +71,10 @@ class _RichProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         self._progress = Progress("[progress.description]{task.description}", BarColumn(),
-                                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+                                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True,
+                                  # the running step's line (Deployment.step) is written as
+                                  # is: rich would print its escape codes as text
+                                  redirect_stderr=False)
         self._progress.start()
         self._task = self._progress.add_task(label, total=total)
 

@@ -2,7 +2,7 @@
 # `make demo-check`: run `make demo` as a new user would (a fresh clone of this repository's
 # committed tree, its own BENCHBED_HOME, on a terminal) and fail if it printed more than
 # MAX_LINES lines (default 40). The demo deployment is destroyed afterwards, and the clone
-# removed, whatever happened.
+# removed, whatever happened; its report is kept in .logs/.
 #
 #   MAX_LINES, DEMO_NETWORK, DEMO_NAME (default: demo-check)
 set -euo pipefail
@@ -19,7 +19,7 @@ cleanup() {
     cat "$work/destroy" >&2
     echo "== destroying $DEMO_NAME failed; kept its home, re-run:" >&2
     echo "   BENCHBED_HOME=$BENCHBED_HOME $bb deployment destroy $DEMO_NAME" >&2
-    return
+    exit 1
   fi
   rm -rf "$work"
 }
@@ -31,6 +31,9 @@ code=0
 script -qefc "stty cols 120 rows 50; cd $(printf %q "$clone") && make demo" /dev/null \
   > "$work/output" || code=$?
 lines=$(python3 tools/screen-lines.py < "$work/output")
+# the demo's report stays for a look (and the README's screenshot)
+mkdir -p .logs
+cp "$clone/.demo/$DEMO_NAME-report.html" .logs/ 2>/dev/null || true
 cat "$work/output"
 echo "== make demo exited $code and printed $lines lines (at most $max allowed)"
 [ "$code" -eq 0 ] && [ "$lines" -le "$max" ]
