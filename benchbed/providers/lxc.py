@@ -344,7 +344,7 @@ class LxcProvider(ServerProvider):
         host = Server.from_dict(resource.data["host"], deployment=self.deployment)
         try:
             HostNetwork(host, ipaddress.IPv4Network(resource.data["network"])).release(
-                self.deployment.uuid)
+                self.holder)
         finally:
             host.close()
 
