@@ -161,12 +161,10 @@ def list_deployments() -> list[dict[str, Any]]:
 
 def show(name: str) -> dict[str, Any]:
     """Status, endpoints, ledger and timeline of one deployment, secrets masked."""
+    from benchbed import report as report_lib
+
     found = Deployment.get(name)
-    timeline = [{"id": row.id, "step": row.step, "detail": row.detail,
-                 "outcome": row.outcome,
-                 "started_at": row.started_at.isoformat(timespec="milliseconds"),
-                 "seconds": round((row.finished_at - row.started_at).total_seconds(), 2)
-                 if row.finished_at else None} for row in found.timeline()]
+    timeline = report_lib.timeline(found.timeline())
     resources = [{"scope": r.scope, "kind": r.kind, "name": r.name, "state": r.state}
                  for r in found.all_resources()]
     return masking.mask({
@@ -175,8 +173,16 @@ def show(name: str) -> dict[str, Any]:
         "created_at": found.created_at.isoformat(timespec="seconds"),
         "updated_at": found.updated_at.isoformat(timespec="seconds"),
         "held_by": found.lease_owner, "error": found.error, "endpoints": found.endpoints,
-        "resources": resources, "timeline": timeline, "log": str(found.log_path),
+        "resources": resources, "lanes": report_lib.fold(timeline), "timeline": timeline,
+        "log": str(found.log_path),
     })
+
+
+def report(name: str, fmt: str = "html") -> str:
+    """Where the time went, status, ledger and endpoints: an HTML page or JSON, masked."""
+    from benchbed import report as report_lib
+
+    return report_lib.render(Deployment.get(name), fmt)
 
 
 def config(name: str) -> dict[str, Any]:
@@ -269,3 +275,10 @@ def gc(config_file: str, delete: bool = False) -> "Sweep":
     if delete and sweep.strays:
         provider_class.delete_strays(provider_config, sweep.strays)
     return sweep
+
+
+def doctor(config: dict[str, Any] | None = None) -> list[Any]:
+    """Run the host checks the plugins declare: for a (validated) config, or for all of them."""
+    from benchbed import doctor as doctor_lib
+
+    return doctor_lib.run(config)

@@ -1,6 +1,8 @@
 """The Deployment entity: status machine with compare-and-set, lease, timeline and log."""
 
+import contextvars
 import logging
+import shutil
 import sys
 import time
 import uuid as uuid_lib
@@ -52,6 +54,28 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 
 # A process that died while holding the lease left the deployment in one of these.
 IN_PROGRESS = frozenset({Status.INIT, Status.STARTED, Status.SUBDEPLOY, Status.CLEANUP_STARTED})
+
+# The step this thread of work is inside, as (step id, lane): a new step is recorded as its
+# child and in its lane unless it names one. A context variable rather than a thread-local,
+# so that run_parallel's workers (which run in a copy of the caller's context) inherit it.
+_current_step: contextvars.ContextVar[tuple[int, str | None] | None] = \
+    contextvars.ContextVar("benchbed_current_step", default=None)
+
+
+def _show_step(name: str, detail: str | None, outcome: str, seconds: float = 0.0,
+               top_level: bool = False) -> None:
+    """On a terminal: the running step on one line that the next one overwrites; only failed
+    and top-level steps stay, so that a deployment of many steps prints a few lines."""
+    if not sys.stderr.isatty():
+        return
+    text = f"{name}{f' ({detail})' if detail else ''}"
+    if outcome == "running":
+        width = shutil.get_terminal_size().columns - 1
+        sys.stderr.write(f"\r\033[K{f'  ...    {text}'[:width]}")
+    elif outcome == "failed" or top_level:
+        mark = "done" if outcome == "ok" else "FAILED"
+        sys.stderr.write(f"\r\033[K  {mark:<6} {text} {seconds:.1f}s\n")
+    sys.stderr.flush()
 
 
 class Deployment:
@@ -265,30 +289,38 @@ class Deployment:
     # -- timeline and log ----------------------------------------------------------------------
 
     @contextmanager
-    def step(self, name: str, detail: str | None = None) -> Iterator[None]:
-        """Record one step with its start and end, so `show` can say where the time went."""
+    def step(self, name: str, detail: str | None = None, lane: str | None = None
+             ) -> Iterator[None]:
+        """Record one step with its start and end, so `show` can say where the time went.
+
+        The step is recorded as a child of the step it runs in; `lane` names the server or
+        node it works on (by default its parent's), so a report can draw one lane each.
+        """
+        parent = _current_step.get()
+        lane = lane if lane is not None else parent[1] if parent else None
         with transaction() as db:
             step_id = db.execute(insert(timeline).values(
                 deployment_uuid=self.uuid, step=name, detail=detail, started_at=utcnow(),
-                outcome="running")).inserted_primary_key[0]
+                outcome="running", parent_id=parent[0] if parent else None,
+                lane=lane)).inserted_primary_key[0]
         self.logger.info("step started: %s%s", name, f" ({detail})" if detail else "")
+        _show_step(name, detail, "running")
         started = time.monotonic()
         outcome = "failed"
+        token = _current_step.set((step_id, lane))
         try:
             yield
             outcome = "ok"
         finally:
+            _current_step.reset(token)
             with transaction() as db:
                 db.execute(update(timeline).where(timeline.c.id == step_id)
                            .values(finished_at=utcnow(), outcome=outcome))
             self.logger.info("step %s: %s", outcome, name)
-            if sys.stderr.isatty():
-                mark = "done" if outcome == "ok" else "FAILED"
-                sys.stderr.write(f"  {mark:<6} {name}{f' ({detail})' if detail else ''} "
-                                 f"{time.monotonic() - started:.1f}s\n")
+            _show_step(name, detail, outcome, time.monotonic() - started, parent is None)
 
     def timeline(self) -> list[Row]:
-        """The recorded steps, oldest first (rows with step, detail, started_at, ...)."""
+        """The recorded steps, oldest first (rows with step, detail, lane, parent_id, ...)."""
         with transaction() as db:
             return list(db.execute(select(timeline).where(timeline.c.deployment_uuid == self.uuid)
                                    .order_by(timeline.c.id)))

@@ -110,7 +110,9 @@ class Ledger:
                     if not any(must_wait(newer, row) for newer in pending[:index])]
 
             def remove_and_forget(resource: Resource) -> None:
-                with self.deployment.step(f"delete {resource.kind}", resource.name):
+                # a resource one reaches over SSH is a server: its deletion is in its lane
+                lane = resource.name if resource.data.get("ssh_address") else None
+                with self.deployment.step(f"delete {resource.kind}", resource.name, lane=lane):
                     remove(resource)
                 self.forget(resource)
 

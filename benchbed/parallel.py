@@ -1,5 +1,6 @@
 """Run independent work in parallel threads, with a progress bar on a terminal."""
 
+import contextvars
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -40,7 +41,9 @@ def run_parallel(
     failures: list[tuple[str, BaseException]] = []
     progress = _progress(label, len(items))
     with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
-        futures = {pool.submit(work, item): index for index, item in enumerate(items)}
+        # each task runs in a copy of the caller's context: its steps nest under the caller's
+        futures = {pool.submit(contextvars.copy_context().run, work, item): index
+                   for index, item in enumerate(items)}
         for future in as_completed(futures):
             index = futures[future]
             try:
@@ -69,7 +72,10 @@ class _RichProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         self._progress = Progress("[progress.description]{task.description}", BarColumn(),
-                                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+                                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True,
+                                  # the running step's line (Deployment.step) is written as
+                                  # is: rich would print its escape codes as text
+                                  redirect_stderr=False)
         self._progress.start()
         self._task = self._progress.add_task(label, total=total)
 

@@ -11,6 +11,7 @@ from benchbed.errors import BenchbedError, ConfigError
 
 if TYPE_CHECKING:
     from benchbed.deployment import Deployment
+    from benchbed.hostcheck import HostCheck
     from benchbed.ledger import Resource
 
 ENGINES = "benchbed.engines"
@@ -57,6 +58,14 @@ class Plugin:
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
         """Checks a schema cannot express; raise ConfigError naming the path."""
+
+    @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list["HostCheck"]:
+        """What this machine needs for this plugin: for `config`, or for any (None).
+
+        `benchbed doctor` runs them; a plugin that needs nothing of this host keeps [].
+        """
+        return []
 
     @classmethod
     def validation_view(cls, config: dict[str, Any], path: str) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from benchbed.cli import render
 
 EXPORT_FORMATS = ["openrc", "clouds.yaml", "rally-spec", "json", "ansible-inventory",
                   "ssh-config"]
+NO_DEPLOYMENTS = ("No deployments yet. Create one with: benchbed deployment create --file "
+                  "CONFIG --name NAME (example configs: samples/deployments/)")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 force_option = click.option("--force", is_flag=True,
                             help="Break the lease of a holder that is no longer running.")
@@ -73,6 +75,9 @@ def list_deployments(as_json: bool) -> None:
         render.emit_json([{**row, "created_at": row["created_at"].isoformat(timespec="seconds")}
                           for row in rows])
         return
+    if not rows:
+        render.text(NO_DEPLOYMENTS)
+        return
     selected = api.current() or ""
     render.table(["", "UUID", "NAME", "STATUS", "CREATED"],
                  [("*" if selected in (r["name"], r["uuid"]) else "", r["uuid"], r["name"],
@@ -82,7 +87,8 @@ def list_deployments(as_json: bool) -> None:
 @deployment.command()
 @click.argument("name", required=False)
 @json_option
-def show(name: str | None, as_json: bool) -> None:
+@click.option("--steps", is_flag=True, help="Every step, not one line per server or node.")
+def show(name: str | None, as_json: bool, steps: bool) -> None:
     """Show a deployment: status, endpoints, resources, and where the time went."""
     import yaml
 
@@ -103,11 +109,7 @@ def show(name: str | None, as_json: bool) -> None:
         render.table(["SCOPE", "KIND", "NAME", "STATE"],
                      [(r["scope"], r["kind"], r["name"], r["state"])
                       for r in details["resources"]], title="resources")
-    if details["timeline"]:
-        render.table(["STEP", "DETAIL", "OUTCOME", "SECONDS"],
-                     [(t["step"], t["detail"] or "", t["outcome"],
-                       "" if t["seconds"] is None else f"{t['seconds']:.2f}")
-                      for t in details["timeline"]], title="timeline")
+    render.timeline(details, steps)
 
 
 @deployment.command()

@@ -58,6 +58,10 @@ timeline = Table(
     Column("started_at", DateTime, nullable=False),
     Column("finished_at", DateTime),
     Column("outcome", String(16), nullable=False, default="running"),
+    # the step this one ran inside (None: a top-level step), and the server or node it
+    # worked on (None: the deployment as a whole); both only for reports
+    Column("parent_id", Integer),
+    Column("lane", String(255)),
 )
 
 # Host keys recorded on first contact (trust on first use).

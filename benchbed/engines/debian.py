@@ -5,6 +5,7 @@ Everything runs on one server the provider gives: MariaDB, then each service's r
 every exporter and `deployment check` work on them unchanged.
 """
 
+import contextvars
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -152,7 +153,8 @@ class DebianEngine(Engine):
         # while the previous service is configured, which keeps the second core busy.
         with ThreadPoolExecutor(max_workers=1) as pool:
             for recipe, following in zip(chosen, [*chosen[1:], None], strict=True):
-                installing = pool.submit(self._install_packages, server, following) \
+                installing = pool.submit(contextvars.copy_context().run,
+                                         self._install_packages, server, following) \
                     if following else None
                 recipe.configure(context)
                 if installing:
@@ -190,7 +192,7 @@ class DebianEngine(Engine):
     def _step(self, server: Server, name: str, detail: str | None = None) -> Iterator[None]:
         """A timeline step whose failure names the server and the step."""
         where = f"{server.user}@{server.address}"
-        with self.deployment.step(name, detail or where):
+        with self.deployment.step(name, detail or where, lane=server.name or server.host):
             try:
                 yield
             except DeployStepError:

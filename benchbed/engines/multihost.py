@@ -56,7 +56,8 @@ class MultihostEngine(Engine):
 
     def deploy(self) -> dict[str, Any]:
         controller = self.nest("controller")
-        with self.deployment.step("deploy controller", controller.config["type"]):
+        with self.deployment.step("deploy controller", controller.config["type"],
+                                  lane="controller"):
             controller_endpoints = controller.deploy()
         address = controller_address(controller_endpoints)
         self.deployment.set_status(Status.SUBDEPLOY)
@@ -69,7 +70,8 @@ class MultihostEngine(Engine):
             with self.ledger.creating(NODE_KIND, path, config=config):
                 node = self._node(path, config, controller_endpoints)
                 try:
-                    with self.deployment.step("deploy node", f"{path} {config['type']}"):
+                    with self.deployment.step("deploy node", f"{path} {config['type']}",
+                                              lane=path):
                         return node.deploy()
                 except Exception as error:
                     raise NodeError(f"{config['type']}: {error}") from None

@@ -45,8 +45,10 @@ class ServersEngine(Engine):
         return {"servers": [server.to_dict() for server in servers]}
 
     def _wait_ready(self, server: Server) -> None:
-        server.ssh.wait_ready(timeout=self.config.get("ssh_timeout", SSH_READY_TIMEOUT))
-        server.ssh.run("true", timeout=30)
+        with self.deployment.step("SSH ready", _describe(server),
+                                  lane=server.name or server.host):
+            server.ssh.wait_ready(timeout=self.config.get("ssh_timeout", SSH_READY_TIMEOUT))
+            server.ssh.run("true", timeout=30)
 
     def servers(self) -> list[Server]:
         return [Server.from_dict(data, deployment=self.deployment)

@@ -14,7 +14,9 @@ import hashlib
 import ipaddress
 import json
 
+from benchbed import hostcheck
 from benchbed.errors import BenchbedError, InputError
+from benchbed.hostcheck import HostCheck
 from benchbed.server import Server, run_script
 
 APT_PROXY_PORT = 3142
@@ -112,6 +114,19 @@ release() {
 
 "$action"
 """
+
+
+def host_checks(network: ipaddress.IPv4Network | None, key: str) -> list[HostCheck]:
+    """What this machine needs to serve a host network (given one: also that it is free;
+    `key` is the config key that chose it)."""
+    checks = [hostcheck.root(),
+              hostcheck.command("ip", "iproute2"), hostcheck.command("dnsmasq", "dnsmasq-base"),
+              hostcheck.command("apt-cacher-ng", "apt-cacher-ng"),
+              hostcheck.command("flock", "util-linux"),
+              hostcheck.command("setpriv", "util-linux")]
+    if network is not None:
+        checks.append(hostcheck.free_network(str(network), key, bridge_name(network)))
+    return checks
 
 
 def static_capacity(network: ipaddress.IPv4Network) -> int:

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from benchbed import hostcheck
 from benchbed.errors import ConfigError, InputError
 from benchbed.providers.base import Capabilities, ServerProvider
 from benchbed.server import Server
@@ -44,6 +45,13 @@ class ExistingServers(ServerProvider):
                 raise ConfigError(f"{path}.credentials[{index}]".lstrip("."),
                                   f"server {address[0]}:{address[1]} is listed twice")
             seen.add(address)
+
+    @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+        """The key files the credentials name must be readable here."""
+        return [hostcheck.readable_file(credential["key"], f"fix credentials[{index}].key")
+                for index, credential in enumerate((config or {}).get("credentials", []))
+                if credential.get("key") and "PRIVATE KEY" not in credential["key"]]
 
     @classmethod
     def capacity(cls, config: dict[str, Any]) -> int | None:

@@ -12,9 +12,10 @@ import json
 import socket
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from benchbed import plugin, sizes
+from benchbed import hostcheck, hostnet, plugin, sizes
 from benchbed.errors import ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import overlapping_route, static_capacity
@@ -205,6 +206,32 @@ class LxcProvider(ServerProvider):
                 _check_local_network(subnet, where(f"start_lxc_network (host {index}: "
                                                    "localhost)"))
 
+    @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+        """This machine's needs when it is one of the LXC hosts (always, without a config)."""
+        if config is None:
+            local_networks: list[ipaddress.IPv4Network | None] = [None]
+        else:
+            start = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
+            local_networks = [host_network(start, index) for index, credential in
+                              enumerate(config["host_provider"].get("credentials", []))
+                              if credential.get("host") == "localhost"]
+        if not local_networks:
+            return []
+        checks = [hostcheck.command(tool, "lxc") for tool in
+                  ("lxc-create", "lxc-copy", "lxc-start", "lxc-attach", "lxc-config")]
+        checks += [hostcheck.command("debootstrap", "debootstrap"),
+                   hostcheck.readable_file("/usr/share/lxc/templates/lxc-debian",
+                                           f"{hostcheck.INSTALL} lxc-templates"),
+                   hostcheck.command("ssh-keygen", "openssh-client"),
+                   hostcheck.filesystem("overlay"),
+                   hostcheck.kernel("control groups", "/sys/fs/cgroup/cgroup.controllers"
+                                    if _cgroup2() else "/sys/fs/cgroup/memory",
+                                    "mount the cgroup filesystems (LXC limits use them)")]
+        for network in local_networks:
+            checks += hostnet.host_checks(network, "start_lxc_network")
+        return checks
+
     @property
     def _per_host(self) -> int:
         return int(self.config.get("containers_per_host", 1))
@@ -290,14 +317,14 @@ class LxcProvider(ServerProvider):
                 str(network.network.prefixlen)]
         with self.ledger.creating("container", name, host=host.server.to_dict(),
                                   image=host.image, state=network.state_dir) as resource:
-            with self.deployment.step("create container", name):
+            with self.deployment.step("create container", name, lane=name):
                 result = run_script(host.server.ssh, CREATE, args, timeout=READY_TIMEOUT)
             address = result.stdout.strip().splitlines()[-1]
             resource.data.update(address=address, ssh_address=f"{address}:22")
         key_path, _ = deployment_key(self.deployment)
         server = Server(host=address, user="root", key=str(key_path), name=name,
                         deployment=self.deployment)
-        with self.deployment.step("wait for SSH", f"{name} {address}"):
+        with self.deployment.step("wait for SSH", f"{name} {address}", lane=name):
             wait_for(lambda: _port_open(address), timeout=READY_TIMEOUT,
                      what=f"SSH on {name} ({address})", interval=0.02, max_interval=0.02)
             server.ssh.wait_ready(timeout=READY_TIMEOUT)
@@ -324,6 +351,10 @@ class LxcProvider(ServerProvider):
                 self.holder)
         finally:
             host.close()
+
+
+def _cgroup2() -> bool:
+    return Path("/sys/fs/cgroup/cgroup.controllers").exists()
 
 
 def host_network(start: ipaddress.IPv4Network, index: int) -> ipaddress.IPv4Network:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from benchbed import local
+from benchbed import hostcheck, local
 from benchbed.errors import ConfigError, InputError
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
@@ -66,6 +66,18 @@ class NetnsProvider(ServerProvider):
             raise ConfigError(where, "needs at least a /30")
 
     @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+        checks = [hostcheck.root(),
+                  hostcheck.command("ip", "iproute2"),
+                  hostcheck.command(SSHD, "openssh-server"),
+                  hostcheck.command("ssh-keygen", "openssh-client"),
+                  hostcheck.kernel("network namespaces", "/proc/self/ns/net",
+                                   "use a kernel built with network namespaces (CONFIG_NET_NS)")]
+        if config is not None:
+            checks.append(hostcheck.free_network(config["network"], "network"))
+        return checks
+
+    @classmethod
     def capacity(cls, config: dict[str, Any]) -> int | None:
         return len(list(ipaddress.IPv4Network(config["network"]).hosts())) - 1
 
@@ -104,7 +116,8 @@ class NetnsProvider(ServerProvider):
                                       ssh_address=f"{address}:22",
                                       veth=f"bbv{self.tag}{index}",
                                       directory=str(directory)) as resource, \
-                    self.deployment.step("create netns host", f"{namespace} {address}"):
+                    self.deployment.step("create netns host", f"{namespace} {address}",
+                                         lane=namespace):
                 self._start_host(resource, bridge, prefix, public_key)
             return Server(host=address, user="root", key=str(key_path), name=namespace,
                           deployment=self.deployment)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from benchbed import sizes
+from benchbed import hostcheck, hostnet, sizes
 from benchbed.errors import ConfigError, InputError
 from benchbed.hostnet import HostNetwork
 from benchbed.hostnet.bridge import STATE_DIR
@@ -77,6 +77,28 @@ class VirshProvider(ServerProvider):
                 raise ConfigError(where, f"not an IPv4 network in CIDR form: {error}") from None
             if network.prefixlen > 28:
                 raise ConfigError(where, "needs at least a /28")
+
+    @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+        """The libvirt bindings always; the rest only when libvirt runs on this machine."""
+        checks = [hostcheck.python_module("libvirt", "libvirt")]
+        uri = (config or {}).get("uri", "qemu:///system")
+        if "connection" in (config or {}) or \
+                urlsplit(uri).hostname not in (None, "", "localhost", "127.0.0.1"):
+            return checks
+        checks += [hostcheck.command("virsh", "libvirt-clients"),
+                   hostcheck.command("libvirtd", "libvirt-daemon-system"),
+                   hostcheck.command("qemu-img", "qemu-utils"),
+                   hostcheck.command("qemu-system-x86_64", "qemu-system-x86"),
+                   hostcheck.command("mkfs.ext4", "e2fsprogs"),
+                   hostcheck.command("debootstrap", "debootstrap"),
+                   hostcheck.daemon("libvirtd"), hostcheck.daemon("virtlogd")]
+        if (config or {}).get("domain_type") == "kvm":
+            checks.append(hostcheck.device("/dev/kvm", "give the kvm group access (chgrp kvm "
+                                           "/dev/kvm; chmod 660 /dev/kvm), or domain_type: auto"))
+        network = None if config is None else \
+            ipaddress.IPv4Network(config.get("network", DEFAULT_NETWORK))
+        return checks + hostnet.host_checks(network, "network")
 
     def default_amount(self) -> int:
         return int(self.config.get("amount", 1))
@@ -155,7 +177,8 @@ class VirshProvider(ServerProvider):
     def _create_volume(self, pool: Any, name: str, template: Template) -> None:
         volume = f"{name}.qcow2"
         with self.ledger.creating("volume", volume, pool=POOL), \
-                self.deployment.step("create overlay volume", f"{volume} on {template.name}"):
+                self.deployment.step("create overlay volume", f"{volume} on {template.name}",
+                                     lane=name):
             pool.createXML(_volume_xml(volume, template), 0)
 
     def _boot(self, name: str, template: Template, facts: dict[str, Any],
@@ -169,7 +192,8 @@ class VirshProvider(ServerProvider):
                           network.bridge, mac)
         with self.ledger.creating("domain", name, domain_type=facts["domain_type"], mac=mac), \
                 self.deployment.step("define and start domain",
-                                     f"{name} ({facts['domain_type']}, {facts['size']})"):
+                                     f"{name} ({facts['domain_type']}, {facts['size']})",
+                                     lane=name):
             self._conn.defineXML(xml).create()
         leases = shlex.quote(f"{STATE_DIR}/{network.bridge}/dnsmasq.leases")
 
@@ -181,14 +205,14 @@ class VirshProvider(ServerProvider):
                     return fields[2]
             return None
 
-        with self.deployment.step("DHCP lease", name):
+        with self.deployment.step("DHCP lease", name, lane=name):
             address = wait_for(leased, timeout=BOOT_TIMEOUT, what=f"a DHCP lease for {name}",
                                interval=0.5)
         key_path, _ = deployment_key(self.deployment)
         server = Server(host=address, user=cmdline["bb.user"], key=str(key_path),
                         password=self.config.get("template_password"), name=name,
                         facts=dict(facts), deployment=self.deployment)
-        with self.deployment.step("SSH ready", f"{name} {address}"):
+        with self.deployment.step("SSH ready", f"{name} {address}", lane=name):
             server.ssh.wait_ready(timeout=BOOT_TIMEOUT)
         return server
 
