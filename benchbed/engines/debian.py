@@ -98,7 +98,7 @@ class DebianEngine(Engine):
         with self._step(server, "check apt"):
             proxy = apt.check(server, self.config.get("apt_proxy"))
         with self._step(server, "record installed packages"):
-            apt.record_baseline(server, [apt.PROXY_FILE, *(p for r in chosen for p in r.paths)])
+            apt.record_baseline(server, [p for r in chosen for p in r.paths])
         if self.config.get("apt_proxy"):
             with self._step(server, "configure apt proxy", proxy):
                 apt.set_proxy(server, self.config["apt_proxy"])

@@ -23,6 +23,7 @@ from xml.etree import ElementTree
 
 from benchbed import local
 from benchbed.errors import BenchbedError, InputError, NotFoundError
+from benchbed.server import script_text
 
 POOL = "benchbed"
 POOL_PATH = Path("/var/lib/benchbed/images")
@@ -36,33 +37,6 @@ PACKAGES = ["systemd-sysv", "udev", "openssh-server", "linux-image-amd64", "init
 MASKED_UNITS = ["apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer",
                 "e2scrub_reap.service", "fstrim.timer", "getty-static.service",
                 "systemd-networkd-wait-online.service"]
-
-SEED_SCRIPT = r"""#!/bin/sh
-# benchbed: take this clone's login key, user and apt proxy from the kernel command line,
-# and give it a host key of its own (the template ships none).
-set -eu
-user=root key="" proxy=""
-for arg in $(cat /proc/cmdline); do
-    case "$arg" in
-        bb.user=*) user="${arg#bb.user=}" ;;
-        bb.key=*) key="$(echo "${arg#bb.key=}" | base64 -d)" ;;
-        bb.apt_proxy=*) proxy="${arg#bb.apt_proxy=}" ;;
-    esac
-done
-hostkey=/etc/ssh/ssh_host_ed25519_key
-[ -f "$hostkey" ] || ssh-keygen -q -t ed25519 -N "" -f "$hostkey"
-getent passwd "$user" >/dev/null || useradd -m -s /bin/bash "$user"
-home="$(getent passwd "$user" | cut -d: -f6)"
-if [ -n "$key" ]; then
-    install -d -m 700 -o "$user" "$home/.ssh"
-    echo "$key" > "$home/.ssh/authorized_keys"
-    chown "$user" "$home/.ssh/authorized_keys"
-    chmod 600 "$home/.ssh/authorized_keys"
-fi
-if [ -n "$proxy" ]; then
-    echo "Acquire::http::Proxy \"$proxy\";" > /etc/apt/apt.conf.d/01benchbed-proxy
-fi
-"""
 
 SEED_UNIT = """\
 [Unit]
@@ -294,7 +268,7 @@ def _configure(rootfs: Path, name: str, release: str, main: str,
         key.unlink()
     (etc / "ssh/sshd_config.d/benchbed.conf").write_text(SSHD_CONFIG)
     seed = rootfs / "usr/local/sbin/benchbed-seed"
-    seed.write_text(SEED_SCRIPT)
+    seed.write_text(script_text("virsh/seed.sh"))
     seed.chmod(0o755)
     (etc / "systemd/system/benchbed-seed.service").write_text(SEED_UNIT)
     (etc / "systemd/network/10-benchbed.network").write_text(NETWORK_UNIT)
