@@ -4,15 +4,20 @@ from typing import Any
 
 from benchbed import config as config_lib
 from benchbed import masking, plugin
-from benchbed.deployment import Deployment, Status
+from benchbed.deployment import Deployment, Status, check_name
 from benchbed.engines.base import CheckResult, Engine
-from benchbed.errors import BenchbedError, InputError
+from benchbed.errors import BenchbedError
 
 
 def validate(config: dict[str, Any]) -> type[plugin.Plugin]:
     """Check a whole config, nested engines and providers included; creates nothing."""
+    config_lib.check_data(config)
     masking.register_from(config)
-    return plugin.validate(config, plugin.ENGINES)
+    engine = plugin.validate(config, plugin.ENGINES)
+    from benchbed import networks
+
+    networks.check(config)
+    return engine
 
 
 def load_config(path: str) -> dict[str, Any]:
@@ -32,8 +37,7 @@ def create(name: str, config: dict[str, Any], validated: bool = False) -> Deploy
     `validated` says the caller has just run `validate` on this very config (the CLI does,
     to fail before it prints anything), so that it is not checked twice.
     """
-    if not name or len(name) > 255:
-        raise InputError("a deployment name of 1 to 255 characters is required")
+    check_name(name)
     if not validated:
         validate(config)
     deployment = Deployment.create(name, config)
@@ -71,12 +75,13 @@ def _cleanup(deployment: Deployment) -> None:
     deployment.set_status(Status.CLEANUP_FINISHED)
 
 
-def destroy(name: str, force: bool = False) -> None:
-    """Remove everything the deployment created, then its record. Safe to re-run."""
+def destroy(name: str, force: bool = False) -> Deployment:
+    """Remove everything the deployment created, then its record and folder. Safe to re-run."""
     deployment = Deployment.get(name)
     with deployment.lease(force=force):
         _cleanup(deployment)
         deployment.delete()
+    return deployment
 
 
 def recreate(name: str, force: bool = False) -> Deployment:

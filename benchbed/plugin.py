@@ -1,11 +1,14 @@
 """Plugin registry (entry points) and whole-config validation, nested plugins included."""
 
+import math
+from collections.abc import Iterator
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import jsonschema
 
+from benchbed import masking
 from benchbed.errors import ConfigError
 
 ENGINES = "benchbed.engines"
@@ -47,6 +50,23 @@ def get(group: str, type_name: str, path: str = "type") -> type[Plugin]:
     return found.load()
 
 
+def _is_integer(_checker: Any, instance: Any) -> bool:
+    """An int, not a bool, not a float such as 2.0 (JSON Schema alone would take both)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_number(_checker: Any, instance: Any) -> bool:
+    """A finite int or float: NaN and infinity compare false with every bound."""
+    return (isinstance(instance, int | float) and not isinstance(instance, bool)
+            and math.isfinite(instance))
+
+
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}))
+
+
 def _where(path: str, error: jsonschema.ValidationError) -> str:
     parts = [path] if path else []
     for part in error.absolute_path:
@@ -54,14 +74,56 @@ def _where(path: str, error: jsonschema.ValidationError) -> str:
     return ".".join(parts).replace(".[", "[")
 
 
+# What a failed check means, said without the value that failed it.
+WITHOUT_VALUE = {
+    "type": "must be of type {}",
+    "minLength": "must have at least {} character(s)",
+    "maxLength": "must have at most {} character(s)",
+    "pattern": "does not match the pattern {}",
+    "enum": "must be one of {}",
+    "const": "must be {!r}",
+    "minimum": "must be at least {}",
+    "maximum": "must be at most {}",
+    "exclusiveMinimum": "must be more than {}",
+    "exclusiveMaximum": "must be less than {}",
+    "minItems": "must have at least {} item(s)",
+    "maxItems": "must have at most {} item(s)",
+    "uniqueItems": "must not repeat an item",
+    "oneOf": "matches none (or more than one) of the forms it may take",
+    "anyOf": "matches none of the forms it may take",
+}
+
+
+def _shows_secret(error: jsonschema.ValidationError) -> bool:
+    """Would the library's message print a secret, or a structure that may hold one?"""
+    if isinstance(error.instance, dict | list | bytes):
+        return True
+    return any(isinstance(part, str) and masking.is_secret_key(part)
+               for part in error.absolute_path)
+
+
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         return error.message.replace("is a required property", "is required")
     if error.validator == "additionalProperties":
         return error.message.replace("Additional properties are not allowed", "unknown key(s)")
+    if _shows_secret(error):
+        template = WITHOUT_VALUE.get(str(error.validator), "fails the '{}' check")
+        value = error.validator_value if error.validator in WITHOUT_VALUE else error.validator
+        return template.format(value)[:200]
     if error.validator == "type":
         return f"must be of type {error.validator_value}, got {error.instance!r}"[:200]
     return error.message[:200]
+
+
+def walk(config: dict[str, Any], group: str = ENGINES, path: str = ""
+         ) -> Iterator[tuple[type[Plugin], dict[str, Any], str]]:
+    """Each plugin of a validated config: (its class, its config, its config path)."""
+    plugin = get(group, config["type"], f"{path}.type" if path else "type")
+    yield plugin, config, path
+    for key, nested_group in plugin.NESTED.items():
+        if isinstance(config.get(key), dict):
+            yield from walk(config[key], nested_group, f"{path}.{key}" if path else key)
 
 
 def validate(config: Any, group: str = ENGINES, path: str = "") -> type[Plugin]:
@@ -74,7 +136,7 @@ def validate(config: Any, group: str = ENGINES, path: str = "") -> type[Plugin]:
         raise ConfigError(type_path, "is required and must name a plugin")
     plugin = get(group, type_name, type_path)
     schema = plugin.CONFIG_SCHEMA
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         error = jsonschema.exceptions.best_match(errors)

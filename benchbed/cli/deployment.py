@@ -1,5 +1,6 @@
 """`benchbed deployment ...`: the commands users drive deployments with."""
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,17 +22,36 @@ def _current_file():
     return paths.home() / "current"
 
 
+def _current_uuid() -> str | None:
+    """The uuid in the current-deployment file, read exactly as `_use` wrote it."""
+    from benchbed.deployment import is_uuid
+
+    current = _current_file()
+    try:
+        text = current.read_text(encoding="utf-8").removesuffix("\n")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise click.UsageError(f"cannot read {current}: {error}") from None
+    if not is_uuid(text):
+        raise click.UsageError(f"{current} does not hold a deployment uuid; select one with "
+                               f"'benchbed deployment use NAME'")
+    return text
+
+
 def _resolve(name: str | None) -> str:
     if name:
         return name
-    current = _current_file()
-    if current.exists() and current.read_text().strip():
-        return current.read_text().strip()
+    current = _current_uuid()
+    if current:
+        return current
     raise click.UsageError("no deployment given and none selected with 'benchbed deployment use'")
 
 
-def _use(name: str) -> None:
-    _current_file().write_text(name + "\n")
+def _use(uuid: str) -> None:
+    from benchbed import paths
+
+    paths.write_private(_current_file(), uuid + "\n")
 
 
 @click.group()
@@ -48,7 +68,9 @@ def deployment() -> None:
 def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> None:
     """Deploy (or register) a system and record it."""
     from benchbed import api
+    from benchbed.deployment import check_name
 
+    check_name(name)
     if fromenv == bool(config_file):
         raise click.UsageError("give exactly one of --file and --fromenv")
     if fromenv:
@@ -61,9 +83,9 @@ def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> N
     render.note(f"creating deployment '{name}' ({config['type']})")
     created = api.create(name, config, validated=True)
     if not no_use:
-        _use(created.name)
+        _use(created.uuid)
     render.note(f"deployment '{created.name}' is ready ({created.uuid}); "
-                f"destroy it with: benchbed deployment destroy {created.name}")
+                f"destroy it with: benchbed deployment destroy {shlex.quote(created.name)}")
 
 
 @deployment.command()
@@ -89,10 +111,12 @@ def list_deployments(as_json: bool) -> None:
         render.emit_json([{**row, "created_at": row["created_at"].isoformat(timespec="seconds")}
                           for row in rows])
         return
-    current = _current_file()
-    selected = current.read_text().strip() if current.exists() else ""
+    try:
+        selected = _current_uuid()
+    except click.UsageError:
+        selected = None
     render.table(["", "UUID", "NAME", "STATUS", "CREATED"],
-                 [("*" if r["name"] == selected else "", r["uuid"], r["name"], r["status"],
+                 [("*" if r["uuid"] == selected else "", r["uuid"], r["name"], r["status"],
                    f"{r['created_at']:%Y-%m-%d %H:%M:%S}") for r in rows])
 
 
@@ -212,7 +236,7 @@ def use(name: str) -> None:
     """Make NAME the deployment that commands act on when none is given."""
     from benchbed.deployment import Deployment
 
-    _use(Deployment.get(name).name)
+    _use(Deployment.get(name).uuid)
     render.note(f"using deployment '{name}'")
 
 
@@ -224,10 +248,14 @@ def use(name: str) -> None:
 def export(name: str | None, fmt: str, output: str | None) -> None:
     """Print what a benchmark client needs (credentials included)."""
     from benchbed import api, paths
+    from benchbed.errors import InputError
 
     content = api.export(_resolve(name), fmt)
     if output:
-        paths.write_private(Path(output), content)
+        try:
+            paths.write_private(Path(output), content)
+        except OSError as error:
+            raise InputError(f"cannot write {output}: {error.strerror}") from None
         render.note(f"wrote {output} (mode 0600)")
     else:
         sys.stdout.write(content)
@@ -251,12 +279,14 @@ def destroy(name: str | None, force: bool) -> None:
     """Remove everything the deployment created, then the deployment itself."""
     from benchbed import api
 
-    target = _resolve(name)
-    api.destroy(target, force=force)
-    current = _current_file()
-    if current.exists() and current.read_text().strip() == target:
-        current.unlink()
-    render.note(f"deployment '{target}' destroyed")
+    destroyed = api.destroy(_resolve(name), force=force)
+    try:
+        selected = _current_uuid()
+    except click.UsageError:
+        selected = None
+    if selected == destroyed.uuid:
+        _current_file().unlink()
+    render.note(f"deployment '{destroyed.name}' destroyed")
 
 
 @deployment.command("forget-host-key")

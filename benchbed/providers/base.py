@@ -1,5 +1,6 @@
 """The server provider contract: Provider(deployment, config), create_servers, destroy_servers."""
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchbed import plugin, sizes
@@ -9,6 +10,7 @@ from benchbed.server import Server
 
 if TYPE_CHECKING:
     from benchbed.deployment import Deployment
+    from benchbed.networks import Claim
 
 
 class ServerProvider(plugin.Plugin):
@@ -36,6 +38,16 @@ class ServerProvider(plugin.Plugin):
                 sizes.lookup(size)
             except InputError as error:
                 raise ConfigError(f"{where}flavor", str(error)) from None
+
+    @classmethod
+    def capacity(cls, config: dict[str, Any]) -> int | None:
+        """The most servers this config can give (None: no limit known at validation)."""
+        return None
+
+    @classmethod
+    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator["Claim"]:
+        """The networks this config makes on this machine (benchbed.networks checks them)."""
+        return iter(())
 
     def __init__(self, deployment: "Deployment", config: dict[str, Any],
                  scope: str = "provider") -> None:

@@ -8,19 +8,19 @@ lock, so a destroy that races a killed `create` waits for its half-done clone an
 """
 
 import ipaddress
-import json
 import socket
-import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from benchbed import sizes
+from benchbed import plugin, sizes
 from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
-from benchbed.hostnet.bridge import overlapping_route, static_capacity
+from benchbed.hostnet.bridge import static_capacity
 from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, image_name
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
+from benchbed.networks import Claim
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS
 from benchbed.providers.base import ServerProvider
@@ -49,7 +49,7 @@ class LxcProvider(ServerProvider):
         "properties": {
             "type": {"const": "LxcProvider"},
             "distribution": {"enum": ["debian"]},
-            "release": {"type": "string", "minLength": 1},
+            "release": {"enum": list(RELEASES)},
             "containers_per_host": {"type": "integer", "minimum": 1, "maximum": 250},
             "container_name_prefix": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,23}$"},
             "start_lxc_network": {"type": "string"},
@@ -84,22 +84,32 @@ class LxcProvider(ServerProvider):
         except ValueError as error:
             raise ConfigError(where("start_lxc_network"),
                               f"not an IPv4 network in CIDR form: {error}") from None
-        if not network.is_private or network.is_loopback or network.is_link_local:
-            raise ConfigError(where("start_lxc_network"),
-                              f"{network} is not a private network range")
         per_host = config.get("containers_per_host", 1)
         if static_capacity(network) < per_host:
             raise ConfigError(where("start_lxc_network"), f"{network} has room for "
                               f"{static_capacity(network)} container(s) (the lower half of its "
                               f"addresses), containers_per_host is {per_host}")
-        for index, credential in enumerate(config["host_provider"].get("credentials", [])):
+        for index, _ in enumerate(config["host_provider"].get("credentials", [])):
             subnet = host_network(network, index)
             if not subnet.is_private:
                 raise ConfigError(where("start_lxc_network"), f"host {index} would get "
                                   f"{subnet}, which is not a private network range")
+
+    @classmethod
+    def capacity(cls, config: dict[str, Any]) -> int | None:
+        hosts = plugin.get(PROVIDERS, config["host_provider"]["type"]).capacity(
+            config["host_provider"])
+        return None if hosts is None else hosts * config.get("containers_per_host", 1)
+
+    @classmethod
+    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator[Claim]:
+        """Host i's slice of start_lxc_network, for the hosts that are this machine."""
+        start = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
+        for index, credential in enumerate(config["host_provider"].get("credentials", [])):
             if credential.get("host") == "localhost":
-                _check_local_network(subnet, where(f"start_lxc_network (host {index}: "
-                                                   "localhost)"))
+                subnet = host_network(start, index)
+                yield Claim(f"{path}.start_lxc_network (host {index}: localhost)".lstrip("."),
+                            subnet, shared=True, bridge=bridge_name(subnet))
 
     @property
     def _per_host(self) -> int:
@@ -223,18 +233,6 @@ def host_network(start: ipaddress.IPv4Network, index: int) -> ipaddress.IPv4Netw
     """Host `index`'s network: the index-th network of start's size, counting from start."""
     first = int(start.network_address) + index * start.num_addresses
     return ipaddress.IPv4Network((first, start.prefixlen))
-
-
-def _check_local_network(network: ipaddress.IPv4Network, where: str) -> None:
-    """At validation time, refuse a network that clashes with this machine's routes."""
-    try:
-        listed = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"],
-                                capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return
-    clash = overlapping_route(json.loads(listed.stdout or "[]"), network, bridge_name(network))
-    if clash:
-        raise ConfigError(where, f"{network} overlaps {clash} on this machine")
 
 
 def _port_open(address: str, port: int = 22) -> bool:
