@@ -56,21 +56,14 @@ def check(config: dict[str, Any]) -> None:
             if clash:
                 raise ConfigError(claim.path, f"{claim.network} overlaps {clash.network} of "
                                               f"deployment '{name}'")
-    routes = _routes()
+    taken = _taken_here()
     for claim in mine:
-        for route in routes:
-            destination = route.get("dst", "")
-            if destination in ("", "default") or route.get("type") == "broadcast":
-                continue
-            if claim.bridge is not None and route.get("dev") == claim.bridge:
+        for routed, device in taken:
+            if claim.bridge is not None and device == claim.bridge:
                 continue  # the shared bridge of this very network, made by another deployment
-            try:
-                routed = ipaddress.IPv4Network(destination, strict=False)
-            except ValueError:
-                continue
             if routed.overlaps(claim.network):
                 raise ConfigError(claim.path, f"{claim.network} overlaps {routed} on "
-                                              f"{route.get('dev', '?')} on this machine")
+                                              f"{device} on this machine")
 
 
 def _check_range(claim: Claim) -> None:
@@ -100,13 +93,36 @@ def _other_deployments() -> Iterator[tuple[str, list[Claim]]]:
             continue  # a config of a plugin no longer installed: it claims nothing known
 
 
-def _routes() -> list[dict[str, Any]]:
-    """Every IPv4 route of this machine, local addresses included (table local)."""
+def _taken_here() -> list[tuple[ipaddress.IPv4Network, str]]:
+    """The networks of this machine's routes and of its addresses (links down included),
+    each with its device."""
+    taken = []
+    for route in _ip("route", "show", "table", "all"):
+        destination = route.get("dst", "")
+        if destination in ("", "default") or route.get("type") == "broadcast":
+            continue
+        try:
+            taken.append((ipaddress.IPv4Network(destination, strict=False),
+                          route.get("dev", "?")))
+        except ValueError:
+            continue
+    for link in _ip("addr", "show"):
+        for address in link.get("addr_info", []):
+            try:
+                taken.append((ipaddress.IPv4Network(
+                    f"{address['local']}/{address.get('prefixlen', 32)}", strict=False),
+                    link.get("ifname", "?")))
+            except (KeyError, ValueError):
+                continue
+    return taken
+
+
+def _ip(*args: str) -> list[dict[str, Any]]:
     try:
-        listed = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"],
-                                capture_output=True, text=True, timeout=10, check=True)
+        listed = subprocess.run(["ip", "-j", "-4", *args], capture_output=True, text=True,
+                                timeout=10, check=True)
     except FileNotFoundError:
         raise BenchbedError("'ip' (iproute2) is not installed on this machine") from None
     except (OSError, subprocess.SubprocessError) as error:
-        raise BenchbedError(f"cannot list this machine's routes: {error}") from None
+        raise BenchbedError(f"cannot list this machine's networks: {error}") from None
     return json.loads(listed.stdout or "[]")

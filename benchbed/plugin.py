@@ -1,6 +1,7 @@
 """Plugin registry (entry points) and whole-config validation, nested plugins included."""
 
 import math
+import re
 from collections.abc import Iterator
 from functools import cache
 from importlib.metadata import entry_points
@@ -61,8 +62,21 @@ def _is_number(_checker: Any, instance: Any) -> bool:
             and math.isfinite(instance))
 
 
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """JSON Schema's `$` ends the string; Python's `$` also matches before a final newline,
+    which would let "root\\n" through "^[a-z]+$": it becomes `\\Z`."""
+    return re.compile(re.sub(r"(?<!\\)\$$", r"\\Z", pattern))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any
+             ) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _compiled(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
+    jsonschema.Draft202012Validator, validators={"pattern": _pattern},
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
         {"integer": _is_integer, "number": _is_number}))
 

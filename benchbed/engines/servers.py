@@ -2,7 +2,9 @@
 
 from typing import Any
 
+from benchbed import plugin
 from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
+from benchbed.errors import ConfigError
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS
 from benchbed.server import Server
@@ -29,6 +31,13 @@ class ServersEngine(Engine):
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
         cls.check_server_request(config, path)
+        if "amount" in config:
+            provider = plugin.get(plugin.PROVIDERS, config["provider"]["type"])
+            capacity = provider.capacity(config["provider"])
+            if capacity is not None and config["amount"] > capacity:
+                raise ConfigError(f"{path}.amount".lstrip("."), f"{config['amount']} servers "
+                                  f"requested; the {provider.__name__} configured can give "
+                                  f"{capacity}")
 
     def deploy(self) -> dict[str, Any]:
         provider = self.provider()

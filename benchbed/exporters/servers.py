@@ -48,10 +48,10 @@ SSH_TOKENS = {
 def _directive(keyword: str, value: Any, alias: str) -> str:
     text = str(value)
     if isinstance(value, bool) or not SSH_TOKENS[keyword].fullmatch(text):
-        raise InputError(f"ssh-config: {keyword} of server '{alias[:64]}' is "
+        raise InputError(f"ssh-config: {keyword} of server {alias[:64]!r} is "
                          f"{text[:80]!r}, which ssh_config cannot hold safely")
     if keyword == "Port" and not 0 < int(text) < 65536:
-        raise InputError(f"ssh-config: Port of server '{alias[:64]}' is {text}")
+        raise InputError(f"ssh-config: Port of server {alias[:64]!r} is {text}")
     return f"    {keyword} {text}"
 
 

@@ -234,11 +234,20 @@ class VirshImageStore:
 
 
 def _backing(pool: Any, volume: str) -> str | None:
-    """The backing file of a pool volume (overlays name their template here)."""
+    """The backing file of a pool volume (overlays name their template here).
+
+    A volume deleted since the pool was listed backs nothing; any other libvirt error
+    propagates: taken for "no", it would let `image delete` remove a template in use.
+    """
+    import libvirt
+
     try:
         xml = ElementTree.fromstring(pool.storageVolLookupByName(volume).XMLDesc(0))
-    except Exception:
-        return None
+    except libvirt.libvirtError as error:
+        if error.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+            return None
+        raise BenchbedError(f"virsh: cannot tell what volume {volume} is backed by: "
+                            f"{error.get_error_message()}") from None
     return xml.findtext("backingStore/path")
 
 

@@ -14,7 +14,7 @@ def test_sample_is_valid(sample: Path, monkeypatch: pytest.MonkeyPatch, home: Pa
     for name in ("OS_PASSWORD", "BENCH_PASSWORD"):
         monkeypatch.setenv(name, "sample")
     # whether a sample's network is free on this machine right now is not the sample's fault
-    monkeypatch.setattr("benchbed.networks._routes", lambda: [])
+    monkeypatch.setattr("benchbed.networks._taken_here", lambda: [])
     api.validate(config.expand_env(config.load_file(sample)))
 
 
