@@ -21,7 +21,8 @@ def deployment_dir(uuid: str, create: bool = True) -> Path:
     """Per-deployment directory for its SSH key, log and exported files."""
     path = home() / "deployments" / uuid
     if create:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.mkdir(exist_ok=True, mode=0o700)
+        path.mkdir(exist_ok=True, mode=0o700)
     return path
 
 

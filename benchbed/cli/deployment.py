@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from benchbed.cli import render
+from benchbed.errors import InputError
 
 EXPORT_FORMATS = ["openrc", "clouds.yaml", "rally-spec", "json", "ansible-inventory",
                   "ssh-config"]
@@ -32,10 +33,10 @@ def _current_uuid() -> str | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as error:
-        raise click.UsageError(f"cannot read {current}: {error}") from None
+        raise InputError(f"cannot read {current}: {error}") from None
     if not is_uuid(text):
-        raise click.UsageError(f"{current} does not hold a deployment uuid; select one with "
-                               f"'benchbed deployment use NAME'")
+        raise InputError(f"{current} does not hold a deployment uuid; select one with "
+                         f"'benchbed deployment use NAME'")
     return text
 
 
@@ -113,7 +114,7 @@ def list_deployments(as_json: bool) -> None:
         return
     try:
         selected = _current_uuid()
-    except click.UsageError:
+    except InputError:
         selected = None
     render.table(["", "UUID", "NAME", "STATUS", "CREATED"],
                  [("*" if r["uuid"] == selected else "", r["uuid"], r["name"], r["status"],
@@ -219,7 +220,7 @@ def check(name: str | None, as_json: bool) -> None:
     from benchbed import api, masking
 
     results = api.check(_resolve(name))
-    rows = [{"target": r.target, "ok": r.ok, "detail": masking.scrub(r.detail)}
+    rows = [{"target": masking.scrub(r.target), "ok": r.ok, "detail": masking.scrub(r.detail)}
             for r in results]
     if as_json:
         render.emit_json(rows)
@@ -282,7 +283,7 @@ def destroy(name: str | None, force: bool) -> None:
     destroyed = api.destroy(_resolve(name), force=force)
     try:
         selected = _current_uuid()
-    except click.UsageError:
+    except InputError:
         selected = None
     if selected == destroyed.uuid:
         _current_file().unlink()
