@@ -17,13 +17,13 @@ from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from benchbed import masking, paths
-from benchbed.db.models import deployments, resources, timeline, utcnow
+from benchbed.db.models import deployments, host_keys, resources, timeline, utcnow
 from benchbed.db.session import transaction
 from benchbed.errors import BusyError, InputError, NotFoundError, StatusError
 from benchbed.lease import Holder
 
 if TYPE_CHECKING:
-    from benchbed.ledger import Ledger
+    from benchbed.ledger import Ledger, Resource
 
 
 class Status(StrEnum):
@@ -136,6 +136,16 @@ class Deployment:
             raise NotFoundError(missing)
         return cls(row._mapping)
 
+    @staticmethod
+    def list_rows() -> list[dict[str, Any]]:
+        """uuid, name, status, created_at and parent_uuid of every deployment, oldest first."""
+        from benchbed.db.fastread import LIST_COLUMNS
+
+        columns = [deployments.c[name] for name in LIST_COLUMNS]
+        with transaction() as db:
+            rows = db.execute(select(*columns).order_by(deployments.c.created_at)).all()
+        return [dict(row._mapping) for row in rows]
+
     def refresh(self) -> None:
         with transaction() as db:
             row = db.execute(select(deployments).where(deployments.c.uuid == self.uuid)).first()
@@ -246,6 +256,15 @@ class Deployment:
                        .values(endpoints=endpoints, updated_at=utcnow()))
         self.endpoints = endpoints
 
+    def all_resources(self) -> list["Resource"]:
+        """Every ledger row of this deployment, whatever plugin recorded it, oldest first."""
+        from benchbed.ledger import Resource
+
+        with transaction() as db:
+            rows = db.execute(select(resources).where(resources.c.deployment_uuid == self.uuid)
+                              .order_by(resources.c.id)).all()
+        return [Resource(r.id, r.scope, r.kind, r.name, r.state, dict(r.data)) for r in rows]
+
     def remaining_resources(self) -> int:
         with transaction() as db:
             return db.scalar(select(func.count()).select_from(resources)
@@ -254,10 +273,18 @@ class Deployment:
     def delete(self) -> None:
         """Remove the record once everything it owned is gone, and then its folder.
 
-        The folder holds the deployment's private SSH key, known hosts and log: nothing of
-        it may stay on disk. The log is closed first so no late record recreates it.
+        Refused while any ledger row (of any nested plugin) or child deployment is left:
+        the database enforces it too, since nothing cascades. The folder holds the
+        deployment's private SSH key, known hosts and log: nothing of it may stay on disk.
+        The log is closed first so no late record recreates it.
         """
+        left = self.remaining_resources()
+        if left:
+            raise StatusError(f"deployment '{self.name}' still has {left} resource(s) in "
+                              f"its ledger; destroy it again")
         with transaction() as db:
+            for table in (timeline, host_keys):
+                db.execute(delete(table).where(table.c.deployment_uuid == self.uuid))
             db.execute(delete(deployments).where(deployments.c.uuid == self.uuid))
         self._holder = None
         logger = logging.getLogger(f"benchbed.deployment.{self.uuid}")

@@ -7,7 +7,6 @@ these rows to remove everything, even after the creating process was killed.
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, update
@@ -92,19 +91,29 @@ class Ledger:
                     host_keys.c.address == resource.data["ssh_address"]))
         self.deployment.logger.debug("ledger: %s %s is gone", resource.kind, resource.name)
 
-    def destroy(self, remove: Callable[[Resource], None], label: str = "destroying") -> None:
-        """Remove every resource, newest first; runs of one kind go in parallel.
+    def destroy(self, remove: Callable[[Resource], None], label: str = "destroying",
+                blocks: Callable[[Resource, Resource], bool] | None = None) -> None:
+        """Remove every resource, newest first, independent ones in parallel.
 
-        `remove` must treat "already gone" as success. A failing batch stops the walk,
-        so older resources that the failed ones depend on are left for a re-run.
+        `blocks(newer, older)` says whether `older` must wait until `newer` is gone (a
+        container before the network it sits on); by default a row waits for the newer
+        rows of other kinds. Each wave holds every row that nothing pending blocks.
+        `remove` must treat "already gone" as success. A failing wave stops the walk, so
+        the resources that the failed ones depend on are left for a re-run.
         """
-        for kind, batch in groupby(self.resources(), key=lambda r: r.kind):
-            items = list(batch)
+        must_wait = blocks or (lambda newer, older: newer.kind != older.kind)
+        pending = self.resources()
+        while pending:
+            wave = [row for index, row in enumerate(pending)
+                    if not any(must_wait(newer, row) for newer in pending[:index])]
 
             def remove_and_forget(resource: Resource) -> None:
                 with self.deployment.step(f"delete {resource.kind}", resource.name):
                     remove(resource)
                 self.forget(resource)
 
-            run_parallel(f"{label} {kind}", items, remove_and_forget,
+            kinds = ", ".join(sorted({row.kind for row in wave}))
+            run_parallel(f"{label} {kinds}", wave, remove_and_forget,
                          describe=lambda r: f"{r.kind} {r.name}")
+            done = {row.id for row in wave}
+            pending = [row for row in pending if row.id not in done]

@@ -3,7 +3,6 @@
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -17,42 +16,16 @@ force_option = click.option("--force", is_flag=True,
                             help="Break the lease of a holder that is no longer running.")
 
 
-def _current_file():
-    from benchbed import paths
-
-    return paths.home() / "current"
-
-
-def _current_uuid() -> str | None:
-    """The uuid in the current-deployment file, read exactly as `_use` wrote it."""
-    from benchbed.deployment import is_uuid
-
-    current = _current_file()
-    try:
-        text = current.read_text(encoding="utf-8").removesuffix("\n")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read {current}: {error}") from None
-    if not is_uuid(text):
-        raise InputError(f"{current} does not hold a deployment uuid; select one with "
-                         f"'benchbed deployment use NAME'")
-    return text
-
-
 def _resolve(name: str | None) -> str:
+    """The deployment named on the command line, or the one selected with `use`."""
     if name:
         return name
-    current = _current_uuid()
-    if current:
-        return current
+    from benchbed import api
+
+    selected = api.current()
+    if selected:
+        return selected
     raise click.UsageError("no deployment given and none selected with 'benchbed deployment use'")
-
-
-def _use(uuid: str) -> None:
-    from benchbed import paths
-
-    paths.write_private(_current_file(), uuid + "\n")
 
 
 @click.group()
@@ -74,17 +47,11 @@ def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> N
     check_name(name)
     if fromenv == bool(config_file):
         raise click.UsageError("give exactly one of --file and --fromenv")
-    if fromenv:
-        from benchbed.engines.existing_cloud import config_from_env
-
-        config = config_from_env()
-        api.validate(config)
-    else:
-        config = api.load_config(config_file)
+    config = api.config_from_env() if fromenv else api.load_config(config_file)
     render.note(f"creating deployment '{name}' ({config['type']})")
     created = api.create(name, config, validated=True)
     if not no_use:
-        _use(created.uuid)
+        api.use(created.uuid)
     render.note(f"deployment '{created.name}' is ready ({created.uuid}); "
                 f"destroy it with: benchbed deployment destroy {shlex.quote(created.name)}")
 
@@ -103,67 +70,20 @@ def validate(config_file: str) -> None:
 @json_option
 def list_deployments(as_json: bool) -> None:
     """List deployments."""
-    from benchbed.db.fastread import list_deployments as fast_list
+    from benchbed import api
 
-    rows = fast_list()
-    if rows is None:
-        rows = _list_with_models()
+    rows = api.list_deployments()
     if as_json:
         render.emit_json([{**row, "created_at": row["created_at"].isoformat(timespec="seconds")}
                           for row in rows])
         return
     try:
-        selected = _current_uuid()
+        selected = api.current()
     except InputError:
         selected = None
     render.table(["", "UUID", "NAME", "STATUS", "CREATED"],
-                 [("*" if r["uuid"] == selected else "", r["uuid"], r["name"], r["status"],
-                   f"{r['created_at']:%Y-%m-%d %H:%M:%S}") for r in rows])
-
-
-def _list_with_models() -> list[dict[str, Any]]:
-    from sqlalchemy import select
-
-    from benchbed.db.fastread import LIST_COLUMNS
-    from benchbed.db.models import deployments
-    from benchbed.db.session import transaction
-
-    columns = [deployments.c[name] for name in LIST_COLUMNS]
-    with transaction() as db:
-        rows = db.execute(select(*columns).order_by(deployments.c.created_at)).all()
-    return [dict(row._mapping) for row in rows]
-
-
-def _details(name: str) -> dict[str, Any]:
-    from benchbed import masking
-    from benchbed.deployment import Deployment
-
-    found = Deployment.get(name)
-    timeline = [{"step": row.step, "detail": row.detail, "outcome": row.outcome,
-                 "started_at": row.started_at.isoformat(timespec="milliseconds"),
-                 "seconds": round((row.finished_at - row.started_at).total_seconds(), 2)
-                 if row.finished_at else None} for row in found.timeline()]
-    resources = [{"scope": r.scope, "kind": r.kind, "name": r.name, "state": r.state}
-                 for r in _ledger_rows(found.uuid)]
-    return masking.mask({
-        "uuid": found.uuid, "name": found.name, "status": found.status.value,
-        "type": found.config.get("type"), "parent_uuid": found.parent_uuid,
-        "created_at": found.created_at.isoformat(timespec="seconds"),
-        "updated_at": found.updated_at.isoformat(timespec="seconds"),
-        "held_by": found.lease_owner, "error": found.error, "endpoints": found.endpoints,
-        "resources": resources, "timeline": timeline, "log": str(found.log_path),
-    })
-
-
-def _ledger_rows(uuid: str) -> list[Any]:
-    from sqlalchemy import select
-
-    from benchbed.db.models import resources
-    from benchbed.db.session import transaction
-
-    with transaction() as db:
-        return list(db.execute(select(resources).where(resources.c.deployment_uuid == uuid)
-                               .order_by(resources.c.id)))
+                 [("*" if r["uuid"] == selected else "", r["uuid"], r["name"],
+                   r["status"], f"{r['created_at']:%Y-%m-%d %H:%M:%S}") for r in rows])
 
 
 @deployment.command()
@@ -173,7 +93,9 @@ def show(name: str | None, as_json: bool) -> None:
     """Show a deployment: status, endpoints, resources, and where the time went."""
     import yaml
 
-    details = _details(_resolve(name))
+    from benchbed import api
+
+    details = api.show(_resolve(name))
     if as_json:
         render.emit_json(details)
         return
@@ -202,10 +124,9 @@ def config(name: str | None, as_json: bool) -> None:
     """Print the deployment's config, secrets masked."""
     import yaml
 
-    from benchbed import masking
-    from benchbed.deployment import Deployment
+    from benchbed import api
 
-    masked = masking.mask(Deployment.get(_resolve(name)).config)
+    masked = api.config(_resolve(name))
     if as_json:
         render.emit_json(masked)
     else:
@@ -217,11 +138,10 @@ def config(name: str | None, as_json: bool) -> None:
 @json_option
 def check(name: str | None, as_json: bool) -> None:
     """Prove the deployed system answers (Keystone and endpoints, or SSH to every server)."""
-    from benchbed import api, masking
+    from benchbed import api
 
     results = api.check(_resolve(name))
-    rows = [{"target": masking.scrub(r.target), "ok": r.ok, "detail": masking.scrub(r.detail)}
-            for r in results]
+    rows = [{"target": r.target, "ok": r.ok, "detail": r.detail} for r in results]
     if as_json:
         render.emit_json(rows)
     else:
@@ -235,10 +155,9 @@ def check(name: str | None, as_json: bool) -> None:
 @click.argument("name")
 def use(name: str) -> None:
     """Make NAME the deployment that commands act on when none is given."""
-    from benchbed.deployment import Deployment
+    from benchbed import api
 
-    _use(Deployment.get(name).uuid)
-    render.note(f"using deployment '{name}'")
+    render.note(f"using deployment '{api.use(name)}'")
 
 
 @deployment.command()
@@ -249,7 +168,6 @@ def use(name: str) -> None:
 def export(name: str | None, fmt: str, output: str | None) -> None:
     """Print what a benchmark client needs (credentials included)."""
     from benchbed import api, paths
-    from benchbed.errors import InputError
 
     content = api.export(_resolve(name), fmt)
     if output:
@@ -281,12 +199,6 @@ def destroy(name: str | None, force: bool) -> None:
     from benchbed import api
 
     destroyed = api.destroy(_resolve(name), force=force)
-    try:
-        selected = _current_uuid()
-    except InputError:
-        selected = None
-    if selected == destroyed.uuid:
-        _current_file().unlink()
     render.note(f"deployment '{destroyed.name}' destroyed")
 
 
@@ -295,10 +207,7 @@ def destroy(name: str | None, force: bool) -> None:
 @click.argument("address")
 def forget_host_key(name: str, address: str) -> None:
     """Forget the recorded host key of ADDRESS (host:port) after a deliberate rebuild."""
-    from benchbed import host_keys
-    from benchbed.deployment import Deployment
-    from benchbed.errors import NotFoundError
+    from benchbed import api
 
-    if not host_keys.forget(Deployment.get(name), address):
-        raise NotFoundError(f"no host key recorded for {address} in '{name}'")
+    api.forget_host_key(name, address)
     render.note(f"forgot the host key of {address}")

@@ -16,8 +16,9 @@ def utcnow() -> datetime:
 
 
 def _owner() -> Column:
-    return Column("deployment_uuid", String(36),
-                  ForeignKey("deployments.uuid", ondelete="CASCADE"), index=True)
+    """The owning deployment. No cascade: a deployment row can go only once its ledger
+    rows (those of every nested plugin included) are gone, so a leak stays visible."""
+    return Column("deployment_uuid", String(36), ForeignKey("deployments.uuid"), index=True)
 
 
 deployments = Table(
@@ -27,7 +28,7 @@ deployments = Table(
     Column("config", JSON, nullable=False),
     Column("status", String(32), nullable=False, index=True),
     Column("endpoints", JSON),
-    Column("parent_uuid", String(36), ForeignKey("deployments.uuid", ondelete="CASCADE")),
+    Column("parent_uuid", String(36), ForeignKey("deployments.uuid")),
     Column("created_at", DateTime, default=utcnow, nullable=False),
     Column("updated_at", DateTime, default=utcnow, nullable=False),
     Column("lease_owner", String(255)),
@@ -62,8 +63,7 @@ timeline = Table(
 # Host keys recorded on first contact (trust on first use).
 host_keys = Table(
     "host_keys", metadata,
-    Column("deployment_uuid", String(36), ForeignKey("deployments.uuid", ondelete="CASCADE"),
-           primary_key=True),
+    Column("deployment_uuid", String(36), ForeignKey("deployments.uuid"), primary_key=True),
     Column("address", String(255), primary_key=True),
     Column("key_type", String(64), nullable=False),
     Column("key_base64", Text, nullable=False),

@@ -11,20 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from benchbed import masking
+from benchbed import masking, plugin
 from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
 from benchbed.engines.debian_services import KNOWN_SERVICES, Context, Recipe, apt, recipes
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError
-from benchbed.ledger import Ledger, Resource
-from benchbed.plugin import PROVIDERS
-from benchbed.providers.existing_servers import ExistingServers
+from benchbed.ledger import Resource
+from benchbed.plugin import PROVIDERS, ResourceKind
 from benchbed.server import Server
 
 SUPPORTED_SERVICES = ("keystone", "glance")
 DEFAULT_SERVICES = ["keystone", "glance"]
 SSH_READY_TIMEOUT = 180
-LEDGER_SCOPE = "engine"
 INSTALL_KIND = "debian-packages"
 
 
@@ -60,10 +58,17 @@ class DebianEngine(Engine):
         "additionalProperties": False,
     }
     NESTED = {"provider": PROVIDERS}
+    RESOURCES = {INSTALL_KIND: ResourceKind(delete="_purge")}
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
-        cls.check_server_request(config, path)
+        cls.check_server_request(config, path, amount=1)
+        if cls.provider_capabilities(config).shares_host:
+            raise ConfigError(plugin.join_path(path, "provider"),
+                              f"{config['provider']['type']} servers share this machine's "
+                              f"filesystem: DebianEngine would install packages on this "
+                              f"machine itself (use LxcProvider, VirshProvider or "
+                              f"ExistingServers)")
         where = f"{path}.services".lstrip(".")
         services = config.get("services", DEFAULT_SERVICES)
         for index, name in enumerate(services):
@@ -73,8 +78,10 @@ class DebianEngine(Engine):
             if name not in SUPPORTED_SERVICES:
                 raise ConfigError(f"{where}[{index}]", f"service '{name}' is not yet supported "
                                   f"by DebianEngine (supported: {', '.join(SUPPORTED_SERVICES)})")
-        if "keystone" not in services:
-            raise ConfigError(where, "must include 'keystone' (every other service needs it)")
+        if "keystone" not in services and not is_node_path(path):
+            raise ConfigError(where, "must include 'keystone' (every other service needs it), "
+                              "unless this engine is a node of a MultihostEngine whose "
+                              "controller runs Keystone")
         database = config.get("database", "mariadb")
         if database != "mariadb":
             reason = (": under uwsgi's concurrent workers SQLite fails with 'database is "
@@ -90,18 +97,37 @@ class DebianEngine(Engine):
         try:
             with self._step(server, "wait for SSH"):
                 server.ssh.wait_ready(timeout=SSH_READY_TIMEOUT)
-            if not isinstance(provider, ExistingServers):
+            if not provider.capabilities(provider.config).outlives_deployment:
                 return self._install(server)
             # The server outlives the deployment: cleanup must purge what we add.
-            with self._ledger().creating(INSTALL_KIND, server.address, server=server.to_dict()):
+            with self.ledger.creating(INSTALL_KIND, server.address, server=server.to_dict()):
                 return self._install(server)
         finally:
             server.close()
 
+    def _joined_cloud(self) -> dict[str, Any] | None:
+        """The controller's cloud this node joins, when it runs no Keystone of its own."""
+        if "keystone" in self.config.get("services", DEFAULT_SERVICES):
+            return None
+        cloud = (self.parent_endpoints or {}).get("openstack")
+        servers = (self.parent_endpoints or {}).get("servers")
+        if not cloud or not cloud.get("admin") or not servers:
+            raise BenchbedError(f"{self.path}: DebianEngine without keystone joins its "
+                                f"MultihostEngine controller's cloud, but the controller "
+                                f"gave no Keystone admin credentials and server")
+        return cloud
+
     def _install(self, server: Server) -> dict[str, Any]:
-        services = ["mariadb", *self.config.get("services", DEFAULT_SERVICES)]
+        joined = self._joined_cloud()
+        own = self.config.get("services", DEFAULT_SERVICES)
+        # A node keeps its databases in the controller's MariaDB: it needs only the client.
+        services = [*([] if joined else ["mariadb"]), *own]
         chosen = [recipes()[name] for name in services]
+        if joined:
+            chosen.insert(0, recipes()["mariadb-client"])
         passwords = self._passwords()
+        if joined:
+            passwords["admin"] = joined["admin"]["password"]
         with self._step(server, "check apt"):
             proxy = apt.check(server, self.config.get("apt_proxy"))
         with self._step(server, "record installed packages"):
@@ -122,6 +148,12 @@ class DebianEngine(Engine):
                           region=self.config.get("region_name", "RegionOne"),
                           passwords=passwords, step=lambda name, detail: self._step(
                               server, name, detail))
+        if joined:
+            controller = Server.from_dict(self.parent_endpoints["servers"][0],  # type: ignore[index]
+                                          deployment=self.deployment)
+            context.database, context.database_host = controller, controller.host
+            context.outputs["auth_url"] = joined["auth_url"]
+            context.region = joined.get("region_name", context.region)
         self._install_packages(server, chosen[0])
         # dpkg works one package at a time on one core: the next service's packages go in
         # while the previous service is configured, which keeps the second core busy.
@@ -132,14 +164,16 @@ class DebianEngine(Engine):
                 recipe.configure(context)
                 if installing:
                     installing.result()
-        cloud = normalize_cloud({
+        if context.database is not None:
+            context.database.close()
+        cloud = {"openstack": joined} if joined else normalize_cloud({
             "auth_url": context.outputs["auth_url"], "region_name": context.region,
             "endpoint_type": "public",
             "admin": {"username": "admin", "password": passwords["admin"],
                       "project_name": "admin", "user_domain_name": "Default",
                       "project_domain_name": "Default"},
         })
-        return {**cloud, "services": services[1:], "servers": [server.to_dict()]}
+        return {**cloud, "services": list(own), "servers": [server.to_dict()]}
 
     def _install_packages(self, server: Server, recipe: Recipe) -> None:
         with self._step(server, "install packages", " ".join(recipe.packages)):
@@ -172,14 +206,6 @@ class DebianEngine(Engine):
                 message = str(error).removeprefix(f"{where}: ") or type(error).__name__
                 raise DeployStepError(f"{where}: step '{name}' failed: {message}") from None
 
-    def _ledger(self) -> Ledger:
-        return self.deployment.ledger(LEDGER_SCOPE)
-
-    def cleanup(self) -> None:
-        """Purge what was installed on servers that outlive us, then let the provider go."""
-        self._ledger().destroy(self._purge, label="DebianEngine: removing packages")
-        self.provider().destroy_servers()
-
     def _purge(self, resource: Resource) -> None:
         server = Server.from_dict(resource.data["server"], deployment=self.deployment)
         services = [service for recipe in recipes().values() for service in recipe.services]
@@ -192,7 +218,13 @@ class DebianEngine(Engine):
     def check(self) -> list[CheckResult]:
         from benchbed.engines.keystone_check import check_cloud
 
-        return check_cloud(self.deployment.endpoints["openstack"])
+        return check_cloud(self.endpoints["openstack"])
+
+
+def is_node_path(path: str) -> bool:
+    """Whether a config path is a MultihostEngine node (`nodes[2]`, `x.nodes[0]`)."""
+    last = path.rsplit(".", 1)[-1]
+    return last.startswith("nodes[") and last.endswith("]")
 
 
 def _generate() -> str:

@@ -2,9 +2,7 @@
 
 from typing import Any
 
-from benchbed import plugin
 from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
-from benchbed.errors import ConfigError
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS
 from benchbed.server import Server
@@ -30,14 +28,7 @@ class ServersEngine(Engine):
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
-        cls.check_server_request(config, path)
-        if "amount" in config:
-            provider = plugin.get(plugin.PROVIDERS, config["provider"]["type"])
-            capacity = provider.capacity(config["provider"])
-            if capacity is not None and config["amount"] > capacity:
-                raise ConfigError(f"{path}.amount".lstrip("."), f"{config['amount']} servers "
-                                  f"requested; the {provider.__name__} configured can give "
-                                  f"{capacity}")
+        cls.check_server_request(config, path, amount=config.get("amount"))
 
     def deploy(self) -> dict[str, Any]:
         provider = self.provider()
@@ -53,12 +44,9 @@ class ServersEngine(Engine):
         server.ssh.wait_ready(timeout=self.config.get("ssh_timeout", SSH_READY_TIMEOUT))
         server.ssh.run("true", timeout=30)
 
-    def cleanup(self) -> None:
-        self.provider().destroy_servers()
-
     def servers(self) -> list[Server]:
         return [Server.from_dict(data, deployment=self.deployment)
-                for data in self.deployment.endpoints.get("servers", [])]
+                for data in self.endpoints.get("servers", [])]
 
     def check(self) -> list[CheckResult]:
         def probe(server: Server) -> CheckResult:

@@ -3,7 +3,7 @@
 from typing import Any
 
 from benchbed.errors import ConfigError, InputError
-from benchbed.providers.base import ServerProvider
+from benchbed.providers.base import Capabilities, ServerProvider
 from benchbed.server import Server
 
 CREDENTIAL_SCHEMA: dict[str, Any] = {
@@ -24,8 +24,8 @@ CREDENTIAL_SCHEMA: dict[str, Any] = {
 class ExistingServers(ServerProvider):
     """Servers that already exist, given by their SSH credentials."""
 
-    CHOOSES_IMAGE = False
-    CHOOSES_SIZE = False
+    CAPABILITIES = Capabilities(outlives_deployment=True, chooses_image=False,
+                                chooses_size=False)
     CONFIG_SCHEMA = {
         "type": "object",
         "properties": {
@@ -64,6 +64,3 @@ class ExistingServers(ServerProvider):
             raise InputError(f"ExistingServers has {len(credentials)} server(s); "
                              f"{amount} requested")
         return [self.server(credential) for credential in credentials[:amount]]
-
-    def destroy_servers(self) -> None:
-        """The servers outlive the deployment: nothing to remove."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchbed import plugin, sizes
-from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
+from benchbed.errors import ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import static_capacity
 from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, image_name
@@ -22,7 +22,7 @@ from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
 from benchbed.networks import Claim
 from benchbed.parallel import run_parallel
-from benchbed.plugin import PROVIDERS
+from benchbed.plugin import PROVIDERS, ResourceKind
 from benchbed.providers.base import ServerProvider
 from benchbed.retry import wait_for
 from benchbed.server import Server, run_script, warm_up_ssh
@@ -61,6 +61,10 @@ class LxcProvider(ServerProvider):
         "additionalProperties": False,
     }
     NESTED = {"host_provider": PROVIDERS}
+    RESOURCES = {
+        "hostnet": ResourceKind(delete="_release_network"),
+        "container": ResourceKind(delete="_delete_container", requires=("hostnet",)),
+    }
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
@@ -96,12 +100,6 @@ class LxcProvider(ServerProvider):
                                   f"{subnet}, which is not a private network range")
 
     @classmethod
-    def capacity(cls, config: dict[str, Any]) -> int | None:
-        hosts = plugin.get(PROVIDERS, config["host_provider"]["type"]).capacity(
-            config["host_provider"])
-        return None if hosts is None else hosts * config.get("containers_per_host", 1)
-
-    @classmethod
     def local_networks(cls, config: dict[str, Any], path: str) -> Iterator[Claim]:
         """Host i's slice of start_lxc_network, for the hosts that are this machine."""
         start = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
@@ -120,14 +118,14 @@ class LxcProvider(ServerProvider):
         return self.config.get("release", DEFAULT_RELEASE)
 
     def default_amount(self) -> int:
-        return self._per_host * self.nested("host_provider").default_amount()
+        return self._per_host * self.nest("host_provider").default_amount()
 
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
                        amount: int = 1) -> list[Server]:
         limits = sizes.lookup(type_id) if type_id is not None else (0, 0)
         if amount < 1:
             raise InputError(f"LxcProvider: amount must be at least 1, not {amount}")
-        host_provider = self.nested("host_provider")
+        host_provider = self.nest("host_provider")
         servers = host_provider.create_servers(amount=host_provider.default_amount())
         if amount > len(servers) * self._per_host:
             raise InputError(f"LxcProvider: {len(servers)} host(s) x containers_per_host "
@@ -146,7 +144,7 @@ class LxcProvider(ServerProvider):
         run_parallel("preparing LXC hosts", hosts, self._prepare_host, describe=_describe_host)
         _, public_key = deployment_key(self.deployment)
         offset = len(self.ledger.resources("container"))
-        tag = self.deployment.uuid.replace("-", "")[:8]
+        tag = self.tag
         prefix = self.config.get("container_name_prefix", "benchbed")
         slots = [(f"{prefix}-{tag}-{offset + index}", hosts[index // self._per_host])
                  for index in range(amount)]
@@ -185,7 +183,7 @@ class LxcProvider(ServerProvider):
                                   host=host.server.to_dict(),
                                   network=str(host.network.network)), \
                 self.deployment.step("acquire network", host.network.bridge):
-            host.network.acquire(self.deployment.uuid)
+            host.network.acquire(self.holder)
 
     def _create_container(self, name: str, host: Host, limits: tuple[int, int],
                           public_key: str) -> Server:
@@ -210,21 +208,25 @@ class LxcProvider(ServerProvider):
             server.ssh.wait_ready(timeout=READY_TIMEOUT)
         return server
 
-    def destroy_servers(self) -> None:
-        super().destroy_servers()
-        self.nested("host_provider").destroy_servers()
+    @classmethod
+    def capacity(cls, config: dict[str, Any]) -> int | None:
+        host_config = config["host_provider"]
+        hosts = plugin.get(PROVIDERS, host_config["type"]).capacity(host_config)
+        return None if hosts is None else hosts * config.get("containers_per_host", 1)
 
-    def delete_resource(self, resource: Resource) -> None:
+    def _delete_container(self, resource: Resource) -> None:
         host = Server.from_dict(resource.data["host"], deployment=self.deployment)
         try:
-            if resource.kind == "container":
-                run_script(host.ssh, "lxc/delete-container.sh",
-                           [resource.name, resource.data.get("state", "")], timeout=120)
-            elif resource.kind == "hostnet":
-                network = ipaddress.IPv4Network(resource.data["network"])
-                HostNetwork(host, network).release(self.deployment.uuid)
-            else:
-                raise BenchbedError(f"LxcProvider: unknown resource kind {resource.kind}")
+            run_script(host.ssh, "lxc/delete-container.sh",
+                       [resource.name, resource.data.get("state", "")], timeout=120)
+        finally:
+            host.close()
+
+    def _release_network(self, resource: Resource) -> None:
+        host = Server.from_dict(resource.data["host"], deployment=self.deployment)
+        try:
+            HostNetwork(host, ipaddress.IPv4Network(resource.data["network"])).release(
+                self.holder)
         finally:
             host.close()
 

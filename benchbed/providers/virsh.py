@@ -26,6 +26,7 @@ from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
 from benchbed.networks import Claim
 from benchbed.parallel import run_parallel
+from benchbed.plugin import ResourceKind
 from benchbed.providers.base import ServerProvider
 from benchbed.retry import wait_for
 from benchbed.server import Server
@@ -62,6 +63,11 @@ class VirshProvider(ServerProvider):
         },
         "required": ["type"],
         "additionalProperties": False,
+    }
+    RESOURCES = {
+        "hostnet": ResourceKind(delete="_release_network"),
+        "volume": ResourceKind(delete="_delete_volume"),
+        "domain": ResourceKind(delete="_delete_domain", requires=("volume", "hostnet")),
     }
 
     @classmethod
@@ -109,10 +115,6 @@ class VirshProvider(ServerProvider):
         return Server(host=parts.hostname, port=22, user=parts.username or "root",
                       deployment=self.deployment)
 
-    @property
-    def _tag(self) -> str:
-        return self.deployment.uuid.replace("-", "")[:8]
-
     _connection: Any = None
 
     @property
@@ -140,7 +142,7 @@ class VirshProvider(ServerProvider):
             self.deployment.logger.info("virsh: domain type %s (%s)", domain_type, reason)
         network = self._ensure_network()
         first = len(self.ledger.resources("domain"))
-        names = [f"bbvirsh-{self._tag}-{first + index}" for index in range(amount)]
+        names = [f"bbvirsh-{self.tag}-{first + index}" for index in range(amount)]
         pool = ensure_pool(self._conn)
         run_parallel("creating overlay volumes", names,
                      lambda name: self._create_volume(pool, name, template))
@@ -165,7 +167,7 @@ class VirshProvider(ServerProvider):
         with self.ledger.creating("hostnet", f"{network.bridge}@{host.host}",
                                   network=str(network.network), host=host.to_dict()), \
                 self.deployment.step("acquire network", network.bridge):
-            network.acquire(self.deployment.uuid)
+            network.acquire(self.holder)
         return network
 
     def _create_volume(self, pool: Any, name: str, template: Template) -> None:
@@ -208,32 +210,32 @@ class VirshProvider(ServerProvider):
             server.ssh.wait_ready(timeout=BOOT_TIMEOUT)
         return server
 
-    def delete_resource(self, resource: Resource) -> None:
-        import libvirt
+    def _release_network(self, resource: Resource) -> None:
+        host = Server.from_dict(resource.data["host"], deployment=self.deployment)
+        HostNetwork(host, ipaddress.IPv4Network(resource.data["network"])).release(self.holder)
 
-        gone = {libvirt.VIR_ERR_NO_DOMAIN,
-                libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_OPERATION_INVALID}
-        if resource.kind == "hostnet":
-            host = Server.from_dict(resource.data["host"], deployment=self.deployment)
-            network = ipaddress.IPv4Network(resource.data["network"])
-            HostNetwork(host, network).release(self.deployment.uuid)
-            return
-        steps = {"domain": self._delete_domain, "volume": self._delete_volume}
-        for step in steps[resource.kind](resource.name):
-            try:
-                step()
-            except libvirt.libvirtError as error:
-                if error.get_error_code() not in gone:
-                    raise
-
-    def _delete_domain(self, name: str) -> list[Any]:
+    def _delete_domain(self, resource: Resource) -> None:
         """Destroy (pull the plug: the guest may ignore ACPI) and undefine."""
-        return [lambda: self._conn.lookupByName(name).destroy(),
-                lambda: self._conn.lookupByName(name).undefine()]
+        name = resource.name
+        _ignoring_gone(lambda: self._conn.lookupByName(name).destroy())
+        _ignoring_gone(lambda: self._conn.lookupByName(name).undefine())
 
-    def _delete_volume(self, name: str) -> list[Any]:
+    def _delete_volume(self, resource: Resource) -> None:
         pool = ensure_pool(self._conn)
-        return [lambda: pool.storageVolLookupByName(name).delete(0)]
+        _ignoring_gone(lambda: pool.storageVolLookupByName(resource.name).delete(0))
+
+
+def _ignoring_gone(step: Any) -> None:
+    """Run one libvirt call; "no such domain/volume" or "not running" means it is done."""
+    import libvirt
+
+    gone = {libvirt.VIR_ERR_NO_DOMAIN,
+            libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_OPERATION_INVALID}
+    try:
+        step()
+    except libvirt.libvirtError as error:
+        if error.get_error_code() not in gone:
+            raise
 
 
 def choose_domain_type(conn: Any, wanted: str, uri: str) -> tuple[str, str]:

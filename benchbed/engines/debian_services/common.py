@@ -37,13 +37,14 @@ def create_database(ctx: Context, name: str, user: str, password: str) -> None:
     """
     quoted = password.replace("\\", "\\\\").replace("'", "\\'")
     statements = [f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4;"]
-    for host in ("localhost", "127.0.0.1"):
+    for host in ctx.database_clients:
         statements += [
             f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{quoted}';",
             f"ALTER USER '{user}'@'{host}' IDENTIFIED BY '{quoted}';",
             f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'{host}';",
         ]
-    ctx.run("mysql --protocol=socket -u root", stdin="\n".join(statements) + "\n", timeout=60)
+    ctx.database_server.ssh.run("mysql --protocol=socket -u root",
+                                stdin="\n".join(statements) + "\n", timeout=60)
 
 
 def service_url(address: str, port: int) -> str:
@@ -52,10 +53,11 @@ def service_url(address: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def database_url(name: str, user: str, password: str) -> str:
+def database_url(ctx: Context, name: str, user: str, password: str) -> str:
     from urllib.parse import quote
 
-    return f"mysql+pymysql://{user}:{quote(password, safe='')}@127.0.0.1/{name}?charset=utf8mb4"
+    host = f"[{ctx.database_host}]" if ":" in ctx.database_host else ctx.database_host
+    return f"mysql+pymysql://{user}:{quote(password, safe='')}@{host}/{name}?charset=utf8mb4"
 
 
 def tune_uwsgi(ctx: Context, ini: str) -> None:

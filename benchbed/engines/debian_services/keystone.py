@@ -34,7 +34,7 @@ def configure(ctx: Context) -> None:
         create_database(ctx, "keystone", "keystone", password)
     with ctx.step("keystone: configuration", None):
         write_config(ctx, "/etc/keystone/keystone.conf",
-                     KEYSTONE_CONF.format(connection=database_url("keystone", "keystone",
+                     KEYSTONE_CONF.format(connection=database_url(ctx, "keystone", "keystone",
                                                                    password)), "keystone")
         tune_uwsgi(ctx, "/etc/keystone/keystone-uwsgi.ini")
     with ctx.step("keystone: db_sync", None):
