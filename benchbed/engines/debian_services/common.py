@@ -1,6 +1,9 @@
 """Steps several recipes share: a MariaDB database per service, uwsgi sizing, waiting for APIs."""
 
+import re
+
 from benchbed.engines.debian_services import Context
+from benchbed.errors import BenchbedError
 
 # Debian runs Keystone under uwsgi with 8 processes x 32 threads (~940 MB alone); a
 # benchmark target on a small server does better with fewer, single-threaded workers
@@ -30,6 +33,9 @@ while True:
 """
 
 
+CLIENT_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
+
+
 def create_database(ctx: Context, name: str, user: str, password: str) -> None:
     """Create the database and its user, or reset the user's password (idempotent).
 
@@ -38,6 +44,8 @@ def create_database(ctx: Context, name: str, user: str, password: str) -> None:
     quoted = password.replace("\\", "\\\\").replace("'", "\\'")
     statements = [f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4;"]
     for host in ctx.database_clients:
+        if not CLIENT_HOST.fullmatch(host):  # a server fact, spliced into SQL below
+            raise BenchbedError(f"database client address {host!r} is not an address")
         statements += [
             f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{quoted}';",
             f"ALTER USER '{user}'@'{host}' IDENTIFIED BY '{quoted}';",
