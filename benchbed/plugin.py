@@ -176,9 +176,10 @@ def normalize_legacy(config: Any, group: str) -> None:
     if "type" not in config and isinstance(config.get("name"), str):
         config["type"] = config.pop("name")
     type_name = config.get("type")
-    if isinstance(type_name, str):
-        config["type"] = LEGACY_TYPES.get(group, {}).get(type_name, type_name)
-    found = _entry_points(group).get(config.get("type"))  # type: ignore[arg-type]
+    if not isinstance(type_name, str):
+        return  # validation says what is wrong with it
+    config["type"] = LEGACY_TYPES.get(group, {}).get(type_name, type_name)
+    found = _entry_points(group).get(config["type"])
     if found is None:
         return
     for key, nested_group in found.load().NESTED.items():

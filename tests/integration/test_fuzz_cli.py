@@ -54,6 +54,12 @@ NESTED = [  # valid configs with nested plugins: validated, never created here
                                                  "credentials": [CLOSED]}}},
     {"type": "ServersEngine", "provider": {"type": "VirshProvider",
                                            "network": "10.254.183.0/24", "amount": 1}},
+    {"type": "MultihostEngine",
+     "controller": {"type": "ServersEngine", "provider": {"type": "NetnsProvider",
+                                                          "network": "10.254.181.8/29"}},
+     "nodes": [{"type": "ServersEngine", "provider": {
+         "type": "ExistingServers", "credentials": [{"host": "{controller_ip}",
+                                                     "user": "root"}]}}]},
 ]
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,

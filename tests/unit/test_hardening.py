@@ -451,3 +451,11 @@ def test_virsh_template_in_use_check_propagates_libvirt_errors() -> None:
     with pytest.raises(BenchbedError, match=r"cannot tell what volume base.img is backed by"):
         _backing(pool, "base.img")
     conn.close()
+
+
+@pytest.mark.parametrize("bad", [{"type": []}, {"type": "ServersEngine", "provider": {
+    "type": {"a": 1}}}, {"type": "MultihostEngine", "controller": {"type": [1]}, "nodes": [{}]}])
+def test_a_type_that_is_not_a_string_is_a_config_error(bad: dict) -> None:
+    """Found by the fuzzing in tests/integration/test_fuzz_cli.py: it was an internal error."""
+    with pytest.raises(ConfigError, match=r"type: (is required and must name a plugin|must be)"):
+        api.validate(bad)
