@@ -68,7 +68,8 @@ def test_json_nan_and_infinity_are_refused(text: str) -> None:
     (netns("10.254.180.0/28", 14), r"config provider.amount: 10.254.180.0/28 has room for 13"),
     ({**netns("10.254.180.0/29"), "amount": 6},
      r"config amount: 6 server\(s\) requested, but NetnsProvider can give 5"),
-    ({**SERVERS, "amount": 2}, r"config amount: 2 server\(s\) requested, but ExistingServers can give 1"),
+    ({**SERVERS, "amount": 2},
+     r"config amount: 2 server\(s\) requested, but ExistingServers can give 1"),
     ({"type": "ServersEngine", "amount": 5, "provider": {
         "type": "LxcProvider", "containers_per_host": 2, "host_provider": {
             "type": "ExistingServers", "credentials": [{"host": "10.0.0.9", "user": "root"},
