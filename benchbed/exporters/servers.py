@@ -41,7 +41,7 @@ SSH_TOKENS = {
     "User": re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}"),
     "Port": re.compile(r"[0-9]{1,5}"),
     "UserKnownHostsFile": re.compile(r"/[A-Za-z0-9._/+-]{1,4095}"),
-    "IdentityFile": re.compile(r"/[A-Za-z0-9._/+-]{1,4095}"),
+    "IdentityFile": re.compile(r"(/|~/)[A-Za-z0-9._/+-]{1,4095}"),
 }
 
 
@@ -67,7 +67,9 @@ def ssh_config(deployment: Deployment) -> str:
                  _directive("User", server.get("user", "root"), alias),
                  _directive("UserKnownHostsFile", known_hosts, alias),
                  "    StrictHostKeyChecking yes"]
-        if server.get("key"):
+        # a key given inline (not as a file) has no file for ssh to read: the agent's keys
+        # or the user's own configuration apply then
+        if server.get("key") and "PRIVATE KEY" not in str(server["key"]):
             lines += [_directive("IdentityFile", server["key"], alias), "    IdentitiesOnly yes"]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

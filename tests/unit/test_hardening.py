@@ -338,12 +338,15 @@ def test_ssh_config_is_parsed_by_ssh_as_written(home: Path, tmp_path: Path) -> N
     deployment = servers_deployment("sshok", [
         {"host": "10.0.0.2", "port": 2222, "user": "bench", "key": "/k/id_ed25519",
          "name": "web-1"},
-        {"host": "fd00::5", "user": "root"}])
+        {"host": "fd00::5", "user": "root", "key": "~/.ssh/id_rsa"},
+        {"host": "10.0.0.3", "key": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n"}])
     path = tmp_path / "ssh_config"
     path.write_text(render(deployment, "ssh-config"))
     for alias, expected in (("web-1", {"hostname": "10.0.0.2", "port": "2222", "user": "bench",
                                        "identityfile": "/k/id_ed25519"}),
-                            ("sshok-1", {"hostname": "fd00::5", "port": "22", "user": "root"})):
+                            ("sshok-1", {"hostname": "fd00::5", "port": "22", "user": "root",
+                                         "identityfile": "~/.ssh/id_rsa"}),
+                            ("sshok-2", {"hostname": "10.0.0.3", "identitiesonly": "no"})):
         parsed = subprocess.run(["ssh", "-G", "-F", str(path), alias], capture_output=True,
                                 text=True, timeout=30, check=True).stdout
         options: dict[str, str] = {}
