@@ -21,6 +21,7 @@ RELEASES = ("bullseye", "bookworm", "trixie")
 BUILD_TIMEOUT = 1200
 
 SCRIPT = "lxc/image.sh"
+MIRROR_URI = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+/-]*)?")
 
 
 def image_name(release: str) -> str:
@@ -65,6 +66,10 @@ def parse_mirrors(text: str, where: str) -> tuple[str, str]:
             main = main or uri
     if not main:
         raise BenchbedError(f"{where}: no Debian mirror in /etc/apt/sources.list(.d)")
+    for uri in (main, security):
+        # a fact of the host, written into the image's sources.list and its JSON marker
+        if uri and not MIRROR_URI.fullmatch(uri):
+            raise BenchbedError(f"{where}: apt source {uri[:80]!r} is not a plain http(s) URI")
     return main, security or main
 
 

@@ -11,6 +11,7 @@ clone needs no second disk and no tool that writes into images.
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -26,6 +27,8 @@ from benchbed.errors import BenchbedError, InputError, NotFoundError
 from benchbed.server import script_text
 
 POOL = "benchbed"
+# template names become volume, host and file names
+TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 POOL_PATH = Path("/var/lib/benchbed/images")
 BUILD_PATH = Path("/var/lib/benchbed/build")
 DEFAULT_URI = "qemu:///system"
@@ -162,8 +165,9 @@ class VirshImageStore:
 
     def build(self, name: str | None, release: str, rebuild: bool) -> dict[str, Any]:
         name = name or f"debian-{release}"
-        if not name.replace("-", "").replace("_", "").isalnum():
-            raise InputError(f"template name '{name}': use letters, digits, '-' and '_'")
+        if not TEMPLATE_NAME.fullmatch(name):
+            raise InputError(f"template name {name!r}: 1 to 63 ASCII letters, digits, '-' "
+                             f"and '_', starting with a letter or digit")
         if os.geteuid() != 0:
             raise InputError("building a virsh template needs root (debootstrap)")
         if not self.uri.startswith("qemu:///"):

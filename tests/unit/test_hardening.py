@@ -463,3 +463,20 @@ def test_a_type_that_is_not_a_string_is_a_config_error(bad: dict) -> None:
     """Found by the fuzzing in tests/integration/test_fuzz_cli.py: it was an internal error."""
     with pytest.raises(ConfigError, match=r"type: (is required and must name a plugin|must be)"):
         api.validate(bad)
+
+
+@pytest.mark.parametrize("uri", ['http://m/debian" "x', "http://u:p@m/debian", "ftp://m/debian",
+                                 "http://m/$(id)"])
+def test_host_mirror_uris_that_would_break_the_image_are_refused(uri: str) -> None:
+    from benchbed.images.lxc import parse_mirrors
+
+    with pytest.raises(BenchbedError, match="is not a plain http"):
+        parse_mirrors(f"Types: deb\nURIs: {uri}\nSuites: bookworm\n", "h")
+
+
+@pytest.mark.parametrize("name", ["caf\u00e9", "a;b", "x\n", "../t", "-t"])
+def test_virsh_template_names_are_ascii_tokens(name: str) -> None:
+    from benchbed.images.virsh import VirshImageStore
+
+    with pytest.raises(InputError, match="template name"):
+        VirshImageStore("qemu:///system").build(name, "bookworm", rebuild=False)
