@@ -31,6 +31,17 @@ def lxc(prefix: str) -> dict[str, Any]:
             "container_name_prefix": prefix, "host_provider": LOCALHOST}
 
 
+def network_gone() -> bool:
+    """The test network's bridge, DHCP and proxy are gone: every holder released it."""
+    import ipaddress
+
+    from benchbed.hostnet import bridge_name
+
+    bridge = bridge_name(ipaddress.IPv4Network(NETWORK))
+    return subprocess.run(["ip", "link", "show", "dev", bridge],
+                          capture_output=True).returncode != 0
+
+
 def containers(prefix: str) -> list[str]:
     return [name for name in sh("lxc-ls -1").split() if name.startswith(f"{prefix}-")]
 
@@ -61,10 +72,13 @@ def multihost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, P
         cli.ok("deployment", "export", "mh", "--format", "clouds.yaml",
                "--output", str(work / "clouds.yaml"))
         yield cli, work
+        destroyed = cli("deployment", "destroy", "mh", timeout=600)
+        assert destroyed.returncode == 0, destroyed.stderr
     finally:
         cli.destroy_all()
-        assert containers("bbmhc") == [] and containers("bbmhn") == []
-        assert ledger_rows(work / "home") == 0
+    assert containers("bbmhc") == [] and containers("bbmhn") == []
+    assert ledger_rows(work / "home") == 0
+    assert network_gone()
 
 
 def test_check_covers_the_controller_and_the_node(multihost: tuple[Cli, Path]) -> None:
@@ -115,6 +129,7 @@ def test_destroy_goes_nodes_first_and_leaves_nothing(tmp_path: Path) -> None:
         cli.ok("deployment", "destroy", "order")
         assert containers("bbmhd") == []
         assert ledger_rows(tmp_path / "home") == 0
+        assert network_gone()
     finally:
         cli.destroy_all()
 
@@ -139,6 +154,7 @@ def test_kill_while_the_nodes_deploy_then_destroy_leaves_nothing(tmp_path: Path)
         cli.ok("deployment", "destroy", "--force", "killed", timeout=300)
         assert containers("bbmhk") == []
         assert ledger_rows(home) == 0
+        assert network_gone()
     finally:
         if process.poll() is None:
             process.kill()

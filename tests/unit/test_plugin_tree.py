@@ -167,7 +167,7 @@ def test_a_cloud_provider_gets_flavor_names_benchbed_does_not_know(
     monkeypatch.setattr(plugin, "_entry_points", with_cloud)
     api.validate({"type": "ServersEngine", "flavor": "m1.small",
                   "provider": {"type": "CloudStyle"}})
-    with pytest.raises(ConfigError, match=r"flavor: unknown size 'm1.small'"):
+    with pytest.raises(ConfigError, match=r"flavor: unknown size 'm1\.small'"):
         api.validate({"type": "ServersEngine", "flavor": "m1.small", "provider": {
             "type": "LxcProvider", "start_lxc_network": "10.254.152.0/24", "host_provider": {
                 "type": "ExistingServers", "credentials": [{"user": "root", "host": "10.9.9.9"}]}}})
