@@ -74,6 +74,12 @@ def test_package_scripts_take_hostile_values_as_plain_arguments(host: Server, tm
                             timeout=30)
         assert exists.exit_code == 1
     assert not marker.exists()
+    # the read-only actions of DebianEngine's script, on a host that is Debian 12 itself
+    found = run_script(host.ssh, "debian/apt.sh", ["check"], timeout=30).stdout
+    assert "/apt-get\n" in found and "/debconf-set-selections\n" in found
+    assert found.rstrip().endswith("release=bookworm")
+    assert run_script(host.ssh, "debian/apt.sh", ["nonsense"], check=False,
+                      timeout=30).exit_code == 2
 
 
 @pytest.mark.parametrize("name", ["x\ntouch /tmp/bb-hardening-pwned", "a;id", "$(id)",

@@ -35,7 +35,7 @@ installed() {
 }
 
 check() {
-    command -v apt-get dpkg-query debconf-set-selections || true
+    for tool in apt-get dpkg-query debconf-set-selections; do command -v "$tool" || true; done
     # shellcheck disable=SC1091  # the server's own file
     . /etc/os-release 2>/dev/null || true
     echo "release=${VERSION_CODENAME:-}"
