@@ -12,7 +12,7 @@ endif
 export BENCHBED_SETUP_LOG
 QUIETLY := tools/quietly.sh
 
-.PHONY: demo demo-check test lint unit integration bench host venv clients clean
+.PHONY: demo demo-check test lint shellcheck unit integration bench host venv clients clean
 
 host:
 	@$(QUIETLY) "Debian packages (tools/host-packages.sh)" tools/host-packages.sh
@@ -34,8 +34,15 @@ $(CLIENTS)/bin/rally:
 
 clients: $(CLIENTS)/bin/rally
 
-lint: venv
+lint: venv shellcheck
 	@$(BIN)/ruff check benchbed tests bench
+
+# Every shell script of the repository (*.sh, and bench/*/run written in bash): the
+# package's own, tools/ and bench/.
+shellcheck:
+	@{ git ls-files --cached --others --exclude-standard '*.sh'; \
+	  git ls-files --cached --others --exclude-standard | xargs grep -lIs '^#!.*/\(env \)\?\(ba\)\?sh$$'; \
+	} | sort -u | xargs shellcheck -x
 
 test: host venv clients lint
 	@$(BIN)/pytest -q -x -p no:cacheprovider tests

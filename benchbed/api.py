@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchbed import config as config_lib
 from benchbed import masking, paths, plugin
-from benchbed.deployment import Deployment, Status
+from benchbed.deployment import Deployment, Status, check_name, is_uuid
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.errors import BenchbedError, InputError, NotFoundError
 
@@ -29,10 +29,16 @@ def validate(config: dict[str, Any]) -> type[plugin.Plugin]:
     """Check a whole config, nested engines and providers included; creates nothing.
 
     The older tool's spellings (`name` for `type`, `DummyProvider`) are rewritten in place.
+    Networks the config would make on this machine are checked last (benchbed.networks).
     """
+    config_lib.check_data(config)
     masking.register_from(config)
     plugin.normalize_legacy(config, plugin.ENGINES)
-    return plugin.validate(config, plugin.ENGINES)
+    engine = plugin.validate(config, plugin.ENGINES)
+    from benchbed import networks
+
+    networks.check(config)
+    return engine
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -66,8 +72,7 @@ def create(name: str, config: dict[str, Any], validated: bool = False) -> Deploy
     `validated` says the caller has just run `validate` on this very config (the CLI does,
     to fail before it prints anything), so that it is not checked twice.
     """
-    if not name or len(name) > 255:
-        raise InputError("a deployment name of 1 to 255 characters is required")
+    check_name(name)
     if not validated:
         validate(config)
     deployment = Deployment.create(name, config)
@@ -105,14 +110,19 @@ def _cleanup(deployment: Deployment) -> None:
     deployment.set_status(Status.CLEANUP_FINISHED)
 
 
-def destroy(name: str, force: bool = False) -> None:
-    """Remove everything the deployment created, then its record. Safe to re-run."""
+def destroy(name: str, force: bool = False) -> Deployment:
+    """Remove everything the deployment created, then its record and folder. Safe to re-run."""
     deployment = Deployment.get(name)
     with deployment.lease(force=force):
         _cleanup(deployment)
         deployment.delete()
-    if current() == deployment.uuid:
+    try:
+        selected = current()
+    except InputError:
+        selected = None
+    if selected == deployment.uuid:
         _current_file().unlink(missing_ok=True)
+    return deployment
 
 
 def recreate(name: str, force: bool = False) -> Deployment:
@@ -129,7 +139,7 @@ def check(name: str) -> list[CheckResult]:
     """Prove the deployed system answers; details are masked."""
     deployment = Deployment.get(name)
     deployment.require_status(Status.FINISHED, action="check")
-    return [CheckResult(r.target, r.ok, masking.scrub(r.detail))
+    return [CheckResult(masking.scrub(r.target), r.ok, masking.scrub(r.detail))
             for r in engine_for(deployment).check()]
 
 
@@ -212,16 +222,24 @@ def use(name: str) -> str:
     never picked by mistake.
     """
     deployment = Deployment.get(name)
-    _current_file().write_text(deployment.uuid + "\n")
+    paths.write_private(_current_file(), deployment.uuid + "\n")
     return deployment.name
 
 
 def current() -> str | None:
-    """The uuid of the deployment selected with `use`, if any."""
+    """The uuid of the deployment selected with `use`, if any, read exactly as written:
+    nothing in it is stripped into the name of another deployment."""
     path = _current_file()
-    if not path.exists():
+    try:
+        text = path.read_text(encoding="utf-8").removesuffix("\n")
+    except FileNotFoundError:
         return None
-    return path.read_text().rstrip("\n") or None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read {path}: {error}") from None
+    if not is_uuid(text):
+        raise InputError(f"{path} does not hold a deployment uuid; select one with "
+                         f"'benchbed deployment use NAME'")
+    return text
 
 
 # -- plugins and images ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import contextvars
 import logging
+import re
 import shutil
 import sys
 import time
@@ -78,6 +79,29 @@ def _show_step(name: str, detail: str | None, outcome: str, seconds: float = 0.0
     sys.stderr.flush()
 
 
+# Names end up in file names, exported files and shell commands: a conservative alphabet.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def is_uuid(text: str) -> bool:
+    """True for anything Python reads as a UUID: such names would shadow uuid lookups."""
+    try:
+        uuid_lib.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_name(name: str) -> None:
+    """Refuse a deployment name outside NAME_PATTERN, or shaped like a uuid."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise InputError(f"deployment name {name!r} is invalid: 1 to 63 letters, digits, "
+                         f"'.', '_' or '-', starting with a letter or digit")
+    if is_uuid(name):
+        raise InputError(f"deployment name '{name}' is shaped like a uuid; uuids are looked "
+                         f"up as uuids, so choose another name")
+
+
 class Deployment:
     """One system under test, as persisted; every status change is compare-and-set."""
 
@@ -104,6 +128,7 @@ class Deployment:
     def create(cls, name: str, config: dict[str, Any], parent_uuid: str | None = None
                ) -> "Deployment":
         """Insert the row in deploy->init, already leased to this process."""
+        check_name(name)
         holder = Holder.me()
         now = utcnow()
         values = dict(
@@ -122,12 +147,17 @@ class Deployment:
 
     @classmethod
     def get(cls, name_or_uuid: str) -> "Deployment":
+        """A uuid-shaped argument is looked up as a uuid, anything else as a name."""
+        if is_uuid(name_or_uuid):
+            key, column = str(uuid_lib.UUID(name_or_uuid)), deployments.c.uuid
+            missing = f"no deployment with uuid '{key}'"
+        else:
+            key, column = name_or_uuid, deployments.c.name
+            missing = f"no deployment named {name_or_uuid!r}"
         with transaction() as db:
-            row = db.execute(select(deployments).where(
-                (deployments.c.name == name_or_uuid) | (deployments.c.uuid == name_or_uuid)
-            )).first()
+            row = db.execute(select(deployments).where(column == key)).first()
         if row is None:
-            raise NotFoundError(f"no deployment named '{name_or_uuid}'")
+            raise NotFoundError(missing)
         return cls(row._mapping)
 
     @classmethod
@@ -271,10 +301,12 @@ class Deployment:
                              .where(resources.c.deployment_uuid == self.uuid)) or 0
 
     def delete(self) -> None:
-        """Remove the record once everything it owned is gone.
+        """Remove the record once everything it owned is gone, and then its folder.
 
         Refused while any ledger row (of any nested plugin) or child deployment is left:
-        the database enforces it too, since nothing cascades.
+        the database enforces it too, since nothing cascades. The folder holds the
+        deployment's private SSH key, known hosts and log: nothing of it may stay on disk.
+        The log is closed first so no late record recreates it.
         """
         left = self.remaining_resources()
         if left:
@@ -285,6 +317,13 @@ class Deployment:
                 db.execute(delete(table).where(table.c.deployment_uuid == self.uuid))
             db.execute(delete(deployments).where(deployments.c.uuid == self.uuid))
         self._holder = None
+        logger = logging.getLogger(f"benchbed.deployment.{self.uuid}")
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        folder = paths.deployment_dir(self.uuid, create=False)
+        if folder.exists():
+            shutil.rmtree(folder)
 
     # -- timeline and log ----------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
 """`benchbed deployment ...`: the commands users drive deployments with."""
 
+import shlex
 import sys
 from pathlib import Path
 
 import click
 
 from benchbed.cli import render
+from benchbed.errors import InputError
 
 EXPORT_FORMATS = ["openrc", "clouds.yaml", "rally-spec", "json", "ansible-inventory",
                   "ssh-config"]
@@ -42,7 +44,9 @@ def deployment() -> None:
 def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> None:
     """Deploy (or register) a system and record it."""
     from benchbed import api
+    from benchbed.deployment import check_name
 
+    check_name(name)
     if fromenv == bool(config_file):
         raise click.UsageError("give exactly one of --file and --fromenv")
     config = api.config_from_env() if fromenv else api.load_config(config_file)
@@ -51,7 +55,7 @@ def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> N
     if not no_use:
         api.use(created.uuid)
     render.note(f"deployment '{created.name}' is ready ({created.uuid}); "
-                f"destroy it with: benchbed deployment destroy {created.name}")
+                f"destroy it with: benchbed deployment destroy {shlex.quote(created.name)}")
 
 
 @deployment.command()
@@ -78,9 +82,12 @@ def list_deployments(as_json: bool) -> None:
     if not rows:
         render.text(NO_DEPLOYMENTS)
         return
-    selected = api.current() or ""
+    try:
+        selected = api.current()
+    except InputError:
+        selected = None
     render.table(["", "UUID", "NAME", "STATUS", "CREATED"],
-                 [("*" if selected in (r["name"], r["uuid"]) else "", r["uuid"], r["name"],
+                 [("*" if r["uuid"] == selected else "", r["uuid"], r["name"],
                    r["status"], f"{r['created_at']:%Y-%m-%d %H:%M:%S}") for r in rows])
 
 
@@ -166,7 +173,10 @@ def export(name: str | None, fmt: str, output: str | None) -> None:
 
     content = api.export(_resolve(name), fmt)
     if output:
-        paths.write_private(Path(output), content)
+        try:
+            paths.write_private(Path(output), content)
+        except OSError as error:
+            raise InputError(f"cannot write {output}: {error.strerror}") from None
         render.note(f"wrote {output} (mode 0600)")
     else:
         sys.stdout.write(content)
@@ -190,9 +200,8 @@ def destroy(name: str | None, force: bool) -> None:
     """Remove everything the deployment created, then the deployment itself."""
     from benchbed import api
 
-    target = _resolve(name)
-    api.destroy(target, force=force)
-    render.note(f"deployment '{target}' destroyed")
+    destroyed = api.destroy(_resolve(name), force=force)
+    render.note(f"deployment '{destroyed.name}' destroyed")
 
 
 @deployment.command("forget-host-key")

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 # The keys with which an engine asks its provider for servers (see check_server_request).
 SERVER_REQUEST_PROPERTIES: dict[str, Any] = {
     "provider": {"type": "object"},
-    "image": {"type": "string", "minLength": 1},
-    "flavor": {"type": "string", "minLength": 1},
+    # image and size names reach the host (LXC container names, libvirt volume names)
+    "image": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},
+    "flavor": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},
 }
 
 

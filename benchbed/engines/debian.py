@@ -27,6 +27,11 @@ SSH_READY_TIMEOUT = 180
 INSTALL_KIND = "debian-packages"
 
 
+# Passwords go into SQL strings and the services' INI files (where '$' is interpolated,
+# and a newline would start a setting of its own): printable, without those.
+PASSWORD = {"type": "string", "pattern": "^[A-Za-z0-9_.,:;@!%^*+=~/-]{8,128}$"}
+
+
 class DeployStepError(BenchbedError):
     """An install step failed on a server; the message names both."""
 
@@ -42,11 +47,13 @@ class DebianEngine(Engine):
             "services": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                          "uniqueItems": True},
             "database": {"type": "string"},
-            "region_name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
-            "admin_password": {"type": "string", "minLength": 8},
-            "database_password": {"type": "string", "minLength": 8},
-            "service_password": {"type": "string", "minLength": 8},
-            "apt_proxy": {"type": "string", "pattern": "^https?://[^/\\s]+/?$"},
+            "region_name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+            "admin_password": PASSWORD,
+            "database_password": PASSWORD,
+            "service_password": PASSWORD,
+            # written into apt's config and probed from a shell: host and port only
+            "apt_proxy": {"type": "string",
+                          "pattern": "^https?://[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?/?$"},
         },
         "required": ["type", "provider"],
         "additionalProperties": False,
@@ -125,7 +132,7 @@ class DebianEngine(Engine):
         with self._step(server, "check apt"):
             proxy = apt.check(server, self.config.get("apt_proxy"))
         with self._step(server, "record installed packages"):
-            apt.record_baseline(server, [apt.PROXY_FILE, *(p for r in chosen for p in r.paths)])
+            apt.record_baseline(server, [p for r in chosen for p in r.paths])
         if self.config.get("apt_proxy"):
             with self._step(server, "configure apt proxy", proxy):
                 apt.set_proxy(server, self.config["apt_proxy"])

@@ -23,7 +23,7 @@ USER_SCHEMA: dict[str, Any] = {
 }
 
 CLOUD_PROPERTIES: dict[str, Any] = {
-    "auth_url": {"type": "string", "pattern": "^https?://"},
+    "auth_url": {"type": "string", "pattern": "^https?://[^\\s]+$"},
     "region_name": {"type": "string"},
     "endpoint_type": {"enum": ["public", "internal", "admin", "publicURL", "internalURL",
                                "adminURL", None]},

@@ -2,7 +2,7 @@
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,7 @@ from benchbed.server import Server
 
 if TYPE_CHECKING:
     from benchbed.deployment import Deployment
+    from benchbed.networks import Claim
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ class ServerProvider(plugin.Plugin):
     def capacity(cls, config: dict[str, Any]) -> int | None:
         """The most servers this config can give, if known before anything exists."""
         return None
+
+    @classmethod
+    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator["Claim"]:
+        """The networks this config makes on this machine (benchbed.networks checks them)."""
+        return iter(())
 
     @classmethod
     def check_request(cls, config: dict[str, Any], image: str | None, size: str | None,

@@ -10,9 +10,10 @@ from benchbed.server import Server
 CREDENTIAL_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "host": {"type": "string", "minLength": 1},
+        # a host name or an IPv4/IPv6 address; the user a POSIX login name
+        "host": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$"},
         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "user": {"type": "string", "minLength": 1},
+        "user": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$"},
         "key": {"type": "string", "minLength": 1},
         "password": {"type": "string"},
     },

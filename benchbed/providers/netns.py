@@ -7,6 +7,7 @@ the engines, not isolation. Needs root and OpenSSH's sshd.
 import ipaddress
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from benchbed import hostcheck, local
 from benchbed.errors import ConfigError, InputError
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
+from benchbed.networks import Claim
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind
 from benchbed.providers.base import Capabilities, ServerProvider
@@ -64,6 +66,16 @@ class NetnsProvider(ServerProvider):
             raise ConfigError(where, f"not an IPv4 network in CIDR form: {error}") from None
         if network.num_addresses < 4:
             raise ConfigError(where, "needs at least a /30")
+        amount = config.get("amount", 1)
+        if amount > cls.capacity(config):
+            raise ConfigError(f"{path}.amount".lstrip("."), f"{network} has room for "
+                              f"{cls.capacity(config)} host(s) (one address is the bridge's); "
+                              f"{amount} requested")
+
+    @classmethod
+    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator[Claim]:
+        yield Claim(f"{path}.network".lstrip("."), ipaddress.IPv4Network(config["network"]),
+                    shared=False)
 
     @classmethod
     def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:

@@ -10,8 +10,8 @@ line, which the template's seed script reads (see benchbed.images.virsh).
 import base64
 import ipaddress
 import random
-import shlex
 import uuid
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
@@ -19,11 +19,12 @@ from xml.sax.saxutils import escape
 
 from benchbed import hostcheck, hostnet, sizes
 from benchbed.errors import ConfigError, InputError
-from benchbed.hostnet import HostNetwork
+from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import STATE_DIR
 from benchbed.images.virsh import POOL, Template, connect, ensure_pool, find_template
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
+from benchbed.networks import Claim
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind
 from benchbed.providers.base import ServerProvider
@@ -34,6 +35,8 @@ DEFAULT_SIZE = "small"
 DEFAULT_TEMPLATE = "debian-bookworm"
 DEFAULT_NETWORK = "10.231.0.0/24"
 BOOT_TIMEOUT = 300
+LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
 def _quoted(value: str) -> str:
@@ -48,8 +51,10 @@ class VirshProvider(ServerProvider):
         "properties": {
             "type": {"const": "VirshProvider"},
             "connection": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+@[A-Za-z0-9.:_-]+$"},
-            "uri": {"type": "string", "minLength": 1},
-            "template_name": {"type": "string", "minLength": 1},
+            "uri": {"type": "string",
+                    "pattern": r"^qemu(\+ssh)?://([A-Za-z0-9._-]+@)?[A-Za-z0-9.:_-]*"
+                               r"/(system|session)(\?[A-Za-z0-9_=&]*)?$"},
+            "template_name": {"type": "string", "pattern": NAME_PATTERN},
             "template_user": {"type": "string", "pattern": r"^[a-z_][a-z0-9_-]{0,31}$"},
             "template_password": {"type": "string"},
             "domain_type": {"enum": ["auto", "kvm", "qemu"]},
@@ -100,21 +105,34 @@ class VirshProvider(ServerProvider):
             ipaddress.IPv4Network(config.get("network", DEFAULT_NETWORK))
         return checks + hostnet.host_checks(network, "network")
 
+    @classmethod
+    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator[Claim]:
+        """The host network, when libvirt runs on this machine (VMs of any deployment on
+        that network share its bridge)."""
+        if urlsplit(cls.uri_of(config)).hostname in LOCAL_HOSTS:
+            network = ipaddress.IPv4Network(config.get("network", DEFAULT_NETWORK))
+            yield Claim(f"{path}.network".lstrip("."), network, shared=True,
+                        bridge=bridge_name(network))
+
     def default_amount(self) -> int:
         return int(self.config.get("amount", 1))
 
+    @staticmethod
+    def uri_of(config: dict[str, Any]) -> str:
+        if "uri" in config:
+            return config["uri"]
+        if "connection" in config:
+            return f"qemu+ssh://{config['connection']}/system?no_tty=1"
+        return "qemu:///system"
+
     @property
     def uri(self) -> str:
-        if "uri" in self.config:
-            return self.config["uri"]
-        if "connection" in self.config:
-            return f"qemu+ssh://{self.config['connection']}/system?no_tty=1"
-        return "qemu:///system"
+        return self.uri_of(self.config)
 
     def _host(self) -> Server:
         """The libvirt host, driven directly when local and over SSH when the URI is remote."""
         parts = urlsplit(self.uri)
-        if parts.hostname in (None, "", "localhost", "127.0.0.1"):
+        if parts.hostname in LOCAL_HOSTS:
             return Server(host="localhost", deployment=self.deployment)
         return Server(host=parts.hostname, port=22, user=parts.username or "root",
                       deployment=self.deployment)
@@ -195,10 +213,10 @@ class VirshProvider(ServerProvider):
                                      f"{name} ({facts['domain_type']}, {facts['size']})",
                                      lane=name):
             self._conn.defineXML(xml).create()
-        leases = shlex.quote(f"{STATE_DIR}/{network.bridge}/dnsmasq.leases")
+        leases = f"{STATE_DIR}/{network.bridge}/dnsmasq.leases"
 
         def leased() -> str | None:
-            listed = network.host.ssh.run(f"cat {leases}", check=False, timeout=30).stdout
+            listed = network.host.ssh.run(["cat", leases], check=False, timeout=30).stdout
             for line in listed.splitlines():
                 fields = line.split()
                 if len(fields) > 2 and fields[1].lower() == mac:

@@ -29,9 +29,11 @@ def test_a_good_config_passes() -> None:
 
 @pytest.mark.parametrize(("engine", "provider", "words"), [
     ({"image": None}, {}, "config image: Ec2Provider needs an AMI id"),
-    ({"image": "ami-1;rm -rf /"}, {}, "config image: 'ami-1;rm -rf /' is not an AMI id"),
-    ({"image": "ami-0123456789abcdef0\n"}, {}, "is not an AMI id"),
-    ({"flavor": "t3.micro\n--x"}, {}, "config flavor: 't3.micro\\n--x' is not an EC2 instance"),
+    # the engine's own pattern for names that reach a host refuses these first
+    ({"image": "ami-1;rm -rf /"}, {}, "config image: 'ami-1;rm -rf /' does not match"),
+    ({"image": "ami-0123456789abcdef0\n"}, {}, "config image: 'ami-0123456789abcdef0\\n' does "
+                                              "not match"),
+    ({"flavor": "t3.micro\n--x"}, {}, "config flavor: 't3.micro\\n--x' does not match"),
     ({"flavor": "small"}, {}, "config flavor: 'small' is not an EC2 instance type"),
     ({"wait_for_ssh": True}, {}, "config provider.ssh_cidr: is required"),
     ({"wait_for_ssh": None}, {}, "config provider.ssh_cidr: is required"),

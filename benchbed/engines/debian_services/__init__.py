@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchbed.server import Server
+from benchbed.server import Command, Server
 
 # The services the schema knows; only the recipes below are implemented today.
 KNOWN_SERVICES = ("keystone", "glance", "placement", "nova", "neutron")
@@ -33,7 +33,7 @@ class Context:
     database: Server | None = None
     database_host: str = "127.0.0.1"
 
-    def run(self, command: str, *, timeout: float = 600, stdin: str | None = None) -> str:
+    def run(self, command: Command, *, timeout: float = 600, stdin: str | None = None) -> str:
         return self.server.ssh.run(command, timeout=timeout, stdin=stdin).stdout
 
     @property
