@@ -45,7 +45,10 @@ def check(config: dict[str, Any]) -> None:
     for index, claim in enumerate(mine):
         _check_range(claim)
         for earlier in mine[:index]:
-            if earlier.network.overlaps(claim.network):
+            # two providers of one deployment (a MultihostEngine's controller and nodes)
+            # may share one bridged network, as deployments may
+            if earlier.network.overlaps(claim.network) and not (
+                    earlier.shared and claim.shared and earlier.network == claim.network):
                 raise ConfigError(claim.path, f"{claim.network} overlaps {earlier.network} "
                                               f"of {earlier.path or 'the config'}")
     for name, other in _other_deployments():
