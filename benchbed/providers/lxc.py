@@ -9,6 +9,7 @@ lock, so a destroy that races a killed `create` waits for its half-done clone an
 
 import ipaddress
 import json
+import shlex
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -31,17 +32,25 @@ DEFAULT_NETWORK = "10.254.100.0/24"
 HOST_TIMEOUT = 20
 READY_TIMEOUT = 90
 
-# sh -s -- NAME IMAGE BRIDGE PROXY CPUS MEMORY_MB PUBLIC_KEY STATE FIRST LAST PREFIX; prints
-# the address. The address is fixed before boot (no DHCP round trip, no dhclient at boot): the
-# next one in FIRST..LAST (integers, round robin from the last one given) that no container
+# sh -s -- NAME IMAGE BRIDGE PROXY CPUS MEMORY_MB PUBLIC_KEY STATE FIRST LAST PREFIX LAYER_ON;
+# prints the address. LAYER_ON, when not empty, is a stopped overlay container whose own
+# layers go under the clone's (overlayfs stacks them): a clone of a prepared container
+# without copying its files, which `lxc-copy -s` of an overlay clone would do.
+# The address is fixed before boot (no DHCP round trip, no dhclient at boot): the next one
+# in FIRST..LAST (integers, round robin from the last one given) that no container
 # config, reservation under STATE/addresses or dnsmasq lease holds, reserved under a lock;
 # DELETE drops the reservation. The host's ARP entry for it is flushed: a reused address still
 # pointing at the previous container's MAC made SSH wait 30-45 s for the entry to expire.
 CREATE = r"""
 set -eu
 name=$1 image=$2 bridge=$3 proxy=$4 cpus=$5 memory=$6 pubkey=$7 state=$8 first=$9
-last=${10} prefix=${11}
+last=${10} prefix=${11} layer_on=${12:-}
 lxcpath=$(lxc-config lxc.lxcpath)
+if [ -n "$layer_on" ]; then
+    layers=$(sed -n 's/^lxc.rootfs.path *= *overlay:\(.*\)$/\1/p' "$lxcpath/$layer_on/config")
+    [ -n "$layers" ] || { echo "$layer_on: not an overlay container" >&2; exit 1; }
+    lxc-info -n "$layer_on" -s | grep -q STOPPED || { echo "$layer_on: not stopped" >&2; exit 1; }
+fi
 mkdir -p /run/lock "$state/addresses"
 exec 9>>"/run/lock/benchbed-lxc-$name.lock"
 flock 9
@@ -71,6 +80,11 @@ lxc-copy -s -B overlay -n "$image" -N "$name" >&2 9>&-
 config=$lxcpath/$name/config
 upper=$(sed -n 's/^lxc.rootfs.path *= *overlay:[^:]*:\(.*\)$/\1/p' "$config")
 [ -n "$upper" ] || { echo "$name: not an overlay clone" >&2; exit 1; }
+if [ -n "$layer_on" ]; then
+    # its upper layer over its lower ones, all under the clone's own upper layer
+    lower=${layers%:*} top=${layers##*:}
+    sed -i "s|^lxc.rootfs.path *=.*|lxc.rootfs.path = overlay:$top:$lower:$upper|" "$config"
+fi
 sed -i "s/^lxc.net.0.link *=.*/lxc.net.0.link = $bridge/" "$config"
 echo "lxc.net.0.ipv4.address = $address/$prefix" >> "$config"
 if [ "$cpus" -gt 0 ]; then
@@ -213,7 +227,9 @@ class LxcProvider(ServerProvider):
         return self._per_host * self.nest("host_provider").default_amount()
 
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
-                       amount: int = 1) -> list[Server]:
+                       amount: int = 1, layer_on: str | None = None) -> list[Server]:
+        """Containers cloned from the image; with `layer_on` (a stopped container made from
+        that image on the first host), stacked on that container's files instead."""
         limits = sizes.lookup(type_id) if type_id is not None else (0, 0)
         if amount < 1:
             raise InputError(f"LxcProvider: amount must be at least 1, not {amount}")
@@ -242,7 +258,8 @@ class LxcProvider(ServerProvider):
                  for index in range(amount)]
         warm_up_ssh()
         return run_parallel("creating LXC containers", slots,
-                            lambda slot: self._create_container(*slot, limits, public_key),
+                            lambda slot: self._create_container(*slot, limits, public_key,
+                                                                layer_on),
                             describe=lambda slot: slot[0])
 
     def _check_host(self, host: Host) -> None:
@@ -278,12 +295,12 @@ class LxcProvider(ServerProvider):
             host.network.acquire(self.holder)
 
     def _create_container(self, name: str, host: Host, limits: tuple[int, int],
-                          public_key: str) -> Server:
+                          public_key: str, layer_on: str | None) -> Server:
         network = host.network
         first, last = network.static_range
         args = [name, host.image, network.bridge, network.apt_proxy, str(limits[0]),
                 str(limits[1]), public_key, network.state_dir, str(first), str(last),
-                str(network.network.prefixlen)]
+                str(network.network.prefixlen), layer_on or ""]
         with self.ledger.creating("container", name, host=host.server.to_dict(),
                                   image=host.image, state=network.state_dir) as resource:
             with self.deployment.step("create container", name):
@@ -320,6 +337,12 @@ class LxcProvider(ServerProvider):
                 self.deployment.uuid)
         finally:
             host.close()
+
+
+def stop_container(host: Server, name: str, timeout: int = 60) -> None:
+    """Stop a container cleanly (its services shut down), waiting at most `timeout`."""
+    host.ssh.run(f"lxc-stop -n {shlex.quote(name)} -t {timeout} || "
+                 f"lxc-info -n {shlex.quote(name)} -s | grep -q STOPPED", timeout=timeout + 30)
 
 
 def host_network(start: ipaddress.IPv4Network, index: int) -> ipaddress.IPv4Network:
