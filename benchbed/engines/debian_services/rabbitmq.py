@@ -10,13 +10,16 @@ from benchbed.engines.debian_services import Context, Recipe
 from benchbed.server import Server
 
 PORT = 5672
-# rabbitmqctl reads the password from stdin when it is not on the command line; an account
-# that exists is deleted first, so that a re-run converges on the new password.
+# rabbitmqctl reads the password from stdin when it is not on the command line (printf is a
+# shell builtin: the password is in no process's arguments); an account that exists is
+# deleted first, so that a re-run converges on the new password.
 ENSURE_USER = """\
 set -e
 user=$1
-rabbitmqctl -q list_users | cut -f1 | grep -qxF "$user" && rabbitmqctl -q delete_user "$user"
-rabbitmqctl -q add_user "$user"
+IFS= read -r password
+rabbitmqctl -q list_users </dev/null | cut -f1 | grep -qxF "$user" &&
+  rabbitmqctl -q delete_user "$user" </dev/null
+printf '%s\\n' "$password" | rabbitmqctl -q add_user "$user"
 rabbitmqctl -q set_permissions -p / "$user" '.*' '.*' '.*'
 """
 WAIT = ("for i in $(seq 120); do rabbitmqctl -q await_startup >/dev/null 2>&1 && exit 0; "
