@@ -138,8 +138,9 @@ class LxcEngine(Engine):
                                       deployment=self.deployment)
         try:
             with self.deployment.step("stop template", template["name"]):
-                forget(catalogue, region, endpoints["compute_hosts"][0])
+                # stopped first: a running nova-compute would report its service back in
                 stop_container(host, template["name"])
+                forget(catalogue, region, endpoints["compute_hosts"][0])
             amount = self.config.get("nodes_per_server", 1)
             clones = self._clones(index).create_servers(amount=amount,
                                                         layer_on=template["name"])
