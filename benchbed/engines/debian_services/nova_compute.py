@@ -9,7 +9,9 @@ rewritten here with the fake one.
 
 Each compute server gets accounts of its own in the controller's RabbitMQ and Keystone
 (`compute-ADDRESS`), so that joining never changes the controller's own passwords. Nova's
-`host` is the server's hostname; the host is mapped into the cell once it has reported in.
+`host` and `my_ip` are the server's hostname and address, found by nova-compute at start, so
+that clones of a prepared server (LxcEngine) differ without a config of their own; the host
+is mapped into the cell once it has reported in.
 """
 
 from benchbed.engines.debian_services import Context, Recipe, rabbitmq
@@ -26,7 +28,6 @@ NOVA_COMPUTE_CONF = """\
 [DEFAULT]
 compute_driver = fake.FakeDriver
 state_path = /var/lib/nova
-my_ip = {address}
 transport_url = {transport_url}
 
 [oslo_concurrency]
@@ -56,7 +57,6 @@ def configure(ctx: Context) -> None:
         catalogue.service_user(user, password)
     with ctx.step("nova-compute: configuration", "fake virt driver"):
         text = NOVA_COMPUTE_CONF.format(
-            address=ctx.address,
             transport_url=rabbitmq.transport_url(user, password, ctx.database_host),
             placement=credentials(ctx, "placement", user, password),
             neutron=credentials(ctx, "neutron", user, password))
