@@ -6,6 +6,8 @@ hosts are mapped into the cell by the nova-compute recipe, once they have report
 (`discover_hosts`), rather than by the scheduler's periodic discovery.
 """
 
+import shlex
+
 from benchbed.engines.debian_services import Context, Recipe
 from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.engines.debian_services.common import (
@@ -25,6 +27,11 @@ PORT = 8774
 # ~100 MB of Python, and a Rally task at concurrency 5 does not keep one of them busy.
 CONDUCTOR_WORKERS = 1
 SCHEDULER_WORKERS = 1
+
+# Nova's cell mapping templates (nova/objects/cell_mapping.py: _format_url)
+CELL_DB_URL = "{scheme}://{username}:{password}@{hostname}/{path}?{query}"
+CELL0_URL = "{scheme}://{username}:{password}@{hostname}/{path}_cell0?{query}"
+CELL_MQ_URL = "{scheme}://{username}:{password}@{hostname}:{port}/{path}"
 
 NOVA_CONF = """\
 [DEFAULT]
@@ -97,11 +104,15 @@ def configure(ctx: Context) -> None:
         tune_uwsgi(ctx, "/etc/nova/nova-api-uwsgi.ini")
     with ctx.step("nova: api_db sync and cells", None):
         ctx.run("runuser -u nova -- nova-manage api_db sync", timeout=600)
-        # map_cell0 derives cell0's connection from [database] (the name + _cell0) and
-        # leaves an existing mapping alone; create_cell would refuse a second cell1.
-        ctx.run("runuser -u nova -- nova-manage cell_v2 map_cell0", timeout=300)
-        ctx.run("runuser -u nova -- nova-manage cell_v2 list_cells | grep -qw cell1 || "
-                "runuser -u nova -- nova-manage cell_v2 create_cell --name cell1", timeout=300)
+        # The cells' URLs are templates that Nova fills from nova.conf, so they hold no
+        # password and a re-run with new passwords needs no update (map_cell0 leaves an
+        # existing cell0 alone; create_cell would refuse a second cell1).
+        manage = "runuser -u nova -- nova-manage cell_v2"
+        ctx.run(f"{manage} map_cell0 --database_connection {shlex.quote(CELL0_URL)}",
+                timeout=300)
+        ctx.run(f"{manage} list_cells | grep -qw cell1 || {manage} create_cell --name cell1 "
+                f"--transport-url {shlex.quote(CELL_MQ_URL)} "
+                f"--database_connection {shlex.quote(CELL_DB_URL)}", timeout=300)
     with ctx.step("nova: db sync", None):
         ctx.run("runuser -u nova -- nova-manage db sync", timeout=900)
     with ctx.step("nova: start", f"nova-api on port {PORT}, nova-conductor, nova-scheduler"):
