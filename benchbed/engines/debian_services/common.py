@@ -91,7 +91,7 @@ def tune_uwsgi(ctx: Context, ini: str) -> None:
             f"sed -i '/^\\[uwsgi\\]/a add-header = Connection: close' {path})")
 
 
-def restart_and_wait(ctx: Context, service: str, url: str, timeout: float = 180) -> None:
+def restart_and_wait(ctx: Context, service: str, url: str, timeout: float = 900) -> None:
     """Restart a service through its init system and wait until its API answers HTTP."""
     ctx.run(f"service {shlex.quote(service)} restart", timeout=120)
     ctx.run(f"python3 - {shlex.quote(url)} {timeout:.0f}", stdin=WAIT_HTTP,
