@@ -27,7 +27,7 @@ from benchbed.providers.lxc import DEFAULT_NETWORK, LxcProvider, host_network, s
 from benchbed.server import Server
 
 NODE_SERVICES = ["nova-compute"]
-# What one clone may take to join, on top of a fixed minute: its nova-compute costs about
+# What one clone may take to join, beyond what one server may: its nova-compute costs about
 # 2.3 CPU-seconds to start (DESIGN.md), and N of them start at once on the host's cores.
 JOIN_SECONDS_PER_NODE = 10
 # Resident memory of these processes is what a compute node costs.
@@ -124,7 +124,7 @@ class LxcEngine(Engine):
 
     def _deploy_host(self, index: int) -> dict[str, Any]:
         from benchbed.engines.debian_services.catalogue import Catalogue
-        from benchbed.engines.debian_services.nova_compute import forget, join
+        from benchbed.engines.debian_services.nova_compute import JOIN_TIMEOUT, forget, join
 
         engine = self._engine(index)
         with self.deployment.step("deploy template", engine.path):
@@ -147,7 +147,7 @@ class LxcEngine(Engine):
             names = [clone.name or clone.host for clone in clones]
             with self.deployment.step("join compute nodes", f"{len(names)} on {host.host}"):
                 join(catalogue, region, controller, names,
-                     timeout=60 + JOIN_SECONDS_PER_NODE * len(names))
+                     timeout=JOIN_TIMEOUT + JOIN_SECONDS_PER_NODE * len(names))
             with self.deployment.step("measure memory", f"{len(clones)} node(s)"):
                 memory = run_parallel("measuring nodes", clones, _resident_mb,
                                       describe=lambda clone: clone.host)
