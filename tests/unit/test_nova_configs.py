@@ -4,6 +4,7 @@ No server is reached: these configs are refused (or accepted) before anything ex
 """
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,3 +88,36 @@ def test_bad_nova_configs_are_refused_with_one_line(config: dict[str, Any], mess
     text = str(refused.value)
     assert text.startswith(message), text
     assert "\n" not in text
+
+
+def test_services_are_configured_in_dependency_order_with_rabbitmq(
+        monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """Whatever the config's order, each service comes after those it needs; RabbitMQ comes
+    with Nova. apt and the recipes' steps are stand-ins; the engine's ordering is real."""
+    from benchbed.deployment import Deployment
+    from benchbed.engines import debian
+    from benchbed.engines.debian_services import Context, Recipe
+    from benchbed.server import Server
+
+    configured: list[str] = []
+
+    def recipe(name: str) -> Recipe:
+        def configure(ctx: Context) -> None:
+            configured.append(name)
+            ctx.outputs.setdefault("auth_url", "http://192.0.2.7:5000/v3")
+
+        return Recipe(name=name, packages=(name,), preseed=(), paths=(), services=(),
+                      configure=configure)
+
+    monkeypatch.setattr(debian, "recipes", lambda: {name: recipe(name) for name in (
+        "mariadb", "mariadb-client", "rabbitmq", *debian.KNOWN_SERVICES)})
+    for name in ("check", "record_baseline", "update", "preseed", "download", "install"):
+        monkeypatch.setattr(debian.apt, name, lambda *_args, **_kwargs: None)
+    config = {**CONTROLLER, "services": ["nova", "neutron", "keystone", "placement", "glance"],
+              "provider": {"type": "ExistingServers",
+                           "credentials": [{"host": "192.0.2.7", "user": "root"}]}}
+    deployment = Deployment.create("order", config)
+    endpoints = debian.DebianEngine(deployment)._install(Server(host="192.0.2.7"))
+    assert configured == ["mariadb", "rabbitmq", "keystone", "glance", "placement", "neutron",
+                          "nova"]
+    assert endpoints["services"] == ["keystone", "glance", "placement", "neutron", "nova"]
