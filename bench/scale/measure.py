@@ -83,7 +83,7 @@ def rally(work: Path, spec: Path, clouds: Path) -> tuple[float, int, int]:
         "args": {"flavor": {"name": "bb.tiny"}, "image": {"name": "bb-tiny"}},
         "runner": {"type": "constant", "times": ITERATIONS, "concurrency": 5},
         "context": {"users": {"tenants": 2, "users_per_tenant": 1},
-                    "flavors": [{"name": "bb.tiny", "ram": 64, "vcpus": 1, "disk": 0}]}}]}))
+                    "flavors": [{"name": "bb.tiny", "ram": 64, "vcpus": 1, "disk": 1}]}}]}))
     start = time.monotonic()
     run([str(CLIENTS / "rally"), "task", "start", str(task)], env)
     seconds = time.monotonic() - start

@@ -37,7 +37,7 @@ RALLY_TASK = {
         "args": {"flavor": {"name": "bb.tiny"}, "image": {"name": "bb-tiny"}},
         "runner": {"type": "constant", "times": 10, "concurrency": 5},
         "context": {"users": {"tenants": 2, "users_per_tenant": 1},
-                    "flavors": [{"name": "bb.tiny", "ram": 64, "vcpus": 1, "disk": 0}]},
+                    "flavors": [{"name": "bb.tiny", "ram": 64, "vcpus": 1, "disk": 1}]},
         "sla": {"failure_rate": {"max": 0}},
     }],
     "NeutronNetworks.create_and_list_networks": [{
