@@ -333,8 +333,9 @@ class LxcProvider(ServerProvider):
     def _release_network(self, resource: Resource) -> None:
         host = Server.from_dict(resource.data["host"], deployment=self.deployment)
         try:
+            # the holder that acquired it: a deployment's providers each hold their own
             HostNetwork(host, ipaddress.IPv4Network(resource.data["network"])).release(
-                self.deployment.uuid)
+                self.holder)
         finally:
             host.close()
 
