@@ -1,11 +1,13 @@
-"""DebianEngine: a real OpenStack (Keystone, Glance) from Debian 12's packages, on any provider.
+"""DebianEngine: a real OpenStack (Zed) from Debian 12's packages, on any provider.
 
-Everything runs on one server the provider gives: MariaDB, then each service's recipe
-(benchbed/engines/debian_services). The endpoints have the shape of ExistingCloud's, so
-every exporter and `deployment check` work on them unchanged.
+Everything runs on one server the provider gives: MariaDB (and RabbitMQ for Nova and
+Neutron), then each service's recipe (benchbed/engines/debian_services), in the order of
+KNOWN_SERVICES whatever the config's order. The endpoints have the shape of ExistingCloud's,
+so every exporter and `deployment check` work on them unchanged.
 """
 
 import contextvars
+import re
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +23,14 @@ from benchbed.ledger import Resource
 from benchbed.plugin import PROVIDERS, ResourceKind
 from benchbed.server import Server
 
-SUPPORTED_SERVICES = ("keystone", "glance")
+SUPPORTED_SERVICES = KNOWN_SERVICES
 DEFAULT_SERVICES = ["keystone", "glance"]
+# What a MultihostEngine node may run when it joins its controller's cloud: Nova's and
+# Neutron's servers talk to the controller's RabbitMQ as its own `openstack` account.
+NODE_SERVICES = ("glance", "placement", "nova-compute")
+# What each service needs in the same cloud (nova-compute on a node: the controller's).
+NEEDS = {"nova": ("placement", "glance", "neutron"), "nova-compute": ("nova",)}
+MESSAGE_QUEUE_USERS = ("nova", "neutron")
 SSH_READY_TIMEOUT = 180
 INSTALL_KIND = "debian-packages"
 
@@ -37,7 +45,7 @@ class DeployStepError(BenchbedError):
 
 
 class DebianEngine(Engine):
-    """OpenStack Zed (Keystone, Glance) from Debian 12's packages, on a provider's server."""
+    """OpenStack Zed (Keystone, Glance, Placement, Nova, Neutron) from Debian 12's packages."""
 
     CONFIG_SCHEMA = {
         "type": "object",
@@ -79,10 +87,19 @@ class DebianEngine(Engine):
             if name not in SUPPORTED_SERVICES:
                 raise ConfigError(f"{where}[{index}]", f"service '{name}' is not yet supported "
                                   f"by DebianEngine (supported: {', '.join(SUPPORTED_SERVICES)})")
-        if "keystone" not in services and not is_node_path(path):
+        joins = "keystone" not in services
+        if joins and not is_node_path(path):
             raise ConfigError(where, "must include 'keystone' (every other service needs it), "
                               "unless this engine is a node of a MultihostEngine whose "
                               "controller runs Keystone")
+        for index, name in enumerate(services):
+            if joins and name not in NODE_SERVICES:
+                raise ConfigError(f"{where}[{index}]", f"'{name}' runs on the controller: a "
+                                  f"node that joins it runs {', '.join(NODE_SERVICES)}")
+            missing = [need for need in NEEDS.get(name, ()) if need not in services]
+            if missing and not joins:
+                raise ConfigError(where, f"'{name}' needs {', '.join(missing)} in the same "
+                                  f"cloud: add them")
         database = config.get("database", "mariadb")
         if database != "mariadb":
             reason = (": under uwsgi's concurrent workers SQLite fails with 'database is "
@@ -120,9 +137,11 @@ class DebianEngine(Engine):
 
     def _install(self, server: Server) -> dict[str, Any]:
         joined = self._joined_cloud()
-        own = self.config.get("services", DEFAULT_SERVICES)
+        own = [name for name in KNOWN_SERVICES
+               if name in self.config.get("services", DEFAULT_SERVICES)]
+        queue = ["rabbitmq"] if any(name in own for name in MESSAGE_QUEUE_USERS) else []
         # A node keeps its databases in the controller's MariaDB: it needs only the client.
-        services = [*([] if joined else ["mariadb"]), *own]
+        services = [*([] if joined else ["mariadb", *queue]), *own]
         chosen = [recipes()[name] for name in services]
         if joined:
             chosen.insert(0, recipes()["mariadb-client"])
@@ -175,7 +194,9 @@ class DebianEngine(Engine):
                       "project_name": "admin", "user_domain_name": "Default",
                       "project_domain_name": "Default"},
         })
-        return {**cloud, "services": list(own), "servers": [server.to_dict()]}
+        hosts = context.outputs.get("compute_hosts")
+        return {**cloud, "services": own, "servers": [server.to_dict()],
+                **({"compute_hosts": hosts} if hosts else {})}
 
     def _install_packages(self, server: Server, recipe: Recipe) -> None:
         with self._step(server, "install packages", " ".join(recipe.packages)):
@@ -185,12 +206,11 @@ class DebianEngine(Engine):
         """The configured passwords, the others generated; all registered for masking."""
         database = self.config.get("database_password")
         service = self.config.get("service_password")
-        passwords = {
-            "admin": self.config.get("admin_password") or _generate(),
-            "keystone_database": database or _generate(),
-            "glance_database": database or _generate(),
-            "glance": service or _generate(),
-        }
+        passwords = {"admin": self.config.get("admin_password") or _generate(),
+                     "rabbit": service or _generate(), "compute": service or _generate()}
+        for name in ("keystone", "glance", "placement", "nova", "neutron"):
+            passwords[f"{name}_database"] = database or _generate()
+            passwords[name] = service or _generate()
         for value in passwords.values():
             masking.register(value)
         return passwords
@@ -218,15 +238,18 @@ class DebianEngine(Engine):
             server.close()
 
     def check(self) -> list[CheckResult]:
-        from benchbed.engines.keystone_check import check_cloud
+        from benchbed.engines.keystone_check import check_cloud, check_computes
 
-        return check_cloud(self.endpoints["openstack"])
+        cloud = self.endpoints["openstack"]
+        results = check_cloud(cloud)
+        if "compute_hosts" in self.endpoints:
+            results += check_computes(cloud, self.endpoints["compute_hosts"])
+        return results
 
 
 def is_node_path(path: str) -> bool:
-    """Whether a config path is a MultihostEngine node (`nodes[2]`, `x.nodes[0]`)."""
-    last = path.rsplit(".", 1)[-1]
-    return last.startswith("nodes[") and last.endswith("]")
+    """Whether a config path is in a MultihostEngine node (`nodes[2]`, `nodes[0].engine`)."""
+    return re.search(r"(^|\.)nodes\[\d+\](\.|$)", path) is not None
 
 
 def _generate() -> str:

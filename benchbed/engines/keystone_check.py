@@ -58,3 +58,31 @@ def check_cloud(cloud: dict[str, Any]) -> list[CheckResult]:
     results.extend(run_parallel("probing endpoints", endpoints, probe,
                                 describe=lambda item: item[1]))
     return results
+
+
+def check_computes(cloud: dict[str, Any], hosts: list[str]) -> list[CheckResult]:
+    """Every expected nova-compute is `up`, and Placement has a resource provider for it."""
+    from keystoneauth1 import exceptions as ks_exceptions
+
+    session = _session(cloud, cloud.get("admin") or cloud["users"][0])
+    where = {"interface": cloud.get("endpoint_type", "public"),
+             "region_name": cloud.get("region_name")}
+    try:
+        services = session.get("/os-services?binary=nova-compute", endpoint_filter={
+            "service_type": "compute", **where}).json()["services"]
+        providers = session.get("/resource_providers", endpoint_filter={
+            "service_type": "placement", **where},
+            headers={"OpenStack-API-Version": "placement 1.14"}).json()["resource_providers"]
+    except ks_exceptions.ClientException as error:
+        return [CheckResult("compute services", False, str(error))]
+    up = {s["host"] for s in services if s["state"] == "up" and s["status"] == "enabled"}
+    named = {p["name"] for p in providers}
+    down = [host for host in hosts if host not in up]
+    unplaced = [host for host in hosts if host not in named]
+    return [
+        CheckResult("compute services", not down, f"{len(hosts) - len(down)}/{len(hosts)} up"
+                    + (f"; not up: {', '.join(down[:5])}" if down else "")),
+        CheckResult("placement resource providers", not unplaced,
+                    f"{len(hosts) - len(unplaced)}/{len(hosts)} compute hosts"
+                    + (f"; missing: {', '.join(unplaced[:5])}" if unplaced else "")),
+    ]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbed import hostcheck, hostnet, plugin, sizes
-from benchbed.errors import ConfigError, InputError, SSHError
+from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import static_capacity
 from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, image_name
@@ -152,7 +152,9 @@ class LxcProvider(ServerProvider):
         return self._per_host * self.nest("host_provider").default_amount()
 
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
-                       amount: int = 1) -> list[Server]:
+                       amount: int = 1, layer_on: str | None = None) -> list[Server]:
+        """Containers cloned from the image; with `layer_on` (a stopped container made from
+        that image on the first host), stacked on that container's files instead."""
         limits = sizes.lookup(type_id) if type_id is not None else (0, 0)
         if amount < 1:
             raise InputError(f"LxcProvider: amount must be at least 1, not {amount}")
@@ -181,7 +183,8 @@ class LxcProvider(ServerProvider):
                  for index in range(amount)]
         warm_up_ssh()
         return run_parallel("creating LXC containers", slots,
-                            lambda slot: self._create_container(*slot, limits, public_key),
+                            lambda slot: self._create_container(*slot, limits, public_key,
+                                                                layer_on),
                             describe=lambda slot: slot[0])
 
     def _check_host(self, host: Host) -> None:
@@ -217,12 +220,12 @@ class LxcProvider(ServerProvider):
             host.network.acquire(self.holder)
 
     def _create_container(self, name: str, host: Host, limits: tuple[int, int],
-                          public_key: str) -> Server:
+                          public_key: str, layer_on: str | None) -> Server:
         network = host.network
         first, last = network.static_range
         args = [name, host.image, network.bridge, network.apt_proxy, str(limits[0]),
                 str(limits[1]), public_key, network.state_dir, str(first), str(last),
-                str(network.network.prefixlen)]
+                str(network.network.prefixlen), layer_on or ""]
         with self.ledger.creating("container", name, host=host.server.to_dict(),
                                   image=host.image, state=network.state_dir) as resource:
             with self.deployment.step("create container", name, lane=name):
@@ -256,6 +259,7 @@ class LxcProvider(ServerProvider):
     def _release_network(self, resource: Resource) -> None:
         host = Server.from_dict(resource.data["host"], deployment=self.deployment)
         try:
+            # the holder that acquired it: a deployment's providers each hold their own
             HostNetwork(host, ipaddress.IPv4Network(resource.data["network"])).release(
                 self.holder)
         finally:
@@ -264,6 +268,16 @@ class LxcProvider(ServerProvider):
 
 def _cgroup2() -> bool:
     return Path("/sys/fs/cgroup/cgroup.controllers").exists()
+
+
+def stop_container(host: Server, name: str, timeout: int = 60) -> None:
+    """Stop a container cleanly (its services shut down), waiting at most `timeout`."""
+    stopped = host.ssh.run(["lxc-stop", "-n", name, "-t", str(timeout)], check=False,
+                           timeout=timeout + 30)
+    if stopped.exit_code != 0:
+        state = host.ssh.run(["lxc-info", "-n", name, "-s"], timeout=30).stdout
+        if "STOPPED" not in state:
+            raise BenchbedError(f"container {name} did not stop: {stopped.stderr.strip()}")
 
 
 def host_network(start: ipaddress.IPv4Network, index: int) -> ipaddress.IPv4Network:

@@ -11,8 +11,9 @@ from typing import Any
 
 from benchbed.server import Command, Server
 
-# The services the schema knows; only the recipes below are implemented today.
-KNOWN_SERVICES = ("keystone", "glance", "placement", "nova", "neutron")
+# The services a DebianEngine installs, in the order they are installed and configured (each
+# needs those before it); rabbitmq comes with nova or neutron, mariadb with any database.
+KNOWN_SERVICES = ("keystone", "glance", "placement", "neutron", "nova", "nova-compute")
 
 
 @dataclass
@@ -61,7 +62,17 @@ class Recipe:
 
 
 def recipes() -> dict[str, Recipe]:
-    from benchbed.engines.debian_services import glance, keystone, mariadb
+    from benchbed.engines.debian_services import (
+        glance,
+        keystone,
+        mariadb,
+        neutron,
+        nova,
+        nova_compute,
+        placement,
+        rabbitmq,
+    )
 
-    return {recipe.name: recipe for recipe in (mariadb.RECIPE, mariadb.CLIENT_RECIPE,
-                                               keystone.RECIPE, glance.RECIPE)}
+    return {recipe.name: recipe for recipe in (
+        mariadb.RECIPE, mariadb.CLIENT_RECIPE, rabbitmq.RECIPE, keystone.RECIPE, glance.RECIPE,
+        placement.RECIPE, neutron.RECIPE, nova.RECIPE, nova_compute.RECIPE)}

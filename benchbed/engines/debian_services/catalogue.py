@@ -1,7 +1,8 @@
 """Register services in Keystone's catalogue through its REST API, find-or-create style.
 
 Run from benchbed's side with keystoneauth1: a handful of HTTP calls instead of one
-`openstack` CLI process (about two seconds of CPU each on the server) per object.
+`openstack` CLI process (about two seconds of CPU each on the server) per object. The same
+admin session reads Nova's compute services and Placement's resource providers.
 """
 
 from typing import Any
@@ -48,6 +49,11 @@ class Catalogue:
         role_id = self._get("/roles", "roles", name=role)[0]["id"]
         self.session.put(f"{self.url}/projects/{project_id}/users/{user_id}/roles/{role_id}")
 
+    def service_user(self, name: str, password: str) -> None:
+        """A user of the `service` project with the admin role: what a service logs in as."""
+        project_id = self.project("service", "Service users of the deployed services")
+        self.grant(project_id, self.user(name, password, project_id), "admin")
+
     def service(self, service_type: str, name: str, description: str) -> str:
         found = self._get("/services", "services", type=service_type)
         if found:
@@ -69,3 +75,20 @@ class Catalogue:
                 self._create("/endpoints", "endpoint",
                              {"service_id": service_id, "interface": interface,
                               "region_id": region, "url": url})
+
+    def compute_services(self, region: str) -> list[dict[str, Any]]:
+        """Nova's nova-compute services: host, state (`up`/`down`), status, id."""
+        return self.session.get("/os-services?binary=nova-compute", endpoint_filter={
+            "service_type": "compute", "interface": "public", "region_name": region},
+            headers={"OpenStack-API-Version": "compute 2.53"}).json()["services"]
+
+    def delete_compute_service(self, region: str, service_id: str) -> None:
+        """Forget a compute service, its compute node and its resource provider."""
+        self.session.delete(f"/os-services/{service_id}", endpoint_filter={
+            "service_type": "compute", "interface": "public", "region_name": region},
+            headers={"OpenStack-API-Version": "compute 2.53"})
+
+    def resource_providers(self, region: str) -> list[dict[str, Any]]:
+        return self.session.get("/resource_providers", endpoint_filter={
+            "service_type": "placement", "interface": "public", "region_name": region},
+            headers={"OpenStack-API-Version": "placement 1.14"}).json()["resource_providers"]

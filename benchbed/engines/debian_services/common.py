@@ -55,6 +55,21 @@ def create_database(ctx: Context, name: str, user: str, password: str) -> None:
                                 stdin="\n".join(statements) + "\n", timeout=60)
 
 
+def credentials(ctx: Context, section: str, user: str, password: str) -> str:
+    """An ini section with which a service logs in to Keystone as a service user."""
+    return (f"[{section}]\nauth_url = {ctx.outputs['auth_url'].removesuffix('/v3')}\n"
+            f"auth_type = password\nproject_domain_name = Default\n"
+            f"user_domain_name = Default\nproject_name = service\nusername = {user}\n"
+            f"password = {password}\nregion_name = {ctx.region}\n")
+
+
+def authtoken(ctx: Context, user: str, password: str) -> str:
+    """The [keystone_authtoken] section: how an API checks the tokens it is given."""
+    keystone = ctx.outputs["auth_url"].removesuffix("/v3")
+    return (credentials(ctx, "keystone_authtoken", user, password)
+            + f"www_authenticate_uri = {keystone}\n")
+
+
 def service_url(address: str, port: int) -> str:
     """http://address:port, bracketing an IPv6 address."""
     host = f"[{address}]" if ":" in address else address
@@ -81,7 +96,7 @@ def tune_uwsgi(ctx: Context, ini: str) -> None:
              "-e", "/^\\[uwsgi\\]/a add-header = Connection: close", ini])
 
 
-def restart_and_wait(ctx: Context, service: str, url: str, timeout: float = 180) -> None:
+def restart_and_wait(ctx: Context, service: str, url: str, timeout: float = 900) -> None:
     """Restart a service through its init system and wait until its API answers HTTP."""
     ctx.run(["service", service, "restart"], timeout=120)
     ctx.run(["python3", "-", url, f"{timeout:.0f}"], stdin=WAIT_HTTP, timeout=timeout + 30)

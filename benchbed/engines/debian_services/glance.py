@@ -3,6 +3,7 @@
 from benchbed.engines.debian_services import Context, Recipe
 from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.engines.debian_services.common import (
+    authtoken,
     create_database,
     database_url,
     restart_and_wait,
@@ -19,16 +20,7 @@ stores = file,http
 default_store = file
 filesystem_store_datadir = /var/lib/glance/images/
 
-[keystone_authtoken]
-www_authenticate_uri = {keystone}
-auth_url = {keystone}
-auth_type = password
-project_domain_name = Default
-user_domain_name = Default
-project_name = service
-username = glance
-password = {password}
-
+{authtoken}
 [paste_deploy]
 flavor = keystone
 """
@@ -45,16 +37,13 @@ def configure(ctx: Context) -> None:
         create_database(ctx, "glance", "glance", db_password)
     with ctx.step("glance: register in keystone", f"image service at {image_url(ctx.address)}"):
         catalogue = Catalogue(ctx.outputs["auth_url"], ctx.passwords["admin"])
-        project_id = catalogue.project("service", "Service users of the deployed services")
-        user_id = catalogue.user("glance", service_password, project_id)
-        catalogue.grant(project_id, user_id, "admin")
+        catalogue.service_user("glance", service_password)
         service_id = catalogue.service("image", "glance", "OpenStack Image service")
         catalogue.endpoints(service_id, ctx.region, image_url(ctx.address))
     with ctx.step("glance: configuration", None):
-        keystone = ctx.outputs["auth_url"].removesuffix("/v3")
         text = GLANCE_API_CONF.format(
-            connection=database_url(ctx, "glance", "glance", db_password), keystone=keystone,
-            password=service_password)
+            connection=database_url(ctx, "glance", "glance", db_password),
+            authtoken=authtoken(ctx, "glance", service_password))
         write_config(ctx, "/etc/glance/glance-api.conf", text, "glance")
     with ctx.step("glance: db_sync", None):
         ctx.run("runuser -u glance -- glance-manage db_sync", timeout=600)

@@ -1,6 +1,9 @@
 #!/bin/sh
 # Clone and start one container; prints its address:
-#   sh -s -- NAME IMAGE BRIDGE PROXY CPUS MEMORY_MB PUBLIC_KEY STATE FIRST LAST PREFIX
+#   sh -s -- NAME IMAGE BRIDGE PROXY CPUS MEMORY_MB PUBLIC_KEY STATE FIRST LAST PREFIX [LAYER_ON]
+# LAYER_ON, when not empty, is a stopped overlay container whose own layers go under the
+# clone's (overlayfs stacks them): a clone of a prepared container without copying its
+# files, which `lxc-copy -s` of an overlay clone would do.
 # The address is fixed before boot (no DHCP round trip, no dhclient at boot): the next one
 # in FIRST..LAST (integers, round robin from the last one given) that no container config,
 # reservation under STATE/addresses or dnsmasq lease holds, reserved under a lock;
@@ -8,8 +11,13 @@
 # reused address still pointing at the previous container's MAC made SSH wait 30-45 s.
 set -eu
 name=$1 image=$2 bridge=$3 proxy=$4 cpus=$5 memory=$6 pubkey=$7 state=$8 first=$9
-last=${10} prefix=${11}
+last=${10} prefix=${11} layer_on=${12:-}
 lxcpath=$(lxc-config lxc.lxcpath)
+if [ -n "$layer_on" ]; then
+    layers=$(sed -n 's/^lxc.rootfs.path *= *overlay:\(.*\)$/\1/p' "$lxcpath/$layer_on/config")
+    [ -n "$layers" ] || { echo "$layer_on: not an overlay container" >&2; exit 1; }
+    lxc-info -n "$layer_on" -s | grep -q STOPPED || { echo "$layer_on: not stopped" >&2; exit 1; }
+fi
 mkdir -p /run/lock "$state/addresses"
 exec 9>>"/run/lock/benchbed-lxc-$name.lock"
 flock 9
@@ -39,6 +47,11 @@ lxc-copy -s -B overlay -n "$image" -N "$name" >&2 9>&-
 config=$lxcpath/$name/config
 upper=$(sed -n 's/^lxc.rootfs.path *= *overlay:[^:]*:\(.*\)$/\1/p' "$config")
 [ -n "$upper" ] || { echo "$name: not an overlay clone" >&2; exit 1; }
+if [ -n "$layer_on" ]; then
+    # its upper layer over its lower ones, all under the clone's own upper layer
+    lower=${layers%:*} top=${layers##*:}
+    sed -i "s|^lxc.rootfs.path *=.*|lxc.rootfs.path = overlay:$top:$lower:$upper|" "$config"
+fi
 sed -i "s/^lxc.net.0.link *=.*/lxc.net.0.link = $bridge/" "$config"
 echo "lxc.net.0.ipv4.address = $address/$prefix" >> "$config"
 if [ "$cpus" -gt 0 ]; then

@@ -1,0 +1,165 @@
+"""bench/scale: a controller plus N fake compute nodes (LxcEngine), for N in SIZES.
+
+For each N, one MultihostEngine deployment from scratch: the controller (Keystone, Glance,
+Placement, Neutron, Nova) in one LXC container, the nodes as clones of one prepared
+container. Printed per N: seconds from `deployment create` to a passing `deployment check`,
+of which the controller's own deploy and the nodes' part; host memory used (MemAvailable
+before create minus after); resident memory per compute node (its nova-compute processes);
+seconds for a Rally NovaServers.boot_and_delete_server task of ITERATIONS iterations at
+concurrency 5, and its failures; then the nodes' part against the 1-node run's (the
+baseline, measured in the same run) and where the nodes' time went (the timeline). Targets
+(issue 13): N=50 ready within 15 minutes, the nodes' part at most 3x N=1's, at most 150 MB
+resident per node. SIZES (default "1 10 50") and ITERATIONS (default 50) from the
+environment. Network 10.254.190.0/23 (each N uses its own /24 in turn).
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
+CLIENTS = ROOT / ".venv-clients" / "bin"
+SIZES = [int(n) for n in os.environ.get("SIZES", "1 10 50").split()]
+ITERATIONS = int(os.environ.get("ITERATIONS", "50"))
+NETWORKS = ["10.254.190.0/24", "10.254.191.0/24"]
+LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}
+TARGET_SECONDS, TARGET_RATIO, TARGET_MB = 15 * 60, 3.0, 150
+
+
+def config(nodes: int, network: str) -> dict[str, Any]:
+    return {"type": "MultihostEngine",
+            "controller": {"type": "DebianEngine",
+                           "services": ["keystone", "glance", "placement", "neutron", "nova"],
+                           "provider": {"type": "LxcProvider", "start_lxc_network": network,
+                                        "container_name_prefix": "bbscc",
+                                        "host_provider": LOCALHOST}},
+            "nodes": [{"type": "LxcEngine", "container_name": "bbscn",
+                       "nodes_per_server": nodes, "start_lxc_network": network,
+                       "provider": LOCALHOST,
+                       "engine": {"type": "DebianEngine", "services": ["nova-compute"]}}]}
+
+
+def run(argv: list[str], env: dict[str, str], timeout: float = 3600) -> str:
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        sys.exit(f"bench/scale: {' '.join(argv[:4])} failed: "
+                 f"{(result.stderr or result.stdout).strip()[-2000:]}")
+    return result.stdout
+
+
+def available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
+def rally(work: Path, spec: Path, clouds: Path) -> tuple[float, int, int]:
+    """Seconds, iterations and failures of boot_and_delete_server at concurrency 5."""
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
+    image = work / "tiny.img"
+    image.write_bytes(os.urandom(64 * 1024))
+    run([str(CLIENTS / "openstack"), "--os-cloud", "scale", "image", "create", "--public",
+         "--file", str(image), "--disk-format", "raw", "--container-format", "bare",
+         "bb-tiny"], env)
+    home = work / "rally-home"
+    (home / ".rally").mkdir(parents=True)
+    (home / ".rally" / "rally.conf").write_text(
+        f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
+    env = {**os.environ, "HOME": str(home)}
+    run([str(CLIENTS / "rally"), "db", "create"], env)
+    run([str(CLIENTS / "rally"), "env", "create", "--name", "scale", "--spec", str(spec)], env)
+    task = work / "task.json"
+    task.write_text(json.dumps({"NovaServers.boot_and_delete_server": [{
+        "args": {"flavor": {"name": "bb.tiny"}, "image": {"name": "bb-tiny"}},
+        "runner": {"type": "constant", "times": ITERATIONS, "concurrency": 5},
+        "context": {"users": {"tenants": 2, "users_per_tenant": 1},
+                    "flavors": [{"name": "bb.tiny", "ram": 64, "vcpus": 1, "disk": 1}]}}]}))
+    start = time.monotonic()
+    run([str(CLIENTS / "rally"), "task", "start", str(task)], env)
+    seconds = time.monotonic() - start
+    report = work / "report.json"
+    run([str(CLIENTS / "rally"), "task", "report", "--json", "--out", str(report)], env)
+    workload = json.loads(report.read_text())["tasks"][0]["subtasks"][0]["workloads"][0]
+    return seconds, workload["total_iteration_count"], workload["failed_iteration_count"]
+
+
+def measure(nodes: int, network: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
+        work = Path(scratch)
+        env = {**os.environ, "BENCHBED_HOME": str(work / "home")}
+        env.pop("BENCHBED_DATABASE_URL", None)
+        (work / "scale.yaml").write_text(yaml.safe_dump(config(nodes, network)))
+        before = available_mb()
+        start = time.monotonic()
+        try:
+            run([BENCHBED, "deployment", "create", "--file", str(work / "scale.yaml"),
+                 "--name", "scale"], env)
+            checked = json.loads(run([BENCHBED, "deployment", "check", "scale", "--json"], env))
+            ready = time.monotonic() - start
+            failed = [r for r in checked if not r["ok"]]
+            if failed:
+                sys.exit(f"bench/scale: check failed at N={nodes}: {failed}")
+            used = before - available_mb()
+            shown = json.loads(run([BENCHBED, "deployment", "show", "scale", "--json"], env))
+            timeline = shown["timeline"]
+            controller = next(t["seconds"] for t in timeline if t["step"] == "deploy controller")
+            resident = [s["resident_mb"] for s in shown["endpoints"]["nodes"][0]["servers"]]
+            for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
+                run([BENCHBED, "deployment", "export", "scale", "--format", fmt,
+                     "--output", str(work / name)], env)
+            rally_seconds, iterations, failures = rally(work, work / "spec.json",
+                                                        work / "clouds.yaml")
+        finally:
+            subprocess.run([BENCHBED, "deployment", "destroy", "--force", "scale"], env=env,
+                           capture_output=True, timeout=3600)
+        node_steps = [t for t in timeline if t["seconds"] is not None and t["step"] in (
+            "deploy template", "stop template", "create container", "wait for SSH",
+            "join compute nodes", "measure memory")]
+        return {"nodes": nodes, "ready": ready, "controller": controller,
+                "node_part": ready - controller, "used_mb": used,
+                "resident_median": statistics.median(resident), "resident_max": max(resident),
+                "rally": rally_seconds, "iterations": iterations, "failures": failures,
+                "steps": _sum_steps(node_steps)}
+
+
+def _sum_steps(steps: list[dict[str, Any]]) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    for step in steps:
+        sums[step["step"]] = sums.get(step["step"], 0.0) + step["seconds"]
+    return sums
+
+
+def main() -> None:
+    results = [measure(n, NETWORKS[i % len(NETWORKS)]) for i, n in enumerate(SIZES)]
+    baseline = results[0]
+    ratio = f"x N={baseline['nodes']}"
+    print(f"{'N':>3} {'ready s':>8} {'ctrl s':>7} {'nodes s':>8} {ratio:>6} {'host MB':>8}"
+          f" {'RSS/node MB':>12} {'rally s':>8} {'fail':>5}")
+    for r in results:
+        print(f"{r['nodes']:>3} {r['ready']:>8.0f} {r['controller']:>7.0f} {r['node_part']:>8.0f}"
+              f" {r['node_part'] / baseline['node_part']:>6.2f} {r['used_mb']:>8.0f}"
+              f" {r['resident_median']:>6.0f} (max {r['resident_max']:.0f})"
+              f" {r['rally']:>7.0f} {r['failures']:>3}/{r['iterations']}")
+    for r in results:
+        steps = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in r["steps"].items())
+        print(f"N={r['nodes']} nodes' timeline (summed over parallel steps): {steps}")
+    largest = results[-1]
+    factor = largest["node_part"] / baseline["node_part"]
+    print(f"targets: N={largest['nodes']} ready {largest['ready']:.0f}s "
+          f"(target {TARGET_SECONDS}s), nodes' part {factor:.2f}x N={baseline['nodes']} "
+          f"(target {TARGET_RATIO}x), RSS per node "
+          f"{largest['resident_median']:.0f} MB (target {TARGET_MB} MB)")
+
+
+if __name__ == "__main__":
+    main()

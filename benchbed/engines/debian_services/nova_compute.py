@@ -1,0 +1,107 @@
+"""nova-compute with Nova's fake virt driver: a compute node that costs no hypervisor.
+
+Package choice: nova-compute Depends on `nova-compute-kvm | nova-compute-hypervisor`. The
+providers of the latter are -kvm, -qemu, -lxc (each pulls libvirt-daemon-system, -kvm and
+-qemu qemu-system too) and -ironic, which adds only python3-ironicclient and python3-libvirt:
+the lightest way to satisfy the dependency when the driver is `fake.FakeDriver`.
+-ironic's /etc/nova/nova-compute.conf (read after nova.conf) names the Ironic driver; it is
+rewritten here with the fake one.
+
+Each compute server gets accounts of its own in the controller's RabbitMQ and Keystone
+(`compute-ADDRESS`), so that joining never changes the controller's own passwords. Nova's
+`host` and `my_ip` are the server's hostname and address, found by nova-compute at start, so
+that clones of a prepared server (LxcEngine) differ without a config of their own; the host
+is mapped into the cell once it has reported in.
+"""
+
+from benchbed.engines.debian_services import Context, Recipe, rabbitmq
+from benchbed.engines.debian_services.catalogue import Catalogue
+from benchbed.engines.debian_services.common import credentials, write_config
+from benchbed.engines.debian_services.nova import NOVA_PRESEED
+from benchbed.retry import wait_for
+from benchbed.server import Server
+
+CONFIG_PATH = "/etc/nova/nova-compute.conf"
+JOIN_TIMEOUT = 300
+
+NOVA_COMPUTE_CONF = """\
+[DEFAULT]
+compute_driver = fake.FakeDriver
+state_path = /var/lib/nova
+transport_url = {transport_url}
+
+[oslo_concurrency]
+lock_path = /var/lib/nova/tmp
+
+[oslo_messaging_notifications]
+driver = noop
+
+[vnc]
+enabled = false
+
+{placement}
+{neutron}"""
+
+
+def compute_user(address: str) -> str:
+    return f"compute-{address}"
+
+
+def configure(ctx: Context) -> None:
+    user, password = compute_user(ctx.address), ctx.passwords["compute"]
+    controller = ctx.database_server
+    with ctx.step("nova-compute: message queue account", user):
+        rabbitmq.ensure_user(controller, user, password)
+    catalogue = Catalogue(ctx.outputs["auth_url"], ctx.passwords["admin"])
+    with ctx.step("nova-compute: register in keystone", user):
+        catalogue.service_user(user, password)
+    with ctx.step("nova-compute: configuration", "fake virt driver"):
+        text = NOVA_COMPUTE_CONF.format(
+            transport_url=rabbitmq.transport_url(user, password, ctx.database_host),
+            placement=credentials(ctx, "placement", user, password),
+            neutron=credentials(ctx, "neutron", user, password))
+        write_config(ctx, CONFIG_PATH, text, "nova")
+    host = ctx.run("hostname").strip()
+    with ctx.step("nova-compute: start", host):
+        ctx.run("service nova-compute restart", timeout=120)
+    with ctx.step("nova-compute: join the cell", host):
+        join(catalogue, ctx.region, controller, [host])
+    ctx.outputs["compute_hosts"] = [host]
+
+
+def join(catalogue: Catalogue, region: str, controller: Server, hosts: list[str],
+         timeout: float = JOIN_TIMEOUT) -> None:
+    """Wait until every host's nova-compute is `up`, map them into the cell, and wait until
+    Placement has a resource provider for each."""
+    wanted = set(hosts)
+
+    def all_up() -> bool:
+        up = {s["host"] for s in catalogue.compute_services(region) if s["state"] == "up"}
+        return wanted <= up
+
+    wait_for(all_up, timeout=timeout, what=f"nova-compute up on {len(wanted)} host(s)",
+             interval=1, max_interval=5)
+    controller.ssh.run("runuser -u nova -- nova-manage cell_v2 discover_hosts", timeout=600)
+
+    def all_providers() -> bool:
+        return wanted <= {p["name"] for p in catalogue.resource_providers(region)}
+
+    wait_for(all_providers, timeout=timeout, interval=1, max_interval=5,
+             what=f"a Placement resource provider for each of {len(wanted)} host(s)")
+
+
+def forget(catalogue: Catalogue, region: str, host: str) -> None:
+    """Remove a host's compute service (and with it its resource provider) from Nova."""
+    for service in catalogue.compute_services(region):
+        if service["host"] == host:
+            catalogue.delete_compute_service(region, service["id"])
+
+
+RECIPE = Recipe(
+    name="nova-compute",
+    packages=("nova-compute", "nova-compute-ironic"),
+    preseed=NOVA_PRESEED,
+    paths=("/etc/nova", "/var/lib/nova", "/var/log/nova"),
+    services=("nova-compute",),
+    configure=configure,
+)

@@ -1,0 +1,191 @@
+"""LxcEngine: many compute nodes on few servers, as LXC containers cloned from one prepared one.
+
+The older tool's format: `provider` gives the servers (hosts), `engine` is the config of
+the engine that makes one node, `nodes_per_server` how many nodes each host runs. On each
+host the engine is deployed once, into a template container; that container is stopped
+and `nodes_per_server` clones are stacked on its files (overlayfs: nothing is copied, and
+the packages' files are in the page cache once), each with its own hostname (Nova's
+`host`), machine-id, host key and address, started in parallel. N nodes cost one install
+plus N clones and boots. The template's own compute service leaves Nova before it stops.
+
+It is a MultihostEngine node: the nodes join the controller's Nova, Placement and
+RabbitMQ (the inner engine's `parent_endpoints`), and all run `nova-compute` with the fake
+driver.
+"""
+
+import ipaddress
+from typing import Any
+
+from benchbed import plugin
+from benchbed.engines.base import CheckResult, Engine
+from benchbed.engines.debian import is_node_path
+from benchbed.errors import BenchbedError, ConfigError
+from benchbed.hostnet.bridge import static_capacity
+from benchbed.parallel import run_parallel
+from benchbed.plugin import ENGINES, PROVIDERS
+from benchbed.providers.lxc import DEFAULT_NETWORK, LxcProvider, host_network, stop_container
+from benchbed.server import Server
+
+NODE_SERVICES = ["nova-compute"]
+# What one clone may take to join, beyond what one server may: its nova-compute costs about
+# 2.3 CPU-seconds to start (DESIGN.md), and N of them start at once on the host's cores.
+JOIN_SECONDS_PER_NODE = 10
+# Resident memory of these processes is what a compute node costs.
+NODE_PROCESSES = "nova-compute"
+
+
+class LxcEngine(Engine):
+    """Compute nodes as LXC clones of one container prepared by an inner engine, per host."""
+
+    CONFIG_SCHEMA = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "LxcEngine"},
+            "distribution": {"enum": ["debian"]},
+            "container_name": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,23}$"},
+            "nodes_per_server": {"type": "integer", "minimum": 1},
+            "start_lxc_network": {"type": "string"},
+            "tunnel_to": {"type": "array", "items": {"type": "string"}},
+            "provider": {"type": "object"},
+            "engine": {"type": "object"},
+        },
+        "required": ["type", "provider", "engine"],
+        "additionalProperties": False,
+    }
+    NESTED = {"provider": PROVIDERS, "engine": ENGINES}
+
+    @classmethod
+    def validation_view(cls, config: dict[str, Any], path: str) -> dict[str, Any]:
+        """The inner engine is validated with the template container's provider, once the
+        shape of the config is known to allow one (checked here, before the nested ones)."""
+        def where(key: str) -> str:
+            return plugin.join_path(path, key)
+
+        if "tunnel_to" in config:
+            raise ConfigError(where("tunnel_to"), "is not supported: SSH tunnels to the "
+                              "nodes are not implemented here (remove the key)")
+        if not is_node_path(path):
+            raise ConfigError(path or "type", "LxcEngine makes compute nodes that join a "
+                              "controller: use it as a node of a MultihostEngine")
+        if config["provider"].get("type") != "ExistingServers":
+            raise ConfigError(where("provider.type"), "must be ExistingServers: the hosts "
+                              "that run the containers, given by their credentials")
+        engine = config["engine"]
+        if engine.get("type") != "DebianEngine" or engine.get("services") != NODE_SERVICES:
+            raise ConfigError(where("engine"), "must make a compute node: "
+                              "{type: DebianEngine, services: [nova-compute]}")
+        if "provider" in engine:
+            raise ConfigError(where("engine.provider"), "is LxcEngine's to give (the "
+                              "template container on each host): remove it")
+        try:
+            ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK), strict=True)
+        except ValueError as error:
+            raise ConfigError(where("start_lxc_network"),
+                              f"not an IPv4 network in CIDR form: {error}") from None
+        if not isinstance(config["provider"].get("credentials"), list):
+            return config
+        return {**config, "engine": {**engine, "provider": _template_provider(config, 0)}}
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], path: str) -> None:
+        network = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
+        per_server = config.get("nodes_per_server", 1)
+        room = static_capacity(network) - 1  # one address for the template
+        if per_server > room:
+            raise ConfigError(plugin.join_path(path, "nodes_per_server"),
+                              f"{per_server} nodes per server, but {network} has addresses "
+                              f"for {room} besides the template")
+
+    def _hosts(self) -> list[dict[str, Any]]:
+        return self.config["provider"]["credentials"]
+
+    def _engine(self, index: int) -> Engine:
+        config = {**self.config["engine"], "provider": _template_provider(self.config, index)}
+        engine = plugin.build(self.deployment, config, ENGINES, self.child_path("engine", index))
+        engine.parent_endpoints = self.parent_endpoints  # type: ignore[attr-defined]
+        return engine  # type: ignore[return-value]
+
+    def _clones(self, index: int) -> LxcProvider:
+        config = {**_template_provider(self.config, index),
+                  "containers_per_host": self.config.get("nodes_per_server", 1)}
+        return LxcProvider(self.deployment, config, self.child_path("clones", index))
+
+    def deploy(self) -> dict[str, Any]:
+        cloud = (self.parent_endpoints or {}).get("openstack")
+        if not cloud:
+            raise BenchbedError(f"{self.path}: LxcEngine's nodes join a controller's cloud, "
+                                f"but no controller endpoints were given")
+        per_host = run_parallel("deploying LXC nodes", list(range(len(self._hosts()))),
+                                self._deploy_host, describe=lambda i: f"server {i}")
+        servers = [server for host in per_host for server in host["servers"]]
+        return {"openstack": cloud, "services": NODE_SERVICES, "servers": servers,
+                "compute_hosts": [server["name"] for server in servers],
+                "templates": [host["template"] for host in per_host]}
+
+    def _deploy_host(self, index: int) -> dict[str, Any]:
+        from benchbed.engines.debian_services.catalogue import Catalogue
+        from benchbed.engines.debian_services.nova_compute import JOIN_TIMEOUT, forget, join
+
+        engine = self._engine(index)
+        with self.deployment.step("deploy template", engine.path):
+            endpoints = engine.deploy()
+        template = endpoints["servers"][0]
+        cloud = endpoints["openstack"]
+        catalogue = Catalogue(cloud["auth_url"], cloud["admin"]["password"])
+        region = cloud["region_name"]
+        host = Server.from_dict(self._hosts()[index], deployment=self.deployment)
+        controller = Server.from_dict(self.parent_endpoints["servers"][0],  # type: ignore[index]
+                                      deployment=self.deployment)
+        try:
+            with self.deployment.step("stop template", template["name"]):
+                # stopped first: a running nova-compute would report its service back in
+                stop_container(host, template["name"])
+                forget(catalogue, region, endpoints["compute_hosts"][0])
+            amount = self.config.get("nodes_per_server", 1)
+            clones = self._clones(index).create_servers(amount=amount,
+                                                        layer_on=template["name"])
+            names = [clone.name or clone.host for clone in clones]
+            with self.deployment.step("join compute nodes", f"{len(names)} on {host.host}"):
+                join(catalogue, region, controller, names,
+                     timeout=JOIN_TIMEOUT + JOIN_SECONDS_PER_NODE * len(names))
+            with self.deployment.step("measure memory", f"{len(clones)} node(s)"):
+                memory = run_parallel("measuring nodes", clones, _resident_mb,
+                                      describe=lambda clone: clone.host)
+        finally:
+            host.close()
+            controller.close()
+        servers = []
+        for clone, resident in zip(clones, memory, strict=True):
+            servers.append({**clone.to_dict(), "resident_mb": resident})
+            clone.close()
+        return {"servers": servers, "template": template["name"]}
+
+    def cleanup(self) -> None:
+        """Per host, the clones first (they stand on the template's files), then the template."""
+        def clean_host(index: int) -> None:
+            self._clones(index).destroy_servers()
+            self._engine(index).cleanup()
+
+        run_parallel("cleaning LXC nodes", list(range(len(self._hosts()))), clean_host,
+                     describe=lambda i: f"server {i}")
+
+    def check(self) -> list[CheckResult]:
+        from benchbed.engines.keystone_check import check_computes
+
+        return check_computes(self.endpoints["openstack"], self.endpoints["compute_hosts"])
+
+
+def _template_provider(config: dict[str, Any], index: int) -> dict[str, Any]:
+    """The LxcProvider of host `index`: its slice of start_lxc_network, that host only."""
+    start = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
+    return {"type": "LxcProvider",
+            "container_name_prefix": config.get("container_name", "benchbed-compute"),
+            "start_lxc_network": str(host_network(start, index)),
+            "host_provider": {"type": "ExistingServers",
+                              "credentials": [config["provider"]["credentials"][index]]}}
+
+
+def _resident_mb(server: Server) -> float:
+    """Resident memory of the node's compute processes, in MiB."""
+    found = server.ssh.run(f"ps -o rss= -C {NODE_PROCESSES}", timeout=60, check=False)
+    return round(sum(int(kb) for kb in found.stdout.split()) / 1024, 1)

@@ -1,0 +1,223 @@
+"""Nova at scale, as root, with real LXC and Debian's packages: a controller (Keystone, Glance,
+Placement, Neutron, Nova) and an LxcEngine of fake compute nodes cloned from one prepared
+container; the real `openstack` and `rally` clients against it; kill -9 while the clones
+start, then destroy leaving nothing. Network 10.254.190.0/24.
+
+One deployment serves every assertion (the controller's install is most of the cost). The
+kill test then re-uses that controller's container as an ExistingServers controller: its
+packages are in, so only the recipes' steps run again.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Cli, ledger_rows
+from tests.integration.debian_lab import sh
+
+pytestmark = pytest.mark.root
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENTS = ROOT / ".venv-clients" / "bin"
+NETWORK = "10.254.190.0/24"
+COMPUTES = 3
+LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}
+CONTROLLER_SERVICES = ["keystone", "glance", "placement", "neutron", "nova"]
+
+RALLY_TASK = {
+    "NovaServers.boot_and_delete_server": [{
+        "args": {"flavor": {"name": "bb.tiny"}, "image": {"name": "bb-tiny"}},
+        "runner": {"type": "constant", "times": 10, "concurrency": 5},
+        "context": {"users": {"tenants": 2, "users_per_tenant": 1},
+                    "flavors": [{"name": "bb.tiny", "ram": 64, "vcpus": 1, "disk": 1}]},
+        "sla": {"failure_rate": {"max": 0}},
+    }],
+    "NeutronNetworks.create_and_list_networks": [{
+        "args": {},
+        "runner": {"type": "constant", "times": 10, "concurrency": 5},
+        "context": {"users": {"tenants": 2, "users_per_tenant": 1}},
+        "sla": {"failure_rate": {"max": 0}},
+    }],
+}
+
+
+def containers(prefix: str) -> list[str]:
+    return [name for name in sh("lxc-ls -1").split() if name.startswith(f"{prefix}-")]
+
+
+def _cli(home: Path) -> Cli:
+    env = {key: value for key, value in os.environ.items() if key != "BENCHBED_DATABASE_URL"}
+    return Cli({**env, "BENCHBED_HOME": str(home)})
+
+
+def _write(path: Path, config: dict[str, Any]) -> str:
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def _client(*argv: str, env: dict[str, str], timeout: float = 300) -> str:
+    result = subprocess.run([str(CLIENTS / argv[0]), *argv[1:]], capture_output=True,
+                            text=True, timeout=timeout, env={**os.environ, **env})
+    assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr[-2000:]}"
+    return result.stdout
+
+
+def lxc_nodes(container_name: str, amount: int, engine: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
+    return {"type": "LxcEngine", "container_name": container_name, "nodes_per_server": amount,
+            "start_lxc_network": NETWORK, "provider": LOCALHOST,
+            "engine": engine or {"name": "DebianEngine", "services": ["nova-compute"]}}
+
+
+@pytest.fixture(scope="module")
+def nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]:
+    work = tmp_path_factory.mktemp("nova")
+    cli = _cli(work / "home")
+    config = {"type": "MultihostEngine",
+              "controller": {"type": "DebianEngine", "services": CONTROLLER_SERVICES,
+                             "provider": {"type": "LxcProvider", "start_lxc_network": NETWORK,
+                                          "container_name_prefix": "bbnvc",
+                                          "host_provider": LOCALHOST}},
+              "nodes": [lxc_nodes("bbnvn", COMPUTES)]}
+    try:
+        cli.ok("deployment", "create", "--file", _write(work / "nova.yaml", config),
+               "--name", "nova", timeout=2400)
+        for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
+            cli.ok("deployment", "export", "nova", "--format", fmt, "--output", str(work / name))
+        yield cli, work
+    finally:
+        cli.destroy_all()
+        assert containers("bbnvc") == [] and containers("bbnvn") == []
+        assert ledger_rows(work / "home") == 0
+
+
+def test_check_proves_every_endpoint_compute_and_provider(nova: tuple[Cli, Path]) -> None:
+    cli, _ = nova
+    results = cli.json("deployment", "check", "nova")
+    assert all(r["ok"] for r in results), results
+    catalogue = next(r for r in results if r["target"] == "controller: service catalogue")
+    assert catalogue["detail"] == "compute, identity, image, network, placement"
+    by_target = {r["target"]: r["detail"] for r in results}
+    assert by_target["nodes[0]: compute services"] == f"{COMPUTES}/{COMPUTES} up"
+    assert by_target["nodes[0]: placement resource providers"] == \
+        f"{COMPUTES}/{COMPUTES} compute hosts"
+
+
+def test_openstack_lists_the_fake_computes_up(nova: tuple[Cli, Path]) -> None:
+    cli, work = nova
+    env = {"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}
+    services = json.loads(_client("openstack", "--os-cloud", "nova", "compute", "service",
+                                  "list", "-f", "json", env=env))
+    computes = {s["Host"]: s["State"] for s in services if s["Binary"] == "nova-compute"}
+    endpoints = cli.json("deployment", "show", "nova")["endpoints"]
+    hosts = endpoints["nodes"][0]["compute_hosts"]
+    assert len(hosts) == COMPUTES and all(computes.get(host) == "up" for host in hosts), \
+        services
+    # the template's compute service left Nova before it became the clones' lower layer
+    assert len(computes) == COMPUTES
+    assert {"nova-conductor", "nova-scheduler"} <= {s["Binary"] for s in services}
+    hypervisors = json.loads(_client("openstack", "--os-cloud", "nova", "hypervisor", "list",
+                                     "-f", "json", env=env))
+    assert sorted(h["Hypervisor Hostname"] for h in hypervisors) == sorted(hosts)
+
+
+def test_show_reports_resident_memory_per_node(nova: tuple[Cli, Path]) -> None:
+    cli, _ = nova
+    servers = cli.json("deployment", "show", "nova")["endpoints"]["nodes"][0]["servers"]
+    assert len(servers) == COMPUTES
+    # one fake nova-compute is 130-160 MB resident (DESIGN.md); zero would mean none runs
+    assert all(50 < server["resident_mb"] < 400 for server in servers), servers
+    shown = cli.ok("deployment", "show", "nova").stdout
+    assert "resident_mb" in shown
+
+
+def test_clones_stand_on_the_template_without_copying_it(nova: tuple[Cli, Path]) -> None:
+    cli, _ = nova
+    endpoints = cli.json("deployment", "show", "nova")["endpoints"]["nodes"][0]
+    template = endpoints["templates"][0]
+    assert sh(f"lxc-info -n {template} -s").split()[-1] == "STOPPED"
+    for name in endpoints["compute_hosts"]:
+        rootfs = sh(f"lxc-info -n {name} -c lxc.rootfs.path")
+        assert f"/{template}/overlay/delta:" in rootfs, rootfs
+        delta = Path(f"/var/lib/lxc/{name}/overlay/delta")
+        assert not (delta / "usr/lib/python3/dist-packages/nova").exists()
+
+
+def test_rally_boots_servers_and_creates_networks_without_failures(
+        nova: tuple[Cli, Path], tmp_path: Path) -> None:
+    _, work = nova
+    env = {"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}
+    image = tmp_path / "tiny.img"
+    image.write_bytes(os.urandom(64 * 1024))
+    _client("openstack", "--os-cloud", "nova", "image", "create", "--file", str(image),
+            "--disk-format", "raw", "--container-format", "bare", "--public", "bb-tiny",
+            env=env)
+    # rally keeps its database in /tmp/rally.sqlite unless rally.conf names one
+    home = tmp_path / "rally-home"
+    (home / ".rally").mkdir(parents=True)
+    (home / ".rally" / "rally.conf").write_text(
+        f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
+    env = {"HOME": str(home)}
+    _client("rally", "db", "create", env=env)
+    _client("rally", "env", "create", "--name", "bb", "--spec", str(work / "spec.json"),
+            env=env)
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps(RALLY_TASK))
+    _client("rally", "task", "start", str(task), env=env, timeout=900)
+    report = tmp_path / "report.json"
+    _client("rally", "task", "report", "--json", "--out", str(report), env=env)
+    workloads = [w for subtask in json.loads(report.read_text())["tasks"][0]["subtasks"]
+                 for w in subtask["workloads"]]
+    assert len(workloads) == 2
+    for workload in workloads:
+        assert workload["total_iteration_count"] == 10, workload["name"]
+        assert workload["failed_iteration_count"] == 0, workload["name"]
+
+
+def test_kill_while_the_clones_start_then_destroy_leaves_nothing(
+        nova: tuple[Cli, Path], tmp_path: Path) -> None:
+    cli, work = nova
+    endpoints = cli.json("deployment", "show", "nova")["endpoints"]
+    controller = dict(endpoints["servers"][0])
+    home = tmp_path / "home"
+    killed = _cli(home)
+    config = {"type": "MultihostEngine",
+              "controller": {"type": "DebianEngine", "services": CONTROLLER_SERVICES,
+                             "admin_password": _admin_password(work),
+                             "provider": {"type": "ExistingServers", "credentials": [
+                                 {"host": controller["host"], "user": "root",
+                                  "key": controller["key"]}]}},
+              "nodes": [lxc_nodes("bbnvk", 4)]}
+    process = killed.popen("deployment", "create", "--file", _write(tmp_path / "k.yaml", config),
+                           "--name", "killed")
+    try:
+        deadline = time.monotonic() + 1500
+        while not containers("bbnvk") or len(containers("bbnvk")) < 2:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the clones never started"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        assert ledger_rows(home) > 0
+        # the nodes go (clones, then template), then what this deployment added on the
+        # fixture's controller container is purged; the fixture then removes the container
+        killed.ok("deployment", "destroy", "--force", "killed", timeout=900)
+        assert containers("bbnvk") == []
+        assert ledger_rows(home) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        killed.destroy_all()
+
+
+def _admin_password(work: Path) -> str:
+    clouds = yaml.safe_load((work / "clouds.yaml").read_text())
+    return clouds["clouds"]["nova"]["auth"]["password"]
