@@ -9,6 +9,7 @@ PACKAGES=(
   postgresql
   libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 qemu-utils pkg-config
   e2fsprogs
+  git gawk shellcheck
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
