@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLIENTS := .venv-clients
 
-.PHONY: demo test lint unit integration bench host venv clients clean
+.PHONY: demo test lint unit integration bench host venv clients clean upstream
 
 host:
 	tools/host-packages.sh
@@ -27,6 +27,11 @@ $(CLIENTS)/bin/rally:
 	touch $@
 
 clients: $(CLIENTS)/bin/rally
+
+# shared/upstream's OpenStack repositories as /var/cache/benchbed-upstream/openstack-2025.1/
+# openstack/NAME.git, a git_mirror for DevstackEngine (the tests and bench/devstack make it too)
+upstream: venv
+	$(BIN)/python -m tests.upstream
 
 lint: venv
 	$(BIN)/ruff check benchbed tests bench

@@ -50,6 +50,7 @@ LOCALRC_DEPRECATED = "DevstackEngine: 'localrc' is deprecated, use 'local_conf' 
 SCALAR = {"type": ["string", "number", "boolean"]}
 BRANCH = "^[A-Za-z0-9][A-Za-z0-9._/-]*$"
 # DevStack's xtrace prefix (PS4 '+ $(short_source):   '): file:function:line
+TRAPS = frozenset({"exit_trap", "err_trap", "die", "err", "backtrace", "kill_spinner"})
 XTRACE = re.compile(r"^\++ (?P<file>[^ :]+):(?P<function>[^ :]+):(?P<line>\d+) +: +(?P<cmd>.*)$")
 
 
@@ -241,7 +242,7 @@ class DevstackEngine(Engine):
         output = self._guest(run.server, "poll", str(run.offset), timeout=60)
         state, _, data = output.partition("\n")
         run.offset += len(data.encode())
-        run.feed(data, self.deployment.logger)
+        run.feed(data)
         if state.strip() != "running":
             run.state = state.strip()
 
@@ -331,15 +332,16 @@ class _Run:
         self.last_trace: re.Match[str] | None = None
         self.errors: list[str] = []
 
-    def feed(self, data: str, logger: Any) -> None:
+    def feed(self, data: str) -> None:
+        """Take the next output (the SSH layer has logged it already)."""
         lines = (self.partial + data).split("\n")
         self.partial = lines.pop()
         for line in lines:
-            logger.info("%s stack.sh: %s", _where(self.server), line)
             trace = XTRACE.match(line)
             if trace:
-                if trace["function"] not in ("exit_trap", "err_trap", "die", "err",
-                                             "backtrace", "kill_spinner"):
+                # what DevStack runs once it failed is not where it failed
+                command = (trace["cmd"].split() or [""])[0]
+                if trace["function"] not in TRAPS and command not in TRAPS:
                     self.last_trace = trace
             elif line.strip():
                 self.tail = [*self.tail, line.strip()][-LOG_TAIL:]
