@@ -284,6 +284,7 @@ class DevstackEngine(Engine):
                 raise
             except Exception as error:
                 message = str(error).removeprefix(f"{where}: ") or type(error).__name__
+                message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
                 raise DeployStepError(f"{where}: step '{name}' failed: {message}") from None
 
     # -- cleanup and check ------------------------------------------------------------------

@@ -225,11 +225,15 @@ def test_clone_failures_name_server_and_step(raw: tuple[ImageLab, str], tmp_path
     lab, address = raw
     before = _leftovers(lab, address)
     cli = _cli(tmp_path / "home")
-    error = _fails(cli, _write(tmp_path / "c.yaml", _existing(lab, address, **engine)), "bad")
-    assert re.search(rf"root@{address}:22: {pattern}", error), error
-    cli.ok("deployment", "destroy", "bad", timeout=900)
-    assert _leftovers(lab, address) == before
-    assert ledger_rows(tmp_path / "home") == 0
+    try:
+        error = _fails(cli, _write(tmp_path / "c.yaml", _existing(lab, address, **engine)),
+                       "bad")
+        assert re.search(rf"root@{address}:22: {pattern}", error), error
+        cli.ok("deployment", "destroy", "bad", timeout=900)
+        assert _leftovers(lab, address) == before
+        assert ledger_rows(tmp_path / "home") == 0
+    finally:
+        cli.destroy_all()
 
 
 def test_failing_stack_killed_stack_then_full_run_and_clean_destroy(
@@ -238,39 +242,42 @@ def test_failing_stack_killed_stack_then_full_run_and_clean_destroy(
     before = _leftovers(lab, address)
     home = tmp_path / "home"
     cli = _cli(home)
-    # stack.sh fails halfway: MySQL cannot bind an address the server does not have
-    failing = _existing(lab, address, local_conf={**KEYSTONE_ONLY,
-                                                  "SERVICE_LISTEN_ADDRESS": "192.0.2.77"})
-    error = _fails(cli, _write(tmp_path / "fail.yaml", failing), "fail")
-    assert re.search(rf"root@{address}:22: step 'stack.sh' failed: stack.sh exited 1 in "
-                     r"\S+ \(lib/databases/mysql:\d+: .*\); last lines: .+", error), error
-    cli.ok("deployment", "destroy", "fail", timeout=900)
-    assert _leftovers(lab, address) == before
+    try:
+        # stack.sh fails halfway: MySQL cannot bind an address the server does not have
+        failing = _existing(lab, address, local_conf={**KEYSTONE_ONLY,
+                                                      "SERVICE_LISTEN_ADDRESS": "192.0.2.77"})
+        error = _fails(cli, _write(tmp_path / "fail.yaml", failing), "fail")
+        assert re.search(rf"root@{address}:22: step 'stack.sh' failed: stack.sh exited 1 in "
+                         r"\S+ \(lib/databases/mysql:\d+: .*\); last lines: .+", error), error
+        cli.ok("deployment", "destroy", "fail", timeout=900)
+        assert _leftovers(lab, address) == before
 
-    # kill -9 while stack.sh runs, then destroy; the server is clean again
-    config = _write(tmp_path / "ok.yaml", _existing(
-        lab, address, localrc={**KEYSTONE_ONLY, "BENCHBED_HOSTILE": HOSTILE}))
-    killed = cli.popen("deployment", "create", "--file", config, "--name", "killed")
-    _wait_for(home, "out: + ./stack.sh:main:")
-    killed.kill()
-    killed.wait()
-    cli.ok("deployment", "destroy", "--force", "killed", timeout=900)
-    assert _leftovers(lab, address) == before
+        # kill -9 while stack.sh runs, then destroy; the server is clean again
+        config = _write(tmp_path / "ok.yaml", _existing(
+            lab, address, localrc={**KEYSTONE_ONLY, "BENCHBED_HOSTILE": HOSTILE}))
+        killed = cli.popen("deployment", "create", "--file", config, "--name", "killed")
+        _wait_for(home, "out: + ./stack.sh:main:")
+        killed.kill()
+        killed.wait()
+        cli.ok("deployment", "destroy", "--force", "killed", timeout=900)
+        assert _leftovers(lab, address) == before
 
-    # a later create on the same server succeeds; localrc (deprecated) warns and a value
-    # with shell syntax arrives literally
-    created = cli("deployment", "create", "--file", config, "--name", "ok", timeout=1800)
-    assert created.returncode == 0, created.stderr
-    assert "'localrc' is deprecated" in created.stderr
-    assert all(r["ok"] for r in cli.json("deployment", "check", "ok"))
-    read_back = lab.ssh(address, "bash -c '. /opt/stack/devstack/.localrc.auto; "
-                                 "printf %s \"$BENCHBED_HOSTILE\"'")
-    assert read_back == HOSTILE
-    assert lab.ssh(address, "ls /tmp/bb-pwned 2>/dev/null; true") == ""
-    assert "stack" in _leftovers(lab, address)["stack user"]
+        # a later create on the same server succeeds; localrc (deprecated) warns and a value
+        # with shell syntax arrives literally
+        created = cli("deployment", "create", "--file", config, "--name", "ok", timeout=1800)
+        assert created.returncode == 0, created.stderr
+        assert "'localrc' is deprecated" in created.stderr
+        assert all(r["ok"] for r in cli.json("deployment", "check", "ok"))
+        read_back = lab.ssh(address, "bash -c '. /opt/stack/devstack/.localrc.auto; "
+                                     "printf %s \"$BENCHBED_HOSTILE\"'")
+        assert read_back == HOSTILE
+        assert lab.ssh(address, "ls /tmp/bb-pwned 2>/dev/null; true") == ""
+        assert "stack" in _leftovers(lab, address)["stack user"]
 
-    cli.ok("deployment", "destroy", "ok", timeout=900)
-    assert _leftovers(lab, address) == before
-    assert cli.json("deployment", "list") == []
-    assert ledger_rows(home) == 0
+        cli.ok("deployment", "destroy", "ok", timeout=900)
+        assert _leftovers(lab, address) == before
+        assert cli.json("deployment", "list") == []
+        assert ledger_rows(home) == 0
+    finally:
+        cli.destroy_all()
     assert _mirror_processes(f"{LAB_SUBNET}.1") == []
