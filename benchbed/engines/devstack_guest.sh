@@ -70,6 +70,7 @@ user() {
         : > "$state/user.created"
         useradd --shell /bin/bash --home-dir "$home" --create-home stack
     fi
+    [ -d "$home" ] || install -d -o stack -g stack "$home"
     chmod 755 "$home"
     printf 'stack ALL=(root) NOPASSWD:ALL\n' > "$sudoers.benchbed"
     chmod 440 "$sudoers.benchbed"
@@ -115,6 +116,13 @@ start() {
                       echo $? > "$1/stack.rc.new" && mv "$1/stack.rc.new" "$1/stack.rc"' \
         sh "$state" </dev/null >>"$state/stack.out" 2>&1 &
     echo $! > "$state/stack.pid"
+    # the group exists only once the child has run setsid: a poll before would see none
+    i=0
+    while ! alive && [ ! -s "$state/stack.rc" ]; do
+        i=$((i + 1))
+        [ $i -le 600 ] || { echo "stack.sh did not start" >&2; exit 1; }
+        sleep 0.05
+    done
 }
 
 alive() {  # is the process group that start made still there?
