@@ -35,7 +35,7 @@ LXC_NETWORK = "10.254.160.0/24"
 LXC_PREFIX = "bbdst"
 LAB_SUBNET = "10.254.161"
 KEYSTONE_ONLY = {"ENABLED_SERVICES": "key,mysql"}
-HOSTILE = "$(touch /tmp/bb-pwned); `id` 'q' \"d\" \\ ${HOME}"
+HOSTILE = "$(touch /tmp/bb-pwned); `id` 'q' \"d\" \\ $HOME"  # ${VAR} is config syntax
 
 
 def _cli(home: Path) -> Cli:
