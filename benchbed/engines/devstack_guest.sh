@@ -148,6 +148,14 @@ stop() {
 
 cleanup() {
     stop
+    # a stack.sh that was ended mid-install leaves dpkg interrupted: finish its configuring
+    # (waiting out a dpkg of that run still going) so that the purge can run
+    i=0
+    while [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] && [ $i -lt 120 ]; do
+        DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold \
+            >"$state/dpkg-configure.out" 2>&1 || sleep 5
+        i=$((i + 1))
+    done
     if [ -x "$devstack/unstack.sh" ] && getent passwd stack >/dev/null; then
         (cd "$devstack" && as_stack timeout 600 ./unstack.sh) >"$state/unstack.out" 2>&1 \
             || tail -n 3 "$state/unstack.out" >&2
