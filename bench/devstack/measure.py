@@ -15,6 +15,7 @@ or prints where DevStack stopped.
 import ipaddress
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,25 +52,31 @@ def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 360
 
 def benchbed(local_conf: dict[str, str], label: str) -> float:
     """Seconds from create to a passing check; destroys the deployment afterwards."""
-    with tempfile.TemporaryDirectory(prefix="bench-devstack-") as home:
-        env = {**os.environ, "BENCHBED_HOME": home}
-        config = Path(home) / "devstack.yaml"
-        config.write_text(yaml.safe_dump({
-            "type": "DevstackEngine", "git_mirror": str(upstream.git_mirror()),
-            "local_conf": local_conf,
-            "provider": {"type": "LxcProvider", "start_lxc_network": str(NETWORK),
-                         "container_name_prefix": "bbdsbench",
-                         "host_provider": {"type": "ExistingServers", "credentials": [
-                             {"host": "localhost", "user": "root"}]}}}))
-        start = time.monotonic()
-        try:
-            run([BENCHBED, "deployment", "create", "--file", str(config), "--name", label],
-                env)
-            run([BENCHBED, "deployment", "check", label], env)
-            return time.monotonic() - start
-        finally:
-            subprocess.run([BENCHBED, "deployment", "destroy", "--force", label], env=env,
-                           capture_output=True, timeout=900)
+    home = tempfile.mkdtemp(prefix="bench-devstack-")
+    env = {**os.environ, "BENCHBED_HOME": home}
+    config = Path(home) / "devstack.yaml"
+    config.write_text(yaml.safe_dump({
+        "type": "DevstackEngine", "git_mirror": str(upstream.git_mirror()),
+        "local_conf": local_conf,
+        "provider": {"type": "LxcProvider", "start_lxc_network": str(NETWORK),
+                     "container_name_prefix": "bbdsbench",
+                     "host_provider": {"type": "ExistingServers", "credentials": [
+                         {"host": "localhost", "user": "root"}]}}}))
+    start = time.monotonic()
+    try:
+        run([BENCHBED, "deployment", "create", "--file", str(config), "--name", label], env)
+        run([BENCHBED, "deployment", "check", label], env)
+        return time.monotonic() - start
+    finally:
+        # an interrupted create (Ctrl-C) is destroyed too; its home is kept if that fails,
+        # so that `benchbed deployment destroy` can be run again on it
+        destroyed = subprocess.run([BENCHBED, "deployment", "destroy", "--force", label],
+                                   env=env, capture_output=True, text=True, timeout=1800)
+        if destroyed.returncode == 0:
+            shutil.rmtree(home, ignore_errors=True)
+        else:
+            print(f"destroy failed, run again with BENCHBED_HOME={home}: "
+                  f"{destroyed.stderr.strip()[-500:]}", file=sys.stderr)
 
 
 def script(lab: ImageLab, mirrors: GuestMirrors) -> float:
