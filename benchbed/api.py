@@ -1,29 +1,69 @@
-"""The verbs users and the CLI call: validate, create, destroy, recreate, check, export."""
+"""The verbs users and the CLI call. Everything the CLI can do, a Python caller can do here.
 
-from typing import Any
+What these functions return is safe to show: secrets are masked, except in `export`, whose
+whole point is to hand credentials to a benchmark client.
+
+    from benchbed import api
+    api.create("lab", api.load_config("lab.yaml"))
+    print(api.show("lab")["status"])
+    clouds = api.export("lab", "clouds.yaml")
+    api.destroy("lab")
+"""
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from benchbed import config as config_lib
-from benchbed import masking, plugin
-from benchbed.deployment import Deployment, Status
+from benchbed import masking, paths, plugin
+from benchbed.deployment import Deployment, Status, check_name, is_uuid
 from benchbed.engines.base import CheckResult, Engine
-from benchbed.errors import BenchbedError, InputError
+from benchbed.errors import BenchbedError, InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from benchbed.providers.base import Sweep
+
+# -- configs ---------------------------------------------------------------------------------
 
 
 def validate(config: dict[str, Any]) -> type[plugin.Plugin]:
-    """Check a whole config, nested engines and providers included; creates nothing."""
+    """Check a whole config, nested engines and providers included; creates nothing.
+
+    The older tool's spellings (`name` for `type`, `DummyProvider`) are rewritten in place.
+    Networks the config would make on this machine are checked last (benchbed.networks).
+    """
+    config_lib.check_data(config)
     masking.register_from(config)
-    return plugin.validate(config, plugin.ENGINES)
+    plugin.normalize_legacy(config, plugin.ENGINES)
+    engine = plugin.validate(config, plugin.ENGINES)
+    from benchbed import networks
+
+    networks.check(config)
+    return engine
 
 
-def load_config(path: str) -> dict[str, Any]:
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file, expand ${ENV} references and validate it."""
     config = config_lib.expand_env(config_lib.load_file(path))
     validate(config)
     return config
 
 
+def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """An ExistingCloud config from OS_* variables (`create --fromenv`), validated."""
+    from benchbed.engines.existing_cloud import config_from_env as from_env
+
+    config = from_env(environ)
+    validate(config)
+    return config
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+
+
 def engine_for(deployment: Deployment) -> Engine:
+    """The deployment's root engine: `Engine(deployment)`, as the specification has it."""
     engine_class = plugin.get(plugin.ENGINES, deployment.config["type"])
-    return engine_class(deployment)
+    return engine_class(deployment)  # type: ignore[call-arg,return-value]
 
 
 def create(name: str, config: dict[str, Any], validated: bool = False) -> Deployment:
@@ -32,8 +72,7 @@ def create(name: str, config: dict[str, Any], validated: bool = False) -> Deploy
     `validated` says the caller has just run `validate` on this very config (the CLI does,
     to fail before it prints anything), so that it is not checked twice.
     """
-    if not name or len(name) > 255:
-        raise InputError("a deployment name of 1 to 255 characters is required")
+    check_name(name)
     if not validated:
         validate(config)
     deployment = Deployment.create(name, config)
@@ -71,12 +110,19 @@ def _cleanup(deployment: Deployment) -> None:
     deployment.set_status(Status.CLEANUP_FINISHED)
 
 
-def destroy(name: str, force: bool = False) -> None:
-    """Remove everything the deployment created, then its record. Safe to re-run."""
+def destroy(name: str, force: bool = False) -> Deployment:
+    """Remove everything the deployment created, then its record and folder. Safe to re-run."""
     deployment = Deployment.get(name)
     with deployment.lease(force=force):
         _cleanup(deployment)
         deployment.delete()
+    try:
+        selected = current()
+    except InputError:
+        selected = None
+    if selected == deployment.uuid:
+        _current_file().unlink(missing_ok=True)
+    return deployment
 
 
 def recreate(name: str, force: bool = False) -> Deployment:
@@ -90,14 +136,167 @@ def recreate(name: str, force: bool = False) -> Deployment:
 
 
 def check(name: str) -> list[CheckResult]:
+    """Prove the deployed system answers; details are masked."""
     deployment = Deployment.get(name)
     deployment.require_status(Status.FINISHED, action="check")
-    return engine_for(deployment).check()
+    return [CheckResult(masking.scrub(r.target), r.ok, masking.scrub(r.detail))
+            for r in engine_for(deployment).check()]
 
 
 def export(name: str, fmt: str) -> str:
+    """What a benchmark client reads (openrc, clouds.yaml, ...): credentials in clear."""
     from benchbed.exporters import render
 
     deployment = Deployment.get(name)
     deployment.require_status(Status.FINISHED, action="export")
     return render(deployment, fmt)
+
+
+def export_formats() -> list[str]:
+    from benchbed.exporters import FORMATS
+
+    return list(FORMATS)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def list_deployments() -> list[dict[str, Any]]:
+    """Every deployment: uuid, name, status, created_at, parent_uuid, oldest first."""
+    from benchbed.db.fastread import list_deployments as fast_list
+
+    rows = fast_list()
+    return rows if rows is not None else Deployment.list_rows()
+
+
+def show(name: str) -> dict[str, Any]:
+    """Status, endpoints, ledger and timeline of one deployment, secrets masked."""
+    from benchbed import report as report_lib
+
+    found = Deployment.get(name)
+    timeline = report_lib.timeline(found.timeline())
+    resources = [{"scope": r.scope, "kind": r.kind, "name": r.name, "state": r.state}
+                 for r in found.all_resources()]
+    return masking.mask({
+        "uuid": found.uuid, "name": found.name, "status": found.status.value,
+        "type": found.config.get("type"), "parent_uuid": found.parent_uuid,
+        "created_at": found.created_at.isoformat(timespec="seconds"),
+        "updated_at": found.updated_at.isoformat(timespec="seconds"),
+        "held_by": found.lease_owner, "error": found.error, "endpoints": found.endpoints,
+        "resources": resources, "lanes": report_lib.fold(timeline), "timeline": timeline,
+        "log": str(found.log_path),
+    })
+
+
+def report(name: str, fmt: str = "html") -> str:
+    """Where the time went, status, ledger and endpoints: an HTML page or JSON, masked."""
+    from benchbed import report as report_lib
+
+    return report_lib.render(Deployment.get(name), fmt)
+
+
+def config(name: str) -> dict[str, Any]:
+    """The deployment's stored config, secrets masked."""
+    return masking.mask(Deployment.get(name).config)
+
+
+def forget_host_key(name: str, address: str) -> None:
+    """Forget the recorded host key of `address` (host:port) after a deliberate rebuild."""
+    from benchbed import host_keys
+
+    if not host_keys.forget(Deployment.get(name), address):
+        raise NotFoundError(f"no host key recorded for {address} in '{name}'")
+
+
+# -- the current deployment ------------------------------------------------------------------
+
+
+def _current_file() -> Path:
+    return paths.home() / "current"
+
+
+def use(name: str) -> str:
+    """Make `name` the deployment commands act on when none is given; returns its name.
+
+    The file holds the uuid: a deployment renamed or re-created under the same name is
+    never picked by mistake.
+    """
+    deployment = Deployment.get(name)
+    paths.write_private(_current_file(), deployment.uuid + "\n")
+    return deployment.name
+
+
+def current() -> str | None:
+    """The uuid of the deployment selected with `use`, if any, read exactly as written:
+    nothing in it is stripped into the name of another deployment."""
+    path = _current_file()
+    try:
+        text = path.read_text(encoding="utf-8").removesuffix("\n")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read {path}: {error}") from None
+    if not is_uuid(text):
+        raise InputError(f"{path} does not hold a deployment uuid; select one with "
+                         f"'benchbed deployment use NAME'")
+    return text
+
+
+# -- plugins and images ----------------------------------------------------------------------
+
+
+def plugins() -> list[dict[str, str]]:
+    """The installed engines and providers, found through entry points."""
+    rows = []
+    for group, kind in ((plugin.ENGINES, "engine"), (plugin.PROVIDERS, "provider")):
+        for type_name in plugin.names(group):
+            rows.append({"kind": kind, "name": type_name,
+                         "description": plugin.get(group, type_name).describe()})
+    return rows
+
+
+def image_store(provider: str) -> Any:
+    """The image store of a provider technology (entry point group `benchbed.images`)."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group="benchbed.images")}
+    if provider not in found:
+        raise InputError(f"no image store for provider '{provider}' "
+                         f"(known: {', '.join(sorted(found))})")
+    return found[provider].load()()
+
+
+def image_build(provider: str, name: str | None = None, release: str = "bookworm",
+                rebuild: bool = False) -> dict[str, Any]:
+    return image_store(provider).build(name=name, release=release, rebuild=rebuild)
+
+
+def image_list(provider: str) -> list[dict[str, Any]]:
+    return image_store(provider).list()
+
+
+def image_delete(provider: str, name: str) -> None:
+    image_store(provider).delete(name)
+
+
+# -- cloud garbage ---------------------------------------------------------------------------
+
+
+def gc(config_file: str, delete: bool = False) -> "Sweep":
+    """Find, and with `delete` remove, the cloud resources benchbed tagged for a provider
+    config whose deployment is gone from this database or whose expiry has passed."""
+    provider_config = config_lib.expand_env(config_lib.load_file(config_file))
+    masking.register_from(provider_config)
+    plugin.normalize_legacy(provider_config, plugin.PROVIDERS)
+    provider_class = plugin.validate(provider_config, plugin.PROVIDERS)
+    sweep = provider_class.find_strays(provider_config, Deployment.uuids)
+    if delete and sweep.strays:
+        provider_class.delete_strays(provider_config, sweep.strays)
+    return sweep
+
+
+def doctor(config: dict[str, Any] | None = None) -> list[Any]:
+    """Run the host checks the plugins declare: for a (validated) config, or for all of them."""
+    from benchbed import doctor as doctor_lib
+
+    return doctor_lib.run(config)

@@ -1,6 +1,9 @@
 """The Deployment entity: status machine with compare-and-set, lease, timeline and log."""
 
+import contextvars
 import logging
+import re
+import shutil
 import sys
 import time
 import uuid as uuid_lib
@@ -15,13 +18,13 @@ from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from benchbed import masking, paths
-from benchbed.db.models import deployments, resources, timeline, utcnow
+from benchbed.db.models import deployments, host_keys, resources, timeline, utcnow
 from benchbed.db.session import transaction
 from benchbed.errors import BusyError, InputError, NotFoundError, StatusError
 from benchbed.lease import Holder
 
 if TYPE_CHECKING:
-    from benchbed.ledger import Ledger
+    from benchbed.ledger import Ledger, Resource
 
 
 class Status(StrEnum):
@@ -53,6 +56,51 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 # A process that died while holding the lease left the deployment in one of these.
 IN_PROGRESS = frozenset({Status.INIT, Status.STARTED, Status.SUBDEPLOY, Status.CLEANUP_STARTED})
 
+# The step this thread of work is inside, as (step id, lane): a new step is recorded as its
+# child and in its lane unless it names one. A context variable rather than a thread-local,
+# so that run_parallel's workers (which run in a copy of the caller's context) inherit it.
+_current_step: contextvars.ContextVar[tuple[int, str | None] | None] = \
+    contextvars.ContextVar("benchbed_current_step", default=None)
+
+
+def _show_step(name: str, detail: str | None, outcome: str, seconds: float = 0.0,
+               top_level: bool = False) -> None:
+    """On a terminal: the running step on one line that the next one overwrites; only failed
+    and top-level steps stay, so that a deployment of many steps prints a few lines."""
+    if not sys.stderr.isatty():
+        return
+    text = f"{name}{f' ({detail})' if detail else ''}"
+    if outcome == "running":
+        width = shutil.get_terminal_size().columns - 1
+        sys.stderr.write(f"\r\033[K{f'  ...    {text}'[:width]}")
+    elif outcome == "failed" or top_level:
+        mark = "done" if outcome == "ok" else "FAILED"
+        sys.stderr.write(f"\r\033[K  {mark:<6} {text} {seconds:.1f}s\n")
+    sys.stderr.flush()
+
+
+# Names end up in file names, exported files and shell commands: a conservative alphabet.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def is_uuid(text: str) -> bool:
+    """True for anything Python reads as a UUID: such names would shadow uuid lookups."""
+    try:
+        uuid_lib.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_name(name: str) -> None:
+    """Refuse a deployment name outside NAME_PATTERN, or shaped like a uuid."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise InputError(f"deployment name {name!r} is invalid: 1 to 63 letters, digits, "
+                         f"'.', '_' or '-', starting with a letter or digit")
+    if is_uuid(name):
+        raise InputError(f"deployment name '{name}' is shaped like a uuid; uuids are looked "
+                         f"up as uuids, so choose another name")
+
 
 class Deployment:
     """One system under test, as persisted; every status change is compare-and-set."""
@@ -80,6 +128,7 @@ class Deployment:
     def create(cls, name: str, config: dict[str, Any], parent_uuid: str | None = None
                ) -> "Deployment":
         """Insert the row in deploy->init, already leased to this process."""
+        check_name(name)
         holder = Holder.me()
         now = utcnow()
         values = dict(
@@ -98,13 +147,34 @@ class Deployment:
 
     @classmethod
     def get(cls, name_or_uuid: str) -> "Deployment":
+        """A uuid-shaped argument is looked up as a uuid, anything else as a name."""
+        if is_uuid(name_or_uuid):
+            key, column = str(uuid_lib.UUID(name_or_uuid)), deployments.c.uuid
+            missing = f"no deployment with uuid '{key}'"
+        else:
+            key, column = name_or_uuid, deployments.c.name
+            missing = f"no deployment named {name_or_uuid!r}"
         with transaction() as db:
-            row = db.execute(select(deployments).where(
-                (deployments.c.name == name_or_uuid) | (deployments.c.uuid == name_or_uuid)
-            )).first()
+            row = db.execute(select(deployments).where(column == key)).first()
         if row is None:
-            raise NotFoundError(f"no deployment named '{name_or_uuid}'")
+            raise NotFoundError(missing)
         return cls(row._mapping)
+
+    @classmethod
+    def uuids(cls) -> set[str]:
+        """Every deployment this database records, whatever its status."""
+        with transaction() as db:
+            return set(db.scalars(select(deployments.c.uuid)))
+
+    @staticmethod
+    def list_rows() -> list[dict[str, Any]]:
+        """uuid, name, status, created_at and parent_uuid of every deployment, oldest first."""
+        from benchbed.db.fastread import LIST_COLUMNS
+
+        columns = [deployments.c[name] for name in LIST_COLUMNS]
+        with transaction() as db:
+            rows = db.execute(select(*columns).order_by(deployments.c.created_at)).all()
+        return [dict(row._mapping) for row in rows]
 
     def refresh(self) -> None:
         with transaction() as db:
@@ -216,44 +286,80 @@ class Deployment:
                        .values(endpoints=endpoints, updated_at=utcnow()))
         self.endpoints = endpoints
 
+    def all_resources(self) -> list["Resource"]:
+        """Every ledger row of this deployment, whatever plugin recorded it, oldest first."""
+        from benchbed.ledger import Resource
+
+        with transaction() as db:
+            rows = db.execute(select(resources).where(resources.c.deployment_uuid == self.uuid)
+                              .order_by(resources.c.id)).all()
+        return [Resource(r.id, r.scope, r.kind, r.name, r.state, dict(r.data)) for r in rows]
+
     def remaining_resources(self) -> int:
         with transaction() as db:
             return db.scalar(select(func.count()).select_from(resources)
                              .where(resources.c.deployment_uuid == self.uuid)) or 0
 
     def delete(self) -> None:
-        """Remove the record once everything it owned is gone."""
+        """Remove the record once everything it owned is gone, and then its folder.
+
+        Refused while any ledger row (of any nested plugin) or child deployment is left:
+        the database enforces it too, since nothing cascades. The folder holds the
+        deployment's private SSH key, known hosts and log: nothing of it may stay on disk.
+        The log is closed first so no late record recreates it.
+        """
+        left = self.remaining_resources()
+        if left:
+            raise StatusError(f"deployment '{self.name}' still has {left} resource(s) in "
+                              f"its ledger; destroy it again")
         with transaction() as db:
+            for table in (timeline, host_keys):
+                db.execute(delete(table).where(table.c.deployment_uuid == self.uuid))
             db.execute(delete(deployments).where(deployments.c.uuid == self.uuid))
         self._holder = None
+        logger = logging.getLogger(f"benchbed.deployment.{self.uuid}")
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        folder = paths.deployment_dir(self.uuid, create=False)
+        if folder.exists():
+            shutil.rmtree(folder)
 
     # -- timeline and log ----------------------------------------------------------------------
 
     @contextmanager
-    def step(self, name: str, detail: str | None = None) -> Iterator[None]:
-        """Record one step with its start and end, so `show` can say where the time went."""
+    def step(self, name: str, detail: str | None = None, lane: str | None = None
+             ) -> Iterator[None]:
+        """Record one step with its start and end, so `show` can say where the time went.
+
+        The step is recorded as a child of the step it runs in; `lane` names the server or
+        node it works on (by default its parent's), so a report can draw one lane each.
+        """
+        parent = _current_step.get()
+        lane = lane if lane is not None else parent[1] if parent else None
         with transaction() as db:
             step_id = db.execute(insert(timeline).values(
                 deployment_uuid=self.uuid, step=name, detail=detail, started_at=utcnow(),
-                outcome="running")).inserted_primary_key[0]
+                outcome="running", parent_id=parent[0] if parent else None,
+                lane=lane)).inserted_primary_key[0]
         self.logger.info("step started: %s%s", name, f" ({detail})" if detail else "")
+        _show_step(name, detail, "running")
         started = time.monotonic()
         outcome = "failed"
+        token = _current_step.set((step_id, lane))
         try:
             yield
             outcome = "ok"
         finally:
+            _current_step.reset(token)
             with transaction() as db:
                 db.execute(update(timeline).where(timeline.c.id == step_id)
                            .values(finished_at=utcnow(), outcome=outcome))
             self.logger.info("step %s: %s", outcome, name)
-            if sys.stderr.isatty():
-                mark = "done" if outcome == "ok" else "FAILED"
-                sys.stderr.write(f"  {mark:<6} {name}{f' ({detail})' if detail else ''} "
-                                 f"{time.monotonic() - started:.1f}s\n")
+            _show_step(name, detail, outcome, time.monotonic() - started, parent is None)
 
     def timeline(self) -> list[Row]:
-        """The recorded steps, oldest first (rows with step, detail, started_at, ...)."""
+        """The recorded steps, oldest first (rows with step, detail, lane, parent_id, ...)."""
         with transaction() as db:
             return list(db.execute(select(timeline).where(timeline.c.deployment_uuid == self.uuid)
                                    .order_by(timeline.c.id)))

@@ -7,7 +7,6 @@ these rows to remove everything, even after the creating process was killed.
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, update
@@ -81,30 +80,44 @@ class Ledger:
     def forget(self, resource: Resource) -> None:
         """Drop the row: call only once the resource is confirmed gone.
 
-        A server resource names its SSH address in `data["ssh_address"]` ("host:port"):
-        its recorded host key goes with it, so a new server at that address is trusted anew.
+        A server resource names its SSH address in `data["ssh_address"]` ("host:port"), a
+        batch of servers theirs in `data["ssh_addresses"]`: their recorded host keys go with
+        it, so a new server at such an address is trusted anew.
         """
+        addresses = [*resource.data.get("ssh_addresses", []), resource.data.get("ssh_address")]
         with transaction() as db:
             db.execute(delete(resources).where(resources.c.id == resource.id))
-            if resource.data.get("ssh_address"):
+            if any(addresses):
                 db.execute(delete(host_keys).where(
                     host_keys.c.deployment_uuid == self.deployment.uuid,
-                    host_keys.c.address == resource.data["ssh_address"]))
+                    host_keys.c.address.in_([a for a in addresses if a])))
         self.deployment.logger.debug("ledger: %s %s is gone", resource.kind, resource.name)
 
-    def destroy(self, remove: Callable[[Resource], None], label: str = "destroying") -> None:
-        """Remove every resource, newest first; runs of one kind go in parallel.
+    def destroy(self, remove: Callable[[Resource], None], label: str = "destroying",
+                blocks: Callable[[Resource, Resource], bool] | None = None) -> None:
+        """Remove every resource, newest first, independent ones in parallel.
 
-        `remove` must treat "already gone" as success. A failing batch stops the walk,
-        so older resources that the failed ones depend on are left for a re-run.
+        `blocks(newer, older)` says whether `older` must wait until `newer` is gone (a
+        container before the network it sits on); by default a row waits for the newer
+        rows of other kinds. Each wave holds every row that nothing pending blocks.
+        `remove` must treat "already gone" as success. A failing wave stops the walk, so
+        the resources that the failed ones depend on are left for a re-run.
         """
-        for kind, batch in groupby(self.resources(), key=lambda r: r.kind):
-            items = list(batch)
+        must_wait = blocks or (lambda newer, older: newer.kind != older.kind)
+        pending = self.resources()
+        while pending:
+            wave = [row for index, row in enumerate(pending)
+                    if not any(must_wait(newer, row) for newer in pending[:index])]
 
             def remove_and_forget(resource: Resource) -> None:
-                with self.deployment.step(f"delete {resource.kind}", resource.name):
+                # a resource one reaches over SSH is a server: its deletion is in its lane
+                lane = resource.name if resource.data.get("ssh_address") else None
+                with self.deployment.step(f"delete {resource.kind}", resource.name, lane=lane):
                     remove(resource)
                 self.forget(resource)
 
-            run_parallel(f"{label} {kind}", items, remove_and_forget,
+            kinds = ", ".join(sorted({row.kind for row in wave}))
+            run_parallel(f"{label} {kinds}", wave, remove_and_forget,
                          describe=lambda r: f"{r.kind} {r.name}")
+            done = {row.id for row in wave}
+            pending = [row for row in pending if row.id not in done]

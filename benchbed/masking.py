@@ -7,6 +7,8 @@ from typing import Any
 
 MASK = "***"
 SECRET_KEY_PATTERN = re.compile(r"(password|passwd|secret|token|private_key|^key$|_key$)", re.I)
+# scheme://user:password@host: the whole userinfo goes, whoever it names
+URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]*@")
 
 _known_secrets: set[str] = set()
 _lock = threading.Lock()
@@ -25,11 +27,11 @@ def register(value: str | None) -> None:
 
 
 def register_from(data: Any) -> None:
-    """Register every value under a secret-named key, at any depth."""
+    """Register every value under a secret-named key, at any depth, whatever its type."""
     if isinstance(data, dict):
         for key, value in data.items():
-            if isinstance(value, str) and _hides_secret(str(key), value):
-                register(value)
+            if _hides_secret(str(key), value):
+                _register_all(value)
             else:
                 register_from(value)
     elif isinstance(data, list):
@@ -37,11 +39,27 @@ def register_from(data: Any) -> None:
             register_from(item)
 
 
+def _register_all(value: Any) -> None:
+    """Every scalar inside a secret (a list of passwords, a number, bytes)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _register_all(item)
+    elif isinstance(value, list):
+        for item in value:
+            _register_all(item)
+    elif isinstance(value, bytes):
+        register(value.decode("utf-8", "replace"))
+    elif value is not None and not isinstance(value, bool):
+        register(str(value))
+
+
 def _hides_secret(key: str, value: Any) -> bool:
-    if value in (None, "") or isinstance(value, dict | list | bool) or not is_secret_key(key):
+    if value is None or value == "" or not is_secret_key(key):
         return False
     # `key` names a key file as often as it holds the key itself; only the latter is secret.
-    return key != "key" or "PRIVATE KEY" in str(value)
+    if key == "key" and isinstance(value, str):
+        return "PRIVATE KEY" in value or "\n" in value
+    return True
 
 
 def mask(data: Any) -> Any:
@@ -57,13 +75,13 @@ def mask(data: Any) -> Any:
 
 
 def scrub(text: str) -> str:
-    """Replace every registered secret value found in `text`."""
+    """Replace every registered secret value, and the userinfo of every URL, in `text`."""
     with _lock:
         secrets = sorted(_known_secrets, key=len, reverse=True)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    return text
+    return URL_USERINFO.sub(rf"\1{MASK}@", text)
 
 
 class ScrubFilter(logging.Filter):

@@ -1,8 +1,10 @@
 """Run independent work in parallel threads, with a progress bar on a terminal."""
 
+import contextvars
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import TypeVar
 
 from benchbed.errors import BenchbedError
@@ -39,7 +41,9 @@ def run_parallel(
     failures: list[tuple[str, BaseException]] = []
     progress = _progress(label, len(items))
     with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
-        futures = {pool.submit(work, item): index for index, item in enumerate(items)}
+        # each task runs in a copy of the caller's context: its steps nest under the caller's
+        futures = {pool.submit(contextvars.copy_context().run, work, item): index
+                   for index, item in enumerate(items)}
         for future in as_completed(futures):
             index = futures[future]
             try:
@@ -68,12 +72,18 @@ class _RichProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         self._progress = Progress("[progress.description]{task.description}", BarColumn(),
-                                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+                                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True,
+                                  # the running step's line (Deployment.step) is written as
+                                  # is: rich would print its escape codes as text
+                                  redirect_stderr=False)
         self._progress.start()
         self._task = self._progress.add_task(label, total=total)
 
     def advance(self) -> None:
         self._progress.advance(self._task)
+
+    def update(self, completed: int) -> None:
+        self._progress.update(self._task, completed=completed)
 
     def close(self) -> None:
         self._progress.stop()
@@ -83,3 +93,16 @@ def _progress(label: str, total: int) -> _NoProgress | _RichProgress:
     if sys.stderr.isatty():
         return _RichProgress(label, total)
     return _NoProgress()
+
+
+@contextmanager
+def percent_progress(label: str) -> Iterator[Callable[[int], None]]:
+    """A bar from 0 to 100 % for one long task (on a terminal); yields `update(percent)`."""
+    if not sys.stderr.isatty():
+        yield lambda percent: None
+        return
+    bar = _RichProgress(label, 100)
+    try:
+        yield lambda percent: bar.update(percent)
+    finally:
+        bar.close()

@@ -17,10 +17,12 @@ def home() -> Path:
     return path
 
 
-def deployment_dir(uuid: str) -> Path:
+def deployment_dir(uuid: str, create: bool = True) -> Path:
     """Per-deployment directory for its SSH key, log and exported files."""
     path = home() / "deployments" / uuid
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if create:
+        path.parent.mkdir(exist_ok=True, mode=0o700)
+        path.mkdir(exist_ok=True, mode=0o700)
     return path
 
 

@@ -1,32 +1,146 @@
 """Plugin registry (entry points) and whole-config validation, nested plugins included."""
 
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jsonschema
 
-from benchbed.errors import ConfigError
+from benchbed import masking
+from benchbed.errors import BenchbedError, ConfigError
+
+if TYPE_CHECKING:
+    from benchbed.deployment import Deployment
+    from benchbed.hostcheck import HostCheck
+    from benchbed.ledger import Resource
 
 ENGINES = "benchbed.engines"
 PROVIDERS = "benchbed.providers"
 GROUP_NOUN = {ENGINES: "engine", PROVIDERS: "server provider"}
 
 
+@dataclass(frozen=True)
+class ResourceKind:
+    """How the core deletes one kind of ledger row and tells whether it still exists.
+
+    `delete` and `exists` name methods of the plugin, `(resource) -> None` and
+    `(resource) -> bool`; `delete` treats "already gone" as success. `requires` lists the
+    kinds of the same scope this one lives on (a container on its network): those wait
+    until it is gone.
+    """
+
+    delete: str
+    exists: str | None = None
+    requires: tuple[str, ...] = ()
+
+
 class Plugin:
-    """Base of engines and providers: a JSON Schema for the config and nested plugin keys."""
+    """A node of a deployment's plugin tree: an engine or provider at one config path.
+
+    The config path (`""` for the root engine, `provider`, `nodes[1].provider`) is also the
+    plugin's ledger scope, so any number of plugins live in one deployment, each
+    destroyed from its own rows.
+    """
 
     CONFIG_SCHEMA: ClassVar[dict[str, Any]] = {"type": "object"}
-    # config key -> entry point group of the plugin configured under it
+    # config key -> entry point group of the plugin(s) configured under it (a list value
+    # holds several)
     NESTED: ClassVar[dict[str, str]] = {}
+    # the kinds of resource this plugin records in its ledger
+    RESOURCES: ClassVar[dict[str, ResourceKind]] = {}
+
+    def __init__(self, deployment: "Deployment", config: dict[str, Any], path: str) -> None:
+        self.deployment = deployment
+        self.config = config
+        self.path = path
+        self.ledger = deployment.ledger(path)
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
         """Checks a schema cannot express; raise ConfigError naming the path."""
 
     @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list["HostCheck"]:
+        """What this machine needs for this plugin: for `config`, or for any (None).
+
+        `benchbed doctor` runs them; a plugin that needs nothing of this host keeps [].
+        """
+        return []
+
+    @classmethod
+    def validation_view(cls, config: dict[str, Any], path: str) -> dict[str, Any]:
+        """The config as its nested plugins are validated: a plugin that fills values in at
+        deploy time (MultihostEngine's `{controller_ip}`) fills in placeholders here."""
+        return config
+
+    @classmethod
     def describe(cls) -> str:
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    def child_path(self, key: str, index: int | None = None) -> str:
+        return join_path(self.path, key, index)
+
+    def nest(self, key: str, index: int | None = None) -> "Plugin":
+        """The plugin configured under `key` (or `key[index]`), bound to its own path."""
+        value = self.config[key] if index is None else self.config[key][index]
+        return build(self.deployment, value, self.NESTED[key], self.child_path(key, index))
+
+    def nested_plugins(self) -> list["Plugin"]:
+        """Every plugin configured under this one, in config order."""
+        found: list[Plugin] = []
+        for key in self.NESTED:
+            value = self.config.get(key)
+            if isinstance(value, list):
+                found += [self.nest(key, index) for index in range(len(value))]
+            elif isinstance(value, dict):
+                found.append(self.nest(key))
+        return found
+
+    def teardown(self) -> None:
+        """Remove everything this plugin made (cleanup of an engine, destroy of a provider)."""
+        raise NotImplementedError
+
+    def destroy_tree(self) -> None:
+        """This plugin's own resources first, then the plugins it nests, last one first."""
+        self.destroy_resources()
+        for child in reversed(self.nested_plugins()):
+            child.teardown()
+
+    def destroy_resources(self) -> None:
+        """Delete this scope's ledger rows through the declared kinds, in parallel waves."""
+        rows = self.ledger.resources()
+        unknown = sorted({row.kind for row in rows} - set(self.RESOURCES))
+        if unknown:
+            raise BenchbedError(f"{type(self).__name__} at '{self.path or '(root)'}' has "
+                                f"ledger rows of unknown kind(s) {', '.join(unknown)}: "
+                                f"they were left in place")
+        if not rows:
+            return
+        self.ledger.destroy(self._delete_and_confirm, label=f"{type(self).__name__}: deleting",
+                            blocks=lambda newer, older:
+                            older.kind in self.RESOURCES[newer.kind].requires)
+
+    def _delete_and_confirm(self, resource: "Resource") -> None:
+        kind = self.RESOURCES[resource.kind]
+        getattr(self, kind.delete)(resource)
+        if kind.exists and getattr(self, kind.exists)(resource):
+            raise BenchbedError(f"{resource.kind} {resource.name} still exists after delete")
+
+
+def join_path(path: str, key: str, index: int | None = None) -> str:
+    """`provider`, `controller.provider`, `nodes[1]`: the config path of a nested plugin."""
+    joined = f"{path}.{key}" if path else key
+    return joined if index is None else f"{joined}[{index}]"
+
+
+def build(deployment: "Deployment", config: dict[str, Any], group: str, path: str) -> Plugin:
+    """Instantiate the plugin a (validated) config names, at its config path."""
+    plugin_class = get(group, config["type"], join_path(path, "type"))
+    return plugin_class(deployment, config, path)
 
 
 @cache
@@ -38,13 +152,79 @@ def names(group: str) -> list[str]:
     return sorted(_entry_points(group))
 
 
+# The older tool's plugins that cannot exist here, with what to use instead.
+UNSUPPORTED = {
+    "CobblerProvider": "is not supported: benchbed does not drive Cobbler servers; give the "
+                       "machines Cobbler installed to ExistingServers",
+}
+
+
 def get(group: str, type_name: str, path: str = "type") -> type[Plugin]:
     found = _entry_points(group).get(type_name)
+    if found is None and type_name in UNSUPPORTED:
+        raise ConfigError(path, f"{type_name} {UNSUPPORTED[type_name]}")
     if found is None:
         known = ", ".join(names(group))
         raise ConfigError(path, f"unknown {GROUP_NOUN[group]} type '{type_name}' "
                                 f"(known: {known})")
     return found.load()
+
+
+# The older tool's names of plugins that exist here under another name.
+LEGACY_TYPES = {PROVIDERS: {"DummyProvider": "ExistingServers"}}
+
+
+def normalize_legacy(config: Any, group: str) -> None:
+    """Rewrite, in place, the older tool's spellings of a plugin tree into ours.
+
+    Its documentation named nested plugins with `name` instead of `type`, and called
+    ExistingServers `DummyProvider`; configs written that way keep working.
+    """
+    if not isinstance(config, dict):
+        return
+    if "type" not in config and isinstance(config.get("name"), str):
+        config["type"] = config.pop("name")
+    type_name = config.get("type")
+    if not isinstance(type_name, str):
+        return  # validation says what is wrong with it
+    config["type"] = LEGACY_TYPES.get(group, {}).get(type_name, type_name)
+    found = _entry_points(group).get(config["type"])
+    if found is None:
+        return
+    for key, nested_group in found.load().NESTED.items():
+        value = config.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            normalize_legacy(item, nested_group)
+
+
+def _is_integer(_checker: Any, instance: Any) -> bool:
+    """An int, not a bool, not a float such as 2.0 (JSON Schema alone would take both)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_number(_checker: Any, instance: Any) -> bool:
+    """A finite int or float: NaN and infinity compare false with every bound."""
+    return (isinstance(instance, int | float) and not isinstance(instance, bool)
+            and math.isfinite(instance))
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """JSON Schema's `$` ends the string; Python's `$` also matches before a final newline,
+    which would let "root\\n" through "^[a-z]+$": it becomes `\\Z`."""
+    return re.compile(re.sub(r"(?<!\\)\$$", r"\\Z", pattern))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any
+             ) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _compiled(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, validators={"pattern": _pattern},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}))
 
 
 def _where(path: str, error: jsonschema.ValidationError) -> str:
@@ -54,14 +234,61 @@ def _where(path: str, error: jsonschema.ValidationError) -> str:
     return ".".join(parts).replace(".[", "[")
 
 
+# What a failed check means, said without the value that failed it.
+WITHOUT_VALUE = {
+    "type": "must be of type {}",
+    "minLength": "must have at least {} character(s)",
+    "maxLength": "must have at most {} character(s)",
+    "pattern": "does not match the pattern {}",
+    "enum": "must be one of {}",
+    "const": "must be {!r}",
+    "minimum": "must be at least {}",
+    "maximum": "must be at most {}",
+    "exclusiveMinimum": "must be more than {}",
+    "exclusiveMaximum": "must be less than {}",
+    "minItems": "must have at least {} item(s)",
+    "maxItems": "must have at most {} item(s)",
+    "uniqueItems": "must not repeat an item",
+    "oneOf": "matches none (or more than one) of the forms it may take",
+    "anyOf": "matches none of the forms it may take",
+}
+
+
+def _shows_secret(error: jsonschema.ValidationError) -> bool:
+    """Would the library's message print a secret, or a structure that may hold one?"""
+    if isinstance(error.instance, dict | list | bytes):
+        return True
+    return any(isinstance(part, str) and masking.is_secret_key(part)
+               for part in error.absolute_path)
+
+
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         return error.message.replace("is a required property", "is required")
     if error.validator == "additionalProperties":
         return error.message.replace("Additional properties are not allowed", "unknown key(s)")
+    if _shows_secret(error):
+        template = WITHOUT_VALUE.get(str(error.validator), "fails the '{}' check")
+        value = error.validator_value if error.validator in WITHOUT_VALUE else error.validator
+        return template.format(value)[:200]
     if error.validator == "type":
         return f"must be of type {error.validator_value}, got {error.instance!r}"[:200]
     return error.message[:200]
+
+
+def walk(config: dict[str, Any], group: str = ENGINES, path: str = ""
+         ) -> Iterator[tuple[type[Plugin], dict[str, Any], str]]:
+    """Each plugin of a validated config: (its class, its config, its config path)."""
+    plugin = get(group, config["type"], join_path(path, "type"))
+    yield plugin, config, path
+    view = plugin.validation_view(config, path)
+    for key, nested_group in plugin.NESTED.items():
+        value = view.get(key)
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from walk(item, nested_group, join_path(path, key, index))
+        elif isinstance(value, dict):
+            yield from walk(value, nested_group, join_path(path, key))
 
 
 def validate(config: Any, group: str = ENGINES, path: str = "") -> type[Plugin]:
@@ -74,13 +301,18 @@ def validate(config: Any, group: str = ENGINES, path: str = "") -> type[Plugin]:
         raise ConfigError(type_path, "is required and must name a plugin")
     plugin = get(group, type_name, type_path)
     schema = plugin.CONFIG_SCHEMA
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         error = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_where(path, error), _message(error))
+    view = plugin.validation_view(config, path)
     for key, nested_group in plugin.NESTED.items():
-        if key in config:
-            validate(config[key], nested_group, f"{path}.{key}" if path else key)
+        value = view.get(key)
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                validate(item, nested_group, join_path(path, key, index))
+        elif value is not None:
+            validate(value, nested_group, join_path(path, key))
     plugin.check_config(config, path)
     return plugin

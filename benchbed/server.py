@@ -7,6 +7,8 @@ import subprocess
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,10 +29,20 @@ class CommandResult:
     stderr: str
 
 
+# A remote command: a fixed string with no values in it, or an argument list that
+# `command_line` quotes (the one place where a command string is made from values).
+Command = str | Sequence[str]
+
+
+def command_line(command: Command) -> str:
+    """The shell command line for `command`; every argument of a list is shell-quoted."""
+    return command if isinstance(command, str) else shlex.join(command)
+
+
 class Shell(Protocol):
     """What engines and providers need from a server: run commands, copy files, wait."""
 
-    def run(self, command: str, *, timeout: float = 600, check: bool = True,
+    def run(self, command: Command, *, timeout: float = 600, check: bool = True,
             stdin: str | None = None) -> CommandResult: ...
 
     def put_file(self, content: str | bytes, remote_path: str, mode: int = 0o644) -> None: ...
@@ -40,11 +52,20 @@ class Shell(Protocol):
     def close(self) -> None: ...
 
 
-def run_script(shell: Shell, script: str, args: Sequence[str], *, timeout: float = 600,
-                check: bool = True) -> CommandResult:
-    """Run a shell script on the server as `sh -s -- ARGS`, the script itself on stdin."""
-    command = "sh -s -- " + " ".join(shlex.quote(arg) for arg in args)
-    return shell.run(command, stdin=script, timeout=timeout, check=check)
+@cache
+def script_text(name: str) -> str:
+    """A shell script of the package (benchbed/scripts/NAME), checked by `make shellcheck`."""
+    return resources.files("benchbed").joinpath("scripts", name).read_text()
+
+
+def run_script(shell: Shell, name: str, args: Sequence[str], *, timeout: float = 600,
+               check: bool = True) -> CommandResult:
+    """Run the package's script NAME on the server as `sh -s -- ARGS`, the script on stdin.
+
+    Values reach the script only as positional arguments, never inside its text.
+    """
+    return shell.run(["sh", "-s", "--", *args], stdin=script_text(name), timeout=timeout,
+                     check=check)
 
 
 def command_failed(where: str, command: str, result: CommandResult) -> SSHError:
@@ -116,8 +137,9 @@ class LocalShell:
     def __init__(self, server: Server) -> None:
         self.server = server
 
-    def run(self, command: str, *, timeout: float = 600, check: bool = True,
+    def run(self, command: Command, *, timeout: float = 600, check: bool = True,
             stdin: str | None = None) -> CommandResult:
+        command = command_line(command)
         logger = (self.server.deployment.logger if self.server.deployment
                   else logging.getLogger("benchbed.local"))
         logger.debug("localhost$ %s", command)

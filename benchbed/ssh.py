@@ -16,7 +16,7 @@ import paramiko
 from benchbed import masking
 from benchbed.errors import HostKeyChangedError, SSHError
 from benchbed.retry import retry
-from benchbed.server import CommandResult, Server, command_failed
+from benchbed.server import Command, CommandResult, Server, command_failed, command_line
 
 
 class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
@@ -91,9 +91,10 @@ class SSHClient:
     def wait_ready(self, timeout: float = 120) -> None:
         self.connect(timeout=timeout)
 
-    def run(self, command: str, *, timeout: float = 600, check: bool = True,
+    def run(self, command: Command, *, timeout: float = 600, check: bool = True,
             stdin: str | None = None) -> CommandResult:
         """Run a command; stdout/stderr stream into the deployment log as they arrive."""
+        command = command_line(command)
         client = self.connect()
         where = f"{self.server.user}@{self.server.address}"
         self._logger.debug("%s$ %s", where, command)

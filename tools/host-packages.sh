@@ -8,8 +8,8 @@ PACKAGES=(
   lxc lxc-templates debootstrap dnsmasq-base apt-cacher-ng rsync
   postgresql
   libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 qemu-utils pkg-config
-  e2fsprogs
-  git gawk shellcheck
+  e2fsprogs shellcheck git gawk
+  chromium  # headless: the report test opens a report in it
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,37 +1,33 @@
 """`benchbed deployment ...`: the commands users drive deployments with."""
 
+import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from benchbed.cli import render
+from benchbed.errors import InputError
 
 EXPORT_FORMATS = ["openrc", "clouds.yaml", "rally-spec", "json", "ansible-inventory",
                   "ssh-config"]
+NO_DEPLOYMENTS = ("No deployments yet. Create one with: benchbed deployment create --file "
+                  "CONFIG --name NAME (example configs: samples/deployments/)")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 force_option = click.option("--force", is_flag=True,
                             help="Break the lease of a holder that is no longer running.")
 
 
-def _current_file():
-    from benchbed import paths
-
-    return paths.home() / "current"
-
-
 def _resolve(name: str | None) -> str:
+    """The deployment named on the command line, or the one selected with `use`."""
     if name:
         return name
-    current = _current_file()
-    if current.exists() and current.read_text().strip():
-        return current.read_text().strip()
+    from benchbed import api
+
+    selected = api.current()
+    if selected:
+        return selected
     raise click.UsageError("no deployment given and none selected with 'benchbed deployment use'")
-
-
-def _use(name: str) -> None:
-    _current_file().write_text(name + "\n")
 
 
 @click.group()
@@ -48,22 +44,18 @@ def deployment() -> None:
 def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> None:
     """Deploy (or register) a system and record it."""
     from benchbed import api
+    from benchbed.deployment import check_name
 
+    check_name(name)
     if fromenv == bool(config_file):
         raise click.UsageError("give exactly one of --file and --fromenv")
-    if fromenv:
-        from benchbed.engines.existing_cloud import config_from_env
-
-        config = config_from_env()
-        api.validate(config)
-    else:
-        config = api.load_config(config_file)
+    config = api.config_from_env() if fromenv else api.load_config(config_file)
     render.note(f"creating deployment '{name}' ({config['type']})")
     created = api.create(name, config, validated=True)
     if not no_use:
-        _use(created.name)
+        api.use(created.uuid)
     render.note(f"deployment '{created.name}' is ready ({created.uuid}); "
-                f"destroy it with: benchbed deployment destroy {created.name}")
+                f"destroy it with: benchbed deployment destroy {shlex.quote(created.name)}")
 
 
 @deployment.command()
@@ -80,75 +72,36 @@ def validate(config_file: str) -> None:
 @json_option
 def list_deployments(as_json: bool) -> None:
     """List deployments."""
-    from benchbed.db.fastread import list_deployments as fast_list
+    from benchbed import api
 
-    rows = fast_list()
-    if rows is None:
-        rows = _list_with_models()
+    rows = api.list_deployments()
     if as_json:
         render.emit_json([{**row, "created_at": row["created_at"].isoformat(timespec="seconds")}
                           for row in rows])
         return
-    current = _current_file()
-    selected = current.read_text().strip() if current.exists() else ""
+    if not rows:
+        render.text(NO_DEPLOYMENTS)
+        return
+    try:
+        selected = api.current()
+    except InputError:
+        selected = None
     render.table(["", "UUID", "NAME", "STATUS", "CREATED"],
-                 [("*" if r["name"] == selected else "", r["uuid"], r["name"], r["status"],
-                   f"{r['created_at']:%Y-%m-%d %H:%M:%S}") for r in rows])
-
-
-def _list_with_models() -> list[dict[str, Any]]:
-    from sqlalchemy import select
-
-    from benchbed.db.fastread import LIST_COLUMNS
-    from benchbed.db.models import deployments
-    from benchbed.db.session import transaction
-
-    columns = [deployments.c[name] for name in LIST_COLUMNS]
-    with transaction() as db:
-        rows = db.execute(select(*columns).order_by(deployments.c.created_at)).all()
-    return [dict(row._mapping) for row in rows]
-
-
-def _details(name: str) -> dict[str, Any]:
-    from benchbed import masking
-    from benchbed.deployment import Deployment
-
-    found = Deployment.get(name)
-    timeline = [{"step": row.step, "detail": row.detail, "outcome": row.outcome,
-                 "started_at": row.started_at.isoformat(timespec="milliseconds"),
-                 "seconds": round((row.finished_at - row.started_at).total_seconds(), 2)
-                 if row.finished_at else None} for row in found.timeline()]
-    resources = [{"scope": r.scope, "kind": r.kind, "name": r.name, "state": r.state}
-                 for r in _ledger_rows(found.uuid)]
-    return masking.mask({
-        "uuid": found.uuid, "name": found.name, "status": found.status.value,
-        "type": found.config.get("type"), "parent_uuid": found.parent_uuid,
-        "created_at": found.created_at.isoformat(timespec="seconds"),
-        "updated_at": found.updated_at.isoformat(timespec="seconds"),
-        "held_by": found.lease_owner, "error": found.error, "endpoints": found.endpoints,
-        "resources": resources, "timeline": timeline, "log": str(found.log_path),
-    })
-
-
-def _ledger_rows(uuid: str) -> list[Any]:
-    from sqlalchemy import select
-
-    from benchbed.db.models import resources
-    from benchbed.db.session import transaction
-
-    with transaction() as db:
-        return list(db.execute(select(resources).where(resources.c.deployment_uuid == uuid)
-                               .order_by(resources.c.id)))
+                 [("*" if r["uuid"] == selected else "", r["uuid"], r["name"],
+                   r["status"], f"{r['created_at']:%Y-%m-%d %H:%M:%S}") for r in rows])
 
 
 @deployment.command()
 @click.argument("name", required=False)
 @json_option
-def show(name: str | None, as_json: bool) -> None:
+@click.option("--steps", is_flag=True, help="Every step, not one line per server or node.")
+def show(name: str | None, as_json: bool, steps: bool) -> None:
     """Show a deployment: status, endpoints, resources, and where the time went."""
     import yaml
 
-    details = _details(_resolve(name))
+    from benchbed import api
+
+    details = api.show(_resolve(name))
     if as_json:
         render.emit_json(details)
         return
@@ -163,11 +116,7 @@ def show(name: str | None, as_json: bool) -> None:
         render.table(["SCOPE", "KIND", "NAME", "STATE"],
                      [(r["scope"], r["kind"], r["name"], r["state"])
                       for r in details["resources"]], title="resources")
-    if details["timeline"]:
-        render.table(["STEP", "DETAIL", "OUTCOME", "SECONDS"],
-                     [(t["step"], t["detail"] or "", t["outcome"],
-                       "" if t["seconds"] is None else f"{t['seconds']:.2f}")
-                      for t in details["timeline"]], title="timeline")
+    render.timeline(details, steps)
 
 
 @deployment.command()
@@ -177,10 +126,9 @@ def config(name: str | None, as_json: bool) -> None:
     """Print the deployment's config, secrets masked."""
     import yaml
 
-    from benchbed import masking
-    from benchbed.deployment import Deployment
+    from benchbed import api
 
-    masked = masking.mask(Deployment.get(_resolve(name)).config)
+    masked = api.config(_resolve(name))
     if as_json:
         render.emit_json(masked)
     else:
@@ -192,11 +140,10 @@ def config(name: str | None, as_json: bool) -> None:
 @json_option
 def check(name: str | None, as_json: bool) -> None:
     """Prove the deployed system answers (Keystone and endpoints, or SSH to every server)."""
-    from benchbed import api, masking
+    from benchbed import api
 
     results = api.check(_resolve(name))
-    rows = [{"target": r.target, "ok": r.ok, "detail": masking.scrub(r.detail)}
-            for r in results]
+    rows = [{"target": r.target, "ok": r.ok, "detail": r.detail} for r in results]
     if as_json:
         render.emit_json(rows)
     else:
@@ -210,10 +157,9 @@ def check(name: str | None, as_json: bool) -> None:
 @click.argument("name")
 def use(name: str) -> None:
     """Make NAME the deployment that commands act on when none is given."""
-    from benchbed.deployment import Deployment
+    from benchbed import api
 
-    _use(Deployment.get(name).name)
-    render.note(f"using deployment '{name}'")
+    render.note(f"using deployment '{api.use(name)}'")
 
 
 @deployment.command()
@@ -227,7 +173,10 @@ def export(name: str | None, fmt: str, output: str | None) -> None:
 
     content = api.export(_resolve(name), fmt)
     if output:
-        paths.write_private(Path(output), content)
+        try:
+            paths.write_private(Path(output), content)
+        except OSError as error:
+            raise InputError(f"cannot write {output}: {error.strerror}") from None
         render.note(f"wrote {output} (mode 0600)")
     else:
         sys.stdout.write(content)
@@ -251,12 +200,8 @@ def destroy(name: str | None, force: bool) -> None:
     """Remove everything the deployment created, then the deployment itself."""
     from benchbed import api
 
-    target = _resolve(name)
-    api.destroy(target, force=force)
-    current = _current_file()
-    if current.exists() and current.read_text().strip() == target:
-        current.unlink()
-    render.note(f"deployment '{target}' destroyed")
+    destroyed = api.destroy(_resolve(name), force=force)
+    render.note(f"deployment '{destroyed.name}' destroyed")
 
 
 @deployment.command("forget-host-key")
@@ -264,10 +209,7 @@ def destroy(name: str | None, force: bool) -> None:
 @click.argument("address")
 def forget_host_key(name: str, address: str) -> None:
     """Forget the recorded host key of ADDRESS (host:port) after a deliberate rebuild."""
-    from benchbed import host_keys
-    from benchbed.deployment import Deployment
-    from benchbed.errors import NotFoundError
+    from benchbed import api
 
-    if not host_keys.forget(Deployment.get(name), address):
-        raise NotFoundError(f"no host key recorded for {address} in '{name}'")
+    api.forget_host_key(name, address)
     render.note(f"forgot the host key of {address}")

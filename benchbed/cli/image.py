@@ -1,26 +1,8 @@
 """`benchbed image build|list|delete`: base images that providers clone servers from."""
 
-from typing import TYPE_CHECKING
-
 import click
 
 from benchbed.cli import render
-
-if TYPE_CHECKING:
-    from benchbed.images import ImageStore
-
-
-def _store(provider: str) -> "ImageStore":
-    from importlib.metadata import entry_points
-
-    from benchbed.errors import InputError
-
-    found = {ep.name: ep for ep in entry_points(group="benchbed.images")}
-    if provider not in found:
-        raise InputError(f"no image store for provider '{provider}' "
-                         f"(known: {', '.join(sorted(found))})")
-    return found[provider].load()()
-
 
 provider_option = click.option("--provider", default="lxc", show_default=True,
                                help="Which provider's images (lxc, virsh, ...).")
@@ -38,7 +20,9 @@ def image_group() -> None:
 @click.option("--rebuild", is_flag=True, help="Build again even if the image exists.")
 def build(provider: str, name: str | None, release: str, rebuild: bool) -> None:
     """Build (or reuse) a base image."""
-    image = _store(provider).build(name=name, release=release, rebuild=rebuild)
+    from benchbed import api
+
+    image = api.image_build(provider, name=name, release=release, rebuild=rebuild)
     render.note(f"image '{image['name']}' ready")
 
 
@@ -47,7 +31,9 @@ def build(provider: str, name: str | None, release: str, rebuild: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_images(provider: str, as_json: bool) -> None:
     """List base images."""
-    images = _store(provider).list()
+    from benchbed import api
+
+    images = api.image_list(provider)
     if as_json:
         render.emit_json(images)
     else:
@@ -61,5 +47,7 @@ def list_images(provider: str, as_json: bool) -> None:
 @click.argument("name")
 def delete(provider: str, name: str) -> None:
     """Delete a base image (refused while servers are cloned from it)."""
-    _store(provider).delete(name)
+    from benchbed import api
+
+    api.image_delete(provider, name)
     render.note(f"image '{name}' deleted")

@@ -8,8 +8,12 @@ import warnings
 import click
 
 from benchbed.cli.deployment import deployment
+from benchbed.cli.doctor import doctor
+from benchbed.cli.examples import attach as attach_examples
+from benchbed.cli.gc import gc
 from benchbed.cli.image import image_group
 from benchbed.cli.plugin import plugin_group
+from benchbed.cli.report import report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,8 +23,12 @@ def cli() -> None:
 
 
 cli.add_command(deployment)
+deployment.add_command(report)
 cli.add_command(plugin_group)
 cli.add_command(image_group)
+cli.add_command(gc)
+cli.add_command(doctor)
+attach_examples(cli)
 
 
 def main() -> None:

@@ -14,13 +14,9 @@ def plugin_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_plugins(as_json: bool) -> None:
     """List the installed engines and providers."""
-    from benchbed import plugin
+    from benchbed import api
 
-    rows = []
-    for group, kind in ((plugin.ENGINES, "engine"), (plugin.PROVIDERS, "provider")):
-        for name in plugin.names(group):
-            rows.append({"kind": kind, "name": name,
-                         "description": plugin.get(group, name).describe()})
+    rows = api.plugins()
     if as_json:
         render.emit_json(rows)
     else:

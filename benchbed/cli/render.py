@@ -36,3 +36,19 @@ def text(message: str) -> None:
 def note(message: str) -> None:
     """Progress and hints go to stderr so that stdout stays parseable."""
     sys.stderr.write(message + "\n")
+
+
+def timeline(details: dict[str, Any], every_step: bool) -> None:
+    """The timeline of `show`: one line per lane (server or node), or every step."""
+    if not details["timeline"]:
+        return
+    if every_step:
+        table(["LANE", "STEP", "DETAIL", "OUTCOME", "AT", "SECONDS"],
+              [(t["lane"], "  " * t["depth"] + t["step"], t["detail"] or "", t["outcome"],
+                f"{t['start']:.2f}", "" if t["seconds"] is None else f"{t['seconds']:.2f}")
+               for t in details["timeline"]], title="timeline")
+        return
+    table(["LANE", "STEPS", "FAILED", "AT", "SECONDS"],
+          [(lane["lane"], lane["steps"], lane["failed"] or "", f"{lane['start']:.2f}",
+            f"{lane['seconds']:.2f}") for lane in details["lanes"]],
+          title="timeline (seconds since the first step; every step: show --steps)")

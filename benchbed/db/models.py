@@ -16,8 +16,9 @@ def utcnow() -> datetime:
 
 
 def _owner() -> Column:
-    return Column("deployment_uuid", String(36),
-                  ForeignKey("deployments.uuid", ondelete="CASCADE"), index=True)
+    """The owning deployment. No cascade: a deployment row can go only once its ledger
+    rows (those of every nested plugin included) are gone, so a leak stays visible."""
+    return Column("deployment_uuid", String(36), ForeignKey("deployments.uuid"), index=True)
 
 
 deployments = Table(
@@ -27,7 +28,7 @@ deployments = Table(
     Column("config", JSON, nullable=False),
     Column("status", String(32), nullable=False, index=True),
     Column("endpoints", JSON),
-    Column("parent_uuid", String(36), ForeignKey("deployments.uuid", ondelete="CASCADE")),
+    Column("parent_uuid", String(36), ForeignKey("deployments.uuid")),
     Column("created_at", DateTime, default=utcnow, nullable=False),
     Column("updated_at", DateTime, default=utcnow, nullable=False),
     Column("lease_owner", String(255)),
@@ -57,13 +58,16 @@ timeline = Table(
     Column("started_at", DateTime, nullable=False),
     Column("finished_at", DateTime),
     Column("outcome", String(16), nullable=False, default="running"),
+    # the step this one ran inside (None: a top-level step), and the server or node it
+    # worked on (None: the deployment as a whole); both only for reports
+    Column("parent_id", Integer),
+    Column("lane", String(255)),
 )
 
 # Host keys recorded on first contact (trust on first use).
 host_keys = Table(
     "host_keys", metadata,
-    Column("deployment_uuid", String(36), ForeignKey("deployments.uuid", ondelete="CASCADE"),
-           primary_key=True),
+    Column("deployment_uuid", String(36), ForeignKey("deployments.uuid"), primary_key=True),
     Column("address", String(255), primary_key=True),
     Column("key_type", String(64), nullable=False),
     Column("key_base64", Text, nullable=False),

@@ -5,10 +5,12 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from benchbed.db.fastread import HEAD_REVISION
 from benchbed.db.url import database_url
+from benchbed.errors import BenchbedError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -34,12 +36,23 @@ def engine() -> Engine:
 
 
 def _migrate_if_needed(db_engine: Engine) -> None:
-    """Upgrade to the head revision; the cheap version check keeps Alembic off the fast path."""
+    """Upgrade to the head revision; the cheap version check keeps Alembic off the fast path.
+
+    Only a missing version table means "no schema yet": any other error (a refused login,
+    an unreachable server, a corrupt file) stops here rather than running migrations.
+    """
     try:
         with db_engine.connect() as conn:
-            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except Exception:
-        current = None
+            try:
+                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            except SQLAlchemyError:
+                conn.rollback()
+                if inspect(conn).has_table("alembic_version"):
+                    raise
+                current = None
+    except SQLAlchemyError as error:
+        raise BenchbedError(f"cannot open the database {_safe_url(db_engine)}: "
+                            f"{_first_line(error)}") from None
     if current == HEAD_REVISION:
         return
     from alembic import command
@@ -49,6 +62,15 @@ def _migrate_if_needed(db_engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection_engine"] = db_engine
     command.upgrade(config, "head")
+
+
+def _safe_url(db_engine: Engine) -> str:
+    return db_engine.url.render_as_string(hide_password=True)
+
+
+def _first_line(error: SQLAlchemyError) -> str:
+    original = getattr(error, "orig", None) or error
+    return (str(original).strip().splitlines() or [type(original).__name__])[0][:300]
 
 
 @contextmanager

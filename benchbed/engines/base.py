@@ -4,17 +4,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from benchbed import plugin
+from benchbed.errors import ConfigError
 
 if TYPE_CHECKING:
     from benchbed.deployment import Deployment
-    from benchbed.providers.base import ServerProvider
+    from benchbed.providers.base import Capabilities, ServerProvider
 
 
 # The keys with which an engine asks its provider for servers (see check_server_request).
 SERVER_REQUEST_PROPERTIES: dict[str, Any] = {
     "provider": {"type": "object"},
-    "image": {"type": "string", "minLength": 1},
-    "flavor": {"type": "string", "minLength": 1},
+    # image and size names reach the host (LXC container names, libvirt volume names)
+    "image": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},
+    "flavor": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},
 }
 
 
@@ -28,11 +30,18 @@ class CheckResult:
 
 
 class Engine(plugin.Plugin):
-    """Deploys a distribution (or registers one) and returns its endpoints."""
+    """Deploys a distribution (or registers one) and returns its endpoints.
 
-    def __init__(self, deployment: "Deployment") -> None:
-        self.deployment = deployment
-        self.config: dict[str, Any] = deployment.config
+    `Engine(deployment)` is the root engine of the deployment's config; a MultihostEngine
+    builds its controller and nodes at their own paths, and gives nodes the controller's
+    endpoints as `parent_endpoints`.
+    """
+
+    def __init__(self, deployment: "Deployment", config: dict[str, Any] | None = None,
+                 path: str = "") -> None:
+        super().__init__(deployment, deployment.config if config is None else config, path)
+        self.parent_endpoints: dict[str, Any] | None = None
+        self._endpoints: dict[str, Any] | None = None
 
     def deploy(self) -> dict[str, Any]:
         """Deploy and return the endpoints (secrets included; they are masked on display)."""
@@ -40,20 +49,49 @@ class Engine(plugin.Plugin):
 
     def cleanup(self) -> None:
         """Remove everything `deploy` made, from the ledger alone (safe after a crash)."""
-        raise NotImplementedError
+        self.destroy_tree()
+
+    def teardown(self) -> None:
+        self.cleanup()
 
     def check(self) -> list[CheckResult]:
         """Prove the deployed system answers; used by `deployment check`."""
         raise NotImplementedError
 
+    @property
+    def endpoints(self) -> dict[str, Any]:
+        """What this engine deployed: the deployment's endpoints, or a node's part of them."""
+        return self.deployment.endpoints if self._endpoints is None else self._endpoints
+
+    @endpoints.setter
+    def endpoints(self, endpoints: dict[str, Any]) -> None:
+        self._endpoints = endpoints
+
     @classmethod
-    def check_server_request(cls, config: dict[str, Any], path: str) -> None:
-        """Let the provider refuse the engine's `image`/`flavor` before anything is created."""
-        provider_class = plugin.get(plugin.PROVIDERS, config["provider"]["type"])
-        provider_class.check_request(config.get("image"), config.get("flavor"), path)
+    def provider_class(cls, config: dict[str, Any]) -> type["ServerProvider"]:
+        return plugin.get(plugin.PROVIDERS, config["provider"]["type"])  # type: ignore[return-value]
+
+    @classmethod
+    def check_server_request(cls, config: dict[str, Any], path: str,
+                             amount: int | None = None, ssh: bool = True) -> None:
+        """Let the provider refuse the engine's image, flavor or amount before anything exists,
+        and, when the engine will log in (`ssh`), a config under which it cannot."""
+        provider_class = cls.provider_class(config)
+        provider_config = config["provider"]
+        provider_class.check_request(provider_config, config.get("image"),
+                                     config.get("flavor"), path)
+        if ssh:
+            provider_class.check_ssh(provider_config, plugin.join_path(path, "provider"))
+        capacity = provider_class.capacity(provider_config)
+        if amount is not None and capacity is not None and amount > capacity:
+            raise ConfigError(plugin.join_path(path, "amount"),
+                              f"{amount} server(s) requested, but "
+                              f"{provider_config['type']} can give {capacity}")
+
+    @classmethod
+    def provider_capabilities(cls, config: dict[str, Any]) -> "Capabilities":
+        return cls.provider_class(config).capabilities(config["provider"])
 
     def provider(self, key: str = "provider") -> "ServerProvider":
         """The provider configured under `key`, bound to its own ledger scope."""
-        from benchbed.providers.base import ServerProvider
-
-        return ServerProvider.from_config(self.deployment, self.config[key], scope=key)
+        return self.nest(key)  # type: ignore[return-value]

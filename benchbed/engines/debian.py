@@ -5,27 +5,31 @@ Everything runs on one server the provider gives: MariaDB, then each service's r
 every exporter and `deployment check` work on them unchanged.
 """
 
+import contextvars
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from benchbed import masking
+from benchbed import masking, plugin
 from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
 from benchbed.engines.debian_services import KNOWN_SERVICES, Context, Recipe, apt, recipes
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError
-from benchbed.ledger import Ledger, Resource
-from benchbed.plugin import PROVIDERS
-from benchbed.providers.existing_servers import ExistingServers
+from benchbed.ledger import Resource
+from benchbed.plugin import PROVIDERS, ResourceKind
 from benchbed.server import Server
 
 SUPPORTED_SERVICES = ("keystone", "glance")
 DEFAULT_SERVICES = ["keystone", "glance"]
 SSH_READY_TIMEOUT = 180
-LEDGER_SCOPE = "engine"
 INSTALL_KIND = "debian-packages"
+
+
+# Passwords go into SQL strings and the services' INI files (where '$' is interpolated,
+# and a newline would start a setting of its own): printable, without those.
+PASSWORD = {"type": "string", "pattern": "^[A-Za-z0-9_.,:;@!%^*+=~/-]{8,128}$"}
 
 
 class DeployStepError(BenchbedError):
@@ -43,20 +47,29 @@ class DebianEngine(Engine):
             "services": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                          "uniqueItems": True},
             "database": {"type": "string"},
-            "region_name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
-            "admin_password": {"type": "string", "minLength": 8},
-            "database_password": {"type": "string", "minLength": 8},
-            "service_password": {"type": "string", "minLength": 8},
-            "apt_proxy": {"type": "string", "pattern": "^https?://[^/\\s]+/?$"},
+            "region_name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+            "admin_password": PASSWORD,
+            "database_password": PASSWORD,
+            "service_password": PASSWORD,
+            # written into apt's config and probed from a shell: host and port only
+            "apt_proxy": {"type": "string",
+                          "pattern": "^https?://[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?/?$"},
         },
         "required": ["type", "provider"],
         "additionalProperties": False,
     }
     NESTED = {"provider": PROVIDERS}
+    RESOURCES = {INSTALL_KIND: ResourceKind(delete="_purge")}
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
-        cls.check_server_request(config, path)
+        cls.check_server_request(config, path, amount=1)
+        if cls.provider_capabilities(config).shares_host:
+            raise ConfigError(plugin.join_path(path, "provider"),
+                              f"{config['provider']['type']} servers share this machine's "
+                              f"filesystem: DebianEngine would install packages on this "
+                              f"machine itself (use LxcProvider, VirshProvider or "
+                              f"ExistingServers)")
         where = f"{path}.services".lstrip(".")
         services = config.get("services", DEFAULT_SERVICES)
         for index, name in enumerate(services):
@@ -66,8 +79,10 @@ class DebianEngine(Engine):
             if name not in SUPPORTED_SERVICES:
                 raise ConfigError(f"{where}[{index}]", f"service '{name}' is not yet supported "
                                   f"by DebianEngine (supported: {', '.join(SUPPORTED_SERVICES)})")
-        if "keystone" not in services:
-            raise ConfigError(where, "must include 'keystone' (every other service needs it)")
+        if "keystone" not in services and not is_node_path(path):
+            raise ConfigError(where, "must include 'keystone' (every other service needs it), "
+                              "unless this engine is a node of a MultihostEngine whose "
+                              "controller runs Keystone")
         database = config.get("database", "mariadb")
         if database != "mariadb":
             reason = (": under uwsgi's concurrent workers SQLite fails with 'database is "
@@ -83,22 +98,41 @@ class DebianEngine(Engine):
         try:
             with self._step(server, "wait for SSH"):
                 server.ssh.wait_ready(timeout=SSH_READY_TIMEOUT)
-            if not isinstance(provider, ExistingServers):
+            if not provider.capabilities(provider.config).outlives_deployment:
                 return self._install(server)
             # The server outlives the deployment: cleanup must purge what we add.
-            with self._ledger().creating(INSTALL_KIND, server.address, server=server.to_dict()):
+            with self.ledger.creating(INSTALL_KIND, server.address, server=server.to_dict()):
                 return self._install(server)
         finally:
             server.close()
 
+    def _joined_cloud(self) -> dict[str, Any] | None:
+        """The controller's cloud this node joins, when it runs no Keystone of its own."""
+        if "keystone" in self.config.get("services", DEFAULT_SERVICES):
+            return None
+        cloud = (self.parent_endpoints or {}).get("openstack")
+        servers = (self.parent_endpoints or {}).get("servers")
+        if not cloud or not cloud.get("admin") or not servers:
+            raise BenchbedError(f"{self.path}: DebianEngine without keystone joins its "
+                                f"MultihostEngine controller's cloud, but the controller "
+                                f"gave no Keystone admin credentials and server")
+        return cloud
+
     def _install(self, server: Server) -> dict[str, Any]:
-        services = ["mariadb", *self.config.get("services", DEFAULT_SERVICES)]
+        joined = self._joined_cloud()
+        own = self.config.get("services", DEFAULT_SERVICES)
+        # A node keeps its databases in the controller's MariaDB: it needs only the client.
+        services = [*([] if joined else ["mariadb"]), *own]
         chosen = [recipes()[name] for name in services]
+        if joined:
+            chosen.insert(0, recipes()["mariadb-client"])
         passwords = self._passwords()
+        if joined:
+            passwords["admin"] = joined["admin"]["password"]
         with self._step(server, "check apt"):
             proxy = apt.check(server, self.config.get("apt_proxy"))
         with self._step(server, "record installed packages"):
-            apt.record_baseline(server, [apt.PROXY_FILE, *(p for r in chosen for p in r.paths)])
+            apt.record_baseline(server, [p for r in chosen for p in r.paths])
         if self.config.get("apt_proxy"):
             with self._step(server, "configure apt proxy", proxy):
                 apt.set_proxy(server, self.config["apt_proxy"])
@@ -115,24 +149,33 @@ class DebianEngine(Engine):
                           region=self.config.get("region_name", "RegionOne"),
                           passwords=passwords, step=lambda name, detail: self._step(
                               server, name, detail))
+        if joined:
+            controller = Server.from_dict(self.parent_endpoints["servers"][0],  # type: ignore[index]
+                                          deployment=self.deployment)
+            context.database, context.database_host = controller, controller.host
+            context.outputs["auth_url"] = joined["auth_url"]
+            context.region = joined.get("region_name", context.region)
         self._install_packages(server, chosen[0])
         # dpkg works one package at a time on one core: the next service's packages go in
         # while the previous service is configured, which keeps the second core busy.
         with ThreadPoolExecutor(max_workers=1) as pool:
             for recipe, following in zip(chosen, [*chosen[1:], None], strict=True):
-                installing = pool.submit(self._install_packages, server, following) \
+                installing = pool.submit(contextvars.copy_context().run,
+                                         self._install_packages, server, following) \
                     if following else None
                 recipe.configure(context)
                 if installing:
                     installing.result()
-        cloud = normalize_cloud({
+        if context.database is not None:
+            context.database.close()
+        cloud = {"openstack": joined} if joined else normalize_cloud({
             "auth_url": context.outputs["auth_url"], "region_name": context.region,
             "endpoint_type": "public",
             "admin": {"username": "admin", "password": passwords["admin"],
                       "project_name": "admin", "user_domain_name": "Default",
                       "project_domain_name": "Default"},
         })
-        return {**cloud, "services": services[1:], "servers": [server.to_dict()]}
+        return {**cloud, "services": list(own), "servers": [server.to_dict()]}
 
     def _install_packages(self, server: Server, recipe: Recipe) -> None:
         with self._step(server, "install packages", " ".join(recipe.packages)):
@@ -156,7 +199,7 @@ class DebianEngine(Engine):
     def _step(self, server: Server, name: str, detail: str | None = None) -> Iterator[None]:
         """A timeline step whose failure names the server and the step."""
         where = f"{server.user}@{server.address}"
-        with self.deployment.step(name, detail or where):
+        with self.deployment.step(name, detail or where, lane=server.name or server.host):
             try:
                 yield
             except DeployStepError:
@@ -164,14 +207,6 @@ class DebianEngine(Engine):
             except Exception as error:
                 message = str(error).removeprefix(f"{where}: ") or type(error).__name__
                 raise DeployStepError(f"{where}: step '{name}' failed: {message}") from None
-
-    def _ledger(self) -> Ledger:
-        return self.deployment.ledger(LEDGER_SCOPE)
-
-    def cleanup(self) -> None:
-        """Purge what was installed on servers that outlive us, then let the provider go."""
-        self._ledger().destroy(self._purge, label="DebianEngine: removing packages")
-        self.provider().destroy_servers()
 
     def _purge(self, resource: Resource) -> None:
         server = Server.from_dict(resource.data["server"], deployment=self.deployment)
@@ -185,7 +220,13 @@ class DebianEngine(Engine):
     def check(self) -> list[CheckResult]:
         from benchbed.engines.keystone_check import check_cloud
 
-        return check_cloud(self.deployment.endpoints["openstack"])
+        return check_cloud(self.endpoints["openstack"])
+
+
+def is_node_path(path: str) -> bool:
+    """Whether a config path is a MultihostEngine node (`nodes[2]`, `x.nodes[0]`)."""
+    last = path.rsplit(".", 1)[-1]
+    return last.startswith("nodes[") and last.endswith("]")
 
 
 def _generate() -> str:

@@ -21,17 +21,16 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchbed import masking
+from benchbed import masking, plugin
 from benchbed.engines import devstack_conf
 from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
 from benchbed.engines.debian_services import apt
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.hostnet.mirrors import GuestMirrors, address_towards
-from benchbed.ledger import Ledger, Resource
+from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
-from benchbed.plugin import PROVIDERS
-from benchbed.providers.existing_servers import ExistingServers
+from benchbed.plugin import PROVIDERS, ResourceKind
 from benchbed.server import Server, run_script
 
 DEFAULT_BRANCH = "stable/2025.1"
@@ -39,7 +38,6 @@ DEFAULT_TIMEOUT = 3600
 SSH_READY_TIMEOUT = 180
 POLL_INTERVAL = 1.0
 LOG_TAIL = 8
-LEDGER_SCOPE = "engine"
 PASSWORD_KEYS = ("ADMIN_PASSWORD", "DATABASE_PASSWORD", "RABBIT_PASSWORD", "SERVICE_PASSWORD")
 STACK_LOGFILE = "/opt/stack/logs/stack.sh.log"
 LOCAL_CONF = "/opt/stack/devstack/local.conf"
@@ -88,12 +86,17 @@ class DevstackEngine(Engine):
         "not": {"required": ["git_mirror", "git_base"]},
     }
     NESTED = {"provider": PROVIDERS}
-    # set by MultihostEngine on node engines: the controller's endpoints
-    parent_endpoints: dict[str, Any] | None = None
+    # newest first: a server's DevStack is undone before the mirrors it used are released
+    RESOURCES = {"devstack": ResourceKind(delete="_undo_devstack"),
+                 "mirrors": ResourceKind(delete="_release_mirrors")}
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
         cls.check_server_request(config, path)
+        if cls.provider_capabilities(config).shares_host:
+            raise ConfigError(plugin.join_path(path, "provider"),
+                              f"{config['provider']['type']} servers share this machine's "
+                              f"filesystem: DevStack would install itself on this machine")
         if "local_conf" in config and "localrc" in config:
             raise ConfigError(f"{path}.localrc".lstrip("."), "give local_conf or its "
                               "deprecated alias localrc, not both")
@@ -116,7 +119,7 @@ class DevstackEngine(Engine):
         with self.deployment.step("create servers", f"{amount} x {provider.config['type']}"):
             servers = provider.create_servers(image_uuid=self.config.get("image"),
                                               type_id=self.config.get("flavor"), amount=amount)
-        outlives = isinstance(provider, ExistingServers)
+        outlives = provider.capabilities(provider.config).outlives_deployment
         try:
             run_parallel("waiting for SSH", servers, self._wait_ready, describe=_where)
             sources = self._sources(servers)
@@ -145,9 +148,9 @@ class DevstackEngine(Engine):
                 address = address_towards(local, server.host)
                 mirrors.setdefault(address, GuestMirrors(local, address))
         for address, mirror in mirrors.items():
-            with self._ledger().creating("mirrors", address, address=address), \
+            with self.ledger.creating("mirrors", address, address=address), \
                     self.deployment.step("acquire guest mirrors", address):
-                mirror.acquire(self.deployment.uuid, self.config.get("git_mirror"), use_pypi)
+                mirror.acquire(self._mirror_user(), self.config.get("git_mirror"), use_pypi)
         sources = {}
         for server in servers:
             mirror = mirrors[address_towards(local, server.host)] if mirrors else None
@@ -176,7 +179,7 @@ class DevstackEngine(Engine):
                  outlives: bool) -> None:
         if outlives:
             # The server outlives the deployment: cleanup must undo what DevStack adds.
-            with self._ledger().creating("devstack", server.address, server=server.to_dict()), \
+            with self.ledger.creating("devstack", server.address, server=server.to_dict()), \
                     self._step(server, "record installed packages"):
                 apt.record_baseline(server, CREATED_PATHS)
         with self._step(server, "install prerequisites", "git sudo"):
@@ -289,21 +292,16 @@ class DevstackEngine(Engine):
 
     # -- cleanup and check ------------------------------------------------------------------
 
-    def _ledger(self) -> Ledger:
-        return self.deployment.ledger(LEDGER_SCOPE)
+    def _mirror_user(self) -> str:
+        """This engine's reference on the mirrors: a controller and its nodes hold one each."""
+        return f"{self.deployment.uuid}{'@' + self.path if self.path else ''}"
 
-    def cleanup(self) -> None:
-        """Undo DevStack on servers that outlive us, release the mirrors, then the provider."""
-        self._ledger().destroy(self._delete, label="DevstackEngine: cleaning up")
-        self.provider().destroy_servers()
+    def _release_mirrors(self, resource: Resource) -> None:
+        local = Server(host="localhost", deployment=self.deployment)
+        GuestMirrors(local, resource.data["address"]).release(self._mirror_user())
 
-    def _delete(self, resource: Resource) -> None:
-        if resource.kind == "mirrors":
-            local = Server(host="localhost", deployment=self.deployment)
-            GuestMirrors(local, resource.data["address"]).release(self.deployment.uuid)
-            return
-        if resource.kind != "devstack":
-            raise BenchbedError(f"DevstackEngine: unknown resource kind {resource.kind}")
+    def _undo_devstack(self, resource: Resource) -> None:
+        """unstack.sh, clean.sh and what they leave, on a server that outlives us."""
         server = Server.from_dict(resource.data["server"], deployment=self.deployment)
         try:
             with self._step(server, "unstack and clean"):
@@ -316,9 +314,9 @@ class DevstackEngine(Engine):
     def check(self) -> list[CheckResult]:
         from benchbed.engines.keystone_check import check_cloud
 
-        if "openstack" not in self.deployment.endpoints:
+        if "openstack" not in self.endpoints:
             return [CheckResult("devstack", False, "no Keystone among the endpoints")]
-        return check_cloud(self.deployment.endpoints["openstack"])
+        return check_cloud(self.endpoints["openstack"])
 
 
 class _Run:

@@ -14,6 +14,7 @@ USER_SCHEMA: dict[str, Any] = {
         "tenant_name": {"type": "string"},
         "project_name": {"type": "string"},
         "domain_name": {"type": "string"},
+        "admin_domain_name": {"type": "string"},
         "user_domain_name": {"type": "string"},
         "project_domain_name": {"type": "string"},
     },
@@ -22,7 +23,7 @@ USER_SCHEMA: dict[str, Any] = {
 }
 
 CLOUD_PROPERTIES: dict[str, Any] = {
-    "auth_url": {"type": "string", "pattern": "^https?://"},
+    "auth_url": {"type": "string", "pattern": "^https?://[^\\s]+$"},
     "region_name": {"type": "string"},
     "endpoint_type": {"enum": ["public", "internal", "admin", "publicURL", "internalURL",
                                "adminURL", None]},
@@ -37,7 +38,8 @@ CLOUD_PROPERTIES: dict[str, Any] = {
 
 def normalize_user(user: dict[str, Any]) -> dict[str, Any]:
     """Keystone v3 credentials from either the v2 (`tenant_name`) or the v3 form."""
-    domain = user.get("domain_name")
+    # the older tool's v3 samples named the admin's domain `admin_domain_name`
+    domain = user.get("domain_name") or user.get("admin_domain_name")
     return {
         "username": user["username"],
         "password": user["password"],
@@ -103,7 +105,7 @@ class ExistingCloud(Engine):
     def check(self) -> list[CheckResult]:
         from benchbed.engines.keystone_check import check_cloud
 
-        return check_cloud(self.deployment.endpoints["openstack"])
+        return check_cloud(self.endpoints["openstack"])
 
 
 def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:

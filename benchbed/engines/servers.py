@@ -20,6 +20,8 @@ class ServersEngine(Engine):
             **SERVER_REQUEST_PROPERTIES,
             "amount": {"type": "integer", "minimum": 1, "maximum": 1000},
             "ssh_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+            # false: hand the servers over once the provider has them, without logging in
+            "wait_for_ssh": {"type": "boolean"},
         },
         "required": ["type", "provider"],
         "additionalProperties": False,
@@ -28,7 +30,8 @@ class ServersEngine(Engine):
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
-        cls.check_server_request(config, path)
+        cls.check_server_request(config, path, amount=config.get("amount"),
+                                 ssh=config.get("wait_for_ssh", True))
 
     def deploy(self) -> dict[str, Any]:
         provider = self.provider()
@@ -36,20 +39,20 @@ class ServersEngine(Engine):
         with self.deployment.step("create servers", f"{amount} x {provider.config['type']}"):
             servers = provider.create_servers(image_uuid=self.config.get("image"),
                                               type_id=self.config.get("flavor"), amount=amount)
-        with self.deployment.step("wait for SSH", f"{len(servers)} server(s)"):
-            run_parallel("waiting for SSH", servers, self._wait_ready, describe=_describe)
+        if self.config.get("wait_for_ssh", True):
+            with self.deployment.step("wait for SSH", f"{len(servers)} server(s)"):
+                run_parallel("waiting for SSH", servers, self._wait_ready, describe=_describe)
         return {"servers": [server.to_dict() for server in servers]}
 
     def _wait_ready(self, server: Server) -> None:
-        server.ssh.wait_ready(timeout=self.config.get("ssh_timeout", SSH_READY_TIMEOUT))
-        server.ssh.run("true", timeout=30)
-
-    def cleanup(self) -> None:
-        self.provider().destroy_servers()
+        with self.deployment.step("SSH ready", _describe(server),
+                                  lane=server.name or server.host):
+            server.ssh.wait_ready(timeout=self.config.get("ssh_timeout", SSH_READY_TIMEOUT))
+            server.ssh.run("true", timeout=30)
 
     def servers(self) -> list[Server]:
         return [Server.from_dict(data, deployment=self.deployment)
-                for data in self.deployment.endpoints.get("servers", [])]
+                for data in self.endpoints.get("servers", [])]
 
     def check(self) -> list[CheckResult]:
         def probe(server: Server) -> CheckResult:

@@ -1,7 +1,6 @@
 """openrc, clouds.yaml and Rally env spec for deployments that expose an OpenStack cloud."""
 
 import json
-import shlex
 from typing import Any
 
 import yaml
@@ -40,9 +39,18 @@ def openrc(deployment: Deployment) -> str:
         variables["OS_INSECURE"] = "true"
     if cloud.get("https_cacert"):
         variables["OS_CACERT"] = cloud["https_cacert"]
-    lines = [f"# benchbed deployment {deployment.name} ({deployment.uuid})"]
-    lines += [f"export {name}={shlex.quote(value)}" for name, value in variables.items()]
+    # json.dumps escapes every control character: the comment cannot end early
+    lines = [f"# benchbed deployment {json.dumps(deployment.name)} ({deployment.uuid})"]
+    lines += [f"export {name}={single_quoted(value, name)}" for name, value in variables.items()]
     return "\n".join(lines) + "\n"
+
+
+def single_quoted(value: Any, name: str) -> str:
+    """`value` in POSIX shell single quotes, where nothing but ' itself is special."""
+    text = str(value)
+    if "\0" in text:
+        raise InputError(f"openrc: {name} holds a NUL character, which no shell variable can")
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def clouds_yaml(deployment: Deployment) -> str:

@@ -14,7 +14,9 @@ import hashlib
 import ipaddress
 import json
 
+from benchbed import hostcheck
 from benchbed.errors import BenchbedError, InputError
+from benchbed.hostcheck import HostCheck
 from benchbed.server import Server, run_script
 
 APT_PROXY_PORT = 3142
@@ -22,96 +24,17 @@ STATE_DIR = "/run/benchbed/hostnet"
 CACHE_DIR = "/var/cache/benchbed/apt-cacher-ng"
 LEASE_TIME = "1h"
 
-# Runs on the host as `sh -s -- ACTION USER BRIDGE GATEWAY PREFIX FIRST LAST`, under a lock.
-SCRIPT = f"""
-base={STATE_DIR} cache={CACHE_DIR} lease_time={LEASE_TIME} port={APT_PROXY_PORT}
-""" + r"""
-set -eu
-action=$1 user=$2 bridge=$3 gateway=$4 prefix=$5 first=$6 last=$7
-state=$base/$bridge
-mkdir -p "$base"
-exec 9>>"$base/$bridge.lock"
-flock 9
-
-ours() {  # is the process in pid file $1 ours, i.e. does its command line hold argument $2?
-    [ -s "$1" ] || return 1
-    read -r pid < "$1"
-    [ -r "/proc/$pid/cmdline" ] && grep -qzxF -- "$2" "/proc/$pid/cmdline"
-}
-
-running() {  # alive and not a zombie (PID 1 may be slow to reap)
-    [ -r "/proc/$1/status" ] && ! grep -q '^State:.*Z' "/proc/$1/status"
-}
-
-stop() {  # stop the process in pid file $1 if it is ours, by that pid only
-    if ours "$1" "$2"; then
-        pid=$(cat "$1")
-        kill "$pid" 2>/dev/null || true
-        i=0
-        while running "$pid" && [ $i -lt 50 ]; do sleep 0.05; i=$((i + 1)); done
-        if ours "$1" "$2"; then kill -9 "$pid" 2>/dev/null || true; fi
-    fi
-    rm -f "$1"
-}
-
-wait_for_file() {
-    i=0
-    while [ ! -s "$1" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-    [ -s "$1" ] || { echo "$2 did not start (no $1)" >&2; exit 1; }
-}
-
-acquire() {
-    mkdir -p "$state/users"
-    : > "$state/users/$user"
-    if ! ip -br addr show dev "$bridge" 2>/dev/null | grep -q "UP .* $gateway/$prefix\( \|$\)"; then
-        ip link show dev "$bridge" >/dev/null 2>&1 || ip link add name "$bridge" type bridge
-        ip addr replace "$gateway/$prefix" dev "$bridge"
-        ip link set "$bridge" up
-    fi
-    if ! ours "$state/dnsmasq.pid" "--pid-file=$state/dnsmasq.pid"; then
-        rm -f "$state/dnsmasq.pid"
-        dnsmasq --conf-file=/dev/null --port=0 --bind-interfaces --interface="$bridge" \
-            --except-interface=lo --listen-address="$gateway" \
-            --dhcp-range="$first,$last,$lease_time" --dhcp-authoritative --no-ping \
-            --dhcp-option=3 --dhcp-option=6 --dhcp-leasefile="$state/dnsmasq.leases" \
-            --pid-file="$state/dnsmasq.pid" </dev/null >"$state/dnsmasq.log" 2>&1 9>&- \
-            || { cat "$state/dnsmasq.log" >&2; exit 1; }
-        wait_for_file "$state/dnsmasq.pid" dnsmasq
-    fi
-    conf=$state/acng
-    if ! ours "$state/acng-run/pid" "$conf"; then
-        mkdir -p "$conf" "$state/acng-run" "$cache/$bridge.log" "$cache/$bridge"
-        chown apt-cacher-ng: "$state/acng-run" "$cache/$bridge.log" "$cache/$bridge"
-        rm -f "$state/acng-run/pid"
-        cat > "$conf/acng.conf" <<EOF
-CacheDir: $cache/$bridge
-LogDir: $cache/$bridge.log
-SupportDir: /usr/lib/apt-cacher-ng
-BindAddress: $gateway
-Port: $port
-PidFile: $state/acng-run/pid
-SocketPath: $state/acng-run/socket
-ForeGround: 0
-ExThreshold: 4
-EOF
-        setpriv --reuid=apt-cacher-ng --regid=apt-cacher-ng --init-groups \
-            apt-cacher-ng -c "$conf" </dev/null >"$state/acng-start.log" 2>&1 9>&- \
-            || { cat "$state/acng-start.log" >&2; exit 1; }
-        wait_for_file "$state/acng-run/pid" apt-cacher-ng
-    fi
-}
-
-release() {
-    rm -f "$state/users/$user"
-    if [ -n "$(ls -A "$state/users" 2>/dev/null)" ]; then return 0; fi
-    stop "$state/acng-run/pid" "$state/acng"
-    stop "$state/dnsmasq.pid" "--pid-file=$state/dnsmasq.pid"
-    if ip link show dev "$bridge" >/dev/null 2>&1; then ip link delete "$bridge"; fi
-    rm -rf "$state"
-}
-
-"$action"
-"""
+def host_checks(network: ipaddress.IPv4Network | None, key: str) -> list[HostCheck]:
+    """What this machine needs to serve a host network (given one: also that it is free;
+    `key` is the config key that chose it)."""
+    checks = [hostcheck.root(),
+              hostcheck.command("ip", "iproute2"), hostcheck.command("dnsmasq", "dnsmasq-base"),
+              hostcheck.command("apt-cacher-ng", "apt-cacher-ng"),
+              hostcheck.command("flock", "util-linux"),
+              hostcheck.command("setpriv", "util-linux")]
+    if network is not None:
+        checks.append(hostcheck.free_network(str(network), key, bridge_name(network)))
+    return checks
 
 
 def static_capacity(network: ipaddress.IPv4Network) -> int:
@@ -175,9 +98,10 @@ class HostNetwork:
 
     def _run(self, action: str, user: str) -> None:
         prefix = str(self.network.prefixlen)
-        args = [action, user, self.bridge, self.gateway, prefix, *self.dhcp_range]
+        args = [action, user, self.bridge, self.gateway, prefix, *self.dhcp_range, STATE_DIR,
+                CACHE_DIR, LEASE_TIME, str(APT_PROXY_PORT)]
         try:
-            run_script(self.host.ssh, SCRIPT, args, timeout=120)
+            run_script(self.host.ssh, "hostnet/bridge.sh", args, timeout=120)
         except BenchbedError as error:
             raise BenchbedError(f"{action} network {self.bridge} ({self.network}) on "
                                 f"{self.host.host}: {error}") from None

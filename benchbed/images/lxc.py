@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from typing import Any
 
 from benchbed.errors import BenchbedError, InputError, NotFoundError
@@ -19,109 +18,10 @@ from benchbed.server import Server, run_script
 
 DEFAULT_RELEASE = "bookworm"
 RELEASES = ("bullseye", "bookworm", "trixie")
-MARKER = "benchbed-image.json"
 BUILD_TIMEOUT = 1200
 
-# Units a benchmark server does not need at boot: fewer units, faster and cheaper starts.
-MASKED_UNITS = (
-    "console-getty.service", "container-getty@.service", "getty@.service",
-    "e2scrub_reap.service", "systemd-pstore.service", "apt-daily.timer",
-    "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "fstrim.timer",
-)
-# Generators with nothing to find in a container (the sysv and fstab ones stay: packages and
-# users may rely on them); each one skipped saves CPU on every boot.
-MASKED_GENERATORS = tuple(f"systemd-{name}-generator" for name in (
-    "cryptsetup", "debug", "getty", "gpt-auto", "hibernate-resume", "integritysetup",
-    "rc-local", "run", "system-update", "veritysetup"))
-
-COMMON = f"""
-marker={MARKER}
-masked="{' '.join(MASKED_UNITS)}"
-generators="{' '.join(MASKED_GENERATORS)}"
-""" + r"""
-set -eu
-lxcpath=$(lxc-config lxc.lxcpath)
-clones() {  # the containers whose overlay rootfs sits on image $1
-    grep -ls "^lxc.rootfs.path *= *overlay:$lxcpath/$1/rootfs:" "$lxcpath"/*/config || true
-}
-"""
-
-# sh -s -- NAME RELEASE MIRROR SECURITY_MIRROR REBUILD
-BUILD = COMMON + r"""
-name=$1 release=$2 mirror=$3 security=$4 rebuild=$5
-dir=$lxcpath/$name
-building=$lxcpath/.benchbed-building-$name
-mkdir -p /run/lock
-exec 9>>"/run/lock/benchbed-image-$name.lock"
-flock 9
-if [ -f "$dir/$marker" ] && [ "$rebuild" = 0 ]; then cat "$dir/$marker"; exit 0; fi
-if [ -e "$dir" ]; then
-    if [ ! -f "$dir/$marker" ] && [ ! -e "$building" ]; then
-        echo "container $name exists and is not a benchbed image" >&2; exit 3
-    fi
-    if [ -n "$(clones "$name")" ]; then
-        echo "image $name has clones; destroy the deployments using it first" >&2; exit 3
-    fi
-    lxc-destroy -f -n "$name" >/dev/null 2>&1 || true
-    rm -rf "$dir"
-fi
-: > "$building"
-log=$lxcpath/.benchbed-build-$name.log
-if ! MIRROR=$mirror SECURITY_MIRROR=$security lxc-create -n "$name" -t debian -- -r "$release" \
-        >"$log" 2>&1 9>&-; then
-    tail -n 5 "$log" >&2; exit 1
-fi
-root=$dir/rootfs
-rm -f "$root"/etc/ssh/ssh_host_* "$root/var/lib/dbus/machine-id"
-: > "$root/etc/machine-id"
-rm -rf "$root"/var/lib/dhcp/*
-echo "HostKey /etc/ssh/ssh_host_ed25519_key" > "$root/etc/ssh/sshd_config.d/benchbed.conf"
-cat > "$root/etc/apt/sources.list" <<EOF
-deb $mirror $release main
-deb $mirror $release-updates main
-deb $security $release-security main
-EOF
-echo "# benchbed: no DNS here; apt reaches its mirrors through the proxy" > "$root/etc/resolv.conf"
-for unit in $masked; do ln -sf /dev/null "$root/etc/systemd/system/$unit"; done
-mkdir -p "$root/etc/systemd/system-generators"
-for generator in $generators; do
-    ln -sf /dev/null "$root/etc/systemd/system-generators/$generator"
-done
-sed -i 's/^lxc.tty.max *=.*/lxc.tty.max = 0/' "$dir/config"
-printf '{"name": "%s", "release": "%s", "created_at": "%s", "mirror": "%s"}\n' \
-    "$name" "$release" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$mirror" > "$dir/$marker"
-rm -f "$building" "$log"
-cat "$dir/$marker"
-"""
-
-LIST = COMMON + r"""
-for found in "$lxcpath"/*/$marker; do
-    [ -f "$found" ] || continue
-    dir=${found%/*}
-    name=${dir##*/}
-    size=$(du -sh "$dir/rootfs" 2>/dev/null | cut -f1)
-    count=$(clones "$name" | wc -l)
-    printf '{"image": %s, "size": "%s", "clones": %s, "location": "%s"}\n' \
-        "$(cat "$found")" "$size" "$count" "$dir"
-done
-"""
-
-# sh -s -- NAME
-DELETE = COMMON + r"""
-name=$1
-dir=$lxcpath/$name
-exec 9>>"/run/lock/benchbed-image-$name.lock"
-flock 9
-if [ ! -f "$dir/$marker" ] && [ ! -e "$lxcpath/.benchbed-building-$name" ]; then
-    echo "no image named $name" >&2; exit 4
-fi
-if [ -n "$(clones "$name")" ]; then
-    echo "image $name is in use by $(clones "$name" | wc -l) container(s)" >&2; exit 3
-fi
-rm -f "$dir/lxc_snapshots"
-lxc-destroy -f -n "$name" >/dev/null 2>&1 || true
-rm -rf "$dir" "$lxcpath/.benchbed-building-$name"
-"""
+SCRIPT = "lxc/image.sh"
+MIRROR_URI = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+/-]*)?")
 
 
 def image_name(release: str) -> str:
@@ -166,6 +66,10 @@ def parse_mirrors(text: str, where: str) -> tuple[str, str]:
             main = main or uri
     if not main:
         raise BenchbedError(f"{where}: no Debian mirror in /etc/apt/sources.list(.d)")
+    for uri in (main, security):
+        # a fact of the host, written into the image's sources.list and its JSON marker
+        if uri and not MIRROR_URI.fullmatch(uri):
+            raise BenchbedError(f"{where}: apt source {uri[:80]!r} is not a plain http(s) URI")
     return main, security or main
 
 
@@ -181,7 +85,7 @@ class LxcImageStore:
         check_name(name)
         mirror, security = host_mirrors(self.host)
         args = [name, release, mirror, security, "1" if rebuild else "0"]
-        result = self._run(BUILD, args, timeout=BUILD_TIMEOUT)
+        result = self._run(["build", *args], timeout=BUILD_TIMEOUT)
         return json.loads(result.strip().splitlines()[-1])
 
     def ensure(self, name: str, release: str) -> None:
@@ -191,23 +95,22 @@ class LxcImageStore:
 
     def list(self) -> list[dict[str, Any]]:
         images = []
-        for line in self._run(LIST, []).splitlines():
+        for line in self._run(["list"]).splitlines():
             row = json.loads(line)
             images.append({**row.pop("image"), **row})
         return images
 
     def exists(self, name: str) -> bool:
         check_name(name)
-        found = self.host.ssh.run(f'test -f "$(lxc-config lxc.lxcpath)"/{shlex.quote(name)}/'
-                                  f'{MARKER}', timeout=30, check=False)
-        return found.exit_code == 0
+        return run_script(self.host.ssh, SCRIPT, ["exists", name], timeout=30,
+                          check=False).exit_code == 0
 
     def delete(self, name: str) -> None:
         check_name(name)
-        self._run(DELETE, [name])
+        self._run(["delete", name])
 
-    def _run(self, script: str, args: list[str], timeout: float = 120) -> str:
-        result = run_script(self.host.ssh, script, args, timeout=timeout, check=False)
+    def _run(self, args: list[str], timeout: float = 120) -> str:
+        result = run_script(self.host.ssh, SCRIPT, args, timeout=timeout, check=False)
         if result.exit_code == 0:
             return result.stdout
         message = (result.stderr.strip() or result.stdout.strip()).splitlines()

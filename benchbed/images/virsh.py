@@ -11,6 +11,7 @@ clone needs no second disk and no tool that writes into images.
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -23,8 +24,11 @@ from xml.etree import ElementTree
 
 from benchbed import local
 from benchbed.errors import BenchbedError, InputError, NotFoundError
+from benchbed.server import script_text
 
 POOL = "benchbed"
+# template names become volume, host and file names
+TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 POOL_PATH = Path("/var/lib/benchbed/images")
 BUILD_PATH = Path("/var/lib/benchbed/build")
 DEFAULT_URI = "qemu:///system"
@@ -36,33 +40,6 @@ PACKAGES = ["systemd-sysv", "udev", "openssh-server", "linux-image-amd64", "init
 MASKED_UNITS = ["apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer",
                 "e2scrub_reap.service", "fstrim.timer", "getty-static.service",
                 "systemd-networkd-wait-online.service"]
-
-SEED_SCRIPT = r"""#!/bin/sh
-# benchbed: take this clone's login key, user and apt proxy from the kernel command line,
-# and give it a host key of its own (the template ships none).
-set -eu
-user=root key="" proxy=""
-for arg in $(cat /proc/cmdline); do
-    case "$arg" in
-        bb.user=*) user="${arg#bb.user=}" ;;
-        bb.key=*) key="$(echo "${arg#bb.key=}" | base64 -d)" ;;
-        bb.apt_proxy=*) proxy="${arg#bb.apt_proxy=}" ;;
-    esac
-done
-hostkey=/etc/ssh/ssh_host_ed25519_key
-[ -f "$hostkey" ] || ssh-keygen -q -t ed25519 -N "" -f "$hostkey"
-getent passwd "$user" >/dev/null || useradd -m -s /bin/bash "$user"
-home="$(getent passwd "$user" | cut -d: -f6)"
-if [ -n "$key" ]; then
-    install -d -m 700 -o "$user" "$home/.ssh"
-    echo "$key" > "$home/.ssh/authorized_keys"
-    chown "$user" "$home/.ssh/authorized_keys"
-    chmod 600 "$home/.ssh/authorized_keys"
-fi
-if [ -n "$proxy" ]; then
-    echo "Acquire::http::Proxy \"$proxy\";" > /etc/apt/apt.conf.d/01benchbed-proxy
-fi
-"""
 
 SEED_UNIT = """\
 [Unit]
@@ -188,8 +165,9 @@ class VirshImageStore:
 
     def build(self, name: str | None, release: str, rebuild: bool) -> dict[str, Any]:
         name = name or f"debian-{release}"
-        if not name.replace("-", "").replace("_", "").isalnum():
-            raise InputError(f"template name '{name}': use letters, digits, '-' and '_'")
+        if not TEMPLATE_NAME.fullmatch(name):
+            raise InputError(f"template name {name!r}: 1 to 63 ASCII letters, digits, '-' "
+                             f"and '_', starting with a letter or digit")
         if os.geteuid() != 0:
             raise InputError("building a virsh template needs root (debootstrap)")
         if not self.uri.startswith("qemu:///"):
@@ -260,11 +238,20 @@ class VirshImageStore:
 
 
 def _backing(pool: Any, volume: str) -> str | None:
-    """The backing file of a pool volume (overlays name their template here)."""
+    """The backing file of a pool volume (overlays name their template here).
+
+    A volume deleted since the pool was listed backs nothing; any other libvirt error
+    propagates: taken for "no", it would let `image delete` remove a template in use.
+    """
+    import libvirt
+
     try:
         xml = ElementTree.fromstring(pool.storageVolLookupByName(volume).XMLDesc(0))
-    except Exception:
-        return None
+    except libvirt.libvirtError as error:
+        if error.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+            return None
+        raise BenchbedError(f"virsh: cannot tell what volume {volume} is backed by: "
+                            f"{error.get_error_message()}") from None
     return xml.findtext("backingStore/path")
 
 
@@ -294,7 +281,7 @@ def _configure(rootfs: Path, name: str, release: str, main: str,
         key.unlink()
     (etc / "ssh/sshd_config.d/benchbed.conf").write_text(SSHD_CONFIG)
     seed = rootfs / "usr/local/sbin/benchbed-seed"
-    seed.write_text(SEED_SCRIPT)
+    seed.write_text(script_text("virsh/seed.sh"))
     seed.chmod(0o755)
     (etc / "systemd/system/benchbed-seed.service").write_text(SEED_UNIT)
     (etc / "systemd/network/10-benchbed.network").write_text(NETWORK_UNIT)

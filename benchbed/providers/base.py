@@ -1,59 +1,120 @@
 """The server provider contract: Provider(deployment, config), create_servers, destroy_servers."""
 
-from typing import TYPE_CHECKING, Any, ClassVar
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from benchbed import plugin, sizes
 from benchbed.errors import ConfigError, InputError
-from benchbed.ledger import Resource
 from benchbed.server import Server
 
 if TYPE_CHECKING:
     from benchbed.deployment import Deployment
+    from benchbed.networks import Claim
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What engines may rely on, so that none of them asks which class its provider is.
+
+    `outlives_deployment`: the servers exist before and after it (engines undo what they
+    install); `shares_host`: the servers share this machine's filesystem (engines must not
+    install packages on them); `chooses_image`/`chooses_size`: create_servers honours
+    image_uuid/type_id.
+    """
+
+    outlives_deployment: bool = False
+    shares_host: bool = False
+    chooses_image: bool = True
+    chooses_size: bool = True
+
+
+@dataclass
+class Stray:
+    """A cloud resource with benchbed's tags that no live deployment of this database owns."""
+
+    kind: str
+    id: str
+    deployment: str
+    reason: str
+
+
+@dataclass
+class Sweep:
+    """What `benchbed gc` found: the strays, and how many tagged resources it left alone."""
+
+    strays: list[Stray] = field(default_factory=list)
+    # recorded in another benchbed database and not expired: whether they live is unknowable
+    elsewhere: int = 0
 
 
 class ServerProvider(plugin.Plugin):
     """Gives engines servers, whatever the technology behind them.
 
-    Subclasses record every resource in `self.ledger` before creating it and implement
-    `delete_resource`, which must treat "already gone" as success; `destroy_servers`
-    then removes everything from the ledger alone, even after a crash.
+    Subclasses record every resource in `self.ledger` before creating it and declare its
+    kind in RESOURCES; `destroy_servers` then removes everything from the ledger alone,
+    even after a crash, and then the providers nested in this one.
     """
 
-    # Whether create_servers can pick an image (image_uuid) and a named size (type_id).
-    CHOOSES_IMAGE: ClassVar[bool] = True
-    CHOOSES_SIZE: ClassVar[bool] = True
+    CAPABILITIES = Capabilities()
+
+    def __init__(self, deployment: "Deployment", config: dict[str, Any],
+                 path: str = "provider") -> None:
+        super().__init__(deployment, config, path)
 
     @classmethod
-    def check_request(cls, image: str | None, size: str | None, path: str) -> None:
-        """Refuse at validation what create_servers would refuse: nothing is created then."""
-        where = f"{path}." if path else ""
-        if image is not None and not cls.CHOOSES_IMAGE:
-            raise ConfigError(f"{where}image", f"{cls.__name__} cannot choose an image")
+    def capabilities(cls, config: dict[str, Any]) -> Capabilities:
+        return cls.CAPABILITIES
+
+    @classmethod
+    def capacity(cls, config: dict[str, Any]) -> int | None:
+        """The most servers this config can give, if known before anything exists."""
+        return None
+
+    @classmethod
+    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator["Claim"]:
+        """The networks this config makes on this machine (benchbed.networks checks them)."""
+        return iter(())
+
+    @classmethod
+    def check_request(cls, config: dict[str, Any], image: str | None, size: str | None,
+                      path: str) -> None:
+        """Refuse at validation what create_servers would refuse: nothing is created then.
+
+        By default sizes are benchbed's named sizes; a cloud provider overrides this to pass
+        its own flavor names through to the cloud.
+        """
+        capabilities = cls.capabilities(config)
+        if image is not None and not capabilities.chooses_image:
+            raise ConfigError(plugin.join_path(path, "image"),
+                              f"{cls.__name__} cannot choose an image")
         if size is not None:
-            if not cls.CHOOSES_SIZE:
-                raise ConfigError(f"{where}flavor", f"{cls.__name__} cannot choose a size")
+            if not capabilities.chooses_size:
+                raise ConfigError(plugin.join_path(path, "flavor"),
+                                  f"{cls.__name__} cannot choose a size")
             try:
                 sizes.lookup(size)
             except InputError as error:
-                raise ConfigError(f"{where}flavor", str(error)) from None
-
-    def __init__(self, deployment: "Deployment", config: dict[str, Any],
-                 scope: str = "provider") -> None:
-        self.deployment = deployment
-        self.config = config
-        self.scope = scope
-        self.ledger = deployment.ledger(scope)
+                raise ConfigError(plugin.join_path(path, "flavor"), str(error)) from None
 
     @classmethod
-    def from_config(cls, deployment: "Deployment", config: dict[str, Any],
-                    scope: str = "provider") -> "ServerProvider":
-        provider_class = plugin.get(plugin.PROVIDERS, config["type"], f"{scope}.type")
-        return provider_class(deployment, config, scope=scope)
+    def check_ssh(cls, config: dict[str, Any], path: str) -> None:
+        """The engine will log in over SSH: refuse a config under which it cannot."""
 
-    def nested(self, key: str) -> "ServerProvider":
-        """A provider nested in this one's config (e.g. LXC's `host_provider`)."""
-        return ServerProvider.from_config(self.deployment, self.config[key],
-                                          scope=f"{self.scope}.{key}")
+    @classmethod
+    def find_strays(cls, config: dict[str, Any], live: Callable[[], set[str]]) -> Sweep:
+        """For `benchbed gc`: resources this provider tagged whose deployment is not among
+        `live()` (uuids of this database's deployments) or whose expiry has passed.
+
+        `live` is read after the cloud is listed: a deployment's row exists before anything
+        of it is created, so a resource made meanwhile is never taken for an orphan."""
+        raise InputError(f"{cls.__name__} tags no cloud resources: gc has nothing to look for")
+
+    @classmethod
+    def delete_strays(cls, config: dict[str, Any], strays: list[Stray]) -> None:
+        raise InputError(f"{cls.__name__} tags no cloud resources: gc has nothing to delete")
 
     def default_amount(self) -> int:
         """How many servers to create when the engine does not say."""
@@ -64,10 +125,30 @@ class ServerProvider(plugin.Plugin):
         raise NotImplementedError
 
     def destroy_servers(self) -> None:
-        self.ledger.destroy(self.delete_resource, label=f"{self.config['type']}: destroying")
+        self.destroy_tree()
 
-    def delete_resource(self, resource: Resource) -> None:
-        raise NotImplementedError
+    def teardown(self) -> None:
+        self.destroy_servers()
+
+    @property
+    def tag(self) -> str:
+        """Eight hex digits that make this provider's names unique on a host.
+
+        The root provider uses the deployment uuid's first digits; a provider elsewhere in
+        the tree (a node's) mixes its path in, so providers of one deployment never clash.
+        """
+        if self.path == "provider":
+            return self.deployment.uuid.replace("-", "")[:8]
+        return hashlib.sha256(f"{self.deployment.uuid}/{self.path}".encode()).hexdigest()[:8]
+
+    @property
+    def holder(self) -> str:
+        """Who holds a shared host resource (a bridge): this plugin of this deployment.
+
+        Two providers of one deployment (a MultihostEngine's controller and node) may share
+        a network; each holds its own reference, so the first to go does not take it away.
+        """
+        return f"{self.deployment.uuid}_{re.sub(r'[^A-Za-z0-9._-]', '_', self.path)}"
 
     def server(self, data: dict[str, Any]) -> Server:
         return Server.from_dict(data, deployment=self.deployment)

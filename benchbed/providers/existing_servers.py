@@ -2,16 +2,18 @@
 
 from typing import Any
 
+from benchbed import hostcheck
 from benchbed.errors import ConfigError, InputError
-from benchbed.providers.base import ServerProvider
+from benchbed.providers.base import Capabilities, ServerProvider
 from benchbed.server import Server
 
 CREDENTIAL_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "host": {"type": "string", "minLength": 1},
+        # a host name or an IPv4/IPv6 address; the user a POSIX login name
+        "host": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$"},
         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "user": {"type": "string", "minLength": 1},
+        "user": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$"},
         "key": {"type": "string", "minLength": 1},
         "password": {"type": "string"},
     },
@@ -23,8 +25,8 @@ CREDENTIAL_SCHEMA: dict[str, Any] = {
 class ExistingServers(ServerProvider):
     """Servers that already exist, given by their SSH credentials."""
 
-    CHOOSES_IMAGE = False
-    CHOOSES_SIZE = False
+    CAPABILITIES = Capabilities(outlives_deployment=True, chooses_image=False,
+                                chooses_size=False)
     CONFIG_SCHEMA = {
         "type": "object",
         "properties": {
@@ -45,6 +47,17 @@ class ExistingServers(ServerProvider):
                                   f"server {address[0]}:{address[1]} is listed twice")
             seen.add(address)
 
+    @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+        """The key files the credentials name must be readable here."""
+        return [hostcheck.readable_file(credential["key"], f"fix credentials[{index}].key")
+                for index, credential in enumerate((config or {}).get("credentials", []))
+                if credential.get("key") and "PRIVATE KEY" not in credential["key"]]
+
+    @classmethod
+    def capacity(cls, config: dict[str, Any]) -> int | None:
+        return len(config["credentials"])
+
     def default_amount(self) -> int:
         return len(self.config["credentials"])
 
@@ -59,6 +72,3 @@ class ExistingServers(ServerProvider):
             raise InputError(f"ExistingServers has {len(credentials)} server(s); "
                              f"{amount} requested")
         return [self.server(credential) for credential in credentials[:amount]]
-
-    def destroy_servers(self) -> None:
-        """The servers outlive the deployment: nothing to remove."""

@@ -8,21 +8,22 @@ lock, so a destroy that races a killed `create` waits for its half-done clone an
 """
 
 import ipaddress
-import json
 import socket
-import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from benchbed import sizes
-from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
+from benchbed import hostcheck, hostnet, plugin, sizes
+from benchbed.errors import ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
-from benchbed.hostnet.bridge import overlapping_route, static_capacity
+from benchbed.hostnet.bridge import static_capacity
 from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, image_name
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
+from benchbed.networks import Claim
 from benchbed.parallel import run_parallel
-from benchbed.plugin import PROVIDERS
+from benchbed.plugin import PROVIDERS, ResourceKind
 from benchbed.providers.base import ServerProvider
 from benchbed.retry import wait_for
 from benchbed.server import Server, run_script, warm_up_ssh
@@ -30,102 +31,10 @@ from benchbed.server import Server, run_script, warm_up_ssh
 DEFAULT_NETWORK = "10.254.100.0/24"
 HOST_TIMEOUT = 20
 READY_TIMEOUT = 90
-
-# sh -s -- NAME IMAGE BRIDGE PROXY CPUS MEMORY_MB PUBLIC_KEY STATE FIRST LAST PREFIX; prints
-# the address. The address is fixed before boot (no DHCP round trip, no dhclient at boot): the
-# next one in FIRST..LAST (integers, round robin from the last one given) that no container
-# config, reservation under STATE/addresses or dnsmasq lease holds, reserved under a lock;
-# DELETE drops the reservation. The host's ARP entry for it is flushed: a reused address still
-# pointing at the previous container's MAC made SSH wait 30-45 s for the entry to expire.
-CREATE = r"""
-set -eu
-name=$1 image=$2 bridge=$3 proxy=$4 cpus=$5 memory=$6 pubkey=$7 state=$8 first=$9
-last=${10} prefix=${11}
-lxcpath=$(lxc-config lxc.lxcpath)
-mkdir -p /run/lock "$state/addresses"
-exec 9>>"/run/lock/benchbed-lxc-$name.lock"
-flock 9
-exec 8>>"$state/addresses.lock"
-flock 8
-previous=$(cat "$state/addresses.last" 2>/dev/null || echo "$last")
-chosen=$({ ls "$state/addresses"
-          sed -n 's/^lxc.net.0.ipv4.address *= *\([0-9.]*\).*/\1/p' "$lxcpath"/*/config
-          cut -d' ' -f3 "$state/dnsmasq.leases" 2>/dev/null || true
-        } | awk -v first="$first" -v last="$last" -v previous="$previous" '
-    { used[$0] = 1 }
-    END {
-        for (i = 1; i <= last - first + 1; i++) {
-            n = first + (previous - first + i) % (last - first + 1)
-            a = sprintf("%d.%d.%d.%d", int(n / 16777216) % 256, int(n / 65536) % 256,
-                        int(n / 256) % 256, n % 256)
-            if (!(a in used)) { print n, a; exit }
-        }
-    }')
-[ -n "$chosen" ] || { echo "$name: no free address left on $bridge" >&2; exit 1; }
-address=${chosen#* }
-echo "$name" > "$state/addresses/$address"
-echo "${chosen%% *}" > "$state/addresses.last"
-exec 8>&-
-ip neigh flush to "$address" dev "$bridge" 2>/dev/null || true
-lxc-copy -s -B overlay -n "$image" -N "$name" >&2 9>&-
-config=$lxcpath/$name/config
-upper=$(sed -n 's/^lxc.rootfs.path *= *overlay:[^:]*:\(.*\)$/\1/p' "$config")
-[ -n "$upper" ] || { echo "$name: not an overlay clone" >&2; exit 1; }
-sed -i "s/^lxc.net.0.link *=.*/lxc.net.0.link = $bridge/" "$config"
-echo "lxc.net.0.ipv4.address = $address/$prefix" >> "$config"
-if [ "$cpus" -gt 0 ]; then
-    if [ -d /sys/fs/cgroup/cpu ]; then
-        printf 'lxc.cgroup.cpu.cfs_period_us = 100000\nlxc.cgroup.cpu.cfs_quota_us = %s\n' \
-            "$((cpus * 100000))" >> "$config"
-    else
-        echo "lxc.cgroup2.cpu.max = $((cpus * 100000)) 100000" >> "$config"
-    fi
-fi
-if [ "$memory" -gt 0 ]; then
-    if [ -d /sys/fs/cgroup/memory ]; then
-        echo "lxc.cgroup.memory.limit_in_bytes = ${memory}M" >> "$config"
-    else
-        echo "lxc.cgroup2.memory.max = ${memory}M" >> "$config"
-    fi
-fi
-mkdir -p "$upper/etc/ssh" "$upper/root/.ssh" "$upper/etc/apt/apt.conf.d" "$upper/etc/network" \
-    "$upper/etc/systemd/system"
-tr -d - < /proc/sys/kernel/random/uuid > "$upper/etc/machine-id"
-echo "$name" > "$upper/etc/hostname"
-printf '127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost ip6-localhost ip6-loopback\n' \
-    "$name" > "$upper/etc/hosts"
-printf 'auto lo\niface lo inet loopback\n# eth0: %s/%s, set by LXC before boot\n' \
-    "$address" "$prefix" > "$upper/etc/network/interfaces"
-# LXC brings up lo and eth0 itself: ifupdown would only delay network.target, and sshd after it
-ln -sf /dev/null "$upper/etc/systemd/system/networking.service"
-ln -sf /dev/null "$upper/etc/systemd/system/ifupdown-pre.service"
-ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$upper/etc/ssh/ssh_host_ed25519_key"
-chmod 700 "$upper/root/.ssh"
-echo "$pubkey" > "$upper/root/.ssh/authorized_keys"
-chmod 600 "$upper/root/.ssh/authorized_keys"
-echo "Acquire::http::Proxy \"$proxy\";" > "$upper/etc/apt/apt.conf.d/01benchbed-proxy"
-lxc-start -n "$name" -d 9>&-
-echo "$address"
-"""
-
-# sh -s -- NAME STATE; already gone is success.
-DELETE = r"""
-set -eu
-name=$1 state=$2
-lxcpath=$(lxc-config lxc.lxcpath)
-mkdir -p /run/lock
-exec 9>>"/run/lock/benchbed-lxc-$name.lock"
-flock 9
-if [ -f "$lxcpath/$name/config" ]; then lxc-destroy -f -n "$name" >&2 9>&-; fi
-rm -rf "${lxcpath:?}/$name"
-if [ -d "$state/addresses" ]; then
-    grep -lxF "$name" "$state/addresses"/* 2>/dev/null | while read -r reserved; do
-        rm -f "$reserved"
-    done
-fi
-rm -f "/run/lock/benchbed-lxc-$name.lock"
-"""
-
+# Removing a container's overlay is one unlink per file it wrote, and on ext4 mounted with
+# `discard` each unlink waits for the device: measured over 120 s for a container with
+# Keystone and MariaDB installed while other work loaded both cores.
+DELETE_TIMEOUT = 900
 
 @dataclass
 class Host:
@@ -145,7 +54,7 @@ class LxcProvider(ServerProvider):
         "properties": {
             "type": {"const": "LxcProvider"},
             "distribution": {"enum": ["debian"]},
-            "release": {"type": "string", "minLength": 1},
+            "release": {"enum": list(RELEASES)},
             "containers_per_host": {"type": "integer", "minimum": 1, "maximum": 250},
             "container_name_prefix": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,23}$"},
             "start_lxc_network": {"type": "string"},
@@ -157,6 +66,10 @@ class LxcProvider(ServerProvider):
         "additionalProperties": False,
     }
     NESTED = {"host_provider": PROVIDERS}
+    RESOURCES = {
+        "hostnet": ResourceKind(delete="_release_network"),
+        "container": ResourceKind(delete="_delete_container", requires=("hostnet",)),
+    }
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
@@ -180,22 +93,52 @@ class LxcProvider(ServerProvider):
         except ValueError as error:
             raise ConfigError(where("start_lxc_network"),
                               f"not an IPv4 network in CIDR form: {error}") from None
-        if not network.is_private or network.is_loopback or network.is_link_local:
-            raise ConfigError(where("start_lxc_network"),
-                              f"{network} is not a private network range")
         per_host = config.get("containers_per_host", 1)
         if static_capacity(network) < per_host:
             raise ConfigError(where("start_lxc_network"), f"{network} has room for "
                               f"{static_capacity(network)} container(s) (the lower half of its "
                               f"addresses), containers_per_host is {per_host}")
-        for index, credential in enumerate(config["host_provider"].get("credentials", [])):
+        for index, _ in enumerate(config["host_provider"].get("credentials", [])):
             subnet = host_network(network, index)
             if not subnet.is_private:
                 raise ConfigError(where("start_lxc_network"), f"host {index} would get "
                                   f"{subnet}, which is not a private network range")
+
+    @classmethod
+    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator[Claim]:
+        """Host i's slice of start_lxc_network, for the hosts that are this machine."""
+        start = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
+        for index, credential in enumerate(config["host_provider"].get("credentials", [])):
             if credential.get("host") == "localhost":
-                _check_local_network(subnet, where(f"start_lxc_network (host {index}: "
-                                                   "localhost)"))
+                subnet = host_network(start, index)
+                yield Claim(f"{path}.start_lxc_network (host {index}: localhost)".lstrip("."),
+                            subnet, shared=True, bridge=bridge_name(subnet))
+
+    @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+        """This machine's needs when it is one of the LXC hosts (always, without a config)."""
+        if config is None:
+            local_networks: list[ipaddress.IPv4Network | None] = [None]
+        else:
+            start = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
+            local_networks = [host_network(start, index) for index, credential in
+                              enumerate(config["host_provider"].get("credentials", []))
+                              if credential.get("host") == "localhost"]
+        if not local_networks:
+            return []
+        checks = [hostcheck.command(tool, "lxc") for tool in
+                  ("lxc-create", "lxc-copy", "lxc-start", "lxc-attach", "lxc-config")]
+        checks += [hostcheck.command("debootstrap", "debootstrap"),
+                   hostcheck.readable_file("/usr/share/lxc/templates/lxc-debian",
+                                           f"{hostcheck.INSTALL} lxc-templates"),
+                   hostcheck.command("ssh-keygen", "openssh-client"),
+                   hostcheck.filesystem("overlay"),
+                   hostcheck.kernel("control groups", "/sys/fs/cgroup/cgroup.controllers"
+                                    if _cgroup2() else "/sys/fs/cgroup/memory",
+                                    "mount the cgroup filesystems (LXC limits use them)")]
+        for network in local_networks:
+            checks += hostnet.host_checks(network, "start_lxc_network")
+        return checks
 
     @property
     def _per_host(self) -> int:
@@ -206,14 +149,14 @@ class LxcProvider(ServerProvider):
         return self.config.get("release", DEFAULT_RELEASE)
 
     def default_amount(self) -> int:
-        return self._per_host * self.nested("host_provider").default_amount()
+        return self._per_host * self.nest("host_provider").default_amount()
 
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
                        amount: int = 1) -> list[Server]:
         limits = sizes.lookup(type_id) if type_id is not None else (0, 0)
         if amount < 1:
             raise InputError(f"LxcProvider: amount must be at least 1, not {amount}")
-        host_provider = self.nested("host_provider")
+        host_provider = self.nest("host_provider")
         servers = host_provider.create_servers(amount=host_provider.default_amount())
         if amount > len(servers) * self._per_host:
             raise InputError(f"LxcProvider: {len(servers)} host(s) x containers_per_host "
@@ -232,7 +175,7 @@ class LxcProvider(ServerProvider):
         run_parallel("preparing LXC hosts", hosts, self._prepare_host, describe=_describe_host)
         _, public_key = deployment_key(self.deployment)
         offset = len(self.ledger.resources("container"))
-        tag = self.deployment.uuid.replace("-", "")[:8]
+        tag = self.tag
         prefix = self.config.get("container_name_prefix", "benchbed")
         slots = [(f"{prefix}-{tag}-{offset + index}", hosts[index // self._per_host])
                  for index in range(amount)]
@@ -271,7 +214,7 @@ class LxcProvider(ServerProvider):
                                   host=host.server.to_dict(),
                                   network=str(host.network.network)), \
                 self.deployment.step("acquire network", host.network.bridge):
-            host.network.acquire(self.deployment.uuid)
+            host.network.acquire(self.holder)
 
     def _create_container(self, name: str, host: Host, limits: tuple[int, int],
                           public_key: str) -> Server:
@@ -282,54 +225,51 @@ class LxcProvider(ServerProvider):
                 str(network.network.prefixlen)]
         with self.ledger.creating("container", name, host=host.server.to_dict(),
                                   image=host.image, state=network.state_dir) as resource:
-            with self.deployment.step("create container", name):
-                result = run_script(host.server.ssh, CREATE, args, timeout=READY_TIMEOUT)
+            with self.deployment.step("create container", name, lane=name):
+                result = run_script(host.server.ssh, "lxc/create-container.sh", args,
+                                    timeout=READY_TIMEOUT)
             address = result.stdout.strip().splitlines()[-1]
             resource.data.update(address=address, ssh_address=f"{address}:22")
         key_path, _ = deployment_key(self.deployment)
         server = Server(host=address, user="root", key=str(key_path), name=name,
                         deployment=self.deployment)
-        with self.deployment.step("wait for SSH", f"{name} {address}"):
+        with self.deployment.step("wait for SSH", f"{name} {address}", lane=name):
             wait_for(lambda: _port_open(address), timeout=READY_TIMEOUT,
                      what=f"SSH on {name} ({address})", interval=0.02, max_interval=0.02)
             server.ssh.wait_ready(timeout=READY_TIMEOUT)
         return server
 
-    def destroy_servers(self) -> None:
-        super().destroy_servers()
-        self.nested("host_provider").destroy_servers()
+    @classmethod
+    def capacity(cls, config: dict[str, Any]) -> int | None:
+        host_config = config["host_provider"]
+        hosts = plugin.get(PROVIDERS, host_config["type"]).capacity(host_config)
+        return None if hosts is None else hosts * config.get("containers_per_host", 1)
 
-    def delete_resource(self, resource: Resource) -> None:
+    def _delete_container(self, resource: Resource) -> None:
         host = Server.from_dict(resource.data["host"], deployment=self.deployment)
         try:
-            if resource.kind == "container":
-                run_script(host.ssh, DELETE, [resource.name, resource.data.get("state", "")],
-                           timeout=120)
-            elif resource.kind == "hostnet":
-                network = ipaddress.IPv4Network(resource.data["network"])
-                HostNetwork(host, network).release(self.deployment.uuid)
-            else:
-                raise BenchbedError(f"LxcProvider: unknown resource kind {resource.kind}")
+            run_script(host.ssh, "lxc/delete-container.sh",
+                       [resource.name, resource.data.get("state", "")], timeout=DELETE_TIMEOUT)
         finally:
             host.close()
+
+    def _release_network(self, resource: Resource) -> None:
+        host = Server.from_dict(resource.data["host"], deployment=self.deployment)
+        try:
+            HostNetwork(host, ipaddress.IPv4Network(resource.data["network"])).release(
+                self.holder)
+        finally:
+            host.close()
+
+
+def _cgroup2() -> bool:
+    return Path("/sys/fs/cgroup/cgroup.controllers").exists()
 
 
 def host_network(start: ipaddress.IPv4Network, index: int) -> ipaddress.IPv4Network:
     """Host `index`'s network: the index-th network of start's size, counting from start."""
     first = int(start.network_address) + index * start.num_addresses
     return ipaddress.IPv4Network((first, start.prefixlen))
-
-
-def _check_local_network(network: ipaddress.IPv4Network, where: str) -> None:
-    """At validation time, refuse a network that clashes with this machine's routes."""
-    try:
-        listed = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"],
-                                capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return
-    clash = overlapping_route(json.loads(listed.stdout or "[]"), network, bridge_name(network))
-    if clash:
-        raise ConfigError(where, f"{network} overlaps {clash} on this machine")
 
 
 def _port_open(address: str, port: int = 22) -> bool:

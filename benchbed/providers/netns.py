@@ -7,15 +7,18 @@ the engines, not isolation. Needs root and OpenSSH's sshd.
 import ipaddress
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchbed import local
+from benchbed import hostcheck, local
 from benchbed.errors import ConfigError, InputError
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
+from benchbed.networks import Claim
 from benchbed.parallel import run_parallel
-from benchbed.providers.base import ServerProvider
+from benchbed.plugin import ResourceKind
+from benchbed.providers.base import Capabilities, ServerProvider
 from benchbed.server import Server
 
 SSHD = "/usr/sbin/sshd"
@@ -37,8 +40,12 @@ Subsystem sftp internal-sftp
 class NetnsProvider(ServerProvider):
     """sshd in network namespaces on a bridge of its own (test hosts, root only)."""
 
-    CHOOSES_IMAGE = False
-    CHOOSES_SIZE = False
+    CAPABILITIES = Capabilities(shares_host=True, chooses_image=False, chooses_size=False)
+    RESOURCES = {
+        "bridge": ResourceKind(delete="_delete_bridge"),
+        "netns": ResourceKind(delete="_delete_netns", exists="_netns_exists",
+                              requires=("bridge",)),
+    }
     CONFIG_SCHEMA = {
         "type": "object",
         "properties": {
@@ -59,6 +66,32 @@ class NetnsProvider(ServerProvider):
             raise ConfigError(where, f"not an IPv4 network in CIDR form: {error}") from None
         if network.num_addresses < 4:
             raise ConfigError(where, "needs at least a /30")
+        amount = config.get("amount", 1)
+        if amount > cls.capacity(config):
+            raise ConfigError(f"{path}.amount".lstrip("."), f"{network} has room for "
+                              f"{cls.capacity(config)} host(s) (one address is the bridge's); "
+                              f"{amount} requested")
+
+    @classmethod
+    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator[Claim]:
+        yield Claim(f"{path}.network".lstrip("."), ipaddress.IPv4Network(config["network"]),
+                    shared=False)
+
+    @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+        checks = [hostcheck.root(),
+                  hostcheck.command("ip", "iproute2"),
+                  hostcheck.command(SSHD, "openssh-server"),
+                  hostcheck.command("ssh-keygen", "openssh-client"),
+                  hostcheck.kernel("network namespaces", "/proc/self/ns/net",
+                                   "use a kernel built with network namespaces (CONFIG_NET_NS)")]
+        if config is not None:
+            checks.append(hostcheck.free_network(config["network"], "network"))
+        return checks
+
+    @classmethod
+    def capacity(cls, config: dict[str, Any]) -> int | None:
+        return len(list(ipaddress.IPv4Network(config["network"]).hosts())) - 1
 
     def default_amount(self) -> int:
         return int(self.config.get("amount", 1))
@@ -66,10 +99,6 @@ class NetnsProvider(ServerProvider):
     @property
     def _network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.config["network"])
-
-    @property
-    def _tag(self) -> str:
-        return self.deployment.uuid.replace("-", "")[:8]
 
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
                        amount: int = 1) -> list[Server]:
@@ -82,7 +111,7 @@ class NetnsProvider(ServerProvider):
         if os.geteuid() != 0:
             raise InputError("NetnsProvider needs root (network namespaces and a bridge)")
         key_path, public_key = deployment_key(self.deployment)
-        bridge = f"bbn-{self._tag}"
+        bridge = f"bbn-{self.tag}"
         prefix = self._network.prefixlen
         with self.ledger.creating("bridge", bridge), self.deployment.step("create bridge", bridge):
             local.run(["ip", "link", "add", "name", bridge, "type", "bridge"])
@@ -93,13 +122,14 @@ class NetnsProvider(ServerProvider):
 
         def create_host(slot: tuple[int, str]) -> Server:
             index, address = slot
-            namespace = f"bb-{self._tag}-{index}"
+            namespace = f"bb-{self.tag}-{index}"
             directory = base / namespace
             with self.ledger.creating("netns", namespace, address=address,
                                       ssh_address=f"{address}:22",
-                                      veth=f"bbv{self._tag}{index}",
+                                      veth=f"bbv{self.tag}{index}",
                                       directory=str(directory)) as resource, \
-                    self.deployment.step("create netns host", f"{namespace} {address}"):
+                    self.deployment.step("create netns host", f"{namespace} {address}",
+                                         lane=namespace):
                 self._start_host(resource, bridge, prefix, public_key)
             return Server(host=address, user="root", key=str(key_path), name=namespace,
                           deployment=self.deployment)
@@ -130,19 +160,22 @@ class NetnsProvider(ServerProvider):
         local.run(["ip", "netns", "exec", namespace, SSHD, "-f", str(config),
                    "-E", str(directory / "sshd.log")])
 
-    def delete_resource(self, resource: Resource) -> None:
-        if resource.kind == "netns":
-            directory = Path(resource.data["directory"])
-            # Gone at once with its peer; left to the namespace, the kernel would remove it
-            # only once the killed sshd has finished exiting.
-            _delete_link(resource.data["veth"])
-            _stop_processes(resource.name)
-            result = local.run(["ip", "netns", "delete", resource.name], check=False)
-            if result.returncode != 0 and "No such file" not in result.stderr:
-                local.run(["ip", "netns", "delete", resource.name])
-            shutil.rmtree(directory, ignore_errors=True)
-        elif resource.kind == "bridge":
-            _delete_link(resource.name)
+    def _delete_netns(self, resource: Resource) -> None:
+        directory = Path(resource.data["directory"])
+        # Gone at once with its peer; left to the namespace, the kernel would remove it
+        # only once the killed sshd has finished exiting.
+        _delete_link(resource.data["veth"])
+        _stop_processes(resource.name)
+        result = local.run(["ip", "netns", "delete", resource.name], check=False)
+        if result.returncode != 0 and "No such file" not in result.stderr:
+            local.run(["ip", "netns", "delete", resource.name])
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def _netns_exists(self, resource: Resource) -> bool:
+        return Path("/run/netns", resource.name).exists()
+
+    def _delete_bridge(self, resource: Resource) -> None:
+        _delete_link(resource.name)
 
 
 def _delete_link(name: str) -> None:

@@ -10,21 +10,23 @@ line, which the template's seed script reads (see benchbed.images.virsh).
 import base64
 import ipaddress
 import random
-import shlex
 import uuid
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from benchbed import sizes
+from benchbed import hostcheck, hostnet, sizes
 from benchbed.errors import ConfigError, InputError
-from benchbed.hostnet import HostNetwork
+from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import STATE_DIR
 from benchbed.images.virsh import POOL, Template, connect, ensure_pool, find_template
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
+from benchbed.networks import Claim
 from benchbed.parallel import run_parallel
+from benchbed.plugin import ResourceKind
 from benchbed.providers.base import ServerProvider
 from benchbed.retry import wait_for
 from benchbed.server import Server
@@ -33,6 +35,8 @@ DEFAULT_SIZE = "small"
 DEFAULT_TEMPLATE = "debian-bookworm"
 DEFAULT_NETWORK = "10.231.0.0/24"
 BOOT_TIMEOUT = 300
+LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
 def _quoted(value: str) -> str:
@@ -47,8 +51,10 @@ class VirshProvider(ServerProvider):
         "properties": {
             "type": {"const": "VirshProvider"},
             "connection": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+@[A-Za-z0-9.:_-]+$"},
-            "uri": {"type": "string", "minLength": 1},
-            "template_name": {"type": "string", "minLength": 1},
+            "uri": {"type": "string",
+                    "pattern": r"^qemu(\+ssh)?://([A-Za-z0-9._-]+@)?[A-Za-z0-9.:_-]*"
+                               r"/(system|session)(\?[A-Za-z0-9_=&]*)?$"},
+            "template_name": {"type": "string", "pattern": NAME_PATTERN},
             "template_user": {"type": "string", "pattern": r"^[a-z_][a-z0-9_-]{0,31}$"},
             "template_password": {"type": "string"},
             "domain_type": {"enum": ["auto", "kvm", "qemu"]},
@@ -57,6 +63,11 @@ class VirshProvider(ServerProvider):
         },
         "required": ["type"],
         "additionalProperties": False,
+    }
+    RESOURCES = {
+        "hostnet": ResourceKind(delete="_release_network"),
+        "volume": ResourceKind(delete="_delete_volume"),
+        "domain": ResourceKind(delete="_delete_domain", requires=("volume", "hostnet")),
     }
 
     @classmethod
@@ -72,28 +83,59 @@ class VirshProvider(ServerProvider):
             if network.prefixlen > 28:
                 raise ConfigError(where, "needs at least a /28")
 
+    @classmethod
+    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+        """The libvirt bindings always; the rest only when libvirt runs on this machine."""
+        checks = [hostcheck.python_module("libvirt", "libvirt")]
+        uri = (config or {}).get("uri", "qemu:///system")
+        if "connection" in (config or {}) or \
+                urlsplit(uri).hostname not in (None, "", "localhost", "127.0.0.1"):
+            return checks
+        checks += [hostcheck.command("virsh", "libvirt-clients"),
+                   hostcheck.command("libvirtd", "libvirt-daemon-system"),
+                   hostcheck.command("qemu-img", "qemu-utils"),
+                   hostcheck.command("qemu-system-x86_64", "qemu-system-x86"),
+                   hostcheck.command("mkfs.ext4", "e2fsprogs"),
+                   hostcheck.command("debootstrap", "debootstrap"),
+                   hostcheck.daemon("libvirtd"), hostcheck.daemon("virtlogd")]
+        if (config or {}).get("domain_type") == "kvm":
+            checks.append(hostcheck.device("/dev/kvm", "give the kvm group access (chgrp kvm "
+                                           "/dev/kvm; chmod 660 /dev/kvm), or domain_type: auto"))
+        network = None if config is None else \
+            ipaddress.IPv4Network(config.get("network", DEFAULT_NETWORK))
+        return checks + hostnet.host_checks(network, "network")
+
+    @classmethod
+    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator[Claim]:
+        """The host network, when libvirt runs on this machine (VMs of any deployment on
+        that network share its bridge)."""
+        if urlsplit(cls.uri_of(config)).hostname in LOCAL_HOSTS:
+            network = ipaddress.IPv4Network(config.get("network", DEFAULT_NETWORK))
+            yield Claim(f"{path}.network".lstrip("."), network, shared=True,
+                        bridge=bridge_name(network))
+
     def default_amount(self) -> int:
         return int(self.config.get("amount", 1))
 
+    @staticmethod
+    def uri_of(config: dict[str, Any]) -> str:
+        if "uri" in config:
+            return config["uri"]
+        if "connection" in config:
+            return f"qemu+ssh://{config['connection']}/system?no_tty=1"
+        return "qemu:///system"
+
     @property
     def uri(self) -> str:
-        if "uri" in self.config:
-            return self.config["uri"]
-        if "connection" in self.config:
-            return f"qemu+ssh://{self.config['connection']}/system?no_tty=1"
-        return "qemu:///system"
+        return self.uri_of(self.config)
 
     def _host(self) -> Server:
         """The libvirt host, driven directly when local and over SSH when the URI is remote."""
         parts = urlsplit(self.uri)
-        if parts.hostname in (None, "", "localhost", "127.0.0.1"):
+        if parts.hostname in LOCAL_HOSTS:
             return Server(host="localhost", deployment=self.deployment)
         return Server(host=parts.hostname, port=22, user=parts.username or "root",
                       deployment=self.deployment)
-
-    @property
-    def _tag(self) -> str:
-        return self.deployment.uuid.replace("-", "")[:8]
 
     _connection: Any = None
 
@@ -122,7 +164,7 @@ class VirshProvider(ServerProvider):
             self.deployment.logger.info("virsh: domain type %s (%s)", domain_type, reason)
         network = self._ensure_network()
         first = len(self.ledger.resources("domain"))
-        names = [f"bbvirsh-{self._tag}-{first + index}" for index in range(amount)]
+        names = [f"bbvirsh-{self.tag}-{first + index}" for index in range(amount)]
         pool = ensure_pool(self._conn)
         run_parallel("creating overlay volumes", names,
                      lambda name: self._create_volume(pool, name, template))
@@ -147,13 +189,14 @@ class VirshProvider(ServerProvider):
         with self.ledger.creating("hostnet", f"{network.bridge}@{host.host}",
                                   network=str(network.network), host=host.to_dict()), \
                 self.deployment.step("acquire network", network.bridge):
-            network.acquire(self.deployment.uuid)
+            network.acquire(self.holder)
         return network
 
     def _create_volume(self, pool: Any, name: str, template: Template) -> None:
         volume = f"{name}.qcow2"
         with self.ledger.creating("volume", volume, pool=POOL), \
-                self.deployment.step("create overlay volume", f"{volume} on {template.name}"):
+                self.deployment.step("create overlay volume", f"{volume} on {template.name}",
+                                     lane=name):
             pool.createXML(_volume_xml(volume, template), 0)
 
     def _boot(self, name: str, template: Template, facts: dict[str, Any],
@@ -167,55 +210,56 @@ class VirshProvider(ServerProvider):
                           network.bridge, mac)
         with self.ledger.creating("domain", name, domain_type=facts["domain_type"], mac=mac), \
                 self.deployment.step("define and start domain",
-                                     f"{name} ({facts['domain_type']}, {facts['size']})"):
+                                     f"{name} ({facts['domain_type']}, {facts['size']})",
+                                     lane=name):
             self._conn.defineXML(xml).create()
-        leases = shlex.quote(f"{STATE_DIR}/{network.bridge}/dnsmasq.leases")
+        leases = f"{STATE_DIR}/{network.bridge}/dnsmasq.leases"
 
         def leased() -> str | None:
-            listed = network.host.ssh.run(f"cat {leases}", check=False, timeout=30).stdout
+            listed = network.host.ssh.run(["cat", leases], check=False, timeout=30).stdout
             for line in listed.splitlines():
                 fields = line.split()
                 if len(fields) > 2 and fields[1].lower() == mac:
                     return fields[2]
             return None
 
-        with self.deployment.step("DHCP lease", name):
+        with self.deployment.step("DHCP lease", name, lane=name):
             address = wait_for(leased, timeout=BOOT_TIMEOUT, what=f"a DHCP lease for {name}",
                                interval=0.5)
         key_path, _ = deployment_key(self.deployment)
         server = Server(host=address, user=cmdline["bb.user"], key=str(key_path),
                         password=self.config.get("template_password"), name=name,
                         facts=dict(facts), deployment=self.deployment)
-        with self.deployment.step("SSH ready", f"{name} {address}"):
+        with self.deployment.step("SSH ready", f"{name} {address}", lane=name):
             server.ssh.wait_ready(timeout=BOOT_TIMEOUT)
         return server
 
-    def delete_resource(self, resource: Resource) -> None:
-        import libvirt
+    def _release_network(self, resource: Resource) -> None:
+        host = Server.from_dict(resource.data["host"], deployment=self.deployment)
+        HostNetwork(host, ipaddress.IPv4Network(resource.data["network"])).release(self.holder)
 
-        gone = {libvirt.VIR_ERR_NO_DOMAIN,
-                libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_OPERATION_INVALID}
-        if resource.kind == "hostnet":
-            host = Server.from_dict(resource.data["host"], deployment=self.deployment)
-            network = ipaddress.IPv4Network(resource.data["network"])
-            HostNetwork(host, network).release(self.deployment.uuid)
-            return
-        steps = {"domain": self._delete_domain, "volume": self._delete_volume}
-        for step in steps[resource.kind](resource.name):
-            try:
-                step()
-            except libvirt.libvirtError as error:
-                if error.get_error_code() not in gone:
-                    raise
-
-    def _delete_domain(self, name: str) -> list[Any]:
+    def _delete_domain(self, resource: Resource) -> None:
         """Destroy (pull the plug: the guest may ignore ACPI) and undefine."""
-        return [lambda: self._conn.lookupByName(name).destroy(),
-                lambda: self._conn.lookupByName(name).undefine()]
+        name = resource.name
+        _ignoring_gone(lambda: self._conn.lookupByName(name).destroy())
+        _ignoring_gone(lambda: self._conn.lookupByName(name).undefine())
 
-    def _delete_volume(self, name: str) -> list[Any]:
+    def _delete_volume(self, resource: Resource) -> None:
         pool = ensure_pool(self._conn)
-        return [lambda: pool.storageVolLookupByName(name).delete(0)]
+        _ignoring_gone(lambda: pool.storageVolLookupByName(resource.name).delete(0))
+
+
+def _ignoring_gone(step: Any) -> None:
+    """Run one libvirt call; "no such domain/volume" or "not running" means it is done."""
+    import libvirt
+
+    gone = {libvirt.VIR_ERR_NO_DOMAIN,
+            libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_OPERATION_INVALID}
+    try:
+        step()
+    except libvirt.libvirtError as error:
+        if error.get_error_code() not in gone:
+            raise
 
 
 def choose_domain_type(conn: Any, wanted: str, uri: str) -> tuple[str, str]:

@@ -293,7 +293,7 @@ def test_existing_cloud_secrets_and_export(bb: Cli, tmp_path: Path) -> None:
     openrc = tmp_path / "openrc"
     bb.ok("deployment", "export", "cloud", "--format", "openrc", "--output", str(openrc))
     assert oct(openrc.stat().st_mode & 0o777) == "0o600"
-    assert f"export OS_PASSWORD={SEED_PASSWORD}" in openrc.read_text()
+    assert f"export OS_PASSWORD='{SEED_PASSWORD}'" in openrc.read_text()
 
 
 def test_fromenv_registers_the_openrc_cloud(bb: Cli) -> None:

@@ -360,10 +360,14 @@ def test_runtime_refusals_create_nothing(bb: Any, home: Path, prefix: str,
     huge = bb("deployment", "create", "--name", "huge",
               "--file", write_config(home, engine(prefix, {"flavor": "huge"}), "huge"))
     assert huge.returncode == 2 and "config flavor: unknown size 'huge'" in huge.stderr
+    # capacity is known from the config: refused at validation, before any row exists
+    capacity = bb("deployment", "create", "--name", "capacity",
+                  "--file", write_config(home, engine(prefix, {"amount": 4}), "capacity"))
+    assert capacity.returncode == 2
+    assert "amount: 4 server(s) requested, but LxcProvider can give 3" in capacity.stderr
     assert bb.json("deployment", "list") == []
     cases = {
         "image": ({"image": "benchbed-no-such-image"}, {}, 2, "no LXC image named"),
-        "capacity": ({"amount": 4}, {}, 2, "hold 3 container(s); 4 requested"),
         "unreachable": ({}, {"host_provider": {"type": "ExistingServers", "credentials": [
             {"user": "root", "host": "127.0.0.1", "port": 1}]}}, 1, "unreachable"),
     }

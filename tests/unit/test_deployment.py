@@ -153,7 +153,6 @@ def test_sqlite_database_is_private(home) -> None:
 
 
 def test_fast_list_reads_what_the_models_read(database: str) -> None:
-    from benchbed.cli.deployment import _list_with_models
     from benchbed.db.fastread import list_deployments
 
     Deployment.create("fast-a", CONFIG).release()
@@ -162,5 +161,5 @@ def test_fast_list_reads_what_the_models_read(database: str) -> None:
     if database == "postgresql":
         assert fast is None
         return
-    assert fast == _list_with_models()
+    assert fast == Deployment.list_rows()
     assert [row["name"] for row in fast] == ["fast-a", "fast-b"]

@@ -93,6 +93,20 @@ def test_forgetting_a_server_forgets_its_host_key(ledger: "Ledger") -> None:
     assert host_keys.known_hosts_lines(ledger.deployment) == []
 
 
+def test_forgetting_a_batch_of_servers_forgets_their_host_keys_only(ledger: "Ledger") -> None:
+    import paramiko
+
+    from benchbed import host_keys
+
+    key = paramiko.Ed25519Key.from_private_key_file(_make_key())
+    for address in ("10.0.0.7:22", "10.0.0.8:22", "10.0.0.9:22"):
+        host_keys.verify_or_record(ledger.deployment, address, key)
+    batch = ledger.record("instance", "token", ssh_addresses=["10.0.0.7:22", "10.0.0.8:22"])
+    ledger.forget(batch)
+    assert [line.split()[0] for line in host_keys.known_hosts_lines(ledger.deployment)] == \
+        ["10.0.0.9"]
+
+
 def _make_key() -> str:
     import subprocess
     import tempfile

@@ -55,8 +55,8 @@ def test_openstack_exports(database: str) -> None:
         "auth_url": "http://10.0.0.2:5000/v3",
         "admin": {"username": "admin", "password": "pa ss'word", "project_name": "admin"}}))
     openrc = render(deployment, "openrc")
-    assert "export OS_PASSWORD='pa ss'\"'\"'word'" in openrc
-    assert "export OS_AUTH_URL=http://10.0.0.2:5000/v3" in openrc
+    assert "export OS_PASSWORD='pa ss'\\''word'" in openrc
+    assert "export OS_AUTH_URL='http://10.0.0.2:5000/v3'" in openrc
     clouds = yaml.safe_load(render(deployment, "clouds.yaml"))
     assert clouds["clouds"]["exp"]["auth"]["password"] == "pa ss'word"
     assert clouds["clouds"]["exp"]["identity_api_version"] == 3

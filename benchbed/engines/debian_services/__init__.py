@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchbed.server import Server
+from benchbed.server import Command, Server
 
 # The services the schema knows; only the recipes below are implemented today.
 KNOWN_SERVICES = ("keystone", "glance", "placement", "nova", "neutron")
@@ -17,7 +17,12 @@ KNOWN_SERVICES = ("keystone", "glance", "placement", "nova", "neutron")
 
 @dataclass
 class Context:
-    """What recipes share: the server, its address, the passwords and the region."""
+    """What recipes share: the server, its address, the passwords and the region.
+
+    `database` is the server whose MariaDB holds the services' databases, reached from the
+    services at `database_host`: this server itself, or a MultihostEngine controller that
+    this node joins (then `outputs` starts with the controller's Keystone URL).
+    """
 
     server: Server
     address: str
@@ -25,9 +30,22 @@ class Context:
     passwords: dict[str, str]
     step: Callable[[str, str | None], Any]
     outputs: dict[str, Any] = field(default_factory=dict)
+    database: Server | None = None
+    database_host: str = "127.0.0.1"
 
-    def run(self, command: str, *, timeout: float = 600, stdin: str | None = None) -> str:
+    def run(self, command: Command, *, timeout: float = 600, stdin: str | None = None) -> str:
         return self.server.ssh.run(command, timeout=timeout, stdin=stdin).stdout
+
+    @property
+    def database_server(self) -> Server:
+        return self.database or self.server
+
+    @property
+    def database_clients(self) -> tuple[str, ...]:
+        """The hosts MariaDB accounts are granted to: local ones, or this node's address."""
+        if self.database is None:
+            return ("localhost", "127.0.0.1")
+        return (self.address,)
 
 
 @dataclass(frozen=True)
@@ -45,4 +63,5 @@ class Recipe:
 def recipes() -> dict[str, Recipe]:
     from benchbed.engines.debian_services import glance, keystone, mariadb
 
-    return {recipe.name: recipe for recipe in (mariadb.RECIPE, keystone.RECIPE, glance.RECIPE)}
+    return {recipe.name: recipe for recipe in (mariadb.RECIPE, mariadb.CLIENT_RECIPE,
+                                               keystone.RECIPE, glance.RECIPE)}

@@ -1,8 +1,9 @@
 """Steps several recipes share: a MariaDB database per service, uwsgi sizing, waiting for APIs."""
 
-import shlex
+import re
 
 from benchbed.engines.debian_services import Context
+from benchbed.errors import BenchbedError
 
 # Debian runs Keystone under uwsgi with 8 processes x 32 threads (~940 MB alone); a
 # benchmark target on a small server does better with fewer, single-threaded workers
@@ -32,6 +33,9 @@ while True:
 """
 
 
+CLIENT_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
+
+
 def create_database(ctx: Context, name: str, user: str, password: str) -> None:
     """Create the database and its user, or reset the user's password (idempotent).
 
@@ -39,13 +43,16 @@ def create_database(ctx: Context, name: str, user: str, password: str) -> None:
     """
     quoted = password.replace("\\", "\\\\").replace("'", "\\'")
     statements = [f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4;"]
-    for host in ("localhost", "127.0.0.1"):
+    for host in ctx.database_clients:
+        if not CLIENT_HOST.fullmatch(host):  # a server fact, spliced into SQL below
+            raise BenchbedError(f"database client address {host!r} is not an address")
         statements += [
             f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{quoted}';",
             f"ALTER USER '{user}'@'{host}' IDENTIFIED BY '{quoted}';",
             f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'{host}';",
         ]
-    ctx.run("mysql --protocol=socket -u root", stdin="\n".join(statements) + "\n", timeout=60)
+    ctx.database_server.ssh.run("mysql --protocol=socket -u root",
+                                stdin="\n".join(statements) + "\n", timeout=60)
 
 
 def service_url(address: str, port: int) -> str:
@@ -54,10 +61,11 @@ def service_url(address: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def database_url(name: str, user: str, password: str) -> str:
+def database_url(ctx: Context, name: str, user: str, password: str) -> str:
     from urllib.parse import quote
 
-    return f"mysql+pymysql://{user}:{quote(password, safe='')}@127.0.0.1/{name}?charset=utf8mb4"
+    host = f"[{ctx.database_host}]" if ":" in ctx.database_host else ctx.database_host
+    return f"mysql+pymysql://{user}:{quote(password, safe='')}@{host}/{name}?charset=utf8mb4"
 
 
 def tune_uwsgi(ctx: Context, ini: str) -> None:
@@ -67,21 +75,19 @@ def tune_uwsgi(ctx: Context, ini: str) -> None:
     clients that reuse a pooled connection (Rally's users context) then get
     'Connection reset by peer'. `Connection: close` makes them open a new one.
     """
-    path = shlex.quote(ini)
-    ctx.run(f"sed -i -e 's/^processes = .*/processes = {UWSGI_PROCESSES}/' "
-            f"-e 's/^threads = .*/threads = {UWSGI_THREADS}/' {path} && "
-            f"(grep -q '^add-header = Connection: close' {path} || "
-            f"sed -i '/^\\[uwsgi\\]/a add-header = Connection: close' {path})")
+    ctx.run(["sed", "-i", "-e", f"s/^processes = .*/processes = {UWSGI_PROCESSES}/",
+             "-e", f"s/^threads = .*/threads = {UWSGI_THREADS}/",
+             "-e", "/^add-header = Connection: close$/d",
+             "-e", "/^\\[uwsgi\\]/a add-header = Connection: close", ini])
 
 
 def restart_and_wait(ctx: Context, service: str, url: str, timeout: float = 180) -> None:
     """Restart a service through its init system and wait until its API answers HTTP."""
-    ctx.run(f"service {shlex.quote(service)} restart", timeout=120)
-    ctx.run(f"python3 - {shlex.quote(url)} {timeout:.0f}", stdin=WAIT_HTTP,
-            timeout=timeout + 30)
+    ctx.run(["service", service, "restart"], timeout=120)
+    ctx.run(["python3", "-", url, f"{timeout:.0f}"], stdin=WAIT_HTTP, timeout=timeout + 30)
 
 
 def write_config(ctx: Context, path: str, text: str, group: str) -> None:
     """Write a service's config file readable by its group only (it holds passwords)."""
     ctx.server.ssh.put_file(text, path, mode=0o640)
-    ctx.run(f"chown root:{shlex.quote(group)} {shlex.quote(path)}")
+    ctx.run(["chown", f"root:{group}", path])

@@ -53,7 +53,7 @@ def configure(ctx: Context) -> None:
     with ctx.step("glance: configuration", None):
         keystone = ctx.outputs["auth_url"].removesuffix("/v3")
         text = GLANCE_API_CONF.format(
-            connection=database_url("glance", "glance", db_password), keystone=keystone,
+            connection=database_url(ctx, "glance", "glance", db_password), keystone=keystone,
             password=service_password)
         write_config(ctx, "/etc/glance/glance-api.conf", text, "glance")
     with ctx.step("glance: db_sync", None):

@@ -5,8 +5,6 @@ CLI calls and breaks on SQLite; it is switched off and the documented `keystone-
 steps are run here instead, each of them safe to repeat.
 """
 
-import shlex
-
 from benchbed.engines.debian_services import Context, Recipe
 from benchbed.engines.debian_services.common import (
     create_database,
@@ -36,24 +34,25 @@ def configure(ctx: Context) -> None:
         create_database(ctx, "keystone", "keystone", password)
     with ctx.step("keystone: configuration", None):
         write_config(ctx, "/etc/keystone/keystone.conf",
-                     KEYSTONE_CONF.format(connection=database_url("keystone", "keystone",
+                     KEYSTONE_CONF.format(connection=database_url(ctx, "keystone", "keystone",
                                                                    password)), "keystone")
         tune_uwsgi(ctx, "/etc/keystone/keystone-uwsgi.ini")
     with ctx.step("keystone: db_sync", None):
         ctx.run("runuser -u keystone -- keystone-manage db_sync", timeout=600)
     with ctx.step("keystone: fernet and credential keys", None):
         for command in ("fernet_setup", "credential_setup"):
-            ctx.run(f"keystone-manage {command} --keystone-user keystone "
-                    f"--keystone-group keystone", timeout=120)
+            ctx.run(["keystone-manage", command, "--keystone-user", "keystone",
+                     "--keystone-group", "keystone"], timeout=120)
     url = f"{base_url(ctx.address)}/v3/"
     with ctx.step("keystone: bootstrap", f"admin, region {ctx.region}, {url}"):
-        ctx.run("read -r OS_BOOTSTRAP_PASSWORD && export OS_BOOTSTRAP_PASSWORD && "
-                "runuser -u keystone -- keystone-manage bootstrap "
-                "--bootstrap-username admin --bootstrap-project-name admin "
-                "--bootstrap-role-name admin --bootstrap-service-name keystone "
-                f"--bootstrap-region-id {shlex.quote(ctx.region)} "
-                f"--bootstrap-admin-url {url} --bootstrap-public-url {url} "
-                f"--bootstrap-internal-url {url}",
+        # the password travels on stdin, never on a command line
+        ctx.run(["sh", "-c", 'read -r OS_BOOTSTRAP_PASSWORD && export OS_BOOTSTRAP_PASSWORD '
+                 '&& exec "$@"', "bootstrap", "runuser", "-u", "keystone", "--",
+                 "keystone-manage", "bootstrap", "--bootstrap-username", "admin",
+                 "--bootstrap-project-name", "admin", "--bootstrap-role-name", "admin",
+                 "--bootstrap-service-name", "keystone", "--bootstrap-region-id", ctx.region,
+                 "--bootstrap-admin-url", url, "--bootstrap-public-url", url,
+                 "--bootstrap-internal-url", url],
                 stdin=ctx.passwords["admin"] + "\n", timeout=300)
     with ctx.step("keystone: start", "uwsgi on port 5000"):
         restart_and_wait(ctx, "keystone", "http://127.0.0.1:5000/v3/")

@@ -6,9 +6,16 @@ PING = ("for i in $(seq 120); do mysqladmin --protocol=socket ping >/dev/null 2>
         "sleep 0.5; done; echo 'mariadb does not answer' >&2; exit 1")
 
 
+# Services on other servers (MultihostEngine nodes) use this MariaDB too; its accounts are
+# granted per client address with generated passwords, and root logs in by socket only.
+LISTEN_CONF = "[mysqld]\nbind-address = 0.0.0.0\n"
+
+
 def configure(ctx: Context) -> None:
     with ctx.step("mariadb: start", None):
-        ctx.run("service mariadb start", timeout=120)
+        ctx.server.ssh.put_file(LISTEN_CONF, "/etc/mysql/mariadb.conf.d/99-benchbed.cnf",
+                                mode=0o644)
+        ctx.run("service mariadb restart", timeout=120)
         ctx.run(PING, timeout=90)
 
 
@@ -19,4 +26,19 @@ RECIPE = Recipe(
     paths=("/etc/mysql", "/var/lib/mysql", "/var/log/mysql", "/run/mysqld"),
     services=("mariadb",),
     configure=configure,
+)
+
+
+def _nothing_to_configure(ctx: Context) -> None:
+    """The client needs no set-up: the databases are created on the controller's server."""
+
+
+# On a MultihostEngine node, whose services keep their databases on the controller.
+CLIENT_RECIPE = Recipe(
+    name="mariadb-client",
+    packages=("python3-pymysql",),
+    preseed=(),
+    paths=(),
+    services=(),
+    configure=_nothing_to_configure,
 )

@@ -1,0 +1,1 @@
+"""Clients of the APIs that engines drive (one module per API)."""

@@ -1,0 +1,131 @@
+"""Networks that providers make on this machine, refused at validation when they would clash.
+
+A provider that makes a network here declares it (`ServerProvider.local_networks`). Before
+anything exists, each one is refused if it is not a private range (loopback, multicast,
+link-local, reserved and public ones are all refused), if it overlaps another network of
+the same config, a network of another deployment, or an address or route already on this
+machine. Providers whose deployments share one bridge per network (LXC, Virsh: the
+reference-counted `benchbed.hostnet`) may name exactly the same network as another such
+deployment; any other overlap is refused.
+"""
+
+import ipaddress
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from benchbed import plugin
+from benchbed.errors import BenchbedError, ConfigError
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A network a provider will make on this machine, and where the config names it."""
+
+    path: str
+    network: ipaddress.IPv4Network
+    shared: bool  # deployments naming this very network share its bridge
+    bridge: str | None = None  # the bridge it is on, when shared
+
+
+def claims(config: dict[str, Any], group: str = plugin.ENGINES) -> Iterator[Claim]:
+    """Every network the plugins of a (validated) config would make on this machine."""
+    for plugin_class, plugin_config, path in plugin.walk(config, group):
+        declare = getattr(plugin_class, "local_networks", None)
+        if declare is not None:
+            yield from declare(plugin_config, path)
+
+
+def check(config: dict[str, Any]) -> None:
+    mine = list(claims(config))
+    if not mine:
+        return
+    for index, claim in enumerate(mine):
+        _check_range(claim)
+        for earlier in mine[:index]:
+            # two providers of one deployment (a MultihostEngine's controller and nodes)
+            # may share one bridged network, as deployments may
+            if earlier.network.overlaps(claim.network) and not (
+                    earlier.shared and claim.shared and earlier.network == claim.network):
+                raise ConfigError(claim.path, f"{claim.network} overlaps {earlier.network} "
+                                              f"of {earlier.path or 'the config'}")
+    for name, other in _other_deployments():
+        for claim in mine:
+            clash = next((o for o in other if o.network.overlaps(claim.network)
+                          and not (o.shared and claim.shared and o.network == claim.network)),
+                         None)
+            if clash:
+                raise ConfigError(claim.path, f"{claim.network} overlaps {clash.network} of "
+                                              f"deployment '{name}'")
+    taken = _taken_here()
+    for claim in mine:
+        for routed, device in taken:
+            if claim.bridge is not None and device == claim.bridge:
+                continue  # the shared bridge of this very network, made by another deployment
+            if routed.overlaps(claim.network):
+                raise ConfigError(claim.path, f"{claim.network} overlaps {routed} on "
+                                              f"{device} on this machine")
+
+
+def _check_range(claim: Claim) -> None:
+    network = claim.network
+    for refused, what in ((network.is_loopback, "loopback"), (network.is_multicast, "multicast"),
+                          (network.is_link_local, "link-local"),
+                          (network.is_unspecified, "unspecified"),
+                          (network.is_reserved, "reserved")):
+        if refused:
+            raise ConfigError(claim.path, f"{network} is a {what} range")
+    if not network.is_private:
+        raise ConfigError(claim.path, f"{network} is not a private network range")
+
+
+def _other_deployments() -> Iterator[tuple[str, list[Claim]]]:
+    from sqlalchemy import select
+
+    from benchbed.db.models import deployments
+    from benchbed.db.session import transaction
+
+    with transaction() as db:
+        rows = db.execute(select(deployments.c.name, deployments.c.config)).all()
+    for name, config in rows:
+        try:
+            yield name, list(claims(config))
+        except (ConfigError, KeyError, TypeError, ValueError):
+            continue  # a config of a plugin no longer installed: it claims nothing known
+
+
+def _taken_here() -> list[tuple[ipaddress.IPv4Network, str]]:
+    """The networks of this machine's routes and of its addresses (links down included),
+    each with its device."""
+    taken = []
+    for route in _ip("route", "show", "table", "all"):
+        destination = route.get("dst", "")
+        if destination in ("", "default") or route.get("type") == "broadcast":
+            continue
+        try:
+            taken.append((ipaddress.IPv4Network(destination, strict=False),
+                          route.get("dev", "?")))
+        except ValueError:
+            continue
+    for link in _ip("addr", "show"):
+        for address in link.get("addr_info", []):
+            try:
+                taken.append((ipaddress.IPv4Network(
+                    f"{address['local']}/{address.get('prefixlen', 32)}", strict=False),
+                    link.get("ifname", "?")))
+            except (KeyError, ValueError):
+                continue
+    return taken
+
+
+def _ip(*args: str) -> list[dict[str, Any]]:
+    try:
+        listed = subprocess.run(["ip", "-j", "-4", *args], capture_output=True, text=True,
+                                timeout=10, check=True)
+    except FileNotFoundError:
+        raise BenchbedError("'ip' (iproute2) is not installed on this machine") from None
+    except (OSError, subprocess.SubprocessError) as error:
+        raise BenchbedError(f"cannot list this machine's networks: {error}") from None
+    return json.loads(listed.stdout or "[]")
