@@ -17,7 +17,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib.resources import files
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,10 +53,6 @@ XTRACE = re.compile(r"^\++ (?P<file>[^ :]+):(?P<function>[^ :]+):(?P<line>\d+) +
 
 class DeployStepError(BenchbedError):
     """A step failed on a server; the message names both."""
-
-
-def _script() -> str:
-    return files("benchbed.engines").joinpath("devstack_guest.sh").read_text()
 
 
 class DevstackEngine(Engine):
@@ -211,7 +206,7 @@ class DevstackEngine(Engine):
                                     post_config=self.config.get("post_config"))
 
     def _guest(self, server: Server, *args: str, timeout: float = 120) -> str:
-        return run_script(server.ssh, _script(), list(args), timeout=timeout).stdout
+        return run_script(server.ssh, "devstack/guest.sh", list(args), timeout=timeout).stdout
 
     # -- stack.sh ---------------------------------------------------------------------------
 
@@ -259,7 +254,7 @@ class DevstackEngine(Engine):
         }
         controller = servers[0]
         with self._step(controller, "read clouds.yaml"):
-            listed = controller.ssh.run("cat /etc/openstack/clouds.yaml", check=False,
+            listed = controller.ssh.run(["cat", "/etc/openstack/clouds.yaml"], check=False,
                                         timeout=60)
         clouds = (yaml.safe_load(listed.stdout) or {}).get("clouds", {}) \
             if listed.exit_code == 0 else {}

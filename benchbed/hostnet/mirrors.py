@@ -10,7 +10,6 @@ so later deployments find their packages cached.
 
 import ipaddress
 import json
-from importlib.resources import files
 
 from benchbed.errors import BenchbedError, InputError
 from benchbed.server import Server, run_script
@@ -21,10 +20,6 @@ DEVPI_REQUIREMENT = "devpi-server==6.20.3"
 START_TIMEOUT = 600  # a first start installs devpi-server from PyPI
 
 
-def _script() -> str:
-    return files("benchbed.hostnet").joinpath("mirrors.sh").read_text()
-
-
 def address_towards(host: Server, guest: str) -> str:
     """The host's own address on the network it reaches `guest` on directly (no gateway)."""
     try:
@@ -32,7 +27,7 @@ def address_towards(host: Server, guest: str) -> str:
     except ValueError:
         raise InputError(f"server {guest}: benchbed's mirrors need the server's IP address, "
                          f"not a name") from None
-    listed = host.ssh.run(f"ip -j route get {guest}", timeout=30, check=False)
+    listed = host.ssh.run(["ip", "-j", "route", "get", guest], timeout=30, check=False)
     routes = json.loads(listed.stdout or "[]") if listed.exit_code == 0 else []
     route = routes[0] if routes else {}
     if not route.get("prefsrc") or route.get("gateway") or route.get("dev") == "lo":
@@ -69,7 +64,7 @@ class GuestMirrors:
 
     def _run(self, args: list[str], timeout: float) -> None:
         try:
-            run_script(self.host.ssh, _script(), args, timeout=timeout)
+            run_script(self.host.ssh, "hostnet/mirrors.sh", args, timeout=timeout)
         except BenchbedError as error:
             raise BenchbedError(f"{args[0]} guest mirrors on {self.host.host} "
                                 f"{self.address}: {error}") from None

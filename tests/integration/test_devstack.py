@@ -138,6 +138,7 @@ def test_mirrors_survive_the_bridge_and_stop_with_the_last_user() -> None:
     from benchbed.hostnet.mirrors import GuestMirrors
 
     bridge, address = "bbdsmbr0", "10.254.161.201"
+    sh(f"ip link delete {bridge}", check=False)  # left by an interrupted earlier run
     sh(f"ip link add {bridge} type bridge && ip addr add {address}/32 dev {bridge} && "
        f"ip link set {bridge} up")
     mirrors = GuestMirrors(Server(host="localhost"), address)

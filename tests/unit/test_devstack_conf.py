@@ -122,8 +122,8 @@ def test_localrc_still_accepted_with_a_warning() -> None:
         _check({"localrc": {"ADMIN_PASSWORD": "secret"}})
 
 
-@pytest.mark.parametrize("script", ["benchbed/engines/devstack_guest.sh",
-                                    "benchbed/hostnet/mirrors.sh"])
+@pytest.mark.parametrize("script", ["benchbed/scripts/devstack/guest.sh",
+                                    "benchbed/scripts/hostnet/mirrors.sh"])
 def test_scripts_pass_shellcheck(script: str) -> None:
     result = subprocess.run(["shellcheck", "-s", "sh", script], capture_output=True, text=True,
                             cwd=upstream.ROOT, timeout=60)
