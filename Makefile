@@ -12,7 +12,7 @@ endif
 export BENCHBED_SETUP_LOG
 QUIETLY := tools/quietly.sh
 
-.PHONY: demo demo-check test test-long lint shellcheck unit integration bench host venv clients clean
+.PHONY: demo demo-check test test-long lint shellcheck unit integration bench host venv clients clean upstream
 
 host:
 	@$(QUIETLY) "Debian packages (tools/host-packages.sh)" tools/host-packages.sh
@@ -33,6 +33,11 @@ $(CLIENTS)/bin/rally:
 	@touch $@
 
 clients: $(CLIENTS)/bin/rally
+
+# shared/upstream's OpenStack repositories as /var/cache/benchbed-upstream/openstack-2025.1/
+# openstack/NAME.git, a git_mirror for DevstackEngine (the tests and bench/devstack make it too)
+upstream: venv
+	$(BIN)/python -m tests.upstream
 
 lint: venv shellcheck
 	@$(BIN)/ruff check benchbed tests bench

@@ -8,7 +8,7 @@ PACKAGES=(
   lxc lxc-templates debootstrap dnsmasq-base apt-cacher-ng rsync
   postgresql
   libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 qemu-utils pkg-config
-  e2fsprogs shellcheck
+  e2fsprogs shellcheck git gawk
   chromium  # headless: the report test opens a report in it
 )
 missing=()

@@ -3,6 +3,7 @@
 import logging
 import os
 import sys
+import warnings
 
 import click
 
@@ -50,6 +51,8 @@ def _run() -> int:
     """The command's exit code: 0, 1 (it failed at run time) or 2 (bad input)."""
     from benchbed.errors import BenchbedError
 
+    # a plugin's deprecation notice (FutureWarning) as one line, not file, line and source
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"benchbed: warning: {message}\n"
     try:
         cli.main(standalone_mode=False, prog_name="benchbed")
     except click.exceptions.Exit as done:

@@ -1,0 +1,386 @@
+"""DevstackEngine: real DevStack on every server a provider gives, from local git mirrors.
+
+The older tool's config (`local_conf`, its deprecated alias `localrc`, `devstack_repo`,
+`devstack_branch`, `enable_plugin`) plus `stack_timeout`, `post_config` and where the
+OpenStack repositories come from: `git_mirror` (a folder laid out as openstack/NAME.git that
+benchbed serves with a git daemon) or `git_base` (a git server the guests reach already).
+Guests without a way out get PyPI through benchbed's devpi mirror (hostnet/mirrors.py) unless
+`pip_index_url` names one. On each server, in parallel: prerequisites, the stack user, the
+devstack clone, local.conf, then stack.sh, detached on the server so that its output can be
+followed and a killed benchbed leaves a process group that destroy can end. The endpoints
+have ExistingCloud's shape, read from DevStack's /etc/openstack/clouds.yaml.
+"""
+
+import re
+import secrets
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from benchbed import masking, plugin
+from benchbed.engines import devstack_conf
+from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
+from benchbed.engines.debian_services import apt
+from benchbed.engines.existing_cloud import normalize_cloud
+from benchbed.errors import BenchbedError, ConfigError
+from benchbed.hostnet.mirrors import GuestMirrors, address_towards
+from benchbed.ledger import Resource
+from benchbed.parallel import run_parallel
+from benchbed.plugin import PROVIDERS, ResourceKind
+from benchbed.server import Server, run_script
+
+DEFAULT_BRANCH = "stable/2025.1"
+DEFAULT_TIMEOUT = 3600
+SSH_READY_TIMEOUT = 180
+POLL_INTERVAL = 1.0
+LOG_TAIL = 8
+PASSWORD_KEYS = ("ADMIN_PASSWORD", "DATABASE_PASSWORD", "RABBIT_PASSWORD", "SERVICE_PASSWORD")
+STACK_LOGFILE = "/opt/stack/logs/stack.sh.log"
+LOCAL_CONF = "/opt/stack/devstack/local.conf"
+# paths that cleanup removes on a server that outlives the deployment, if they were not there
+CREATED_PATHS = ["/etc/sudoers.d/50_stack_sh", "/opt/stack", "/etc/openstack",
+                 "/var/lib/benchbed-devstack"]
+LOCALRC_DEPRECATED = "DevstackEngine: 'localrc' is deprecated, use 'local_conf' (same keys)"
+SCALAR = {"type": ["string", "number", "boolean"]}
+BRANCH = "^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+# DevStack's xtrace prefix (PS4 '+ $(short_source):   '): file:function:line
+TRAPS = frozenset({"exit_trap", "err_trap", "die", "err", "backtrace", "kill_spinner"})
+XTRACE = re.compile(r"^\++ (?P<file>[^ :]+):(?P<function>[^ :]+):(?P<line>\d+) +: +(?P<cmd>.*)$")
+
+
+class DeployStepError(BenchbedError):
+    """A step failed on a server; the message names both."""
+
+
+class DevstackEngine(Engine):
+    """Real DevStack (stable/2025.1 by default) on the servers of any provider."""
+
+    CONFIG_SCHEMA = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "DevstackEngine"},
+            **SERVER_REQUEST_PROPERTIES,
+            "local_conf": {"type": "object", "additionalProperties": SCALAR},
+            "localrc": {"type": "object", "additionalProperties": SCALAR},
+            "post_config": {"type": "object", "additionalProperties": {
+                "type": "object", "additionalProperties": {
+                    "type": "object", "additionalProperties": SCALAR}}},
+            "enable_plugin": {"type": "object", "additionalProperties": {"type": "string"}},
+            "devstack_repo": {"type": "string", "pattern": "^(git|https?|file)://[^\\s]+$"},
+            "devstack_branch": {"type": "string", "pattern": BRANCH},
+            "stack_timeout": {"type": "integer", "minimum": 60},
+            "git_mirror": {"type": "string", "pattern": "^/"},
+            "git_base": {"type": "string", "pattern": "^(git|https?)://[^\\s'\"]+$"},
+            "pip_index_url": {"type": "string", "pattern": "^https?://[^\\s'\"]+$"},
+        },
+        "required": ["type", "provider"],
+        "additionalProperties": False,
+        "not": {"required": ["git_mirror", "git_base"]},
+    }
+    NESTED = {"provider": PROVIDERS}
+    # newest first: a server's DevStack is undone before the mirrors it used are released
+    RESOURCES = {"devstack": ResourceKind(delete="_undo_devstack"),
+                 "mirrors": ResourceKind(delete="_release_mirrors")}
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], path: str) -> None:
+        cls.check_server_request(config, path)
+        if cls.provider_capabilities(config).shares_host:
+            raise ConfigError(plugin.join_path(path, "provider"),
+                              f"{config['provider']['type']} servers share this machine's "
+                              f"filesystem: DevStack would install itself on this machine")
+        if "local_conf" in config and "localrc" in config:
+            raise ConfigError(f"{path}.localrc".lstrip("."), "give local_conf or its "
+                              "deprecated alias localrc, not both")
+        devstack_conf.check(config, path)
+        if "localrc" in config:
+            warnings.warn(LOCALRC_DEPRECATED, FutureWarning, stacklevel=2)
+        if "devstack_repo" not in config and "git_mirror" not in config \
+                and "git_base" not in config:
+            raise ConfigError(f"{path}.git_mirror".lstrip("."), "give git_mirror (a folder of "
+                              "openstack/NAME.git that benchbed serves) or git_base (a git "
+                              "server the servers reach), or devstack_repo")
+
+    # -- deploy -----------------------------------------------------------------------------
+
+    def deploy(self) -> dict[str, Any]:
+        if "localrc" in self.config:
+            self.deployment.logger.warning(LOCALRC_DEPRECATED)
+        provider = self.provider()
+        amount = provider.default_amount()
+        with self.deployment.step("create servers", f"{amount} x {provider.config['type']}"):
+            servers = provider.create_servers(image_uuid=self.config.get("image"),
+                                              type_id=self.config.get("flavor"), amount=amount)
+        outlives = provider.capabilities(provider.config).outlives_deployment
+        try:
+            run_parallel("waiting for SSH", servers, self._wait_ready, describe=_where)
+            sources = self._sources(servers)
+            passwords = self._passwords()
+            run_parallel("preparing servers for DevStack", servers,
+                         lambda s: self._prepare(s, sources[s.host], passwords, outlives),
+                         describe=_where)
+            self._stack(servers)
+            return self._endpoints(servers, passwords)
+        finally:
+            for server in servers:
+                server.close()
+
+    def _wait_ready(self, server: Server) -> None:
+        with self._step(server, "wait for SSH"):
+            server.ssh.wait_ready(timeout=SSH_READY_TIMEOUT)
+
+    def _sources(self, servers: list[Server]) -> dict[str, dict[str, str]]:
+        """Per server: GIT_BASE, devstack's repository and the pip index it uses."""
+        use_pypi = "pip_index_url" not in self.config
+        use_git = "git_mirror" in self.config
+        mirrors: dict[str, GuestMirrors] = {}
+        local = Server(host="localhost", deployment=self.deployment)
+        for server in servers:
+            if use_pypi or use_git:
+                address = address_towards(local, server.host)
+                mirrors.setdefault(address, GuestMirrors(local, address))
+        for address, mirror in mirrors.items():
+            with self.ledger.creating("mirrors", address, address=address), \
+                    self.deployment.step("acquire guest mirrors", address):
+                mirror.acquire(self._mirror_user(), self.config.get("git_mirror"), use_pypi)
+        sources = {}
+        for server in servers:
+            mirror = mirrors[address_towards(local, server.host)] if mirrors else None
+            git_base = mirror.git_base if use_git and mirror else self.config.get("git_base")
+            repo = self.config.get("devstack_repo") or f"{git_base}/openstack/devstack.git"
+            index = mirror.pip_index_url if use_pypi and mirror else \
+                self.config["pip_index_url"]
+            sources[server.host] = {"git_base": git_base or "", "repo": repo, "index": index}
+        return sources
+
+    def _passwords(self) -> dict[str, str]:
+        """local_conf's passwords, else the controller's (on a node), else generated."""
+        given = self._local_conf()
+        parent = (self.parent_endpoints or {}).get("devstack", {}).get("passwords", {})
+        passwords = {key: str(given.get(key) or parent.get(key) or secrets.token_hex(16))
+                     for key in PASSWORD_KEYS}
+        for value in passwords.values():
+            masking.register(value)
+        masking.register_from(given)
+        return passwords
+
+    def _local_conf(self) -> dict[str, Any]:
+        return dict(self.config.get("local_conf") or self.config.get("localrc") or {})
+
+    def _prepare(self, server: Server, source: dict[str, str], passwords: dict[str, str],
+                 outlives: bool) -> None:
+        if outlives:
+            # The server outlives the deployment: cleanup must undo what DevStack adds.
+            with self.ledger.creating("devstack", server.address, server=server.to_dict()), \
+                    self._step(server, "record installed packages"):
+                apt.record_baseline(server, CREATED_PATHS)
+        with self._step(server, "install prerequisites", "git sudo"):
+            self._guest(server, "prereqs", timeout=900)
+        with self._step(server, "create stack user"):
+            self._guest(server, "user")
+        index = urlsplit(source["index"])
+        with self._step(server, "point pip at the mirror", source["index"]):
+            self._guest(server, "pip", source["index"],
+                        index.hostname if index.scheme == "http" else "")
+        branch = self.config.get("devstack_branch", DEFAULT_BRANCH)
+        with self._step(server, "clone devstack", f"{source['repo']} {branch}"):
+            self._guest(server, "clone", source["repo"], branch, timeout=300)
+        with self._step(server, "write local.conf"):
+            server.ssh.put_file(self._render(server, source, passwords), LOCAL_CONF, 0o600)
+
+    def _render(self, server: Server, source: dict[str, str], passwords: dict[str, str]
+                ) -> str:
+        settings: dict[str, Any] = {"HOST_IP": server.host, **passwords,
+                                    "LOGFILE": STACK_LOGFILE,
+                                    # ksmtuned pulls in qemu (45 s) for nothing on a test bed
+                                    "ENABLE_KSMTUNED": False}
+        if source["git_base"]:
+            settings["GIT_BASE"] = source["git_base"]
+        if "pip_index_url" not in self.config:
+            settings["DOWNLOAD_DEFAULT_IMAGES"] = False  # guests have no way out
+        settings.update(self._local_conf())
+        return devstack_conf.render(settings, plugins=self.config.get("enable_plugin"),
+                                    post_config=self.config.get("post_config"))
+
+    def _guest(self, server: Server, *args: str, timeout: float = 120) -> str:
+        return run_script(server.ssh, "devstack/guest.sh", list(args), timeout=timeout).stdout
+
+    # -- stack.sh ---------------------------------------------------------------------------
+
+    def _stack(self, servers: list[Server]) -> None:
+        """stack.sh on every server at once, followed until all end, under stack_timeout."""
+        timeout = self.config.get("stack_timeout", DEFAULT_TIMEOUT)
+        run_parallel("starting stack.sh", servers, lambda s: self._guest(s, "start"),
+                     describe=_where)
+        runs = {server.address: _Run(server) for server in servers}
+        deadline = time.monotonic() + timeout
+        with self.deployment.step("stack.sh", f"{len(servers)} server(s)"), \
+                _progress() as show:
+            while any(run.state == "running" for run in runs.values()):
+                for run in runs.values():
+                    if run.state == "running":
+                        self._poll(run)
+                show(_progress_line(runs.values()))
+                if time.monotonic() > deadline:
+                    for run in runs.values():
+                        if run.state == "running":
+                            self._guest(run.server, "stop")
+                            run.state = "timeout"
+                    break
+                if any(run.state == "running" for run in runs.values()):
+                    time.sleep(POLL_INTERVAL)
+            failures = [run.failure(timeout) for run in runs.values() if run.state != "0"]
+            if failures:
+                raise DeployStepError("; ".join(failures))
+
+    def _poll(self, run: "_Run") -> None:
+        output = self._guest(run.server, "poll", str(run.offset), timeout=60)
+        state, _, data = output.partition("\n")
+        run.offset += len(data.encode())
+        run.feed(data)
+        if state.strip() != "running":
+            run.state = state.strip()
+
+    def _endpoints(self, servers: list[Server], passwords: dict[str, str]) -> dict[str, Any]:
+        import yaml
+
+        endpoints: dict[str, Any] = {
+            "servers": [server.to_dict() for server in servers],
+            "devstack": {"branch": self.config.get("devstack_branch", DEFAULT_BRANCH),
+                         "passwords": passwords},
+        }
+        controller = servers[0]
+        with self._step(controller, "read clouds.yaml"):
+            listed = controller.ssh.run(["cat", "/etc/openstack/clouds.yaml"], check=False,
+                                        timeout=60)
+        clouds = (yaml.safe_load(listed.stdout) or {}).get("clouds", {}) \
+            if listed.exit_code == 0 else {}
+        admin = clouds.get("devstack-admin")
+        if admin:
+            auth = admin["auth"]
+            endpoints.update(normalize_cloud({
+                "auth_url": auth["auth_url"], "region_name": admin.get("region_name"),
+                "endpoint_type": "public",
+                "admin": {"username": auth["username"], "password": auth["password"],
+                          "project_name": auth["project_name"],
+                          "user_domain_name": "Default", "project_domain_name": "Default"}}))
+        elif self.parent_endpoints and "openstack" in self.parent_endpoints:
+            endpoints["openstack"] = self.parent_endpoints["openstack"]
+        return endpoints
+
+    @contextmanager
+    def _step(self, server: Server, name: str, detail: str | None = None) -> Iterator[None]:
+        """A timeline step whose failure names the server and the step."""
+        where = _where(server)
+        with self.deployment.step(name, detail or where):
+            try:
+                yield
+            except DeployStepError:
+                raise
+            except Exception as error:
+                message = str(error).removeprefix(f"{where}: ") or type(error).__name__
+                message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+                raise DeployStepError(f"{where}: step '{name}' failed: {message}") from None
+
+    # -- cleanup and check ------------------------------------------------------------------
+
+    def _mirror_user(self) -> str:
+        """This engine's reference on the mirrors: a controller and its nodes hold one each."""
+        return f"{self.deployment.uuid}{'@' + self.path if self.path else ''}"
+
+    def _release_mirrors(self, resource: Resource) -> None:
+        local = Server(host="localhost", deployment=self.deployment)
+        GuestMirrors(local, resource.data["address"]).release(self._mirror_user())
+
+    def _undo_devstack(self, resource: Resource) -> None:
+        """unstack.sh, clean.sh and what they leave, on a server that outlives us."""
+        server = Server.from_dict(resource.data["server"], deployment=self.deployment)
+        try:
+            with self._step(server, "unstack and clean"):
+                self._guest(server, "cleanup", timeout=1800)
+            with self._step(server, "purge packages DevStack added"):
+                apt.purge(server, [])
+        finally:
+            server.close()
+
+    def check(self) -> list[CheckResult]:
+        from benchbed.engines.keystone_check import check_cloud
+
+        if "openstack" not in self.endpoints:
+            return [CheckResult("devstack", False, "no Keystone among the endpoints")]
+        return check_cloud(self.endpoints["openstack"])
+
+
+class _Run:
+    """What is known of one server's stack.sh: its state, how much output was read, the tail."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.state = "running"
+        self.offset = 0
+        self.partial = ""
+        self.tail: list[str] = []
+        self.last_trace: re.Match[str] | None = None
+        self.errors: list[str] = []
+
+    def feed(self, data: str) -> None:
+        """Take the next output (the SSH layer has logged it already)."""
+        lines = (self.partial + data).split("\n")
+        self.partial = lines.pop()
+        for line in lines:
+            trace = XTRACE.match(line)
+            if trace:
+                # what DevStack runs once it failed is not where it failed
+                command = (trace["cmd"].split() or [""])[0]
+                if trace["function"] not in TRAPS and command not in TRAPS:
+                    self.last_trace = trace
+            elif line.strip():
+                self.tail = [*self.tail, line.strip()][-LOG_TAIL:]
+                if line.startswith(("[ERROR]", "ERROR")) or " ERROR " in line:
+                    self.errors.append(line.strip())
+
+    def failure(self, timeout: float) -> str:
+        """One line: the server, where DevStack stopped, and the last lines it printed."""
+        where = _where(self.server)
+        if self.state == "timeout":
+            what = f"stack.sh did not finish within stack_timeout {timeout:.0f} s"
+        elif self.state == "lost":
+            what = "stack.sh ended without an exit code (killed?)"
+        else:
+            what = f"stack.sh exited {self.state}"
+        if self.last_trace:
+            trace = self.last_trace
+            what += (f" in {trace['function']} ({trace['file']}:{trace['line']}: "
+                     f"{trace['cmd'][:160]})")
+        detail = " | ".join(self.errors[-2:] or self.tail[-3:])
+        return masking.scrub(f"{where}: step 'stack.sh' failed: {what}; last lines: {detail}")
+
+
+def _progress_line(runs: Any) -> str:
+    parts = []
+    for run in runs:
+        step = run.last_trace["function"] if run.last_trace else "starting"
+        parts.append(f"{run.server.host}: {run.state if run.state != 'running' else step}")
+    return "stack.sh " + ", ".join(parts)
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    """A status line on a terminal (where each server's stack.sh is); nothing when piped."""
+    import sys
+
+    if not sys.stderr.isatty():
+        yield lambda text: None
+        return
+    from rich.console import Console
+
+    started = time.monotonic()
+    with Console(stderr=True).status("stack.sh") as status:
+        yield lambda text: status.update(f"{text} ({time.monotonic() - started:.0f} s)")
+
+
+def _where(server: Server) -> str:
+    return f"{server.user}@{server.address}"

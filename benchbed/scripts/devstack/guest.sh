@@ -1,0 +1,188 @@
+#!/bin/sh
+# DevStack on one server, step by step: sh -s -- ACTION [ARGS]
+#   prereqs                  remember what runs, install git and sudo if missing
+#   user                     the stack user (home /opt/stack) and its sudoers drop-in
+#   pip INDEX_URL [HOST]     /etc/pip.conf pointing at the PyPI mirror (HOST: trusted-host)
+#   clone REPO BRANCH        devstack at BRANCH in /opt/stack/devstack, as stack
+#   start                    stack.sh as stack, detached, output to $state/stack.out
+#   poll OFFSET              "running|lost|EXIT_CODE", then stack.out from byte OFFSET on
+#   stop                     end stack.sh's process group (the one start made)
+#   cleanup                  stop, unstack.sh, clean.sh, then what they leave
+# What was there before (user, drop-ins, pip.conf, running services) is kept in $state and
+# left as it was.
+set -eu
+export LC_ALL=C
+state=/var/lib/benchbed-devstack
+home=/opt/stack
+devstack=$home/devstack
+sudoers=/etc/sudoers.d/50_stack_sh
+ksm=/sys/kernel/mm/ksm
+path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+action=$1
+shift
+mkdir -p "$state"
+
+running_services() {
+    if command -v systemctl >/dev/null; then
+        systemctl list-units --type=service --state=running --no-legend --plain \
+            | awk '{print $1}' | sort -u
+    fi
+}
+
+drop_ins() {
+    [ -d /etc/sudoers.d ] || return 0
+    find /etc/sudoers.d -mindepth 1 -maxdepth 1 -printf '%f\n' | sort
+}
+
+as_stack() {  # run "$@" as the stack user, in its home, without a tty or a new session
+    env -i PATH=$path HOME=$home USER=stack LOGNAME=stack SHELL=/bin/bash LANG=C.UTF-8 \
+        setpriv --reuid=stack --regid=stack --init-groups "$@"
+}
+
+prereqs() {
+    [ -f "$state/services.before" ] || running_services > "$state/services.before"
+    [ -f "$state/sudoers.before" ] || drop_ins > "$state/sudoers.before"
+    if [ -e /etc/pip.conf ] && [ ! -e "$state/pip.conf.before" ]; then
+        cp -p /etc/pip.conf "$state/pip.conf.before"
+    fi
+    missing=""
+    for package in git sudo; do
+        dpkg-query -W -f='${Status}\n' "$package" 2>/dev/null | grep -q ' installed$' \
+            || missing="$missing $package"
+    done
+    if [ -n "$missing" ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null
+        # shellcheck disable=SC2086 # a list of package names
+        apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends $missing \
+            >/dev/null
+    fi
+    # LXC mounts /sys read-only and DevStack writes $ksm/run whenever it exists: an empty
+    # tmpfs over it, in this server's mount namespace only (never the host's KSM).
+    if [ -e "$ksm/run" ] && [ ! -w "$ksm/run" ]; then
+        mount -t tmpfs -o size=4k,mode=755 benchbed-no-ksm "$ksm"
+        : > "$state/ksm.mounted"
+    fi
+}
+
+user() {
+    if ! getent passwd stack >/dev/null; then
+        : > "$state/user.created"
+        useradd --shell /bin/bash --home-dir "$home" --create-home stack
+    fi
+    [ -d "$home" ] || install -d -o stack -g stack "$home"
+    chmod 755 "$home"
+    printf 'stack ALL=(root) NOPASSWD:ALL\n' > "$sudoers.benchbed"
+    chmod 440 "$sudoers.benchbed"
+    visudo -qcf "$sudoers.benchbed"
+    mv -f "$sudoers.benchbed" "$sudoers"
+}
+
+pip() {
+    {
+        echo "[global]"
+        echo "index-url = $1"
+        echo "timeout = 120"
+        [ -z "${2:-}" ] || echo "trusted-host = $2"
+    } > /etc/pip.conf
+}
+
+clone() {
+    repo=$1 branch=$2
+    if [ -d "$devstack/.git" ]; then
+        as_stack timeout 120 git -C "$devstack" fetch -q --depth 1 -- "$repo" "$branch" \
+            || fail_clone $? "$repo" "$branch"
+        as_stack git -C "$devstack" checkout -q -f FETCH_HEAD
+    else
+        rm -rf "$devstack"
+        as_stack timeout 120 git clone -q --depth 1 --branch "$branch" -- "$repo" "$devstack" \
+            || fail_clone $? "$repo" "$branch"
+    fi
+}
+
+fail_clone() {
+    if [ "$1" = 124 ]; then echo "devstack_repo $2 did not answer within 120 s" >&2; fi
+    exit "$1"
+}
+
+start() {
+    chown stack: "$devstack/local.conf"
+    rm -f "$state/stack.rc"
+    : > "$state/stack.out"
+    cd "$devstack"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    env -i PATH=$path HOME=$home USER=stack LOGNAME=stack SHELL=/bin/bash LANG=C.UTF-8 \
+        setsid sh -c 'setpriv --reuid=stack --regid=stack --init-groups ./stack.sh
+                      echo $? > "$1/stack.rc.new" && mv "$1/stack.rc.new" "$1/stack.rc"' \
+        sh "$state" </dev/null >>"$state/stack.out" 2>&1 &
+    echo $! > "$state/stack.pid"
+    # the group exists only once the child has run setsid: a poll before would see none
+    i=0
+    while ! alive && [ ! -s "$state/stack.rc" ]; do
+        i=$((i + 1))
+        [ $i -le 600 ] || { echo "stack.sh did not start" >&2; exit 1; }
+        sleep 0.05
+    done
+}
+
+alive() {  # is the process group that start made still there?
+    [ -s "$state/stack.pid" ] && kill -0 "-$(cat "$state/stack.pid")" 2>/dev/null
+}
+
+poll() {
+    if [ -s "$state/stack.rc" ]; then cat "$state/stack.rc"
+    elif alive; then echo running
+    else echo lost
+    fi
+    tail -c "+$(($1 + 1))" "$state/stack.out" | head -c 262144
+}
+
+stop() {
+    alive || return 0
+    group=$(cat "$state/stack.pid")
+    kill -TERM "-$group" 2>/dev/null || true
+    i=0
+    while alive && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL "-$group" 2>/dev/null || true
+}
+
+cleanup() {
+    stop
+    # a stack.sh that was ended mid-install leaves dpkg interrupted: finish its configuring
+    # (waiting out a dpkg of that run still going) so that the purge can run
+    i=0
+    while [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] && [ $i -lt 120 ]; do
+        DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold \
+            >"$state/dpkg-configure.out" 2>&1 || sleep 5
+        i=$((i + 1))
+    done
+    if [ -x "$devstack/unstack.sh" ] && getent passwd stack >/dev/null; then
+        (cd "$devstack" && as_stack timeout 600 ./unstack.sh) >"$state/unstack.out" 2>&1 \
+            || tail -n 3 "$state/unstack.out" >&2
+        (cd "$devstack" && as_stack timeout 900 ./clean.sh) >"$state/clean.out" 2>&1 \
+            || tail -n 3 "$state/clean.out" >&2
+    fi
+    # clean.sh leaves apache2 (and other services DevStack started) running
+    if [ -f "$state/services.before" ]; then
+        running_services | comm -13 "$state/services.before" - | while read -r unit; do
+            systemctl stop "$unit" || true
+            systemctl disable "$unit" 2>/dev/null || true
+        done
+    fi
+    if [ -f "$state/ksm.mounted" ]; then umount "$ksm" 2>/dev/null || true; fi
+    if [ -f "$state/pip.conf.before" ]; then cp -p "$state/pip.conf.before" /etc/pip.conf
+    else rm -f /etc/pip.conf
+    fi
+    if [ -f "$state/sudoers.before" ]; then
+        drop_ins | comm -13 "$state/sudoers.before" - | while read -r file; do
+            rm -f "/etc/sudoers.d/$file"
+        done
+    fi
+    if [ -f "$state/user.created" ] && getent passwd stack >/dev/null; then
+        userdel --force --remove stack 2>/dev/null || userdel --force stack
+        rm -rf "$home"
+    fi
+    rm -rf /etc/openstack "$state"
+}
+
+"$action" "$@"

@@ -1,0 +1,130 @@
+"""local.conf rendering, read back by real bash and by DevStack's own merge_config_file."""
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchbed import plugin
+from benchbed.engines import devstack_conf
+from benchbed.errors import ConfigError
+from tests import upstream
+
+HOSTILE = ["$(touch /tmp/pwned)", "`id`", "a'b", 'a"b', "a\\b", "x; rm -rf /", "$HOME",
+           "line1\nline2", "[[post-config|/etc/passwd]]", "tab\there", "!event", "*", "~root",
+           "", " lead", "trail ", "ünïcödé", "\x01ctl", "${PATH:0:1}", "a\\", "'"]
+
+
+def _bash_reads(text: str, names: list[str]) -> dict[str, str]:
+    """Source `text` the way DevStack sources its localrc and print each variable."""
+    script = text + "".join(f'printf "%s\\0" "${name}"\n' for name in names)
+    result = subprocess.run(["bash", "-c", script], capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return dict(zip(names, result.stdout.decode().split("\0")[:-1], strict=True))
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_value_arrives_literally(value: str) -> None:
+    rendered = devstack_conf.render({"V": value})
+    local = rendered.split("\n", 1)[1]
+    assert _bash_reads(local, ["V"]) == {"V": value}
+    assert len(local.strip().splitlines()) == 1  # no value starts a section of its own
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")))
+def test_any_text_arrives_literally(value: str) -> None:
+    local = devstack_conf.render({"V": value}).split("\n", 1)[1]
+    assert _bash_reads(local, ["V"]) == {"V": value}
+
+
+def test_plus_form_appends_and_scalars_as_devstack_spells_them() -> None:
+    rendered = devstack_conf.render({"ENABLED_SERVICES": "key", "ENABLED_SERVICES+": ",-n-cpu",
+                                     "DEBUG": True, "WORKERS": 2})
+    assert "ENABLED_SERVICES+=',-n-cpu'" in rendered
+    local = rendered.split("\n", 1)[1]
+    assert _bash_reads(local, ["ENABLED_SERVICES", "DEBUG", "WORKERS"]) == {
+        "ENABLED_SERVICES": "key,-n-cpu", "DEBUG": "True", "WORKERS": "2"}
+
+
+def test_plugins_and_post_config_blocks() -> None:
+    rendered = devstack_conf.render({}, plugins={"heat": "git://10.0.0.1/openstack/heat master"},
+                                    post_config={"$NOVA_CONF": {"DEFAULT": {"debug": True}}})
+    assert "enable_plugin heat 'git://10.0.0.1/openstack/heat' 'master'" in rendered
+    assert "[[post-config|$NOVA_CONF]]\n[DEFAULT]\ndebug = True\n" in rendered
+
+
+@pytest.fixture(scope="module")
+def meta_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """DevStack's own inc/meta-config and inc/ini-config, from the upstream repository."""
+    work = tmp_path_factory.mktemp("devstack")
+    with tarfile.open(upstream.tarballs() / "devstack.git.tar") as tar:
+        tar.extractall(work, filter="data")
+    checkout = work / "checkout"
+    subprocess.run(["git", "clone", "-q", str(work / "devstack.git"), str(checkout)],
+                   check=True, timeout=120)
+    return checkout
+
+
+@pytest.mark.parametrize("value", ['$(touch /tmp/pwned-bb)', "`id`", 'say "hi"', "$HOME",
+                                   "a&b|c", "x; y", "'quoted'", "100%", "a b"])
+def test_post_config_value_arrives_literally_through_devstack(meta_config: Path,
+                                                               tmp_path: Path,
+                                                               value: str) -> None:
+    conf = tmp_path / "local.conf"
+    target = tmp_path / "service.conf"
+    conf.write_text(devstack_conf.render(
+        {}, post_config={str(target): {"DEFAULT": {"option": value}}}))
+    script = (f"source {meta_config}/inc/ini-config; source {meta_config}/inc/meta-config; "
+              f"CONFIG_AWK_CMD=gawk; merge_config_group {conf} post-config; "
+              f"iniget {target} DEFAULT option")
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                            timeout=30, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == value + "\n"
+    assert not Path("/tmp/pwned-bb").exists()
+
+
+def _check(config: dict) -> None:
+    plugin.validate({"type": "DevstackEngine", "git_base": "git://10.0.0.1",
+                     "provider": {"type": "ExistingServers",
+                                  "credentials": [{"host": "10.0.0.2", "user": "root"}]},
+                     **config})
+
+
+@pytest.mark.parametrize(("config", "path"), [
+    ({"local_conf": {"BAD-KEY": "x"}}, "local_conf.BAD-KEY"),
+    ({"local_conf": {"$(id)": "x"}}, "local_conf.$(id)"),
+    ({"localrc": {"A": {"nested": 1}}}, "localrc.A"),
+    ({"local_conf": {"A": "1"}, "localrc": {"B": "2"}}, "localrc"),
+    ({"post_config": {"$(id)": {"DEFAULT": {"a": "b"}}}}, "post_config.$(id)"),
+    ({"post_config": {"$NOVA_CONF": {"DEF AULT": {"a": "b"}}}}, "post_config.$NOVA_CONF.DEF AULT"),
+    ({"post_config": {"$NOVA_CONF": {"DEFAULT": {"a": "*"}}}}, "post_config.$NOVA_CONF.DEFAULT.a"),
+    ({"post_config": {"$NOVA_CONF": {"DEFAULT": {"a": "x\ny"}}}},
+     "post_config.$NOVA_CONF.DEFAULT.a"),
+    ({"enable_plugin": {"heat": "a b c"}}, "enable_plugin.heat"),
+    ({"devstack_branch": "--upload-pack=touch /tmp/x"}, "devstack_branch"),
+    ({"devstack_repo": "-oProxyCommand=x"}, "devstack_repo"),
+    ({"git_mirror": "/srv/git"}, ""),
+    ({"stack_timeout": 5}, "stack_timeout"),
+])
+def test_bad_input_names_the_config_path(config: dict, path: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _check(config)
+    assert raised.value.path == path, raised.value
+
+
+def test_localrc_still_accepted_with_a_warning() -> None:
+    with pytest.warns(FutureWarning, match="localrc"):
+        _check({"localrc": {"ADMIN_PASSWORD": "secret"}})
+
+
+@pytest.mark.parametrize("script", ["benchbed/scripts/devstack/guest.sh",
+                                    "benchbed/scripts/hostnet/mirrors.sh"])
+def test_scripts_pass_shellcheck(script: str) -> None:
+    result = subprocess.run(["shellcheck", "-s", "sh", script], capture_output=True, text=True,
+                            cwd=upstream.ROOT, timeout=60)
+    assert result.returncode == 0, result.stdout
