@@ -41,7 +41,7 @@ class Engine(plugin.Plugin):
                  path: str = "") -> None:
         super().__init__(deployment, deployment.config if config is None else config, path)
         self.parent_endpoints: dict[str, Any] | None = None
-        self._endpoints: dict[str, Any] | None = None
+        self._own_endpoints: dict[str, Any] | None = None
 
     def deploy(self) -> dict[str, Any]:
         """Deploy and return the endpoints (secrets included; they are masked on display)."""
@@ -61,11 +61,11 @@ class Engine(plugin.Plugin):
     @property
     def endpoints(self) -> dict[str, Any]:
         """What this engine deployed: the deployment's endpoints, or a node's part of them."""
-        return self.deployment.endpoints if self._endpoints is None else self._endpoints
+        return self.deployment.endpoints if self._own_endpoints is None else self._own_endpoints
 
     @endpoints.setter
     def endpoints(self, endpoints: dict[str, Any]) -> None:
-        self._endpoints = endpoints
+        self._own_endpoints = endpoints
 
     @classmethod
     def provider_class(cls, config: dict[str, Any]) -> type["ServerProvider"]:

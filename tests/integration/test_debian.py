@@ -277,10 +277,10 @@ def test_server_without_apt(lab: Lab, spare: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("engine", "message"), [
     ({"services": ["keystone", "swift"]},
-     "config services[1]: unknown service 'swift' (known: keystone, glance, placement, nova, "
-     "neutron)"),
+     "config services[1]: unknown service 'swift' (known: keystone, glance, placement, "
+     "neutron, nova, nova-compute)"),
     ({"services": ["keystone", "nova"]},
-     "config services[1]: service 'nova' is not yet supported by DebianEngine"),
+     "config services: 'nova' needs placement, glance, neutron in the same cloud: add them"),
     ({"services": ["glance"]}, "config services: must include 'keystone'"),
     ({"database": "sqlite"}, "config database: 'sqlite' is not supported: under uwsgi's "
                              "concurrent workers SQLite fails with 'database is locked'"),
