@@ -25,26 +25,28 @@ if TYPE_CHECKING:
 # -- configs ---------------------------------------------------------------------------------
 
 
-def validate(config: dict[str, Any]) -> type[plugin.Plugin]:
+def validate(config: dict[str, Any], check_networks: bool = True) -> type[plugin.Plugin]:
     """Check a whole config, nested engines and providers included; creates nothing.
 
     The older tool's spellings (`name` for `type`, `DummyProvider`) are rewritten in place.
-    Networks the config would make on this machine are checked last (benchbed.networks).
+    Networks the config would make on this machine are checked last (benchbed.networks),
+    unless the caller reports on them itself (`doctor`).
     """
     config_lib.check_data(config)
     masking.register_from(config)
     plugin.normalize_legacy(config, plugin.ENGINES)
     engine = plugin.validate(config, plugin.ENGINES)
-    from benchbed import networks
+    if check_networks:
+        from benchbed import networks
 
-    networks.check(config)
+        networks.check(config)
     return engine
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+def load_config(path: str | Path, check_networks: bool = True) -> dict[str, Any]:
     """Read a YAML or JSON config file, expand ${ENV} references and validate it."""
     config = config_lib.expand_env(config_lib.load_file(path))
-    validate(config)
+    validate(config, check_networks=check_networks)
     return config
 
 

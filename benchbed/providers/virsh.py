@@ -52,7 +52,7 @@ class VirshProvider(ServerProvider):
             "type": {"const": "VirshProvider"},
             "connection": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+@[A-Za-z0-9.:_-]+$"},
             "uri": {"type": "string",
-                    "pattern": r"^qemu(\+ssh)?://([A-Za-z0-9._-]+@)?[A-Za-z0-9.:_-]*"
+                    "pattern": r"^qemu(\+ssh|\+tcp|\+tls)?://([A-Za-z0-9._-]+@)?[A-Za-z0-9.:_-]*"
                                r"/(system|session)(\?[A-Za-z0-9_=&]*)?$"},
             "template_name": {"type": "string", "pattern": NAME_PATTERN},
             "template_user": {"type": "string", "pattern": r"^[a-z_][a-z0-9_-]{0,31}$"},
