@@ -330,7 +330,7 @@ def test_hostile_config_is_refused_before_anything(bb: Any, home: Path) -> None:
     """From the CLI: exit 2, one line, no deployment row (the rest in tests/unit)."""
     config = write_config(home, {"image": "ami-1;rm -rf /"}, {"endpoint_url": "http://127.0.0.1:9"})
     refused(bb("deployment", "create", "--file", config, "--name", "bad"), 2,
-            "config image: 'ami-1;rm -rf /' is not an AMI id")
+            "config image: 'ami-1;rm -rf /' does not match")
     assert bb.json("deployment", "list") == [] and ledger_rows(home) == 0
 
 
