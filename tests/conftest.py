@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from benchbed.db import session as db_session
 
@@ -77,6 +78,18 @@ class Cli:
             return
         for deployment in json.loads(listed.stdout):
             self("deployment", "destroy", "--force", deployment["name"])
+
+
+def cli_for(home: Path) -> Cli:
+    """The CLI bound to `home` for a whole module, on SQLite whatever the environment says."""
+    env = {key: value for key, value in os.environ.items() if key != "BENCHBED_DATABASE_URL"}
+    return Cli({**env, "BENCHBED_HOME": str(home)})
+
+
+def write_yaml(path: Path, config: dict[str, Any]) -> str:
+    """Write a deployment config; returns its path for `--file`."""
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from benchbed.hostnet import bridge_name
-from tests.conftest import Cli
+from tests.conftest import Cli, cli_for, write_yaml
 from tests.integration.debian_lab import Lab, sh
 
 pytestmark = pytest.mark.root
@@ -34,16 +34,6 @@ RALLY_TASK = {"KeystoneBasic.create_and_list_users": [{
     "runner": {"type": "constant", "times": 6, "concurrency": 2},
     "sla": {"failure_rate": {"max": 0}},
 }]}
-
-
-def _cli(home: Path) -> Cli:
-    env = {key: value for key, value in os.environ.items() if key != "BENCHBED_DATABASE_URL"}
-    return Cli({**env, "BENCHBED_HOME": str(home)})
-
-
-def _write(path: Path, config: dict[str, Any]) -> str:
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
 
 
 def _client(*args: str, env: dict[str, str] | None = None, timeout: float = 300
@@ -73,14 +63,14 @@ def _lxc_leftovers() -> dict[str, Any]:
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]:
     """One Keystone + Glance deployment in an LXC container, shared by the client tests."""
     work = tmp_path_factory.mktemp("debian-cloud")
-    cli = _cli(work / "home")
+    cli = cli_for(work / "home")
     config = {"type": "DebianEngine", "services": ["keystone", "glance"],
               "provider": {"type": "LxcProvider", "start_lxc_network": LXC_NETWORK,
                            "container_name_prefix": LXC_PREFIX,
                            "host_provider": {"type": "ExistingServers", "credentials": [
                                {"host": "localhost", "user": "root"}]}}}
     try:
-        cli.ok("deployment", "create", "--file", _write(work / "cloud.yaml", config),
+        cli.ok("deployment", "create", "--file", write_yaml(work / "cloud.yaml", config),
                "--name", "cloud", timeout=1200)
         for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json"),
                           ("openrc", "openrc")):
@@ -210,8 +200,8 @@ def test_rerun_on_half_installed_server_then_destroy_purges_it(lab: Lab, tmp_pat
                                                                 ) -> None:
     address = lab.clone("bbdebx-purge")
     before = _server_state(lab, address)
-    cli = _cli(tmp_path / "home")
-    config = _write(tmp_path / "debian.yaml", _existing(lab, address, apt_proxy=lab.proxy,
+    cli = cli_for(tmp_path / "home")
+    config = write_yaml(tmp_path / "debian.yaml", _existing(lab, address, apt_proxy=lab.proxy,
                                                         admin_password="s3cret-Adm1n-pw"))
     # A first create is killed while its packages are being configured ...
     first = cli.popen("deployment", "create", "--file", config, "--name", "first")
@@ -251,8 +241,8 @@ def _fails(cli: Cli, config: str, name: str) -> tuple[str, dict[str, Any]]:
 
 def test_apt_proxy_that_does_not_answer(lab: Lab, spare: str, tmp_path: Path) -> None:
     before = _server_state(lab, spare)
-    cli = _cli(tmp_path / "home")
-    config = _write(tmp_path / "c.yaml", _existing(lab, spare,
+    cli = cli_for(tmp_path / "home")
+    config = write_yaml(tmp_path / "c.yaml", _existing(lab, spare,
                                                    apt_proxy=f"http://{lab.gateway}:3999"))
     error, shown = _fails(cli, config, "noproxy")
     assert re.search(rf"root@{spare}:22: step 'check apt' failed: apt proxy "
@@ -265,8 +255,8 @@ def test_apt_proxy_that_does_not_answer(lab: Lab, spare: str, tmp_path: Path) ->
 def test_server_without_apt(lab: Lab, spare: str, tmp_path: Path) -> None:
     lab.ssh(spare, "mv /usr/bin/apt-get /usr/bin/apt-get.away")
     try:
-        cli = _cli(tmp_path / "home")
-        error, shown = _fails(cli, _write(tmp_path / "c.yaml", _existing(lab, spare)), "noapt")
+        cli = cli_for(tmp_path / "home")
+        error, shown = _fails(cli, write_yaml(tmp_path / "c.yaml", _existing(lab, spare)), "noapt")
         assert f"root@{spare}:22: step 'check apt' failed: apt-get not found" in error
         assert shown["status"] == "deploy->failed"
         cli.ok("deployment", "destroy", "noapt")
@@ -289,8 +279,8 @@ def test_server_without_apt(lab: Lab, spare: str, tmp_path: Path) -> None:
 ])
 def test_bad_input_is_refused_before_anything_is_created(
         tmp_path: Path, engine: dict[str, Any], message: str) -> None:
-    cli = _cli(tmp_path / "home")
-    config = _write(tmp_path / "c.yaml", {
+    cli = cli_for(tmp_path / "home")
+    config = write_yaml(tmp_path / "c.yaml", {
         "type": "DebianEngine", **engine,
         "provider": {"type": "ExistingServers",
                      "credentials": [{"host": "192.0.2.123", "user": "root"}]}})

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.conftest import Cli, ledger_rows
+from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
 from tests.integration.debian_lab import sh
 
 pytestmark = pytest.mark.root
@@ -49,28 +48,18 @@ def containers(prefix: str) -> list[str]:
     return [name for name in sh("lxc-ls -1").split() if name.startswith(f"{prefix}-")]
 
 
-def _cli(home: Path) -> Cli:
-    env = {key: value for key, value in os.environ.items() if key != "BENCHBED_DATABASE_URL"}
-    return Cli({**env, "BENCHBED_HOME": str(home)})
-
-
-def _write(path: Path, config: dict[str, Any]) -> str:
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def multihost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]:
     """Keystone on the controller's container, Glance on the node's, one deployment."""
     work = tmp_path_factory.mktemp("multihost")
-    cli = _cli(work / "home")
+    cli = cli_for(work / "home")
     config = {"type": "MultihostEngine",
               "controller": {"type": "DebianEngine", "services": ["keystone"],
                              "provider": lxc("bbmhc")},
               "nodes": [{"type": "DebianEngine", "services": ["glance"],
                          "provider": lxc("bbmhn")}]}
     try:
-        cli.ok("deployment", "create", "--file", _write(work / "mh.yaml", config),
+        cli.ok("deployment", "create", "--file", write_yaml(work / "mh.yaml", config),
                "--name", "mh", timeout=1500)
         cli.ok("deployment", "export", "mh", "--format", "clouds.yaml",
                "--output", str(work / "clouds.yaml"))
@@ -118,13 +107,13 @@ def test_an_image_is_stored_on_the_node_not_the_controller(multihost: tuple[Cli,
 
 def test_destroy_goes_nodes_first_and_leaves_nothing(tmp_path: Path) -> None:
     """Cheap engines (ServersEngine) on LXC: the order and the zero, without an install."""
-    cli = _cli(tmp_path / "home")
+    cli = cli_for(tmp_path / "home")
     config = {"type": "MultihostEngine",
               "controller": {"type": "ServersEngine", "provider": lxc("bbmhd", CHEAP_NETWORK)},
               "nodes": [{"type": "ServersEngine", "provider": lxc("bbmhd", CHEAP_NETWORK)}
                         for _ in range(2)]}
     try:
-        cli.ok("deployment", "create", "--file", _write(tmp_path / "c.yaml", config),
+        cli.ok("deployment", "create", "--file", write_yaml(tmp_path / "c.yaml", config),
                "--name", "order")
         assert len(containers("bbmhd")) == 3
         shown = cli.json("deployment", "show", "order")
@@ -140,12 +129,12 @@ def test_destroy_goes_nodes_first_and_leaves_nothing(tmp_path: Path) -> None:
 
 def test_kill_while_the_nodes_deploy_then_destroy_leaves_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    cli = _cli(home)
+    cli = cli_for(home)
     config = {"type": "MultihostEngine",
               "controller": {"type": "ServersEngine", "provider": lxc("bbmhk", CHEAP_NETWORK)},
               "nodes": [{"type": "ServersEngine", "provider": lxc("bbmhk", CHEAP_NETWORK)}
                         for _ in range(3)]}
-    process = cli.popen("deployment", "create", "--file", _write(tmp_path / "k.yaml", config),
+    process = cli.popen("deployment", "create", "--file", write_yaml(tmp_path / "k.yaml", config),
                         "--name", "killed")
     try:
         deadline = time.monotonic() + 120
@@ -194,10 +183,10 @@ def _status(home: Path) -> str | None:
 ])
 def test_bad_node_configs_are_refused_with_their_path(tmp_path: Path, nodes: list[Any],
                                                       message: str) -> None:
-    cli = _cli(tmp_path / "home")
+    cli = cli_for(tmp_path / "home")
     config = {"type": "MultihostEngine",
               "controller": {"type": "ServersEngine", "provider": LOCALHOST}, "nodes": nodes}
-    result = cli("deployment", "create", "--file", _write(tmp_path / "bad.yaml", config),
+    result = cli("deployment", "create", "--file", write_yaml(tmp_path / "bad.yaml", config),
                  "--name", "bad")
     assert result.returncode == 2, result.stderr
     assert message in result.stderr, result.stderr
@@ -207,10 +196,10 @@ def test_bad_node_configs_are_refused_with_their_path(tmp_path: Path, nodes: lis
 
 
 def test_a_node_config_sees_the_controller_address_at_validation(tmp_path: Path) -> None:
-    cli = _cli(tmp_path / "home")
+    cli = cli_for(tmp_path / "home")
     config = {"type": "MultihostEngine",
               "controller": {"type": "ServersEngine", "provider": LOCALHOST},
               "nodes": [{"type": "ServersEngine", "provider": {
                   "type": "ExistingServers",
                   "credentials": [{"host": "{controller_ip}", "user": "root"}]}}]}
-    cli.ok("deployment", "validate", "--file", _write(tmp_path / "ok.yaml", config))
+    cli.ok("deployment", "validate", "--file", write_yaml(tmp_path / "ok.yaml", config))

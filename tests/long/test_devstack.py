@@ -24,7 +24,7 @@ import yaml
 from benchbed.hostnet import bridge_name
 from benchbed.server import Server
 from tests import upstream
-from tests.conftest import Cli, ledger_rows
+from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
 from tests.integration.debian_lab import ImageLab, Lab, sh
 
 pytestmark = pytest.mark.root
@@ -36,16 +36,6 @@ LXC_PREFIX = "bbdst"
 LAB_SUBNET = "10.254.161"
 KEYSTONE_ONLY = {"ENABLED_SERVICES": "key,mysql"}
 HOSTILE = "$(touch /tmp/bb-pwned); `id` 'q' \"d\" \\ $HOME"  # ${VAR} is config syntax
-
-
-def _cli(home: Path) -> Cli:
-    env = {key: value for key, value in os.environ.items() if key != "BENCHBED_DATABASE_URL"}
-    return Cli({**env, "BENCHBED_HOME": str(home)})
-
-
-def _write(path: Path, config: dict[str, Any]) -> str:
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
 
 
 def _client(*args: str, env: dict[str, str] | None = None, timeout: float = 300
@@ -69,7 +59,7 @@ def _mirror_processes(address: str) -> list[str]:
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]:
     """One keystone-only DevStack in an LXC container, shared by the client tests."""
     work = tmp_path_factory.mktemp("devstack-cloud")
-    cli = _cli(work / "home")
+    cli = cli_for(work / "home")
     config = {"type": "DevstackEngine", "git_mirror": str(upstream.git_mirror()),
               "local_conf": KEYSTONE_ONLY,
               "provider": {"type": "LxcProvider", "start_lxc_network": LXC_NETWORK,
@@ -77,7 +67,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]
                            "host_provider": {"type": "ExistingServers", "credentials": [
                                {"host": "localhost", "user": "root"}]}}}
     try:
-        cli.ok("deployment", "create", "--file", _write(work / "cloud.yaml", config),
+        cli.ok("deployment", "create", "--file", write_yaml(work / "cloud.yaml", config),
                "--name", "cloud", timeout=1800)
         for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
             cli.ok("deployment", "export", "cloud", "--format", fmt,
@@ -225,9 +215,9 @@ def test_clone_failures_name_server_and_step(raw: tuple[ImageLab, str], tmp_path
                                              engine: dict[str, Any], pattern: str) -> None:
     lab, address = raw
     before = _leftovers(lab, address)
-    cli = _cli(tmp_path / "home")
+    cli = cli_for(tmp_path / "home")
     try:
-        error = _fails(cli, _write(tmp_path / "c.yaml", _existing(lab, address, **engine)),
+        error = _fails(cli, write_yaml(tmp_path / "c.yaml", _existing(lab, address, **engine)),
                        "bad")
         assert re.search(rf"root@{address}:22: {pattern}", error), error
         cli.ok("deployment", "destroy", "bad", timeout=900)
@@ -242,19 +232,19 @@ def test_failing_stack_killed_stack_then_full_run_and_clean_destroy(
     lab, address = raw
     before = _leftovers(lab, address)
     home = tmp_path / "home"
-    cli = _cli(home)
+    cli = cli_for(home)
     try:
         # stack.sh fails halfway: MySQL cannot bind an address the server does not have
         failing = _existing(lab, address, local_conf={**KEYSTONE_ONLY,
                                                       "SERVICE_LISTEN_ADDRESS": "192.0.2.77"})
-        error = _fails(cli, _write(tmp_path / "fail.yaml", failing), "fail")
+        error = _fails(cli, write_yaml(tmp_path / "fail.yaml", failing), "fail")
         assert re.search(rf"root@{address}:22: step 'stack.sh' failed: stack.sh exited 1 in "
                          r"\S+ \(lib/databases/mysql:\d+: .*\); last lines: .+", error), error
         cli.ok("deployment", "destroy", "fail", timeout=900)
         assert _leftovers(lab, address) == before
 
         # kill -9 while stack.sh runs, then destroy; the server is clean again
-        config = _write(tmp_path / "ok.yaml", _existing(
+        config = write_yaml(tmp_path / "ok.yaml", _existing(
             lab, address, localrc={**KEYSTONE_ONLY, "BENCHBED_HOSTILE": HOSTILE}))
         killed = cli.popen("deployment", "create", "--file", config, "--name", "killed")
         _wait_for(home, "out: + ./stack.sh:main:")

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Cli, ledger_rows
+from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
 from tests.integration.debian_lab import sh
 
 pytestmark = pytest.mark.root
@@ -53,16 +53,6 @@ def containers(prefix: str) -> list[str]:
     return [name for name in sh("lxc-ls -1").split() if name.startswith(f"{prefix}-")]
 
 
-def _cli(home: Path) -> Cli:
-    env = {key: value for key, value in os.environ.items() if key != "BENCHBED_DATABASE_URL"}
-    return Cli({**env, "BENCHBED_HOME": str(home)})
-
-
-def _write(path: Path, config: dict[str, Any]) -> str:
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
-
-
 def _client(*argv: str, env: dict[str, str], timeout: float = 300) -> str:
     result = subprocess.run([str(CLIENTS / argv[0]), *argv[1:]], capture_output=True,
                             text=True, timeout=timeout, env={**os.environ, **env})
@@ -80,7 +70,7 @@ def lxc_nodes(container_name: str, amount: int, engine: dict[str, Any] | None = 
 @pytest.fixture(scope="module")
 def nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]:
     work = tmp_path_factory.mktemp("nova")
-    cli = _cli(work / "home")
+    cli = cli_for(work / "home")
     config = {"type": "MultihostEngine",
               "controller": {"type": "DebianEngine", "services": CONTROLLER_SERVICES,
                              "provider": {"type": "LxcProvider", "start_lxc_network": NETWORK,
@@ -88,7 +78,7 @@ def nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]
                                           "host_provider": LOCALHOST}},
               "nodes": [lxc_nodes("bbnvn", COMPUTES)]}
     try:
-        cli.ok("deployment", "create", "--file", _write(work / "nova.yaml", config),
+        cli.ok("deployment", "create", "--file", write_yaml(work / "nova.yaml", config),
                "--name", "nova", timeout=2400)
         for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
             cli.ok("deployment", "export", "nova", "--format", fmt, "--output", str(work / name))
@@ -188,7 +178,7 @@ def test_kill_while_the_clones_start_then_destroy_leaves_nothing(
     endpoints = cli.json("deployment", "show", "nova")["endpoints"]
     controller = dict(endpoints["servers"][0])
     home = tmp_path / "home"
-    killed = _cli(home)
+    killed = cli_for(home)
     config = {"type": "MultihostEngine",
               "controller": {"type": "DebianEngine", "services": CONTROLLER_SERVICES,
                              "admin_password": _admin_password(work),
@@ -196,8 +186,8 @@ def test_kill_while_the_clones_start_then_destroy_leaves_nothing(
                                  {"host": controller["host"], "user": "root",
                                   "key": controller["key"]}]}},
               "nodes": [lxc_nodes("bbnvk", 4)]}
-    process = killed.popen("deployment", "create", "--file", _write(tmp_path / "k.yaml", config),
-                           "--name", "killed")
+    process = killed.popen("deployment", "create", "--file",
+                           write_yaml(tmp_path / "k.yaml", config), "--name", "killed")
     try:
         deadline = time.monotonic() + 1500
         while not containers("bbnvk") or len(containers("bbnvk")) < 2:
