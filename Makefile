@@ -50,7 +50,7 @@ shellcheck:
 	} | sort -u | xargs shellcheck -x
 
 test: host venv clients lint
-	@$(BIN)/pytest -q -x -p no:cacheprovider --ignore=tests/long tests
+	@$(BIN)/pytest -q -x -p no:cacheprovider tests/unit tests/integration
 
 # End-to-end runs kept out of CI's budget: Nova with fake computes (~15 min on an idle 2-core
 # machine, 50 min loaded) and real DevStack (an estimated 15 min idle; its LXC create does

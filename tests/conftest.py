@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from benchbed import masking
 from benchbed.db import session as db_session
 
 
@@ -22,6 +23,12 @@ def ledger_rows(home: Path) -> int:
         return 0
     with sqlite3.connect(database) as connection:
         return connection.execute("SELECT count(*) FROM resources").fetchone()[0]
+
+
+@pytest.fixture(autouse=True)
+def _own_secret_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets one test registers (a password "root") must not mask another test's output."""
+    monkeypatch.setattr(masking, "_known_secrets", set())
 
 
 def _reset_db_caches() -> None:
