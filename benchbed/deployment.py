@@ -14,17 +14,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
-
 from benchbed import masking, paths
-from benchbed.db.models import deployments, host_keys, resources, timeline, utcnow
-from benchbed.db.session import transaction
+from benchbed.db.sql import IntegrityViolation, Record, transaction, utcnow
 from benchbed.errors import BusyError, InputError, NotFoundError, StatusError
 from benchbed.lease import Holder
 
 if TYPE_CHECKING:
     from benchbed.ledger import Ledger, Resource
+
+DEPLOYMENT_COLUMNS = ("uuid", "name", "config", "status", "endpoints", "parent_uuid",
+                      "created_at", "updated_at", "lease_owner", "lease_since", "error")
 
 
 class Status(StrEnum):
@@ -138,8 +137,10 @@ class Deployment:
         )
         try:
             with transaction() as db:
-                db.execute(insert(deployments).values(values))
-        except IntegrityError:
+                db.execute(f"INSERT INTO deployments ({', '.join(DEPLOYMENT_COLUMNS)}) "
+                           f"VALUES ({', '.join(':' + c for c in DEPLOYMENT_COLUMNS)})",
+                           **values)
+        except IntegrityViolation:
             raise InputError(f"a deployment named '{name}' already exists") from None
         deployment = cls(values)
         deployment._holder = holder
@@ -149,39 +150,38 @@ class Deployment:
     def get(cls, name_or_uuid: str) -> "Deployment":
         """A uuid-shaped argument is looked up as a uuid, anything else as a name."""
         if is_uuid(name_or_uuid):
-            key, column = str(uuid_lib.UUID(name_or_uuid)), deployments.c.uuid
+            key, column = str(uuid_lib.UUID(name_or_uuid)), "uuid"
             missing = f"no deployment with uuid '{key}'"
         else:
-            key, column = name_or_uuid, deployments.c.name
+            key, column = name_or_uuid, "name"
             missing = f"no deployment named {name_or_uuid!r}"
         with transaction() as db:
-            row = db.execute(select(deployments).where(column == key)).first()
+            row = db.first(f"SELECT * FROM deployments WHERE {column} = :key", key=key)
         if row is None:
             raise NotFoundError(missing)
-        return cls(row._mapping)
+        return cls(row)
 
     @classmethod
     def uuids(cls) -> set[str]:
         """Every deployment this database records, whatever its status."""
         with transaction() as db:
-            return set(db.scalars(select(deployments.c.uuid)))
+            return {row.uuid for row in db.execute("SELECT uuid FROM deployments")}
 
     @staticmethod
     def list_rows() -> list[dict[str, Any]]:
         """uuid, name, status, created_at and parent_uuid of every deployment, oldest first."""
         from benchbed.db.fastread import LIST_COLUMNS
 
-        columns = [deployments.c[name] for name in LIST_COLUMNS]
         with transaction() as db:
-            rows = db.execute(select(*columns).order_by(deployments.c.created_at)).all()
-        return [dict(row._mapping) for row in rows]
+            return [dict(row) for row in db.execute(
+                f"SELECT {', '.join(LIST_COLUMNS)} FROM deployments ORDER BY created_at")]
 
     def refresh(self) -> None:
         with transaction() as db:
-            row = db.execute(select(deployments).where(deployments.c.uuid == self.uuid)).first()
+            row = db.first("SELECT * FROM deployments WHERE uuid = :uuid", uuid=self.uuid)
         if row is None:
             raise NotFoundError(f"deployment '{self.name}' no longer exists")
-        self._load(row._mapping)
+        self._load(row)
 
     @property
     def directory(self) -> Path:
@@ -203,11 +203,9 @@ class Deployment:
         holder = Holder.me()
         now = utcnow()
         with transaction() as db:
-            taken = db.execute(
-                update(deployments)
-                .where(deployments.c.uuid == self.uuid, deployments.c.lease_owner.is_(None))
-                .values(lease_owner=holder.token(), lease_since=now)
-            ).rowcount
+            taken = db.count("UPDATE deployments SET lease_owner = :owner, lease_since = :now "
+                             "WHERE uuid = :uuid AND lease_owner IS NULL",
+                             owner=holder.token(), now=now, uuid=self.uuid)
         if not taken:
             self.refresh()
             if self.lease_owner is None:
@@ -223,12 +221,10 @@ class Deployment:
                 raise BusyError(f"deployment '{self.name}' is held by {other.describe()} since "
                                 f"{since}, which {state}; re-run with --force to break the lease")
             with transaction() as db:
-                taken = db.execute(
-                    update(deployments)
-                    .where(deployments.c.uuid == self.uuid,
-                           deployments.c.lease_owner == self.lease_owner)
-                    .values(lease_owner=holder.token(), lease_since=now)
-                ).rowcount
+                taken = db.count("UPDATE deployments SET lease_owner = :owner, "
+                                 "lease_since = :now WHERE uuid = :uuid AND lease_owner = :old",
+                                 owner=holder.token(), now=now, uuid=self.uuid,
+                                 old=self.lease_owner)
             if not taken:
                 raise BusyError(f"deployment '{self.name}' was taken by another process")
             self.logger.warning("broke the lease of %s", other.describe())
@@ -242,10 +238,9 @@ class Deployment:
         if self._holder is None:
             return
         with transaction() as db:
-            db.execute(update(deployments)
-                       .where(deployments.c.uuid == self.uuid,
-                              deployments.c.lease_owner == self._holder.token())
-                       .values(lease_owner=None, lease_since=None))
+            db.count("UPDATE deployments SET lease_owner = NULL, lease_since = NULL "
+                     "WHERE uuid = :uuid AND lease_owner = :owner",
+                     uuid=self.uuid, owner=self._holder.token())
         self._holder = None
 
     # -- status ------------------------------------------------------------------------------
@@ -258,14 +253,11 @@ class Deployment:
         if self._holder is None:
             raise StatusError(f"deployment '{self.name}' changed status without holding it")
         with transaction() as db:
-            changed = db.execute(
-                update(deployments)
-                .where(deployments.c.uuid == self.uuid,
-                       deployments.c.status == self.status.value,
-                       deployments.c.lease_owner == self._holder.token())
-                .values(status=new.value, updated_at=utcnow(),
-                        error=masking.scrub(error) if error else None)
-            ).rowcount
+            changed = db.count(
+                "UPDATE deployments SET status = :new, updated_at = :now, error = :error "
+                "WHERE uuid = :uuid AND status = :old AND lease_owner = :owner",
+                new=new.value, now=utcnow(), error=masking.scrub(error) if error else None,
+                uuid=self.uuid, old=self.status.value, owner=self._holder.token())
         if not changed:
             self.refresh()
             raise BusyError(f"deployment '{self.name}' changed under us: now {self.status}, "
@@ -282,8 +274,8 @@ class Deployment:
     def set_endpoints(self, endpoints: dict[str, Any]) -> None:
         masking.register_from(endpoints)
         with transaction() as db:
-            db.execute(update(deployments).where(deployments.c.uuid == self.uuid)
-                       .values(endpoints=endpoints, updated_at=utcnow()))
+            db.count("UPDATE deployments SET endpoints = :endpoints, updated_at = :now "
+                     "WHERE uuid = :uuid", endpoints=endpoints, now=utcnow(), uuid=self.uuid)
         self.endpoints = endpoints
 
     def all_resources(self) -> list["Resource"]:
@@ -291,14 +283,14 @@ class Deployment:
         from benchbed.ledger import Resource
 
         with transaction() as db:
-            rows = db.execute(select(resources).where(resources.c.deployment_uuid == self.uuid)
-                              .order_by(resources.c.id)).all()
+            rows = db.execute("SELECT * FROM resources WHERE deployment_uuid = :uuid "
+                              "ORDER BY id", uuid=self.uuid)
         return [Resource(r.id, r.scope, r.kind, r.name, r.state, dict(r.data)) for r in rows]
 
     def remaining_resources(self) -> int:
         with transaction() as db:
-            return db.scalar(select(func.count()).select_from(resources)
-                             .where(resources.c.deployment_uuid == self.uuid)) or 0
+            return db.execute("SELECT count(*) AS remaining FROM resources "
+                              "WHERE deployment_uuid = :uuid", uuid=self.uuid)[0].remaining
 
     def delete(self) -> None:
         """Remove the record once everything it owned is gone, and then its folder.
@@ -313,9 +305,9 @@ class Deployment:
             raise StatusError(f"deployment '{self.name}' still has {left} resource(s) in "
                               f"its ledger; destroy it again")
         with transaction() as db:
-            for table in (timeline, host_keys):
-                db.execute(delete(table).where(table.c.deployment_uuid == self.uuid))
-            db.execute(delete(deployments).where(deployments.c.uuid == self.uuid))
+            for table in ("timeline", "host_keys"):
+                db.count(f"DELETE FROM {table} WHERE deployment_uuid = :uuid", uuid=self.uuid)
+            db.count("DELETE FROM deployments WHERE uuid = :uuid", uuid=self.uuid)
         self._holder = None
         logger = logging.getLogger(f"benchbed.deployment.{self.uuid}")
         for handler in list(logger.handlers):
@@ -338,10 +330,11 @@ class Deployment:
         parent = _current_step.get()
         lane = lane if lane is not None else parent[1] if parent else None
         with transaction() as db:
-            step_id = db.execute(insert(timeline).values(
-                deployment_uuid=self.uuid, step=name, detail=detail, started_at=utcnow(),
-                outcome="running", parent_id=parent[0] if parent else None,
-                lane=lane)).inserted_primary_key[0]
+            step_id = db.execute(
+                "INSERT INTO timeline (deployment_uuid, step, detail, started_at, outcome, "
+                "parent_id, lane) VALUES (:uuid, :step, :detail, :now, 'running', :parent, "
+                ":lane) RETURNING id", uuid=self.uuid, step=name, detail=detail, now=utcnow(),
+                parent=parent[0] if parent else None, lane=lane)[0].id
         self.logger.info("step started: %s%s", name, f" ({detail})" if detail else "")
         _show_step(name, detail, "running")
         started = time.monotonic()
@@ -353,16 +346,16 @@ class Deployment:
         finally:
             _current_step.reset(token)
             with transaction() as db:
-                db.execute(update(timeline).where(timeline.c.id == step_id)
-                           .values(finished_at=utcnow(), outcome=outcome))
+                db.count("UPDATE timeline SET finished_at = :now, outcome = :outcome "
+                         "WHERE id = :id", now=utcnow(), outcome=outcome, id=step_id)
             self.logger.info("step %s: %s", outcome, name)
             _show_step(name, detail, outcome, time.monotonic() - started, parent is None)
 
-    def timeline(self) -> list[Row]:
+    def timeline(self) -> list[Record]:
         """The recorded steps, oldest first (rows with step, detail, lane, parent_id, ...)."""
         with transaction() as db:
-            return list(db.execute(select(timeline).where(timeline.c.deployment_uuid == self.uuid)
-                                   .order_by(timeline.c.id)))
+            return db.execute("SELECT * FROM timeline WHERE deployment_uuid = :uuid "
+                              "ORDER BY id", uuid=self.uuid)
 
     @property
     def log_path(self) -> Path:

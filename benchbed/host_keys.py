@@ -3,10 +3,8 @@
 from typing import TYPE_CHECKING
 
 import paramiko
-from sqlalchemy import delete, insert, select
 
-from benchbed.db.models import host_keys
-from benchbed.db.session import transaction
+from benchbed.db.sql import transaction
 from benchbed.errors import HostKeyChangedError
 
 if TYPE_CHECKING:
@@ -19,11 +17,14 @@ def verify_or_record(deployment: "Deployment | None", address: str, key: paramik
         return
     presented = key.get_base64()
     with transaction() as db:
-        known = db.execute(select(host_keys).where(host_keys.c.deployment_uuid == deployment.uuid,
-                                                   host_keys.c.address == address)).first()
+        known = db.first("SELECT key_type, key_base64 FROM host_keys WHERE "
+                         "deployment_uuid = :uuid AND address = :address",
+                         uuid=deployment.uuid, address=address)
         if known is None:
-            db.execute(insert(host_keys).values(deployment_uuid=deployment.uuid, address=address,
-                                                key_type=key.get_name(), key_base64=presented))
+            db.execute("INSERT INTO host_keys (deployment_uuid, address, key_type, key_base64) "
+                       "VALUES (:uuid, :address, :key_type, :key_base64)",
+                       uuid=deployment.uuid, address=address, key_type=key.get_name(),
+                       key_base64=presented)
             deployment.logger.info("recorded host key of %s (%s %s)", address, key.get_name(),
                                    key.fingerprint)
             return
@@ -39,8 +40,8 @@ def verify_or_record(deployment: "Deployment | None", address: str, key: paramik
 def known_hosts_lines(deployment: "Deployment") -> list[str]:
     """OpenSSH known_hosts lines for the deployment's recorded keys."""
     with transaction() as db:
-        rows = db.execute(select(host_keys)
-                          .where(host_keys.c.deployment_uuid == deployment.uuid)).all()
+        rows = db.execute("SELECT address, key_type, key_base64 FROM host_keys "
+                          "WHERE deployment_uuid = :uuid", uuid=deployment.uuid)
     lines = []
     for row in rows:
         host, port = row.address.rsplit(":", 1)
@@ -51,6 +52,5 @@ def known_hosts_lines(deployment: "Deployment") -> list[str]:
 
 def forget(deployment: "Deployment", address: str) -> bool:
     with transaction() as db:
-        removed = db.execute(delete(host_keys).where(
-            host_keys.c.deployment_uuid == deployment.uuid, host_keys.c.address == address))
-    return bool(removed.rowcount)
+        return bool(db.count("DELETE FROM host_keys WHERE deployment_uuid = :uuid AND "
+                             "address = :address", uuid=deployment.uuid, address=address))

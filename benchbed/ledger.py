@@ -9,10 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
-
-from benchbed.db.models import host_keys, resources, utcnow
-from benchbed.db.session import transaction
+from benchbed.db.sql import transaction, utcnow
 from benchbed.parallel import run_parallel
 
 if TYPE_CHECKING:
@@ -49,32 +46,34 @@ class Ledger:
         resource = self.record(kind, name, **data)
         yield resource
         with transaction() as db:
-            db.execute(update(resources).where(resources.c.id == resource.id)
-                       .values(state=CREATED, data=resource.data))
+            db.count("UPDATE resources SET state = :state, data = :data WHERE id = :id",
+                     state=CREATED, data=resource.data, id=resource.id)
         resource.state = CREATED
 
     def record(self, kind: str, name: str, **data: Any) -> Resource:
         """Write the row before the resource exists (state `creating`)."""
         with transaction() as db:
-            resource_id = db.execute(insert(resources).values(
-                deployment_uuid=self.deployment.uuid, scope=self.scope, kind=kind, name=name,
-                data=data, state=CREATING, created_at=utcnow())).inserted_primary_key[0]
+            resource_id = db.execute(
+                "INSERT INTO resources (deployment_uuid, scope, kind, name, data, state, "
+                "created_at) VALUES (:uuid, :scope, :kind, :name, :data, :state, :now) "
+                "RETURNING id", uuid=self.deployment.uuid, scope=self.scope, kind=kind,
+                name=name, data=data, state=CREATING, now=utcnow())[0].id
         self.deployment.logger.debug("ledger: recorded %s %s", kind, name)
         return Resource(resource_id, self.scope, kind, name, CREATING, dict(data))
 
     def update(self, resource: Resource) -> None:
         with transaction() as db:
-            db.execute(update(resources).where(resources.c.id == resource.id)
-                       .values(data=resource.data))
+            db.count("UPDATE resources SET data = :data WHERE id = :id", data=resource.data,
+                     id=resource.id)
 
     def resources(self, kind: str | None = None) -> list[Resource]:
         """This scope's rows, newest first (the order they must be removed in)."""
-        query = select(resources).where(resources.c.deployment_uuid == self.deployment.uuid,
-                                        resources.c.scope == self.scope)
-        if kind is not None:
-            query = query.where(resources.c.kind == kind)
+        of_kind = {} if kind is None else {"kind": kind}
         with transaction() as db:
-            rows = db.execute(query.order_by(resources.c.id.desc())).all()
+            rows = db.execute(f"SELECT * FROM resources WHERE deployment_uuid = :uuid AND "
+                              f"scope = :scope {'AND kind = :kind ' if of_kind else ''}"
+                              f"ORDER BY id DESC",
+                              uuid=self.deployment.uuid, scope=self.scope, **of_kind)
         return [Resource(r.id, r.scope, r.kind, r.name, r.state, dict(r.data)) for r in rows]
 
     def forget(self, resource: Resource) -> None:
@@ -86,11 +85,10 @@ class Ledger:
         """
         addresses = [*resource.data.get("ssh_addresses", []), resource.data.get("ssh_address")]
         with transaction() as db:
-            db.execute(delete(resources).where(resources.c.id == resource.id))
-            if any(addresses):
-                db.execute(delete(host_keys).where(
-                    host_keys.c.deployment_uuid == self.deployment.uuid,
-                    host_keys.c.address.in_([a for a in addresses if a])))
+            db.count("DELETE FROM resources WHERE id = :id", id=resource.id)
+            for address in filter(None, addresses):
+                db.count("DELETE FROM host_keys WHERE deployment_uuid = :uuid AND "
+                         "address = :address", uuid=self.deployment.uuid, address=address)
         self.deployment.logger.debug("ledger: %s %s is gone", resource.kind, resource.name)
 
     def destroy(self, remove: Callable[[Resource], None], label: str = "destroying",

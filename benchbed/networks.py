@@ -82,16 +82,13 @@ def _check_range(claim: Claim) -> None:
 
 
 def _other_deployments() -> Iterator[tuple[str, list[Claim]]]:
-    from sqlalchemy import select
-
-    from benchbed.db.models import deployments
-    from benchbed.db.session import transaction
+    from benchbed.db.sql import transaction
 
     with transaction() as db:
-        rows = db.execute(select(deployments.c.name, deployments.c.config)).all()
-    for name, config in rows:
+        rows = db.execute("SELECT name, config FROM deployments")
+    for row in rows:
         try:
-            yield name, list(claims(config))
+            yield row.name, list(claims(row.config))
         except (ConfigError, KeyError, TypeError, ValueError):
             continue  # a config of a plugin no longer installed: it claims nothing known
 

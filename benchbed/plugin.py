@@ -5,15 +5,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
-
-import jsonschema
 
 from benchbed import masking
 from benchbed.errors import BenchbedError, ConfigError
 
 if TYPE_CHECKING:
+    import jsonschema
+
     from benchbed.deployment import Deployment
     from benchbed.hostcheck import HostCheck
     from benchbed.ledger import Resource
@@ -145,6 +144,8 @@ def build(deployment: "Deployment", config: dict[str, Any], group: str, path: st
 
 @cache
 def _entry_points(group: str) -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
     return {ep.name: ep for ep in entry_points(group=group)}
 
 
@@ -216,18 +217,26 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any
-             ) -> Iterator[jsonschema.ValidationError]:
+             ) -> Iterator["jsonschema.ValidationError"]:
+    from jsonschema import ValidationError
+
     if validator.is_type(instance, "string") and not _compiled(pattern).search(instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, validators={"pattern": _pattern},
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
-        {"integer": _is_integer, "number": _is_number}))
+@cache
+def _validator_class() -> Any:
+    """Draft 2020-12 with the checks above; jsonschema is imported by the first validation
+    only, so that commands which validate nothing do not pay for it (about 30 ms)."""
+    import jsonschema
+
+    return jsonschema.validators.extend(
+        jsonschema.Draft202012Validator, validators={"pattern": _pattern},
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+            {"integer": _is_integer, "number": _is_number}))
 
 
-def _where(path: str, error: jsonschema.ValidationError) -> str:
+def _where(path: str, error: "jsonschema.ValidationError") -> str:
     parts = [path] if path else []
     for part in error.absolute_path:
         parts.append(f"[{part}]" if isinstance(part, int) else str(part))
@@ -254,7 +263,7 @@ WITHOUT_VALUE = {
 }
 
 
-def _shows_secret(error: jsonschema.ValidationError) -> bool:
+def _shows_secret(error: "jsonschema.ValidationError") -> bool:
     """Would the library's message print a secret, or a structure that may hold one?"""
     if isinstance(error.instance, dict | list | bytes):
         return True
@@ -262,7 +271,7 @@ def _shows_secret(error: jsonschema.ValidationError) -> bool:
                for part in error.absolute_path)
 
 
-def _message(error: jsonschema.ValidationError) -> str:
+def _message(error: "jsonschema.ValidationError") -> str:
     if error.validator == "required":
         return error.message.replace("is a required property", "is required")
     if error.validator == "additionalProperties":
@@ -301,10 +310,12 @@ def validate(config: Any, group: str = ENGINES, path: str = "") -> type[Plugin]:
         raise ConfigError(type_path, "is required and must name a plugin")
     plugin = get(group, type_name, type_path)
     schema = plugin.CONFIG_SCHEMA
-    validator = Validator(schema)
+    validator = _validator_class()(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
-        error = jsonschema.exceptions.best_match(errors)
+        from jsonschema.exceptions import best_match
+
+        error = best_match(errors)
         raise ConfigError(_where(path, error), _message(error))
     view = plugin.validation_view(config, path)
     for key, nested_group in plugin.NESTED.items():

@@ -14,6 +14,7 @@ import yaml
 
 from benchbed import masking
 from benchbed.db import session as db_session
+from benchbed.db import sql as db_sql
 
 
 def ledger_rows(home: Path) -> int:
@@ -33,6 +34,7 @@ def _own_secret_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _reset_db_caches() -> None:
     db_session.engine.cache_clear()
+    db_sql.forget_connections()
 
 
 @pytest.fixture

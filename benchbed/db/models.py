@@ -4,15 +4,11 @@ SQLAlchemy Core tables rather than ORM classes: every command starts a fresh pro
 importing the ORM would add about 50 ms to each one for objects nothing here needs.
 """
 
-from datetime import UTC, datetime
-
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text
 
+from benchbed.db.sql import utcnow
+
 metadata = MetaData()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _owner() -> Column:

@@ -34,15 +34,7 @@ def render(deployment: "Deployment", fmt: str) -> str:
 
 def build(deployment: "Deployment") -> dict[str, Any]:
     """The whole report of one deployment, secrets masked."""
-    from sqlalchemy import select
-
-    from benchbed.db.models import resources
-    from benchbed.db.session import transaction
-
-    with transaction() as db:
-        ledger = db.execute(select(resources)
-                            .where(resources.c.deployment_uuid == deployment.uuid)
-                            .order_by(resources.c.id)).all()
+    ledger = deployment.all_resources()
     steps = timeline(deployment.timeline())
     return masking.mask({
         "deployment": {
