@@ -55,13 +55,16 @@ def env(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
 
 def test_create_of_a_deployment_that_creates_nothing_imports_no_heavy_library(
         env: dict[str, str], tmp_path: Path) -> None:
-    modules = imported(["deployment", "create", "--file", str(tmp_path / "noop.json"),
-                        "--name", "noop"], env)
-    assert loaded(modules, HEAVY) == []
-    assert "benchbed.engines.servers" in modules  # it did deploy, through the entry point
+    first, second = (imported(["deployment", "create", "--file", str(tmp_path / "noop.json"),
+                               "--name", name], env) for name in ("noop", "again"))
+    assert loaded(first, HEAVY) == []
+    assert "jsonschema" in first
+    assert "benchbed.engines.servers" in first  # it did deploy, through the entry point
+    # the same config again: jsonschema's verdict on it is remembered (schema_passes)
+    assert loaded(second, (*HEAVY, "jsonschema")) == []
     listed = subprocess.run([sys.executable, "-m", "benchbed", "deployment", "list", "--json"],
                             env=env, check=True, capture_output=True, text=True, timeout=120)
-    assert [row["status"] for row in json.loads(listed.stdout)] == ["deploy->finished"]
+    assert [row["status"] for row in json.loads(listed.stdout)] == ["deploy->finished"] * 2
 
 
 @pytest.mark.parametrize("args", [["deployment", "list"], ["--help"],
