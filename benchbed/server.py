@@ -8,7 +8,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -55,6 +54,8 @@ class Shell(Protocol):
 @cache
 def script_text(name: str) -> str:
     """A shell script of the package (benchbed/scripts/NAME), checked by `make shellcheck`."""
+    from importlib import resources  # only commands that run a script on a server pay for it
+
     return resources.files("benchbed").joinpath("scripts", name).read_text()
 
 
