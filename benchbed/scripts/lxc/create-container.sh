@@ -85,5 +85,13 @@ chmod 700 "$upper/root/.ssh"
 echo "$pubkey" > "$upper/root/.ssh/authorized_keys"
 chmod 600 "$upper/root/.ssh/authorized_keys"
 echo "Acquire::http::Proxy \"$proxy\";" > "$upper/etc/apt/apt.conf.d/01benchbed-proxy"
+# Every container's systemd takes about six inotify instances from root's per-user budget,
+# 128 by default: past some 20 containers on a host, systemd of the next one exits at once
+# ("Failed to allocate manager object: Too many open files") and its container stops, which
+# showed as a create waiting 90 s for SSH. The limits are raised to what LXC hosts need.
+for limit in max_user_instances=8192 max_user_watches=1048576; do
+    file=/proc/sys/fs/inotify/${limit%=*}
+    [ "$(cat "$file")" -ge "${limit#*=}" ] || echo "${limit#*=}" > "$file"
+done
 lxc-start -n "$name" -d 9>&-
 echo "$address"
