@@ -1,7 +1,7 @@
 """The schema: deployments, their resource ledger, timeline and recorded host keys.
 
-SQLAlchemy Core tables rather than ORM classes: every command starts a fresh process, and
-importing the ORM would add about 50 ms to each one for objects nothing here needs.
+SQLAlchemy Core tables rather than ORM classes, for Alembic's migrations and for tests; the
+commands' queries are SQL text that benchbed/db/sql.py runs without importing SQLAlchemy.
 """
 
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text
