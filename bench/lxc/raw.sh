@@ -1,17 +1,14 @@
 #!/bin/sh
 # The yardstick: one container to SSH-ready with raw LXC commands, doing what every benchbed
 # clone gets (own machine-id, own host key, the key in authorized_keys) on an existing bridge.
-# usage: raw.sh NAME IMAGE BRIDGE PRIVATE_KEY MAC
-# MAC is the slot's own: dnsmasq hands a MAC back its address, so rounds of clones do not
-# use up the DHCP range (its 127 addresses are leased for an hour; lxc-destroy releases none).
+# usage: raw.sh NAME IMAGE BRIDGE PRIVATE_KEY
 set -eu
-name=$1 image=$2 bridge=$3 key=$4 mac=$5
+name=$1 image=$2 bridge=$3 key=$4
 lxcpath=$(lxc-config lxc.lxcpath)
 lxc-copy -s -B overlay -n "$image" -N "$name"
 config=$lxcpath/$name/config
 upper=$lxcpath/$name/overlay/delta
-sed -i -e "s/^lxc.net.0.link *=.*/lxc.net.0.link = $bridge/" \
-    -e "s/^lxc.net.0.hwaddr *=.*/lxc.net.0.hwaddr = $mac/" "$config"
+sed -i "s/^lxc.net.0.link *=.*/lxc.net.0.link = $bridge/" "$config"
 mkdir -p "$upper/etc/ssh" "$upper/root/.ssh"
 tr -d - < /proc/sys/kernel/random/uuid > "$upper/etc/machine-id"
 ssh-keygen -q -t ed25519 -N '' -f "$upper/etc/ssh/ssh_host_ed25519_key"
