@@ -9,6 +9,7 @@ from benchbed.engines.debian_services import Context, Recipe
 from benchbed.engines.debian_services.common import (
     create_database,
     database_url,
+    migrate,
     restart_and_wait,
     service_url,
     tune_uwsgi,
@@ -24,8 +25,28 @@ provider = fernet
 """
 
 
+KEY_DIRECTORIES = ("/etc/keystone/fernet-keys", "/etc/keystone/credential-keys")
+# the machine-id of the machine the keys were made on
+KEYS_MADE_ON = "/etc/keystone/benchbed-keys-machine-id"
+
+
 def base_url(address: str) -> str:
     return service_url(address, 5000)
+
+
+def make_keys(ctx: Context) -> None:
+    """Fernet and credential keys of this machine: kept on a re-run, made anew on a server
+    whose keys were made on another machine (one started from a snapshot of it)."""
+    found = ctx.run(["sh", "-c", 'cat /etc/machine-id "$1" 2>/dev/null; test -e "$2/0" && '
+                     'test -e "$3/0" && echo present', "keys", KEYS_MADE_ON, *KEY_DIRECTORIES]
+                    ).split()
+    if found[1:] == [found[0], "present"]:
+        return
+    ctx.run(["rm", "-rf", KEYS_MADE_ON, *KEY_DIRECTORIES])
+    for command in ("fernet_setup", "credential_setup"):
+        ctx.run(["keystone-manage", command, "--keystone-user", "keystone",
+                 "--keystone-group", "keystone"], timeout=120)
+    ctx.server.ssh.put_file(found[0] + "\n", KEYS_MADE_ON, mode=0o644)
 
 
 def configure(ctx: Context) -> None:
@@ -38,11 +59,9 @@ def configure(ctx: Context) -> None:
                                                                    password)), "keystone")
         tune_uwsgi(ctx, "/etc/keystone/keystone-uwsgi.ini")
     with ctx.step("keystone: db_sync", None):
-        ctx.run("runuser -u keystone -- keystone-manage db_sync", timeout=600)
+        migrate(ctx, "keystone", "keystone", "runuser -u keystone -- keystone-manage db_sync")
     with ctx.step("keystone: fernet and credential keys", None):
-        for command in ("fernet_setup", "credential_setup"):
-            ctx.run(["keystone-manage", command, "--keystone-user", "keystone",
-                     "--keystone-group", "keystone"], timeout=120)
+        make_keys(ctx)
     url = f"{base_url(ctx.address)}/v3/"
     with ctx.step("keystone: bootstrap", f"admin, region {ctx.region}, {url}"):
         # the password travels on stdin, never on a command line
