@@ -2,7 +2,9 @@
 
 The package's own debconf path (create-admin-tenant, register-endpoint) makes about 30
 CLI calls and breaks on SQLite; it is switched off and the documented `keystone-manage`
-steps are run here instead, each of them safe to repeat.
+steps are run here instead, each of them safe to repeat. The fernet and credential keys
+are written by a script of ours (the same format, without keystone-manage's start-up), and
+belong to the machine they were made on: a server started from a snapshot makes its own.
 """
 
 from benchbed.engines.debian_services import Context, Recipe
@@ -15,6 +17,7 @@ from benchbed.engines.debian_services.common import (
     tune_uwsgi,
     write_config,
 )
+from benchbed.server import run_script
 
 KEYSTONE_CONF = """\
 [database]
@@ -37,16 +40,8 @@ def base_url(address: str) -> str:
 def make_keys(ctx: Context) -> None:
     """Fernet and credential keys of this machine: kept on a re-run, made anew on a server
     whose keys were made on another machine (one started from a snapshot of it)."""
-    found = ctx.run(["sh", "-c", 'cat /etc/machine-id "$1" 2>/dev/null; test -e "$2/0" && '
-                     'test -e "$3/0" && echo present', "keys", KEYS_MADE_ON, *KEY_DIRECTORIES]
-                    ).split()
-    if found[1:] == [found[0], "present"]:
-        return
-    ctx.run(["rm", "-rf", KEYS_MADE_ON, *KEY_DIRECTORIES])
-    for command in ("fernet_setup", "credential_setup"):
-        ctx.run(["keystone-manage", command, "--keystone-user", "keystone",
-                 "--keystone-group", "keystone"], timeout=120)
-    ctx.server.ssh.put_file(found[0] + "\n", KEYS_MADE_ON, mode=0o644)
+    run_script(ctx.server.ssh, "debian/keystone-keys.sh", [KEYS_MADE_ON, *KEY_DIRECTORIES],
+               timeout=60)
 
 
 def configure(ctx: Context) -> None:
