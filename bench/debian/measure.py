@@ -124,7 +124,14 @@ def run_snapshots(rounds: int) -> list[float]:
                      "--name", name, "--no-use"],
                     [BENCHBED, "deployment", "check", name]], env)
                 seconds.append(elapsed)
-                print(f"snap  benchbed  {elapsed:7.1f}s  local CPU {local_cpu:4.1f}s",
+                shown = json.loads(subprocess.run(
+                    [BENCHBED, "deployment", "show", name, "--json"], env=env,
+                    capture_output=True, text=True, check=True).stdout)
+                container = next(r["name"] for r in shown["resources"]
+                                 if r["kind"] == "container")
+                # the container booted for this deployment: all it used is this run's
+                print(f"snap  benchbed  {elapsed:7.1f}s  server CPU "
+                      f"{_container_cpu(container):5.1f}s  local CPU {local_cpu:4.1f}s",
                       flush=True)
                 benchbed("deployment", "destroy", name)
         finally:

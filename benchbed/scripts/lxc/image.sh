@@ -99,11 +99,18 @@ save() {
     : > "$building"
     rm -rf "$dir"
     mkdir -p "$dir"
-    # frozen, the container writes nothing while its layer is copied: what is copied is
-    # what a power cut would have left, which its services recover from as they boot
+    # The bulk is copied while the container runs, then what changed meanwhile while it is
+    # frozen: it writes nothing during that pass, so the copy is what a power cut would have
+    # left, which its services recover from as they boot. Whiteouts, opaque directories
+    # (trusted.* attributes) and hard links are kept; apt's downloaded packages are not.
+    copy() {
+        rsync -aHAX --numeric-ids --delete --exclude='/var/cache/apt/archives/*.deb' \
+            "$upper/" "$dir/delta/"
+    }
+    copy
     lxc-freeze -n "$container"
     trap 'lxc-unfreeze -n "$container"' EXIT
-    cp -a "$upper" "$dir/delta"
+    copy
     lxc-unfreeze -n "$container"
     trap - EXIT
     # what each clone gets of its own (create-container.sh), and the origin's login key
