@@ -116,7 +116,8 @@ def test_two_deployments_from_one_snapshot_share_no_secret(tmp_path: Path) -> No
             assert {e["Service Type"] for e in endpoints} == {"identity", "image"}
             assert all(f"//{address}:" in e["URL"] for e in endpoints), endpoints
         one, two = facts["one"], facts["two"]
-        assert len({one["auth_url"], two["auth_url"], origin["auth_url"]}) == 3
+        # the origin is gone: its address may be one of theirs
+        assert one["auth_url"] != two["auth_url"]
         assert len({one["password"], two["password"], origin["password"]}) == 3
         for path in SECRETS:
             assert len({one["files"][path], two["files"][path], origin["files"][path]}) == 3, \
