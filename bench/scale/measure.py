@@ -6,7 +6,7 @@ container. Printed per N: seconds from `deployment create` to a passing `deploym
 of which the controller's own deploy and the nodes' part; host memory used (MemAvailable
 before create minus after); resident memory per compute node (its nova-compute processes);
 seconds for a Rally NovaServers.boot_and_delete_server task of ITERATIONS iterations at
-concurrency 5, and its failures; then the nodes' part against the 1-node run's (the
+concurrency 5, and its failures; seconds to destroy; then the nodes' part against the 1-node run's (the
 baseline, measured in the same run) and where the nodes' time went (the timeline). Targets
 (issue 13): N=50 ready within 15 minutes, the nodes' part at most 3x N=1's, at most 150 MB
 resident per node. SIZES (default "1 10 50") and ITERATIONS (default 50) from the
@@ -130,7 +130,7 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
             rally_seconds, iterations, failures = rally(work, work / "spec.json",
                                                         work / "clouds.yaml")
         finally:
-            _destroy(env)
+            destroy_seconds = _destroy(env)
         node_steps = [t for t in timeline if t["seconds"] is not None and t["step"] in (
             "deploy template", "stop template", "create container", "wait for SSH",
             "join compute nodes", "measure memory")]
@@ -138,12 +138,15 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
                 "node_part": ready - controller, "used_mb": used,
                 "resident_median": statistics.median(resident), "resident_max": max(resident),
                 "rally": rally_seconds, "iterations": iterations, "failures": failures,
+                "destroy": destroy_seconds,
                 "steps": _sum_steps(node_steps), "spans": _spans(timeline),
                 "load": (load_before, os.getloadavg())}
 
 
-def _destroy(env: dict[str, str]) -> None:
-    """Destroy the run's deployment; a failed destroy or a container left is the run's end."""
+def _destroy(env: dict[str, str]) -> float:
+    """Seconds to destroy the run's deployment; a failed destroy or a container left is the
+    run's end."""
+    start = time.monotonic()
     result = subprocess.run([BENCHBED, "deployment", "destroy", "--force", "scale"], env=env,
                             capture_output=True, text=True, timeout=3600)
     left = [name for name in subprocess.run(["lxc-ls", "-1"], capture_output=True, text=True,
@@ -151,6 +154,7 @@ def _destroy(env: dict[str, str]) -> None:
             if name.startswith(PREFIXES)]
     if (result.returncode != 0 and "not found" not in result.stderr) or left:
         fail(f"destroy failed ({result.stderr.strip()[-1000:]}), containers left: {left}")
+    return time.monotonic() - start
 
 
 def _spans(timeline: list[dict[str, Any]]) -> dict[str, tuple[float, float, int]]:
@@ -177,12 +181,12 @@ def main() -> None:
     baseline = results[0]
     ratio = f"x N={baseline['nodes']}"
     print(f"{'N':>3} {'ready s':>8} {'ctrl s':>7} {'nodes s':>8} {ratio:>6} {'host MB':>8}"
-          f" {'RSS/node MB':>12} {'rally s':>8} {'fail':>5}")
+          f" {'RSS/node MB':>12} {'rally s':>8} {'fail':>5} {'destroy s':>9}")
     for r in results:
         print(f"{r['nodes']:>3} {r['ready']:>8.0f} {r['controller']:>7.0f} {r['node_part']:>8.0f}"
               f" {r['node_part'] / baseline['node_part']:>6.2f} {r['used_mb']:>8.0f}"
               f" {r['resident_median']:>6.0f} (max {r['resident_max']:.0f})"
-              f" {r['rally']:>7.0f} {r['failures']:>3}/{r['iterations']}")
+              f" {r['rally']:>7.0f} {r['failures']:>3}/{r['iterations']} {r['destroy']:>9.0f}")
     for r in results:
         steps = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in r["steps"].items())
         print(f"N={r['nodes']} nodes' timeline (summed over parallel steps): {steps}")
