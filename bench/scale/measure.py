@@ -6,14 +6,14 @@ container. Printed per N: seconds from `deployment create` to a passing `deploym
 of which the controller's own deploy and the nodes' part; host memory used (MemAvailable
 before create minus after); resident memory per compute node (its nova-compute processes);
 seconds for a Rally NovaServers.boot_and_delete_server task of ITERATIONS iterations at
-concurrency 5, and its failures; seconds to destroy; then the nodes' part against the 1-node run's (the
-baseline, measured in the same run) and where the nodes' time went (the timeline). Targets
-(issue 13): N=50 ready within 15 minutes, the nodes' part at most 3x N=1's, at most 150 MB
-resident per node. SIZES (default "1 10 50") and ITERATIONS (default 50) from the
-environment. Networks 10.254.204.0/24-10.254.206.0/24 (each N its own /24 in turn). Each
-deployment is destroyed whatever happens (a failed step, Ctrl-C); a destroy that fails or
-leaves a container stops the run. Load averages before and after each N are printed: the
-machine may be shared.
+concurrency 5, and its failures; seconds to destroy; then the nodes' part against the
+1-node run's (the baseline, measured in the same run) and where the nodes' time went (the
+timeline). Targets (issue 13): N=50 ready within 15 minutes, the nodes' part at most 3x
+N=1's, at most 150 MB resident per node. SIZES (default "1 10 50") and ITERATIONS
+(default 50) from the environment. Networks 10.254.204.0/24-10.254.206.0/24 (each N its
+own /24 in turn). Each deployment is destroyed whatever happens (a failed step, Ctrl-C); a
+destroy that fails or leaves a container stops the run. Load averages before and after
+each N are printed: the machine may be shared.
 """
 
 import json
