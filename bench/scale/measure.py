@@ -11,9 +11,11 @@ concurrency 5, and its failures; seconds to destroy; then the nodes' part agains
 timeline). Targets (issue 13): N=50 ready within 15 minutes, the nodes' part at most 3x
 N=1's, at most 150 MB resident per node. SIZES (default "1 10 50") and ITERATIONS
 (default 50) from the environment. Networks 10.254.204.0/24-10.254.206.0/24 (each N its
-own /24 in turn). Each deployment is destroyed whatever happens (a failed step, Ctrl-C); a
-destroy that fails or leaves a container stops the run. Load averages before and after
-each N are printed: the machine may be shared.
+own /24 in turn; NETWORKS overrides them). Host memory is given twice: MemAvailable
+before minus after (moved by any other work), and what the run's containers' cgroups are
+charged (processes and page cache). Each deployment is destroyed whatever happens (a
+failed step, Ctrl-C); a destroy that fails or leaves a container stops the run. Load
+averages before and after each N are printed: the machine may be shared.
 """
 
 import json
@@ -33,8 +35,8 @@ BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
 CLIENTS = ROOT / ".venv-clients" / "bin"
 SIZES = [int(n) for n in os.environ.get("SIZES", "1 10 50").split()]
 ITERATIONS = int(os.environ.get("ITERATIONS", "50"))
-NETWORKS = ["10.254.204.0/24", "10.254.205.0/24", "10.254.206.0/24"]
-PREFIXES = ("bbscc-", "bbscn-")
+# two runs at once (other SIZES) need other networks: NETWORKS="10.254.206.0/24"
+NETWORKS = os.environ.get("NETWORKS", "10.254.204.0/24 10.254.205.0/24 10.254.206.0/24").split()
 LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}
 TARGET_SECONDS, TARGET_RATIO, TARGET_MB = 15 * 60, 3.0, 150
 
@@ -44,9 +46,9 @@ def config(nodes: int, network: str) -> dict[str, Any]:
             "controller": {"type": "DebianEngine",
                            "services": ["keystone", "glance", "placement", "neutron", "nova"],
                            "provider": {"type": "LxcProvider", "start_lxc_network": network,
-                                        "container_name_prefix": "bbscc",
+                                        "container_name_prefix": f"bbscc{nodes}",
                                         "host_provider": LOCALHOST}},
-            "nodes": [{"type": "LxcEngine", "container_name": "bbscn",
+            "nodes": [{"type": "LxcEngine", "container_name": f"bbscn{nodes}",
                        "nodes_per_server": nodes, "start_lxc_network": network,
                        "provider": LOCALHOST,
                        "engine": {"type": "DebianEngine", "services": ["nova-compute"]}}]}
@@ -120,6 +122,7 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
             if failed:
                 fail(f"check failed at N={nodes}: {failed}")
             used = before - available_mb()
+            charged = containers_mb(nodes)
             shown = json.loads(run([BENCHBED, "deployment", "show", "scale", "--json"], env))
             timeline = shown["timeline"]
             controller = next(t["seconds"] for t in timeline if t["step"] == "deploy controller")
@@ -130,12 +133,12 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
             rally_seconds, iterations, failures = rally(work, work / "spec.json",
                                                         work / "clouds.yaml")
         finally:
-            destroy_seconds = _destroy(env)
+            destroy_seconds = _destroy(env, nodes)
         node_steps = [t for t in timeline if t["seconds"] is not None and t["step"] in (
             "deploy template", "stop template", "create container", "wait for SSH",
             "join compute nodes", "measure memory")]
         return {"nodes": nodes, "ready": ready, "controller": controller,
-                "node_part": ready - controller, "used_mb": used,
+                "node_part": ready - controller, "used_mb": used, "containers_mb": charged,
                 "resident_median": statistics.median(resident), "resident_max": max(resident),
                 "rally": rally_seconds, "iterations": iterations, "failures": failures,
                 "destroy": destroy_seconds,
@@ -143,18 +146,37 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
                 "load": (load_before, os.getloadavg())}
 
 
-def _destroy(env: dict[str, str]) -> float:
+def _destroy(env: dict[str, str], nodes: int) -> float:
     """Seconds to destroy the run's deployment; a failed destroy or a container left is the
     run's end."""
     start = time.monotonic()
     result = subprocess.run([BENCHBED, "deployment", "destroy", "--force", "scale"], env=env,
                             capture_output=True, text=True, timeout=3600)
-    left = [name for name in subprocess.run(["lxc-ls", "-1"], capture_output=True, text=True,
-                                            check=True).stdout.split()
-            if name.startswith(PREFIXES)]
+    left = _containers(nodes)
     if (result.returncode != 0 and "not found" not in result.stderr) or left:
         fail(f"destroy failed ({result.stderr.strip()[-1000:]}), containers left: {left}")
     return time.monotonic() - start
+
+
+def _containers(nodes: int) -> list[str]:
+    """This run's containers for N nodes: the controller, the template and the clones."""
+    found = subprocess.run(["lxc-ls", "-1"], capture_output=True, text=True, check=True)
+    return [name for name in found.stdout.split()
+            if name.startswith((f"bbscc{nodes}-", f"bbscn{nodes}-"))]
+
+
+def containers_mb(nodes: int) -> float:
+    """Memory charged to this run's containers (their cgroups: processes and page cache),
+    in MiB: unlike MemAvailable, not moved by other work on the machine."""
+    total = 0
+    for name in _containers(nodes):
+        for key in ("memory.usage_in_bytes", "memory.current"):
+            found = subprocess.run(["lxc-cgroup", "-n", name, key], capture_output=True,
+                                   text=True)
+            if found.returncode == 0 and found.stdout.strip().isdigit():
+                total += int(found.stdout)
+                break
+    return total / 2**20
 
 
 def _spans(timeline: list[dict[str, Any]]) -> dict[str, tuple[float, float, int]]:
@@ -181,10 +203,12 @@ def main() -> None:
     baseline = results[0]
     ratio = f"x N={baseline['nodes']}"
     print(f"{'N':>3} {'ready s':>8} {'ctrl s':>7} {'nodes s':>8} {ratio:>6} {'host MB':>8}"
+          f" {'ctr MB':>7}"
           f" {'RSS/node MB':>12} {'rally s':>8} {'fail':>5} {'destroy s':>9}")
     for r in results:
         print(f"{r['nodes']:>3} {r['ready']:>8.0f} {r['controller']:>7.0f} {r['node_part']:>8.0f}"
               f" {r['node_part'] / baseline['node_part']:>6.2f} {r['used_mb']:>8.0f}"
+              f" {r['containers_mb']:>7.0f}"
               f" {r['resident_median']:>6.0f} (max {r['resident_max']:.0f})"
               f" {r['rally']:>7.0f} {r['failures']:>3}/{r['iterations']} {r['destroy']:>9.0f}")
     for r in results:
