@@ -153,7 +153,7 @@ def _destroy(env: dict[str, str], nodes: int) -> float:
     result = subprocess.run([BENCHBED, "deployment", "destroy", "--force", "scale"], env=env,
                             capture_output=True, text=True, timeout=3600)
     left = _containers(nodes)
-    if (result.returncode != 0 and "not found" not in result.stderr) or left:
+    if (result.returncode != 0 and "no deployment named" not in result.stderr) or left:
         fail(f"destroy failed ({result.stderr.strip()[-1000:]}), containers left: {left}")
     return time.monotonic() - start
 
