@@ -53,6 +53,8 @@ class Host:
 class LxcProvider(ServerProvider):
     """LXC containers (overlay clones of a Debian base image) on hosts from a nested provider."""
 
+    UNSUPPORTED_KEYS = {"tunnel_to": "SSH tunnels to the containers are not implemented "
+                                      "(remove the key)"}
     CONFIG_SCHEMA = {
         "type": "object",
         "properties": {
@@ -86,9 +88,6 @@ class LxcProvider(ServerProvider):
             raise ConfigError(where("forward_ssh"), "is not supported: it forwards ports with "
                               "NAT, which benchbed never sets up; containers are reached on "
                               "their host's bridge network (remove the key or set it to false)")
-        if "tunnel_to" in config:
-            raise ConfigError(where("tunnel_to"), "is not supported: SSH tunnels to the "
-                              "containers are not implemented (remove the key)")
         release = config.get("release", DEFAULT_RELEASE)
         if release not in RELEASES:
             raise ConfigError(where("release"), f"unknown Debian release '{release}' "

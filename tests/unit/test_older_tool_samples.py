@@ -17,8 +17,7 @@ VALID = ["existing.json", "existing-keystone-v3.json", "existing-with-given-endp
 REFUSED = {
     "devstack-by-cobbler.json": ("controller.provider.type",
                                  "CobblerProvider is not supported"),
-    # Ubuntu raring in LXC: refused at its release, before tunnel_to
-    "devstack-in-lxc.json": ("provider.release", "is not one of"),
+    "devstack-in-lxc.json": ("provider.tunnel_to", "is not supported: SSH tunnels"),
 }
 
 
