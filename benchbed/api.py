@@ -10,6 +10,7 @@ whole point is to hand credentials to a benchmark client.
     api.destroy("lab")
 """
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -279,6 +280,41 @@ def image_list(provider: str) -> list[dict[str, Any]]:
 
 def image_delete(provider: str, name: str) -> None:
     image_store(provider).delete(name)
+
+
+IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def save_image(deployment_name: str, image: str) -> list[dict[str, Any]]:
+    """Turn the servers of a finished deployment into images of their providers.
+
+    A deployment whose `image` names one starts from that system as it was (packages,
+    databases, configuration) and its engine changes only what must differ per deployment.
+    The images outlive the deployment; `image list` names where each came from.
+    """
+    from benchbed.providers.base import ServerProvider
+
+    if not IMAGE_NAME.fullmatch(image):
+        raise InputError(f"'{image[:80]}' is not a valid image name (letters, digits, '.', "
+                         f"'_', '-'; at most 63)")
+    deployment = Deployment.get(deployment_name)
+    if deployment.status != Status.FINISHED:
+        raise InputError(f"cannot save deployment '{deployment.name}': it is "
+                         f"{deployment.status} (needs {Status.FINISHED})")
+    origin = {"deployment": deployment.name, "uuid": deployment.uuid,
+              "engine": deployment.config["type"], "config": masking.mask(deployment.config)}
+    saved: list[dict[str, Any]] = []
+    with deployment.lease(), deployment.step("save images", image):
+        pending: list[plugin.Plugin] = [engine_for(deployment)]
+        while pending:
+            node = pending.pop(0)
+            pending += node.nested_plugins()
+            if isinstance(node, ServerProvider):
+                saved += node.save_images(image, origin)
+    if not saved:
+        raise InputError(f"deployment '{deployment.name}' has no servers whose provider can "
+                         f"save them as images (LxcProvider can)")
+    return saved
 
 
 # -- cloud garbage ---------------------------------------------------------------------------

@@ -51,6 +51,9 @@ class Plugin:
     NESTED: ClassVar[dict[str, str]] = {}
     # the kinds of resource this plugin records in its ledger
     RESOURCES: ClassVar[dict[str, ResourceKind]] = {}
+    # keys of the older tool's configs for features that cannot exist here -> why; refused
+    # before anything else in the config is looked at, so the line names the real reason
+    UNSUPPORTED_KEYS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, deployment: "Deployment", config: dict[str, Any], path: str) -> None:
         self.deployment = deployment
@@ -309,6 +312,9 @@ def validate(config: Any, group: str = ENGINES, path: str = "") -> type[Plugin]:
     if not isinstance(type_name, str):
         raise ConfigError(type_path, "is required and must name a plugin")
     plugin = get(group, type_name, type_path)
+    for key, reason in plugin.UNSUPPORTED_KEYS.items():
+        if key in config:
+            raise ConfigError(join_path(path, key), f"is not supported: {reason}")
     _check_schema(plugin.CONFIG_SCHEMA, config, path)
     view = plugin.validation_view(config, path)
     for key, nested_group in plugin.NESTED.items():

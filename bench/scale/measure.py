@@ -6,11 +6,16 @@ container. Printed per N: seconds from `deployment create` to a passing `deploym
 of which the controller's own deploy and the nodes' part; host memory used (MemAvailable
 before create minus after); resident memory per compute node (its nova-compute processes);
 seconds for a Rally NovaServers.boot_and_delete_server task of ITERATIONS iterations at
-concurrency 5, and its failures; then the nodes' part against the 1-node run's (the
-baseline, measured in the same run) and where the nodes' time went (the timeline). Targets
-(issue 13): N=50 ready within 15 minutes, the nodes' part at most 3x N=1's, at most 150 MB
-resident per node. SIZES (default "1 10 50") and ITERATIONS (default 50) from the
-environment. Network 10.254.190.0/23 (each N uses its own /24 in turn).
+concurrency 5, and its failures; seconds to destroy; then the nodes' part against the
+1-node run's (the baseline, measured in the same run) and where the nodes' time went (the
+timeline). Targets (issue 13): N=50 ready within 15 minutes, the nodes' part at most 3x
+N=1's, at most 150 MB resident per node. SIZES (default "1 10 50") and ITERATIONS
+(default 50) from the environment. Networks 10.254.204.0/24-10.254.206.0/24 (each N its
+own /24 in turn; NETWORKS overrides them). Host memory is given twice: MemAvailable
+before minus after (moved by any other work), and what the run's containers' cgroups are
+charged (processes and page cache). Each deployment is destroyed whatever happens (a
+failed step, Ctrl-C); a destroy that fails or leaves a container stops the run. Load
+averages before and after each N are printed: the machine may be shared.
 """
 
 import json
@@ -30,7 +35,8 @@ BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
 CLIENTS = ROOT / ".venv-clients" / "bin"
 SIZES = [int(n) for n in os.environ.get("SIZES", "1 10 50").split()]
 ITERATIONS = int(os.environ.get("ITERATIONS", "50"))
-NETWORKS = ["10.254.190.0/24", "10.254.191.0/24"]
+# two runs at once (other SIZES) need other networks: NETWORKS="10.254.206.0/24"
+NETWORKS = os.environ.get("NETWORKS", "10.254.204.0/24 10.254.205.0/24 10.254.206.0/24").split()
 LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}
 TARGET_SECONDS, TARGET_RATIO, TARGET_MB = 15 * 60, 3.0, 150
 
@@ -40,9 +46,9 @@ def config(nodes: int, network: str) -> dict[str, Any]:
             "controller": {"type": "DebianEngine",
                            "services": ["keystone", "glance", "placement", "neutron", "nova"],
                            "provider": {"type": "LxcProvider", "start_lxc_network": network,
-                                        "container_name_prefix": "bbscc",
+                                        "container_name_prefix": f"bbscc{nodes}",
                                         "host_provider": LOCALHOST}},
-            "nodes": [{"type": "LxcEngine", "container_name": "bbscn",
+            "nodes": [{"type": "LxcEngine", "container_name": f"bbscn{nodes}",
                        "nodes_per_server": nodes, "start_lxc_network": network,
                        "provider": LOCALHOST,
                        "engine": {"type": "DebianEngine", "services": ["nova-compute"]}}]}
@@ -51,9 +57,14 @@ def config(nodes: int, network: str) -> dict[str, Any]:
 def run(argv: list[str], env: dict[str, str], timeout: float = 3600) -> str:
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
-        sys.exit(f"bench/scale: {' '.join(argv[:4])} failed: "
-                 f"{(result.stderr or result.stdout).strip()[-2000:]}")
+        fail(f"{' '.join(argv[:4])} failed: {(result.stderr or result.stdout).strip()[-2000:]}")
     return result.stdout
+
+
+def fail(message: str) -> None:
+    """Say why on stderr at once (a later failure, in a destroy, must not hide it), and stop."""
+    print(f"bench/scale: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
 
 
 def available_mb() -> float:
@@ -100,6 +111,7 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
         env.pop("BENCHBED_DATABASE_URL", None)
         (work / "scale.yaml").write_text(yaml.safe_dump(config(nodes, network)))
         before = available_mb()
+        load_before = os.getloadavg()
         start = time.monotonic()
         try:
             run([BENCHBED, "deployment", "create", "--file", str(work / "scale.yaml"),
@@ -108,8 +120,9 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
             ready = time.monotonic() - start
             failed = [r for r in checked if not r["ok"]]
             if failed:
-                sys.exit(f"bench/scale: check failed at N={nodes}: {failed}")
+                fail(f"check failed at N={nodes}: {failed}")
             used = before - available_mb()
+            charged = containers_mb(nodes)
             shown = json.loads(run([BENCHBED, "deployment", "show", "scale", "--json"], env))
             timeline = shown["timeline"]
             controller = next(t["seconds"] for t in timeline if t["step"] == "deploy controller")
@@ -120,16 +133,59 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
             rally_seconds, iterations, failures = rally(work, work / "spec.json",
                                                         work / "clouds.yaml")
         finally:
-            subprocess.run([BENCHBED, "deployment", "destroy", "--force", "scale"], env=env,
-                           capture_output=True, timeout=3600)
+            destroy_seconds = _destroy(env, nodes)
         node_steps = [t for t in timeline if t["seconds"] is not None and t["step"] in (
             "deploy template", "stop template", "create container", "wait for SSH",
             "join compute nodes", "measure memory")]
         return {"nodes": nodes, "ready": ready, "controller": controller,
-                "node_part": ready - controller, "used_mb": used,
+                "node_part": ready - controller, "used_mb": used, "containers_mb": charged,
                 "resident_median": statistics.median(resident), "resident_max": max(resident),
                 "rally": rally_seconds, "iterations": iterations, "failures": failures,
-                "steps": _sum_steps(node_steps)}
+                "destroy": destroy_seconds,
+                "steps": _sum_steps(node_steps), "spans": _spans(timeline),
+                "load": (load_before, os.getloadavg())}
+
+
+def _destroy(env: dict[str, str], nodes: int) -> float:
+    """Seconds to destroy the run's deployment; a failed destroy or a container left is the
+    run's end."""
+    start = time.monotonic()
+    result = subprocess.run([BENCHBED, "deployment", "destroy", "--force", "scale"], env=env,
+                            capture_output=True, text=True, timeout=3600)
+    left = _containers(nodes)
+    if (result.returncode != 0 and "no deployment named" not in result.stderr) or left:
+        fail(f"destroy failed ({result.stderr.strip()[-1000:]}), containers left: {left}")
+    return time.monotonic() - start
+
+
+def _containers(nodes: int) -> list[str]:
+    """This run's containers for N nodes: the controller, the template and the clones."""
+    found = subprocess.run(["lxc-ls", "-1"], capture_output=True, text=True, check=True)
+    return [name for name in found.stdout.split()
+            if name.startswith((f"bbscc{nodes}-", f"bbscn{nodes}-"))]
+
+
+def containers_mb(nodes: int) -> float:
+    """Memory charged to this run's containers (their cgroups: processes and page cache),
+    in MiB: unlike MemAvailable, not moved by other work on the machine."""
+    total = 0
+    for name in _containers(nodes):
+        for key in ("memory.usage_in_bytes", "memory.current"):
+            found = subprocess.run(["lxc-cgroup", "-n", name, key], capture_output=True,
+                                   text=True)
+            if found.returncode == 0 and found.stdout.strip().isdigit():
+                total += int(found.stdout)
+                break
+    return total / 2**20
+
+
+def _spans(timeline: list[dict[str, Any]]) -> dict[str, tuple[float, float, int]]:
+    """Per step name: first start, last end (seconds from create's first step), count."""
+    spans: dict[str, tuple[float, float, int]] = {}
+    for step in timeline:
+        first, last, count = spans.get(step["step"], (step["start"], step["end"], 0))
+        spans[step["step"]] = (min(first, step["start"]), max(last, step["end"]), count + 1)
+    return spans
 
 
 def _sum_steps(steps: list[dict[str, Any]]) -> dict[str, float]:
@@ -140,19 +196,32 @@ def _sum_steps(steps: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def main() -> None:
-    results = [measure(n, NETWORKS[i % len(NETWORKS)]) for i, n in enumerate(SIZES)]
+    results = []
+    for index, nodes in enumerate(SIZES):
+        results.append(measure(nodes, NETWORKS[index % len(NETWORKS)]))
+        print(f"bench/scale: N={nodes}: {json.dumps(results[-1])}", file=sys.stderr, flush=True)
     baseline = results[0]
     ratio = f"x N={baseline['nodes']}"
     print(f"{'N':>3} {'ready s':>8} {'ctrl s':>7} {'nodes s':>8} {ratio:>6} {'host MB':>8}"
-          f" {'RSS/node MB':>12} {'rally s':>8} {'fail':>5}")
+          f" {'ctr MB':>7}"
+          f" {'RSS/node MB':>12} {'rally s':>8} {'fail':>5} {'destroy s':>9}")
     for r in results:
         print(f"{r['nodes']:>3} {r['ready']:>8.0f} {r['controller']:>7.0f} {r['node_part']:>8.0f}"
               f" {r['node_part'] / baseline['node_part']:>6.2f} {r['used_mb']:>8.0f}"
+              f" {r['containers_mb']:>7.0f}"
               f" {r['resident_median']:>6.0f} (max {r['resident_max']:.0f})"
-              f" {r['rally']:>7.0f} {r['failures']:>3}/{r['iterations']}")
+              f" {r['rally']:>7.0f} {r['failures']:>3}/{r['iterations']} {r['destroy']:>9.0f}")
     for r in results:
         steps = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in r["steps"].items())
         print(f"N={r['nodes']} nodes' timeline (summed over parallel steps): {steps}")
+        before, after = r["load"]
+        print(f"N={r['nodes']} load average (1, 5, 15 min) before "
+              f"{' '.join(f'{x:.2f}' for x in before)}, after "
+              f"{' '.join(f'{x:.2f}' for x in after)}")
+    print(f"N={results[-1]['nodes']} timeline, wall clock per step (from .. to s, count):")
+    for name, (first, last, count) in sorted(results[-1]["spans"].items(),
+                                             key=lambda item: item[1][0]):
+        print(f"  {first:7.1f} .. {last:7.1f}  x{count:<3} {name}")
     largest = results[-1]
     factor = largest["node_part"] / baseline["node_part"]
     print(f"targets: N={largest['nodes']} ready {largest['ready']:.0f}s "

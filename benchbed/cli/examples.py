@@ -40,6 +40,7 @@ EXAMPLES: dict[str, list[str]] = {
                     "benchbed image build --provider virsh --name debian-bookworm"],
     "image delete": ["benchbed image delete --provider lxc benchbed-base-trixie"],
     "image list": ["benchbed image list --provider lxc --json"],
+    "image save": ["benchbed image save lab --name keystone-glance"],
     "plugin": ["benchbed plugin list"],
     "plugin list": ["benchbed plugin list --json"],
 }

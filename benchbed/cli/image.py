@@ -1,4 +1,6 @@
-"""`benchbed image build|list|delete`: base images that providers clone servers from."""
+"""`benchbed image build|save|list|delete`: images that providers clone servers from."""
+
+from typing import Any
 
 import click
 
@@ -26,6 +28,17 @@ def build(provider: str, name: str | None, release: str, rebuild: bool) -> None:
     render.note(f"image '{image['name']}' ready")
 
 
+@image_group.command("save")
+@click.argument("deployment")
+@click.option("--name", "image", required=True, help="Name of the new image.")
+def save(deployment: str, image: str) -> None:
+    """Turn a finished deployment's servers into images new deployments start from."""
+    from benchbed import api
+
+    for saved in api.save_image(deployment, image):
+        render.note(f"image '{saved['name']}' saved from {saved['origin']['container']}")
+
+
 @image_group.command("list")
 @provider_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -37,9 +50,20 @@ def list_images(provider: str, as_json: bool) -> None:
     if as_json:
         render.emit_json(images)
     else:
-        render.table(["NAME", "RELEASE", "SIZE", "CREATED", "LOCATION"],
+        render.table(["NAME", "RELEASE", "SIZE", "CREATED", "ORIGIN", "LOCATION"],
                      [(i["name"], i.get("release", ""), i.get("size", ""),
-                       i.get("created_at", ""), i.get("location", "")) for i in images])
+                       i.get("created_at", ""), _origin(i), i.get("location", ""))
+                      for i in images])
+
+
+def _origin(image: dict[str, Any]) -> str:
+    """Where an image came from: a deployment's server on a base image, or a build."""
+    if image.get("state") == "half-made":
+        return "half-made (image delete removes it)"
+    origin = image.get("origin")
+    if not origin:
+        return "built"
+    return f"{origin['deployment']} ({origin['engine']}, {origin['container']}) on {image['base']}"
 
 
 @image_group.command("delete")

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from benchbed import masking, plugin
@@ -155,15 +156,21 @@ class DebianEngine(Engine):
         if self.config.get("apt_proxy"):
             with self._step(server, "configure apt proxy", proxy):
                 apt.set_proxy(server, self.config["apt_proxy"])
-        with self._step(server, "apt-get update", proxy):
-            apt.update(server)
         packages = [package for r in chosen for package in r.packages]
-        with self._step(server, "download packages", " ".join(packages)):
-            apt.download(server, packages)
-        # after the download, which waits for the apt lock of a killed earlier run: its
-        # packages' scripts would hold debconf's database too
-        with self._step(server, "preseed debconf"):
-            apt.preseed(server, [answer for r in chosen for answer in r.preseed])
+        # none on a re-run, or on a server started from a snapshot (`image save`)
+        with self._step(server, "find missing packages"):
+            missing = apt.missing(server, packages)
+        if missing:
+            with self._step(server, "apt-get update", proxy):
+                apt.update(server)
+            with self._step(server, "download packages", " ".join(missing)):
+                apt.download(server, missing)
+            # after the download, which waits for the apt lock of a killed earlier run: its
+            # packages' scripts would hold debconf's database too
+            with self._step(server, "preseed debconf"):
+                apt.preseed(server, [answer for r in chosen for answer in r.preseed])
+        else:
+            chosen = [replace(recipe, packages=()) for recipe in chosen]
         context = Context(server=server, address=server.host,
                           region=self.config.get("region_name", "RegionOne"),
                           passwords=passwords, step=lambda name, detail: self._step(
@@ -199,6 +206,8 @@ class DebianEngine(Engine):
                 **({"compute_hosts": hosts} if hosts else {})}
 
     def _install_packages(self, server: Server, recipe: Recipe) -> None:
+        if not recipe.packages:
+            return
         with self._step(server, "install packages", " ".join(recipe.packages)):
             apt.install(server, list(recipe.packages))
 

@@ -33,6 +33,9 @@ from benchbed.plugin import PROVIDERS, ResourceKind
 from benchbed.server import Server, run_script
 
 DEFAULT_BRANCH = "stable/2025.1"
+# With neither git_mirror, git_base nor devstack_repo, DevStack comes from where the older
+# tool took it, and its repositories from DevStack's own GIT_BASE: servers that reach it only.
+OLDER_TOOL_DEVSTACK_REPO = "https://opendev.org/openstack/devstack.git"
 DEFAULT_TIMEOUT = 3600
 SSH_READY_TIMEOUT = 180
 POLL_INTERVAL = 1.0
@@ -98,11 +101,6 @@ class DevstackEngine(Engine):
         devstack_conf.check(config, path)
         if "localrc" in config:
             warnings.warn(LOCALRC_DEPRECATED, FutureWarning, stacklevel=2)
-        if "devstack_repo" not in config and "git_mirror" not in config \
-                and "git_base" not in config:
-            raise ConfigError(f"{path}.git_mirror".lstrip("."), "give git_mirror (a folder of "
-                              "openstack/NAME.git that benchbed serves) or git_base (a git "
-                              "server the servers reach), or devstack_repo")
 
     # -- deploy -----------------------------------------------------------------------------
 
@@ -150,7 +148,8 @@ class DevstackEngine(Engine):
         for server in servers:
             mirror = mirrors[address_towards(local, server.host)] if mirrors else None
             git_base = mirror.git_base if use_git and mirror else self.config.get("git_base")
-            repo = self.config.get("devstack_repo") or f"{git_base}/openstack/devstack.git"
+            repo = self.config.get("devstack_repo") or (
+                f"{git_base}/openstack/devstack.git" if git_base else OLDER_TOOL_DEVSTACK_REPO)
             index = mirror.pip_index_url if use_pypi and mirror else \
                 self.config["pip_index_url"]
             sources[server.host] = {"git_base": git_base or "", "repo": repo, "index": index}

@@ -37,6 +37,8 @@ NODE_PROCESSES = "nova-compute"
 class LxcEngine(Engine):
     """Compute nodes as LXC clones of one container prepared by an inner engine, per host."""
 
+    UNSUPPORTED_KEYS = {"tunnel_to": "SSH tunnels to the nodes are not implemented here "
+                                      "(remove the key)"}
     CONFIG_SCHEMA = {
         "type": "object",
         "properties": {
@@ -61,9 +63,6 @@ class LxcEngine(Engine):
         def where(key: str) -> str:
             return plugin.join_path(path, key)
 
-        if "tunnel_to" in config:
-            raise ConfigError(where("tunnel_to"), "is not supported: SSH tunnels to the "
-                              "nodes are not implemented here (remove the key)")
         if not is_node_path(path):
             raise ConfigError(path or "type", "LxcEngine makes compute nodes that join a "
                               "controller: use it as a node of a MultihostEngine")

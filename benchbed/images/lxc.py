@@ -5,12 +5,18 @@ what every clone must not share taken out (SSH host keys, machine-id, DHCP lease
 `benchbed-image.json` marker written last, so a build that was killed is recognised and rebuilt.
 It lives in LXC's own container store, not under BENCHBED_HOME: it is a cache that outlives
 deployments (and test homes), like LXC's own template cache.
+
+A snapshot (`benchbed image save`) is an image of the same store made from a deployment's
+container: the layers that container sat on, under a copy of its own layer. Its marker says
+`"kind": "snapshot"`, the base image below it and where it came from (deployment, provider,
+the engine config that made it, masked).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from benchbed.errors import BenchbedError, InputError, NotFoundError
@@ -19,6 +25,8 @@ from benchbed.server import Server, run_script
 DEFAULT_RELEASE = "bookworm"
 RELEASES = ("bullseye", "bookworm", "trixie")
 BUILD_TIMEOUT = 1200
+# copying a container's own layer: a Keystone and Glance install is about 600 MB
+SAVE_TIMEOUT = 900
 
 SCRIPT = "lxc/image.sh"
 MIRROR_URI = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+/-]*)?")
@@ -108,6 +116,34 @@ class LxcImageStore:
     def delete(self, name: str) -> None:
         check_name(name)
         self._run(["delete", name])
+
+    def describe(self, name: str) -> dict[str, Any] | None:
+        """The marker of a complete image (base or snapshot), or None if there is none."""
+        check_name(name)
+        result = run_script(self.host.ssh, SCRIPT, ["describe", name], timeout=30, check=False)
+        if result.exit_code == 4:
+            return None
+        if result.exit_code != 0:
+            raise BenchbedError(f"{self.host.host}: {result.stderr.strip() or 'failed'}")
+        return json.loads(result.stdout)
+
+    def save(self, name: str, container: str, marker: dict[str, Any]) -> dict[str, Any]:
+        """Make snapshot `name` of a stopped or running overlay container; returns its marker.
+
+        The script marks the image half-made before it copies anything and `commit` writes
+        the marker last, so a save that was killed leaves what `discard` removes.
+        """
+        check_name(name)
+        base = self._run(["save", name, container], timeout=SAVE_TIMEOUT).strip().splitlines()
+        complete = {"name": name, "kind": "snapshot", "base": base[-1],
+                    "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **marker}
+        self._run(["commit", name, json.dumps(complete, sort_keys=True)])
+        return complete
+
+    def discard(self, name: str) -> None:
+        """Remove a half-made snapshot (a save that failed or was killed); keep a complete one."""
+        check_name(name)
+        self._run(["discard", name])
 
     def _run(self, args: list[str], timeout: float = 120) -> str:
         result = run_script(self.host.ssh, SCRIPT, args, timeout=timeout, check=False)

@@ -127,6 +127,12 @@ class ServerProvider(plugin.Plugin):
     def destroy_servers(self) -> None:
         self.destroy_tree()
 
+    def save_images(self, name: str, origin: dict[str, Any]) -> list[dict[str, Any]]:
+        """Turn this provider's servers into images of its own that servers can start from
+        (`benchbed image save`); returns their descriptions. A provider that cannot has
+        nothing to save."""
+        return []
+
     def teardown(self) -> None:
         self.destroy_servers()
 

@@ -5,6 +5,9 @@ Hosts come from a nested `host_provider` and are driven through `server.ssh.run`
 size), served by the shared, reference-counted bridge/dnsmasq/apt proxy of `benchbed.hostnet`.
 Every container is in the ledger before `lxc-copy` runs; host-side scripts hold a per-container
 lock, so a destroy that races a killed `create` waits for its half-done clone and removes it.
+An `image` that is a snapshot (`benchbed image save`) is cloned from its base image with the
+snapshot's layers stacked under the clone's own; `save_images` makes such snapshots, each in
+the ledger until it is complete, so a destroy after a killed save removes the half-made one.
 """
 
 import ipaddress
@@ -18,9 +21,9 @@ from benchbed import hostcheck, hostnet, plugin, sizes
 from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import static_capacity
-from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, image_name
+from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, check_name, image_name
 from benchbed.keys import deployment_key
-from benchbed.ledger import Resource
+from benchbed.ledger import CREATED, Resource
 from benchbed.networks import Claim
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS, ResourceKind
@@ -44,11 +47,14 @@ class Host:
     network: HostNetwork
     image: str
     release: str | None  # set when the image is a base image benchbed builds on demand
+    layer_on: str | None = None  # the snapshot stacked under the clones, if `image` is one
 
 
 class LxcProvider(ServerProvider):
     """LXC containers (overlay clones of a Debian base image) on hosts from a nested provider."""
 
+    UNSUPPORTED_KEYS = {"tunnel_to": "SSH tunnels to the containers are not implemented "
+                                      "(remove the key)"}
     CONFIG_SCHEMA = {
         "type": "object",
         "properties": {
@@ -69,6 +75,8 @@ class LxcProvider(ServerProvider):
     RESOURCES = {
         "hostnet": ResourceKind(delete="_release_network"),
         "container": ResourceKind(delete="_delete_container", requires=("hostnet",)),
+        # a snapshot being saved; once complete it belongs to the image store, not to us
+        "image": ResourceKind(delete="_discard_image"),
     }
 
     @classmethod
@@ -80,9 +88,6 @@ class LxcProvider(ServerProvider):
             raise ConfigError(where("forward_ssh"), "is not supported: it forwards ports with "
                               "NAT, which benchbed never sets up; containers are reached on "
                               "their host's bridge network (remove the key or set it to false)")
-        if "tunnel_to" in config:
-            raise ConfigError(where("tunnel_to"), "is not supported: SSH tunnels to the "
-                              "containers are not implemented (remove the key)")
         release = config.get("release", DEFAULT_RELEASE)
         if release not in RELEASES:
             raise ConfigError(where("release"), f"unknown Debian release '{release}' "
@@ -205,9 +210,13 @@ class LxcProvider(ServerProvider):
             raise InputError(f"{where}: not installed: {', '.join(missing)} "
                              f"(tools/host-packages.sh installs them)")
         host.network.check_free()
-        if host.release is None and not LxcImageStore(host.server).exists(host.image):
-            raise InputError(f"{where}: no LXC image named '{host.image}' "
-                             f"(see: benchbed image list --provider lxc)")
+        if host.release is None:
+            marker = LxcImageStore(host.server).describe(host.image)
+            if marker is None:
+                raise InputError(f"{where}: no LXC image named '{host.image}' "
+                                 f"(see: benchbed image list --provider lxc)")
+            if marker.get("kind") == "snapshot":
+                host.image, host.layer_on = marker["base"], host.image
 
     def _prepare_host(self, host: Host) -> None:
         with self.deployment.step("ensure LXC image", f"{host.image} on {host.server.host}"):
@@ -223,6 +232,10 @@ class LxcProvider(ServerProvider):
                           public_key: str, layer_on: str | None) -> Server:
         network = host.network
         first, last = network.static_range
+        if layer_on and host.layer_on:
+            raise InputError(f"LxcProvider: image '{host.layer_on}' is a snapshot; its "
+                             f"clones cannot also be layered on '{layer_on}'")
+        layer_on = layer_on or host.layer_on
         args = [name, host.image, network.bridge, network.apt_proxy, str(limits[0]),
                 str(limits[1]), public_key, network.state_dir, str(first), str(last),
                 str(network.network.prefixlen), layer_on or ""]
@@ -253,6 +266,44 @@ class LxcProvider(ServerProvider):
         try:
             run_script(host.ssh, "lxc/delete-container.sh",
                        [resource.name, resource.data.get("state", "")], timeout=DELETE_TIMEOUT)
+        finally:
+            host.close()
+
+    def save_images(self, name: str, origin: dict[str, Any]) -> list[dict[str, Any]]:
+        """Snapshot every container (`name`, or `name-0`, `name-1`, ... for several)."""
+        containers = [row for row in reversed(self.ledger.resources("container"))
+                      if row.state == CREATED]
+        names = [name] if len(containers) == 1 else \
+            [f"{name}-{index}" for index in range(len(containers))]
+        for image in names:
+            check_name(image)
+        return run_parallel("saving LXC images", list(zip(names, containers, strict=True)),
+                            lambda pair: self._save_image(*pair, origin),
+                            describe=lambda pair: pair[0])
+
+    def _save_image(self, name: str, container: Resource, origin: dict[str, Any]
+                    ) -> dict[str, Any]:
+        host = Server.from_dict(container.data["host"], deployment=self.deployment)
+        store = LxcImageStore(host)
+        resource = self.ledger.record("image", name, host=container.data["host"])
+        try:
+            with self.deployment.step("save image", f"{container.name} as {name}",
+                                      lane=container.name):
+                marker = store.save(name, container.name, {"origin": {
+                    **origin, "provider": self.path or "(root)", "container": container.name}})
+        except BaseException:
+            self._discard_image(resource)
+            self.ledger.forget(resource)
+            raise
+        finally:
+            host.close()
+        self.ledger.forget(resource)
+        return marker
+
+    def _discard_image(self, resource: Resource) -> None:
+        host = Server.from_dict(resource.data["host"], deployment=self.deployment)
+        try:
+            LxcImageStore(host).discard(resource.name)
         finally:
             host.close()
 

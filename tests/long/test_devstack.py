@@ -35,6 +35,8 @@ LXC_NETWORK = "10.254.160.0/24"
 LXC_PREFIX = "bbdst"
 LAB_SUBNET = "10.254.161"
 KEYSTONE_ONLY = {"ENABLED_SERVICES": "key,mysql"}
+# what a keystone-only stack.sh leaves running (uwsgi is devstack@keystone's)
+DAEMONS = ("mysqld", "mariadbd", "apache2", "uwsgi", "memcached", "beam.smp", "etcd")
 HOSTILE = "$(touch /tmp/bb-pwned); `id` 'q' \"d\" \\ $HOME"  # ${VAR} is config syntax
 
 
@@ -178,11 +180,17 @@ def _leftovers(lab: Lab, address: str) -> dict[str, str]:
                                      "mysql.service memcached.service; true"),
         "processes": lab.ssh(address, "ps -eo user=,args= | grep -E '^stack |stack.sh' "
                                       "| grep -v grep; true"),
+        "daemons": _daemons(lab, address),
         "files": lab.ssh(address, "ls -d /opt/stack /etc/openstack /etc/pip.conf "
                                   "/var/lib/benchbed-devstack 2>/dev/null; true"),
         "packages": lab.ssh(address, "dpkg-query -W -f='${db:Status-Status} "
                                      "${binary:Package}\\n' | grep -v '^not-installed' | sort"),
     }
+
+
+def _daemons(lab: Lab, address: str) -> str:
+    """DevStack's daemons by process name, whoever runs them (mysql, www-data, stack)."""
+    return lab.ssh(address, "ps -eo comm= | grep -xE '" + "|".join(DAEMONS) + "' | sort -u; true")
 
 
 def _wait_for(home: Path, text: str, timeout: float = 900) -> None:
@@ -227,12 +235,11 @@ def test_clone_failures_name_server_and_step(raw: tuple[ImageLab, str], tmp_path
         cli.destroy_all()
 
 
-def test_failing_stack_killed_stack_then_full_run_and_clean_destroy(
-        raw: tuple[ImageLab, str], tmp_path: Path) -> None:
+def test_failing_stack_names_server_function_and_command(raw: tuple[ImageLab, str],
+                                                         tmp_path: Path) -> None:
     lab, address = raw
     before = _leftovers(lab, address)
-    home = tmp_path / "home"
-    cli = cli_for(home)
+    cli = cli_for(tmp_path / "home")
     try:
         # stack.sh fails halfway: MySQL cannot bind an address the server does not have
         failing = _existing(lab, address, local_conf={**KEYSTONE_ONLY,
@@ -242,20 +249,37 @@ def test_failing_stack_killed_stack_then_full_run_and_clean_destroy(
                          r"\S+ \(lib/databases/mysql:\d+: .*\); last lines: .+", error), error
         cli.ok("deployment", "destroy", "fail", timeout=900)
         assert _leftovers(lab, address) == before
+        assert ledger_rows(tmp_path / "home") == 0
+    finally:
+        cli.destroy_all()
 
-        # kill -9 while stack.sh runs, then destroy; the server is clean again
+
+def test_kill_9_during_stack_then_destroy_then_a_later_create(raw: tuple[ImageLab, str],
+                                                              tmp_path: Path) -> None:
+    lab, address = raw
+    before = _leftovers(lab, address)
+    home = tmp_path / "home"
+    cli = cli_for(home)
+    try:
+        # kill -9 once stack.sh has Keystone running under uwsgi behind apache2 with its
+        # MySQL, then destroy: no stack user, drop-in, service, daemon or ledger row is left
         config = write_yaml(tmp_path / "ok.yaml", _existing(
             lab, address, localrc={**KEYSTONE_ONLY, "BENCHBED_HOSTILE": HOSTILE}))
         killed = cli.popen("deployment", "create", "--file", config, "--name", "killed")
-        _wait_for(home, "out: + ./stack.sh:main:")
+        _wait_for(home, ":create_keystone_accounts:", timeout=2700)
         killed.kill()
         killed.wait()
+        running = _daemons(lab, address).split()
+        assert {"apache2", "uwsgi", "memcached"} <= set(running), running
+        assert {"mysqld", "mariadbd"} & set(running), running
+        assert ledger_rows(home) > 0
         cli.ok("deployment", "destroy", "--force", "killed", timeout=900)
         assert _leftovers(lab, address) == before
+        assert ledger_rows(home) == 0
 
         # a later create on the same server succeeds; localrc (deprecated) warns and a value
         # with shell syntax arrives literally
-        created = cli("deployment", "create", "--file", config, "--name", "ok", timeout=1800)
+        created = cli("deployment", "create", "--file", config, "--name", "ok", timeout=3600)
         assert created.returncode == 0, created.stderr
         assert "'localrc' is deprecated" in created.stderr
         assert all(r["ok"] for r in cli.json("deployment", "check", "ok"))

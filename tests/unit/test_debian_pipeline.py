@@ -71,6 +71,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch, home: Path) -> Recorder:
     for name in ("check", "record_baseline", "update", "preseed", "download"):
         monkeypatch.setattr(debian.apt, name, lambda *_args, **_kwargs: None)
     monkeypatch.setattr(debian.apt, "install", recorder.install)
+    monkeypatch.setattr(debian.apt, "missing", lambda _server, packages: packages)
     return recorder
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from benchbed import plugin
 from benchbed.errors import BenchbedError, ConfigError, InputError
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import overlapping_route
@@ -16,7 +17,9 @@ REMOTE = {"type": "ExistingServers", "credentials": [{"user": "root", "host": "1
 
 
 def check(**keys: Any) -> None:
-    LxcProvider.check_config({"type": "LxcProvider", "host_provider": REMOTE, **keys}, "provider")
+    """What validation checks of a provider config: its keys, its schema, then its values."""
+    plugin.validate({"type": "LxcProvider", "host_provider": REMOTE, **keys}, plugin.PROVIDERS,
+                    "provider")
 
 
 def test_defaults_pass() -> None:

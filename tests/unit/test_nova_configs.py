@@ -120,6 +120,7 @@ def test_services_are_configured_in_dependency_order_with_rabbitmq(
         "mariadb", "mariadb-client", "rabbitmq", *debian.KNOWN_SERVICES)})
     for name in ("check", "record_baseline", "update", "preseed", "download", "install"):
         monkeypatch.setattr(debian.apt, name, lambda *_args, **_kwargs: None)
+    monkeypatch.setattr(debian.apt, "missing", lambda _server, packages: packages)
     config = {**CONTROLLER, "services": ["nova", "neutron", "keystone", "placement", "glance"],
               "provider": {"type": "ExistingServers",
                            "credentials": [{"host": "192.0.2.7", "user": "root"}]}}

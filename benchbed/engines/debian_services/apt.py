@@ -69,6 +69,11 @@ def download(server: Server, packages: list[str]) -> None:
     run_script(server.ssh, SCRIPT, ["download", *packages], timeout=1800)
 
 
+def missing(server: Server, packages: list[str]) -> list[str]:
+    """The packages not yet installed: none on a re-run or a server started from a snapshot."""
+    return run_script(server.ssh, SCRIPT, ["missing", *packages], timeout=60).stdout.split()
+
+
 def install(server: Server, packages: list[str]) -> None:
     run_script(server.ssh, SCRIPT, ["install", *packages], timeout=1800)
 

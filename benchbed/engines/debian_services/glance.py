@@ -6,6 +6,7 @@ from benchbed.engines.debian_services.common import (
     authtoken,
     create_database,
     database_url,
+    migrate,
     restart_and_wait,
     service_url,
     write_config,
@@ -46,7 +47,7 @@ def configure(ctx: Context) -> None:
             authtoken=authtoken(ctx, "glance", service_password))
         write_config(ctx, "/etc/glance/glance-api.conf", text, "glance")
     with ctx.step("glance: db_sync", None):
-        ctx.run("runuser -u glance -- glance-manage db_sync", timeout=600)
+        migrate(ctx, "glance", "glance-api", "runuser -u glance -- glance-manage db_sync")
     with ctx.step("glance: start", "glance-api on port 9292"):
         restart_and_wait(ctx, "glance-api", "http://127.0.0.1:9292/")
 

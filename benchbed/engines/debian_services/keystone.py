@@ -2,18 +2,22 @@
 
 The package's own debconf path (create-admin-tenant, register-endpoint) makes about 30
 CLI calls and breaks on SQLite; it is switched off and the documented `keystone-manage`
-steps are run here instead, each of them safe to repeat.
+steps are run here instead, each of them safe to repeat. The fernet and credential keys
+are written by a script of ours (the same format, without keystone-manage's start-up), and
+belong to the machine they were made on: a server started from a snapshot makes its own.
 """
 
 from benchbed.engines.debian_services import Context, Recipe
 from benchbed.engines.debian_services.common import (
     create_database,
     database_url,
+    migrate,
     restart_and_wait,
     service_url,
     tune_uwsgi,
     write_config,
 )
+from benchbed.server import run_script
 
 KEYSTONE_CONF = """\
 [database]
@@ -24,8 +28,20 @@ provider = fernet
 """
 
 
+KEY_DIRECTORIES = ("/etc/keystone/fernet-keys", "/etc/keystone/credential-keys")
+# the machine-id of the machine the keys were made on
+KEYS_MADE_ON = "/etc/keystone/benchbed-keys-machine-id"
+
+
 def base_url(address: str) -> str:
     return service_url(address, 5000)
+
+
+def make_keys(ctx: Context) -> None:
+    """Fernet and credential keys of this machine: kept on a re-run, made anew on a server
+    whose keys were made on another machine (one started from a snapshot of it)."""
+    run_script(ctx.server.ssh, "debian/keystone-keys.sh", [KEYS_MADE_ON, *KEY_DIRECTORIES],
+               timeout=60)
 
 
 def configure(ctx: Context) -> None:
@@ -38,11 +54,9 @@ def configure(ctx: Context) -> None:
                                                                    password)), "keystone")
         tune_uwsgi(ctx, "/etc/keystone/keystone-uwsgi.ini")
     with ctx.step("keystone: db_sync", None):
-        ctx.run("runuser -u keystone -- keystone-manage db_sync", timeout=600)
+        migrate(ctx, "keystone", "keystone", "runuser -u keystone -- keystone-manage db_sync")
     with ctx.step("keystone: fernet and credential keys", None):
-        for command in ("fernet_setup", "credential_setup"):
-            ctx.run(["keystone-manage", command, "--keystone-user", "keystone",
-                     "--keystone-group", "keystone"], timeout=120)
+        make_keys(ctx)
     url = f"{base_url(ctx.address)}/v3/"
     with ctx.step("keystone: bootstrap", f"admin, region {ctx.region}, {url}"):
         # the password travels on stdin, never on a command line

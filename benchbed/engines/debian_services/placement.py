@@ -6,6 +6,7 @@ from benchbed.engines.debian_services.common import (
     authtoken,
     create_database,
     database_url,
+    migrate,
     restart_and_wait,
     service_url,
     tune_uwsgi,
@@ -49,7 +50,8 @@ def configure(ctx: Context) -> None:
         write_config(ctx, "/etc/placement/placement.conf", text, "placement")
         tune_uwsgi(ctx, "/etc/placement/placement-api-uwsgi.ini")
     with ctx.step("placement: db sync", None):
-        ctx.run("runuser -u placement -- placement-manage db sync", timeout=600)
+        migrate(ctx, "placement", "placement-api",
+                "runuser -u placement -- placement-manage db sync")
     with ctx.step("placement: start", f"uwsgi on port {PORT}"):
         restart_and_wait(ctx, "placement-api", f"http://127.0.0.1:{PORT}/")
 

@@ -8,6 +8,7 @@
 #   update                apt-get update
 #   download PACKAGE...   fetch the packages without installing them
 #   install PACKAGE...    install them, their services kept stopped
+#   missing PACKAGE...    print those of the PACKAGEs that are not (fully) installed
 #   purge SERVICE...      stop SERVICEs, remove all that was added since the baseline
 # Values arrive as arguments only; nothing here is built from them.
 set -eu
@@ -89,6 +90,13 @@ install() {
     apt_get install --no-install-recommends "$@"
 }
 
+missing() {
+    for package in "$@"; do
+        status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+        [ "$status" = installed ] || echo "$package"
+    done
+}
+
 purge() {
     [ -d "$state" ] || return 0
     for s in "$@"; do service "$s" stop >/dev/null 2>&1 || true; done
@@ -120,7 +128,7 @@ purge() {
 }
 
 case $action in
-    check|proxy|probe|baseline|update|download|install|purge) "$action" "$@" ;;
+    check|proxy|probe|baseline|update|download|install|missing|purge) "$action" "$@" ;;
     set-proxy) set_proxy "$@" ;;
     *) echo "apt.sh: unknown action $action" >&2; exit 2 ;;
 esac

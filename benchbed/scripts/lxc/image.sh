@@ -4,8 +4,15 @@
 #   list                                                one JSON line per image
 #   exists NAME                                         exit 0 if the image is complete
 #   delete NAME                                         exit 4: no such image, 3: in use
-# A base image is a never started container made by the `debian` template; its marker is
-# written last, so a build that was killed is recognised and rebuilt.
+#   save NAME CONTAINER     copy a (briefly frozen) overlay container's own layer into
+#                           snapshot NAME; prints the base image it sits on
+#   commit NAME MARKER      write the snapshot's marker (JSON): it is complete from now on
+#   discard NAME            delete NAME if it is a half-made image, keep a complete one
+#   describe NAME           print the image's marker; exit 4 if there is no complete one
+# A base image is a never started container made by the `debian` template. A snapshot is a
+# never started overlay container: the layers its origin container sat on, under a copy of
+# that container's own layer (`delta`); clones stack their own layer over it. Either kind's
+# marker is written last, so a build or save that was killed is recognised as half-made.
 set -eu
 action=$1
 shift
@@ -20,17 +27,22 @@ generators="cryptsetup debug getty gpt-auto hibernate-resume integritysetup rc-l
 system-update veritysetup"
 lxcpath=$(lxc-config lxc.lxcpath)
 
-clones() {  # the containers whose overlay rootfs sits on image $1
-    grep -ls "^lxc.rootfs.path *= *overlay:$lxcpath/$1/rootfs:" "$lxcpath"/*/config || true
+clones() {  # the containers (snapshots included) whose overlay rootfs has image $1 below
+    grep -lsE "^lxc.rootfs.path *= *overlay:(.*:)?$lxcpath/$1/(rootfs|delta):" \
+        "$lxcpath"/*/config || true
+}
+
+lock() {
+    mkdir -p /run/lock
+    exec 9>>"/run/lock/benchbed-image-$1.lock"
+    flock 9
 }
 
 build() {
     name=$1 release=$2 mirror=$3 security=$4 rebuild=$5
     dir=$lxcpath/$name
     building=$lxcpath/.benchbed-building-$name
-    mkdir -p /run/lock
-    exec 9>>"/run/lock/benchbed-image-$name.lock"
-    flock 9
+    lock "$name"
     if [ -f "$dir/$marker" ] && [ "$rebuild" = 0 ]; then cat "$dir/$marker"; return 0; fi
     if [ -e "$dir" ]; then
         if [ ! -f "$dir/$marker" ] && [ ! -e "$building" ]; then
@@ -70,15 +82,84 @@ build() {
     cat "$dir/$marker"
 }
 
+save() {
+    name=$1 container=$2
+    dir=$lxcpath/$name
+    building=$lxcpath/.benchbed-building-$name
+    lock "$name"
+    if [ -e "$dir" ] && [ ! -e "$building" ]; then
+        echo "an image or container named $name exists already" >&2; exit 3
+    fi
+    layers=$(sed -n 's/^lxc.rootfs.path *= *overlay:\(.*\)$/\1/p' "$lxcpath/$container/config")
+    [ -n "$layers" ] || { echo "$container: not an overlay container" >&2; exit 1; }
+    lower=${layers%:*} upper=${layers##*:}
+    base=${lower##*:}
+    base=${base%/rootfs}
+    base=${base##*/}
+    : > "$building"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    # The bulk is copied while the container runs, then what changed meanwhile while it is
+    # frozen: it writes nothing during that pass, so the copy is what a power cut would have
+    # left, which its services recover from as they boot. Whiteouts, opaque directories
+    # (trusted.* attributes) and hard links are kept; apt's downloaded packages are not.
+    copy() {
+        rsync -aHAX --numeric-ids --delete --exclude='/var/cache/apt/archives/*.deb' \
+            "$upper/" "$dir/delta/"
+    }
+    copy
+    lxc-freeze -n "$container"
+    trap 'lxc-unfreeze -n "$container"' EXIT
+    copy
+    lxc-unfreeze -n "$container"
+    trap - EXIT
+    # what each clone gets of its own (create-container.sh), and the origin's login key
+    rm -f "$dir/delta/etc/machine-id" "$dir/delta/etc/hostname" "$dir/delta/etc/hosts" \
+        "$dir/delta/etc/network/interfaces" "$dir/delta/root/.ssh/authorized_keys" \
+        "$dir/delta"/etc/ssh/ssh_host_* "$dir/delta/etc/apt/apt.conf.d/01benchbed-proxy"
+    rm -rf "$dir/delta"/var/lib/dhcp/*
+    sed -e "s|^lxc.rootfs.path *=.*|lxc.rootfs.path = overlay:$lower:$dir/delta|" \
+        -e "s|^lxc.uts.name *=.*|lxc.uts.name = $name|" "$lxcpath/$base/config" > "$dir/config"
+    echo "$base"
+}
+
+commit() {
+    name=$1
+    lock "$name"
+    [ -e "$lxcpath/.benchbed-building-$name" ] || { echo "no snapshot $name in the making" >&2; exit 4; }
+    printf '%s\n' "$2" > "$lxcpath/$name/$marker"
+    rm -f "$lxcpath/.benchbed-building-$name"
+}
+
+discard() {
+    lock "$1"
+    if [ -e "$lxcpath/.benchbed-building-$1" ]; then
+        rm -rf "${lxcpath:?}/$1" "$lxcpath/.benchbed-building-$1"
+    fi
+}
+
+describe() {
+    [ -f "$lxcpath/$1/$marker" ] || { echo "no image named $1" >&2; exit 4; }
+    cat "$lxcpath/$1/$marker"
+}
+
 list() {
     for found in "$lxcpath"/*/"$marker"; do
         [ -f "$found" ] || continue
         dir=${found%/*}
         name=${dir##*/}
-        size=$(du -sh "$dir/rootfs" 2>/dev/null | cut -f1)
+        layer=$dir/rootfs
+        [ -d "$dir/delta" ] && layer=$dir/delta
+        size=$(du -sh "$layer" 2>/dev/null | cut -f1)
         count=$(clones "$name" | wc -l)
         printf '{"image": %s, "size": "%s", "clones": %s, "location": "%s"}\n' \
             "$(cat "$found")" "$size" "$count" "$dir"
+    done
+    for found in "$lxcpath"/.benchbed-building-*; do
+        [ -e "$found" ] || continue
+        name=${found##*/.benchbed-building-}
+        printf '{"image": {"name": "%s", "state": "half-made"}, "location": "%s"}\n' \
+            "$name" "$lxcpath/$name"
     done
 }
 
@@ -89,8 +170,7 @@ exists() {
 delete() {
     name=$1
     dir=$lxcpath/$name
-    exec 9>>"/run/lock/benchbed-image-$name.lock"
-    flock 9
+    lock "$name"
     if [ ! -f "$dir/$marker" ] && [ ! -e "$lxcpath/.benchbed-building-$name" ]; then
         echo "no image named $name" >&2; exit 4
     fi
@@ -103,6 +183,6 @@ delete() {
 }
 
 case $action in
-    build|list|exists|delete) "$action" "$@" ;;
+    build|list|exists|delete|save|commit|discard|describe) "$action" "$@" ;;
     *) echo "image.sh: unknown action $action" >&2; exit 2 ;;
 esac

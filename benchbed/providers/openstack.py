@@ -1,0 +1,285 @@
+"""OpenStackProvider: servers in an existing OpenStack cloud, in the older tool's config.
+
+What the older tool got wrong is fixed here: every server, key pair, security group and
+uploaded image is in the ledger before the call that creates it; servers are created and
+awaited in parallel; destroy deletes exactly what the ledger names (never a key pair or a
+security group found by a name someone else may use) and waits until it is gone.
+"""
+
+import ipaddress
+import json
+import re
+from typing import Any
+
+from benchbed.clients.openstack_cloud import CloudError, OpenStackCloud, server_address
+from benchbed.errors import ConfigError, InputError
+from benchbed.keys import deployment_key
+from benchbed.ledger import Resource
+from benchbed.parallel import run_parallel
+from benchbed.plugin import ResourceKind, join_path
+from benchbed.providers.base import ServerProvider
+from benchbed.retry import wait_for
+from benchbed.server import Server
+
+ACTIVE_TIMEOUT = 600
+GONE_TIMEOUT = 300
+IMAGE_TIMEOUT = 1800
+# what a cloud calls its flavors and images: anything printable, no control characters
+CLOUD_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+NIC_KEYS = {"net-id": "uuid", "port-id": "port", "v4-fixed-ip": "fixed_ip",
+            "v6-fixed-ip": "fixed_ip"}
+
+
+class OpenStackProvider(ServerProvider):
+    """Servers (Nova) in an existing OpenStack cloud, from an existing or uploaded image."""
+
+    CONFIG_SCHEMA = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "OpenStackProvider"},
+            "deployment_name": {"type": "string", "minLength": 1, "maxLength": 64},
+            "amount": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "auth_url": {"type": "string", "pattern": r"^https?://[^\s]+$"},
+            "user": {"type": "string", "minLength": 1, "maxLength": 255},
+            "password": {"type": "string", "minLength": 1},
+            "tenant": {"type": "string", "minLength": 1, "maxLength": 255},
+            "user_domain_name": {"type": "string", "minLength": 1},
+            "project_domain_name": {"type": "string", "minLength": 1},
+            "region": {"type": "string", "minLength": 1},
+            "https_insecure": {"type": "boolean"},
+            "https_cacert": {"type": "string", "minLength": 1},
+            "flavor_id": {"type": "string", "minLength": 1, "maxLength": 255},
+            "nics": {"type": "array", "items": {
+                "type": "object", "minProperties": 1, "additionalProperties": False,
+                "properties": {key: {"type": "string", "minLength": 1} for key in NIC_KEYS}}},
+            "config_drive": {"type": "boolean"},
+            "wait_for_cloud_init": {"type": "boolean"},
+            "image": {
+                "type": "object",
+                "properties": {
+                    "checksum": {"type": "string", "pattern": r"^[0-9a-f]{32}$"},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "format": {"enum": ["qcow2", "raw", "vmdk", "vdi", "iso", "vhd", "ami"]},
+                    "userdata": {"type": "string"},
+                    "url": {"type": "string", "pattern": r"^https?://[^\s]+$"},
+                    "uuid": {"type": "string", "minLength": 1},
+                },
+                "additionalProperties": False,
+                "anyOf": [{"required": ["name", "format", "url", "checksum"]},
+                          {"required": ["checksum"]}, {"required": ["uuid"]}],
+            },
+            "secgroup_name": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}$"},
+            "ssh_cidr": {"type": "string", "minLength": 1},
+            "ssh_user": {"type": "string", "pattern": r"^[a-z_][a-z0-9_-]{0,31}$"},
+        },
+        "required": ["type", "deployment_name", "auth_url", "user", "password", "tenant",
+                     "flavor_id", "image"],
+        "additionalProperties": False,
+    }
+    RESOURCES = {
+        "image": ResourceKind(delete="delete_image"),
+        "key_pair": ResourceKind(delete="delete_key_pair"),
+        "security_group": ResourceKind(delete="delete_group"),
+        "server": ResourceKind(delete="delete_server",
+                               requires=("image", "key_pair", "security_group")),
+    }
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], path: str) -> None:
+        if "ssh_cidr" in config:
+            try:
+                ipaddress.ip_network(config["ssh_cidr"], strict=True)
+            except ValueError as error:
+                raise ConfigError(join_path(path, "ssh_cidr"),
+                                  f"not a network in CIDR form: {error}") from None
+
+    @classmethod
+    def check_request(cls, config: dict[str, Any], image: str | None, size: str | None,
+                      path: str) -> None:
+        """The cloud's own flavor and image names pass through; the cloud checks them."""
+        for key, value in (("image", image), ("flavor", size)):
+            if value is not None and not CLOUD_NAME.fullmatch(value):
+                raise ConfigError(join_path(path, key),
+                                  f"{value[:80]!r} is not a name or id of the cloud's")
+
+    def default_amount(self) -> int:
+        return self.config.get("amount", 1)
+
+    @property
+    def _name(self) -> str:
+        """Unique per deployment and config path; readable as the older tool's names were."""
+        given = re.sub(r"[^A-Za-z0-9]+", "-", self.config["deployment_name"]).strip("-")
+        return f"{given or 'benchbed'}-{self.tag}"
+
+    _cloud: OpenStackCloud | None = None
+
+    @property
+    def cloud(self) -> OpenStackCloud:
+        if self._cloud is None:
+            self._cloud = OpenStackCloud(self.config, where=self.path)
+        return self._cloud
+
+    # -- create --------------------------------------------------------------------------------
+
+    def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
+                       amount: int = 1) -> list[Server]:
+        if amount < 1:
+            raise InputError(f"{self.path}: OpenStackProvider needs at least one server")
+        with self.deployment.step("check flavor and image", self.config["flavor_id"]):
+            flavor = self.cloud.flavor_id(type_id or self.config["flavor_id"])
+            image = image_uuid or self._image()
+        key_name = self._key_pair()
+        groups = self._security_group()
+        request: dict[str, Any] = {
+            "imageRef": image, "flavorRef": flavor, "key_name": key_name,
+            "metadata": {"benchbed_deployment": self.deployment.uuid, "benchbed_path": self.path},
+            "config_drive": self.config.get("config_drive", False)}
+        if groups:
+            request["security_groups"] = [{"name": name} for name in groups]
+        if self.config.get("nics"):
+            request["networks"] = [{NIC_KEYS[key]: value for key, value in nic.items()}
+                                   for nic in self.config["nics"]]
+        if self.config["image"].get("userdata"):
+            request["user_data"] = self.config["image"]["userdata"]
+        names = [f"{self._name}-{index}" for index in range(amount)]
+        server_ids = run_parallel("creating servers", names,
+                                  lambda name: self._create_server(name, request))
+        with self.deployment.step("wait for ACTIVE", ", ".join(names)):
+            active = wait_for(lambda: self._active(server_ids), timeout=ACTIVE_TIMEOUT,
+                              what="servers ACTIVE with an address", interval=0.5,
+                              max_interval=5.0)
+        key_path, _ = deployment_key(self.deployment)
+        servers = [Server(host=server_address(found), user=self.config.get("ssh_user", "root"),
+                          key=str(key_path), name=found["name"],
+                          facts={"server_id": found["id"], "flavor": flavor, "image": image},
+                          deployment=self.deployment) for found in active]
+        for server, name in zip(servers, names, strict=True):
+            row = next(r for r in self.ledger.resources("server") if r.name == name)
+            row.data["ssh_address"] = f"{server.host}:22"
+            self.ledger.update(row)
+        if self.config.get("wait_for_cloud_init"):
+            run_parallel("waiting for cloud-init", servers, _wait_for_cloud_init,
+                         describe=lambda server: server.host)
+        return servers
+
+    def _image(self) -> str:
+        """The config's image: by uuid, by checksum, or uploaded from its URL (and recorded)."""
+        wanted = self.config["image"]
+        if "uuid" in wanted:
+            if self.cloud.image(wanted["uuid"]) is None:
+                raise CloudError(f"{self.path}: image {wanted['uuid']} does not exist")
+            return wanted["uuid"]
+        matching = [i["id"] for i in self.cloud.images(status="active")
+                    if i.get("checksum") == wanted["checksum"]]
+        if matching:
+            return matching[0]
+        if "url" not in wanted:
+            raise CloudError(f"{self.path}: no image with checksum {wanted['checksum']}")
+        created = [r for r in self.ledger.resources("image") if r.data.get("image_id")]
+        if created:
+            return created[0].data["image_id"]
+        with self.ledger.creating("image", wanted["name"]) as row, \
+                self.deployment.step("upload image", wanted["url"]):
+            row.data["image_id"] = self.cloud.create_image(
+                wanted["name"], wanted["format"], [f"benchbed:{self.deployment.uuid}"])
+            self.ledger.update(row)
+            self.cloud.import_image(row.data["image_id"], wanted["url"])
+            uploaded = wait_for(lambda: self._image_ready(row.data["image_id"]),
+                                timeout=IMAGE_TIMEOUT, what="image active", max_interval=5.0)
+            if uploaded.get("checksum") != wanted["checksum"]:
+                raise CloudError(f"{self.path}: image from {wanted['url']} has checksum "
+                                 f"{uploaded.get('checksum')}, not {wanted['checksum']}")
+        return row.data["image_id"]
+
+    def _image_ready(self, image_id: str) -> dict[str, Any] | None:
+        image = self.cloud.image(image_id)
+        if image is None or image["status"] in ("killed", "deleted"):
+            raise CloudError(f"{self.path}: the cloud could not import image {image_id}")
+        return image if image["status"] == "active" else None
+
+    def _key_pair(self) -> str:
+        if not any(r.state == "created" for r in self.ledger.resources("key_pair")):
+            _, public_key = deployment_key(self.deployment)
+            with self.ledger.creating("key_pair", self._name), \
+                    self.deployment.step("import key pair", self._name):
+                self.cloud.import_key_pair(self._name, public_key)
+        return self._name
+
+    def _security_group(self) -> list[str]:
+        """A group of our own that lets SSH in, where the cloud has Neutron."""
+        if not self.cloud.has_service("network"):
+            return []
+        name = f"{self.config.get('secgroup_name', 'benchbed')}-{self._name}"
+        if not any(r.state == "created" for r in self.ledger.resources("security_group")):
+            with self.ledger.creating("security_group", name) as row, \
+                    self.deployment.step("create security group", name):
+                row.data["group_id"] = self.cloud.create_security_group(
+                    name, f"benchbed deployment {self.deployment.uuid}",
+                    self.config.get("ssh_cidr", "0.0.0.0/0"))
+                self.ledger.update(row)
+        return [name]
+
+    def _create_server(self, name: str, request: dict[str, Any]) -> str:
+        with self.ledger.creating("server", name) as row, \
+                self.deployment.step("create server", name, lane=name):
+            row.data["server_id"] = self.cloud.create_server({**request, "name": name})
+            self.ledger.update(row)
+        return row.data["server_id"]
+
+    def _active(self, server_ids: list[str]) -> list[dict[str, Any]] | None:
+        found = [self.cloud.server(server_id) for server_id in server_ids]
+        for server_id, server in zip(server_ids, found, strict=True):
+            if server is None:
+                raise CloudError(f"{self.path}: server {server_id} disappeared")
+            if server["status"] == "ERROR":
+                fault = server.get("fault", {}).get("message", "no fault given")
+                raise CloudError(f"{self.path}: server {server['name']} is ERROR: {fault}")
+        if all(s and s["status"] == "ACTIVE" and server_address(s) for s in found):
+            return [s for s in found if s]
+        return None
+
+    # -- destroy -------------------------------------------------------------------------------
+
+    def delete_server(self, resource: Resource) -> None:
+        """The saved id, or (after a crash before the cloud answered) the servers of that
+        exact name that carry this deployment's metadata."""
+        saved = resource.data.get("server_id")
+        for server_id in [saved] if saved else self.cloud.servers_named(resource.name,
+                                                                        self.deployment.uuid):
+            self.cloud.delete_server(server_id)
+            wait_for(lambda sid=server_id: self.cloud.server(sid) is None, timeout=GONE_TIMEOUT,
+                     what=f"server {server_id} deleted", interval=0.5, max_interval=5.0)
+
+    def delete_group(self, resource: Resource) -> None:
+        group_id = resource.data.get("group_id")
+        for found in [group_id] if group_id else self.cloud.groups_named(
+                resource.name, f"benchbed deployment {self.deployment.uuid}"):
+            self.cloud.delete_security_group(found)
+
+    def delete_key_pair(self, resource: Resource) -> None:
+        self.cloud.delete_key_pair(resource.name)
+
+    def delete_image(self, resource: Resource) -> None:
+        """The saved id, or the images of that name with this deployment's tag."""
+        saved = resource.data.get("image_id")
+        for image_id in [saved] if saved else [
+                image["id"] for image in self.cloud.images(
+                    name=resource.name, tag=f"benchbed:{self.deployment.uuid}")]:
+            self.cloud.delete_image(image_id)
+
+
+def _wait_for_cloud_init(server: Server) -> None:
+    """cloud-init's result file: absent while it runs; its errors fail the server."""
+    server.ssh.wait_ready(timeout=ACTIVE_TIMEOUT)
+
+    def finished() -> bool:
+        result = server.ssh.run(["cat", "/run/cloud-init/result.json"], check=False)
+        if result.exit_code != 0:
+            return False
+        errors = json.loads(result.stdout)["v1"]["errors"]
+        if errors:
+            raise CloudError(f"{server.host}: cloud-init failed: {'; '.join(errors)}")
+        return True
+
+    wait_for(finished, timeout=ACTIVE_TIMEOUT, what=f"cloud-init on {server.host}",
+             interval=1.0, max_interval=5.0)

@@ -1,0 +1,94 @@
+"""DevstackEngine as a MultihostEngine's controller and node, as the older tool's multihost
+samples use it: the node's local.conf, read back by real bash, points at the controller."""
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchbed import api, plugin
+from benchbed.deployment import Deployment
+from benchbed.engines.devstack import PASSWORD_KEYS, DevstackEngine
+from benchbed.engines.multihost import MultihostEngine, substitute
+from benchbed.errors import ConfigError
+from benchbed.server import Server
+
+CONTROLLER_IP = "10.254.203.10"
+NODE_IP = "10.254.203.11"
+NODE_CONF = {"ENABLED_SERVICES": "n-cpu,placement-client", "VIRT_DRIVER": "fake",
+             "SERVICE_HOST": "{controller_ip}", "MYSQL_HOST": "{controller_ip}",
+             "RABBIT_HOST": "{controller_ip}", "GLANCE_HOSTPORT": "{controller_ip}:9292",
+             "SCREEN_LOGDIR": "${DEST}/logs/screen"}
+
+
+def _servers(address: str) -> dict[str, Any]:
+    return {"type": "ExistingServers", "credentials": [{"host": address, "user": "root"}]}
+
+
+def _multihost(node_conf: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "MultihostEngine",
+            "controller": {"type": "DevstackEngine", "git_mirror": "/srv/git",
+                           "local_conf": {"ENABLED_SERVICES+": ",-n-cpu", "MULTI_HOST": 1},
+                           "provider": _servers(CONTROLLER_IP)},
+            "nodes": [{"type": "DevstackEngine", "git_mirror": "/srv/git",
+                       "local_conf": node_conf, "provider": _servers(NODE_IP)}]}
+
+
+def _bash_reads(local_conf: str, names: list[str]) -> dict[str, str]:
+    """The [[local|localrc]] section sourced by bash, as DevStack sources it."""
+    localrc = local_conf.split("\n", 1)[1]
+    script = localrc + "".join(f'printf "%s\\0" "${name}"\n' for name in names)
+    result = subprocess.run(["bash", "-c", script], capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return dict(zip(names, result.stdout.decode().split("\0")[:-1], strict=True))
+
+
+def test_the_sample_shape_validates(home: Path) -> None:
+    api.validate(_multihost(NODE_CONF))
+
+
+def test_a_misspelt_placeholder_is_refused_naming_the_key(home: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        api.validate(_multihost({**NODE_CONF, "MYSQL_HOST": "{controler_ip}"}))
+    assert str(refused.value).startswith("config nodes[0].local_conf.MYSQL_HOST: ")
+
+
+def test_node_local_conf_points_at_the_controller_with_its_passwords(home: Path) -> None:
+    config = _multihost(NODE_CONF)
+    deployment = Deployment.create("mh", config)
+    multihost = plugin.build(deployment, config, plugin.ENGINES, "")
+    assert isinstance(multihost, MultihostEngine)
+    controller_passwords = {key: f"controller-{key.lower()}" for key in PASSWORD_KEYS}
+    controller_endpoints = {"servers": [{"host": CONTROLLER_IP}],
+                            "devstack": {"passwords": controller_passwords}}
+    node = multihost._node("nodes[0]", substitute(config["nodes"][0], CONTROLLER_IP),
+                           controller_endpoints)
+    assert isinstance(node, DevstackEngine)
+    passwords = node._passwords()
+    assert passwords == controller_passwords
+    source = {"git_base": "git://10.254.203.1", "repo": "", "index": ""}
+    rendered = node._render(Server(host=NODE_IP), source, passwords)
+    assert "{controller_ip}" not in rendered
+    read = _bash_reads(rendered, ["HOST_IP", "SERVICE_HOST", "MYSQL_HOST", "RABBIT_HOST",
+                                  "GLANCE_HOSTPORT", "ENABLED_SERVICES", "SCREEN_LOGDIR",
+                                  *PASSWORD_KEYS])
+    assert read == {"HOST_IP": NODE_IP, "SERVICE_HOST": CONTROLLER_IP,
+                    "MYSQL_HOST": CONTROLLER_IP, "RABBIT_HOST": CONTROLLER_IP,
+                    "GLANCE_HOSTPORT": f"{CONTROLLER_IP}:9292",
+                    "ENABLED_SERVICES": "n-cpu,placement-client",
+                    # shell syntax stays literal: DevStack's own ${DEST} is not expanded
+                    "SCREEN_LOGDIR": "${DEST}/logs/screen", **controller_passwords}
+
+
+def test_a_node_password_in_local_conf_wins_over_the_controllers(home: Path) -> None:
+    config = _multihost({**NODE_CONF, "ADMIN_PASSWORD": "node-given"})
+    deployment = Deployment.create("mh", config)
+    multihost = plugin.build(deployment, config, plugin.ENGINES, "")
+    assert isinstance(multihost, MultihostEngine)
+    node = multihost._node("nodes[0]", substitute(config["nodes"][0], CONTROLLER_IP),
+                           {"devstack": {"passwords": {"ADMIN_PASSWORD": "controller"}}})
+    assert isinstance(node, DevstackEngine)
+    passwords = node._passwords()
+    assert passwords["ADMIN_PASSWORD"] == "node-given"
+    assert len(passwords["DATABASE_PASSWORD"]) == 32  # the controller gave none: generated
