@@ -1,6 +1,7 @@
 """The server provider contract: Provider(deployment, config), create_servers, destroy_servers."""
 
 import hashlib
+import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,16 @@ class Capabilities:
     shares_host: bool = False
     chooses_image: bool = True
     chooses_size: bool = True
+
+
+def check_ssh_cidr(config: dict[str, Any], path: str) -> None:
+    """A cloud provider's `ssh_cidr` (where SSH is let in from) must be a network in CIDR form."""
+    if "ssh_cidr" in config:
+        try:
+            ipaddress.ip_network(config["ssh_cidr"], strict=True)
+        except ValueError as error:
+            raise ConfigError(plugin.join_path(path, "ssh_cidr"),
+                              f"not a network in CIDR form: {error}") from None
 
 
 @dataclass

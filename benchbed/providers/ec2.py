@@ -7,7 +7,6 @@ Credentials come from boto3's chain (environment, profile, instance role); a con
 gives them inline has them masked like every other secret.
 """
 
-import ipaddress
 import re
 import uuid
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind, join_path
 from benchbed.providers import ec2_api
-from benchbed.providers.base import ServerProvider, Stray, Sweep
+from benchbed.providers.base import ServerProvider, Stray, Sweep, check_ssh_cidr
 from benchbed.providers.ec2_api import CREATOR_TAG, TOKEN_TAG, Ec2Error
 from benchbed.retry import wait_for
 from benchbed.server import Server
@@ -69,12 +68,7 @@ class Ec2Provider(ServerProvider):
         if ("aws_access_key_id" in config) != ("aws_secret_access_key" in config):
             raise ConfigError(join_path(path, "aws_secret_access_key"),
                               "give aws_access_key_id and aws_secret_access_key together")
-        if "ssh_cidr" in config:
-            try:
-                ipaddress.ip_network(config["ssh_cidr"], strict=True)
-            except ValueError as error:
-                raise ConfigError(join_path(path, "ssh_cidr"),
-                                  f"not a network in CIDR form: {error}") from None
+        check_ssh_cidr(config, path)
         for key in config.get("tags", {}):
             if not 1 <= len(key) <= 128:
                 raise ConfigError(join_path(path, "tags"), "tag keys have 1 to 128 characters")

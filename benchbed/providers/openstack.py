@@ -6,7 +6,6 @@ awaited in parallel; destroy deletes exactly what the ledger names (never a key 
 security group found by a name someone else may use) and waits until it is gone.
 """
 
-import ipaddress
 import json
 import re
 from typing import Any
@@ -17,7 +16,7 @@ from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind, join_path
-from benchbed.providers.base import ServerProvider
+from benchbed.providers.base import ServerProvider, check_ssh_cidr
 from benchbed.retry import wait_for
 from benchbed.server import Server
 
@@ -86,12 +85,7 @@ class OpenStackProvider(ServerProvider):
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
-        if "ssh_cidr" in config:
-            try:
-                ipaddress.ip_network(config["ssh_cidr"], strict=True)
-            except ValueError as error:
-                raise ConfigError(join_path(path, "ssh_cidr"),
-                                  f"not a network in CIDR form: {error}") from None
+        check_ssh_cidr(config, path)
 
     @classmethod
     def check_request(cls, config: dict[str, Any], image: str | None, size: str | None,
