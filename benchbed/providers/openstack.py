@@ -136,8 +136,9 @@ class OpenStackProvider(ServerProvider):
         if self.config["image"].get("userdata"):
             request["user_data"] = self.config["image"]["userdata"]
         names = [f"{self._name}-{index}" for index in range(amount)]
-        server_ids = run_parallel("creating servers", names,
-                                  lambda name: self._create_server(name, request))
+        rows = run_parallel("creating servers", names,
+                            lambda name: self._create_server(name, request))
+        server_ids = [row.data["server_id"] for row in rows]
         with self.deployment.step("wait for ACTIVE", ", ".join(names)):
             active = wait_for(lambda: self._active(server_ids), timeout=ACTIVE_TIMEOUT,
                               what="servers ACTIVE with an address", interval=0.5,
@@ -147,8 +148,7 @@ class OpenStackProvider(ServerProvider):
                           key=str(key_path), name=found["name"],
                           facts={"server_id": found["id"], "flavor": flavor, "image": image},
                           deployment=self.deployment) for found in active]
-        for server, name in zip(servers, names, strict=True):
-            row = next(r for r in self.ledger.resources("server") if r.name == name)
+        for server, row in zip(servers, rows, strict=True):
             row.data["ssh_address"] = f"{server.host}:22"
             self.ledger.update(row)
         if self.config.get("wait_for_cloud_init"):
@@ -213,12 +213,12 @@ class OpenStackProvider(ServerProvider):
                 self.ledger.update(row)
         return [name]
 
-    def _create_server(self, name: str, request: dict[str, Any]) -> str:
+    def _create_server(self, name: str, request: dict[str, Any]) -> Resource:
         with self.ledger.creating("server", name) as row, \
                 self.deployment.step("create server", name, lane=name):
             row.data["server_id"] = self.cloud.create_server({**request, "name": name})
             self.ledger.update(row)
-        return row.data["server_id"]
+        return row
 
     def _active(self, server_ids: list[str]) -> list[dict[str, Any]] | None:
         found = [self.cloud.server(server_id) for server_id in server_ids]
