@@ -95,6 +95,19 @@ def cli_for(home: Path) -> Cli:
     return Cli({**env, "BENCHBED_HOME": str(home)})
 
 
+CLIENTS = Path(__file__).resolve().parents[1] / ".venv-clients" / "bin"
+
+
+def client(*args: str, env: dict[str, str] | None = None, timeout: float = 300
+           ) -> subprocess.CompletedProcess[str]:
+    """Run a real benchmark client (`openstack`, `rally`) from .venv-clients; assert it passed."""
+    result = subprocess.run([str(CLIENTS / args[0]), *args[1:]], capture_output=True,
+                            text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    assert result.returncode == 0, f"{' '.join(args)}: {result.stdout[-1500:]}" \
+                                   f"{result.stderr[-1500:]}"
+    return result
+
+
 def write_yaml(path: Path, config: dict[str, Any]) -> str:
     """Write a deployment config; returns its path for `--file`."""
     path.write_text(yaml.safe_dump(config))

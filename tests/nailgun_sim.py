@@ -44,7 +44,7 @@ RELEASES = [
                                                           "ceph-osd", "mongo", "base-os",
                                                           "virt", "ironic")}},
 ]
-DEPLOY_STEP = 20       # progress a subtask makes per tick
+DEPLOY_STEP = 50       # progress a subtask makes per tick: few ticks, as polls back off
 WEIGHTS = {"provision": 0.4, "deployment": 1.0}
 NODE_PHASES = {"provision": ("provisioning", "provisioned"), "deployment": ("deploying", "ready")}
 

@@ -10,7 +10,6 @@ import ipaddress
 import json
 import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +19,11 @@ import pytest
 import yaml
 
 from benchbed.hostnet import bridge_name
-from tests.conftest import Cli, cli_for, write_yaml
+from tests.conftest import Cli, cli_for, client, write_yaml
 from tests.integration.debian_lab import Lab, sh
 
 pytestmark = pytest.mark.root
 
-ROOT = Path(__file__).resolve().parents[2]
-CLIENTS = ROOT / ".venv-clients" / "bin"
 LXC_NETWORK = "10.254.141.0/24"
 LXC_PREFIX = "bbdebt"
 RALLY_TASK = {"KeystoneBasic.create_and_list_users": [{
@@ -34,15 +31,6 @@ RALLY_TASK = {"KeystoneBasic.create_and_list_users": [{
     "runner": {"type": "constant", "times": 6, "concurrency": 2},
     "sla": {"failure_rate": {"max": 0}},
 }]}
-
-
-def _client(*args: str, env: dict[str, str] | None = None, timeout: float = 300
-            ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(CLIENTS / args[0]), *args[1:]], capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, **(env or {})})
-    assert result.returncode == 0, f"{' '.join(args)}: {result.stdout[-1500:]}" \
-                                   f"{result.stderr[-1500:]}"
-    return result
 
 
 def _lxc_leftovers() -> dict[str, Any]:
@@ -103,17 +91,17 @@ def test_exports_are_mode_0600_and_hide_nothing_from_clients(cloud: tuple[Cli, P
 def test_openstack_client_token_and_images(cloud: tuple[Cli, Path], tmp_path: Path) -> None:
     _, work = cloud
     env = {"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}
-    token = _client("openstack", "--os-cloud", "cloud", "token", "issue", "-f", "json",
+    token = client("openstack", "--os-cloud", "cloud", "token", "issue", "-f", "json",
                     env=env)
     assert json.loads(token.stdout)["id"]
     image_file = tmp_path / "tiny.img"
     image_file.write_bytes(os.urandom(256 * 1024))
-    created = _client("openstack", "--os-cloud", "cloud", "image", "create", "--file",
+    created = client("openstack", "--os-cloud", "cloud", "image", "create", "--file",
                       str(image_file), "--disk-format", "raw", "--container-format", "bare",
                       "bb-tiny", "-f", "json", env=env)
     image = json.loads(created.stdout)
     assert image["status"] == "active" and image["size"] == 256 * 1024
-    listed = json.loads(_client("openstack", "--os-cloud", "cloud", "image", "list",
+    listed = json.loads(client("openstack", "--os-cloud", "cloud", "image", "list",
                                 "-f", "json", env=env).stdout)
     assert [i["Name"] for i in listed] == ["bb-tiny"]
 
@@ -128,16 +116,16 @@ def test_rally_env_and_keystone_task_without_failures(cloud: tuple[Cli, Path],
     (home / ".rally" / "rally.conf").write_text(
         f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
     env = {"HOME": str(home)}
-    _client("rally", "db", "create", env=env)
-    _client("rally", "env", "create", "--name", "bb", "--spec", str(work / "spec.json"),
+    client("rally", "db", "create", env=env)
+    client("rally", "env", "create", "--name", "bb", "--spec", str(work / "spec.json"),
             env=env)
-    assert "OK!" in _client("rally", "env", "check", env=env).stdout
+    assert "OK!" in client("rally", "env", "check", env=env).stdout
     task_file = tmp_path / "task.json"
     task_file.write_text(json.dumps(RALLY_TASK))
-    _client("rally", "task", "start", str(task_file), env=env, timeout=600)
-    _client("rally", "task", "sla-check", env=env)
+    client("rally", "task", "start", str(task_file), env=env, timeout=600)
+    client("rally", "task", "sla-check", env=env)
     report = tmp_path / "report.json"
-    _client("rally", "task", "report", "--json", "--out", str(report), env=env)
+    client("rally", "task", "report", "--json", "--out", str(report), env=env)
     workload = json.loads(report.read_text())["tasks"][0]["subtasks"][0]["workloads"][0]
     assert workload["total_iteration_count"] == 6
     assert workload["failed_iteration_count"] == 0

@@ -1,0 +1,191 @@
+"""DevstackEngine end to end: real DevStack (stable/2025.1, keystone) from shared/upstream.
+
+Root, real LXC. The repositories of shared/upstream are served by benchbed's git daemon and
+PyPI by its devpi mirror, both on the bridge address; the guests have no other way out. One
+deployment through LxcProvider is handed to the real clients; on a container made with raw
+LXC commands (a clone of benchbed's cached base image on a bridge of the test's own),
+ExistingServers is killed with -9 during stack.sh, destroyed, created again and destroyed,
+and what cleanup leaves is compared with the container as it was. The failure cases
+(branch, repository, a stack.sh failing halfway) are in tests/long/test_devstack.py.
+"""
+
+import ipaddress
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchbed.hostnet import bridge_name
+from benchbed.server import Server
+from tests import upstream
+from tests.conftest import Cli, cli_for, client, ledger_rows, write_yaml
+from tests.integration.debian_lab import ImageLab, sh
+from tests.integration.devstack_lab import (
+    HOSTILE,
+    KEYSTONE_ONLY,
+    daemons,
+    existing,
+    leftovers,
+    mirror_processes,
+    raw_server,
+    wait_for_log,
+)
+
+pytestmark = pytest.mark.root
+
+LXC_NETWORK = "10.254.160.0/24"
+LXC_PREFIX = "bbdst"
+LAB_SUBNET = "10.254.161"
+
+
+# -- LxcProvider: check, openstack, rally, destroy ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]:
+    """One keystone-only DevStack in an LXC container, shared by the client tests."""
+    work = tmp_path_factory.mktemp("devstack-cloud")
+    cli = cli_for(work / "home")
+    config = {"type": "DevstackEngine", "git_mirror": str(upstream.git_mirror()),
+              "local_conf": KEYSTONE_ONLY,
+              "provider": {"type": "LxcProvider", "start_lxc_network": LXC_NETWORK,
+                           "container_name_prefix": LXC_PREFIX,
+                           "host_provider": {"type": "ExistingServers", "credentials": [
+                               {"host": "localhost", "user": "root"}]}}}
+    try:
+        cli.ok("deployment", "create", "--file", write_yaml(work / "cloud.yaml", config),
+               "--name", "cloud", timeout=1800)
+        for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
+            cli.ok("deployment", "export", "cloud", "--format", fmt,
+                   "--output", str(work / name))
+        yield cli, work
+    finally:
+        cli.destroy_all()
+
+
+def test_check_and_the_real_clients(cloud: tuple[Cli, Path], tmp_path: Path) -> None:
+    cli, work = cloud
+    results = cli.json("deployment", "check", "cloud")
+    assert all(r["ok"] for r in results), results
+    assert next(r for r in results if r["target"] == "service catalogue")["detail"] \
+        == "identity"
+    token = client("openstack", "--os-cloud", "cloud", "token", "issue", "-f", "json",
+                   env={"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")})
+    assert json.loads(token.stdout)["id"]
+    # rally keeps its database in /tmp/rally.sqlite unless rally.conf names one
+    home = tmp_path / "rally-home"
+    (home / ".rally").mkdir(parents=True)
+    (home / ".rally" / "rally.conf").write_text(
+        f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
+    env = {"HOME": str(home)}
+    client("rally", "db", "create", env=env)
+    client("rally", "env", "create", "--name", "bb", "--spec", str(work / "spec.json"),
+           env=env)
+    assert "OK!" in client("rally", "env", "check", env=env).stdout
+
+
+def test_generated_passwords_are_masked(cloud: tuple[Cli, Path]) -> None:
+    cli, work = cloud
+    password = yaml.safe_load((work / "clouds.yaml").read_text())[
+        "clouds"]["cloud"]["auth"]["password"]
+    assert len(password) == 32
+    for command in (("deployment", "show", "cloud"), ("deployment", "show", "cloud", "--json")):
+        assert password not in cli.ok(*command).stdout
+    log = next((work / "home").glob("deployments/*/deployment.log")).read_text()
+    assert "stack.sh completed in" in log or "This is your host IP address" in log
+    assert password not in log
+
+
+def test_destroy_leaves_no_container_row_or_mirror(cloud: tuple[Cli, Path]) -> None:
+    cli, work = cloud
+    cli.ok("deployment", "destroy", "cloud", timeout=600)
+    assert cli.json("deployment", "list") == []
+    assert ledger_rows(work / "home") == 0
+    assert [n for n in sh("lxc-ls -1").split() if n.startswith(LXC_PREFIX)] == []
+    bridge = bridge_name(ipaddress.IPv4Network(LXC_NETWORK))
+    assert bridge not in sh("ip -br link")
+    assert mirror_processes("10.254.160.1") == []
+
+
+# -- mirrors: shared, and they survive the bridge going and coming back ---------------------
+
+
+def test_mirrors_survive_the_bridge_and_stop_with_the_last_user() -> None:
+    from benchbed.hostnet.mirrors import GuestMirrors
+
+    bridge, address = "bbdsmbr0", "10.254.161.201"
+    sh(f"ip link delete {bridge}", check=False)  # left by an interrupted earlier run
+    sh(f"ip link add {bridge} type bridge && ip addr add {address}/32 dev {bridge} && "
+       f"ip link set {bridge} up")
+    mirrors = GuestMirrors(Server(host="localhost"), address)
+    try:
+        mirrors.acquire("user-a", str(upstream.git_mirror()), pypi=False)
+        mirrors.acquire("user-b", str(upstream.git_mirror()), pypi=False)
+        sh(f"ip link delete {bridge}")
+        sh(f"ip link add {bridge} type bridge && ip addr add {address}/32 dev {bridge} && "
+           f"ip link set {bridge} up")
+        listed = sh(f"git ls-remote git://{address}/openstack/devstack.git", timeout=60)
+        assert "refs/heads/stable/2025.1" in listed
+        mirrors.release("user-a")
+        assert len(mirror_processes(address)) == 1
+        mirrors.release("user-b")
+        assert mirror_processes(address) == []
+    finally:
+        mirrors.release("user-a")
+        mirrors.release("user-b")
+        sh(f"ip link delete {bridge}", check=False)
+
+
+# -- ExistingServers on a container made with raw LXC commands ------------------------------
+
+
+@pytest.fixture(scope="module")
+def raw() -> Iterator[tuple[ImageLab, str]]:
+    with raw_server("bbdsx", LAB_SUBNET) as lab_and_address:
+        yield lab_and_address
+
+
+def test_kill_9_during_stack_then_destroy_then_a_later_create(raw: tuple[ImageLab, str],
+                                                              tmp_path: Path) -> None:
+    lab, address = raw
+    before = leftovers(lab, address)
+    home = tmp_path / "home"
+    cli = cli_for(home)
+    try:
+        # kill -9 once stack.sh has Keystone running under uwsgi behind apache2 with its
+        # MySQL, then destroy: no stack user, drop-in, service, daemon or ledger row is left
+        config = write_yaml(tmp_path / "ok.yaml", existing(
+            lab, address, localrc={**KEYSTONE_ONLY, "BENCHBED_HOSTILE": HOSTILE}))
+        killed = cli.popen("deployment", "create", "--file", config, "--name", "killed")
+        wait_for_log(home, ":create_keystone_accounts:", timeout=2700)
+        killed.kill()
+        killed.wait()
+        running = daemons(lab, address).split()
+        assert {"apache2", "uwsgi", "memcached"} <= set(running), running
+        assert {"mysqld", "mariadbd"} & set(running), running
+        assert ledger_rows(home) > 0
+        cli.ok("deployment", "destroy", "--force", "killed", timeout=900)
+        assert leftovers(lab, address) == before
+        assert ledger_rows(home) == 0
+
+        # a later create on the same server succeeds; localrc (deprecated) warns and a value
+        # with shell syntax arrives literally
+        created = cli("deployment", "create", "--file", config, "--name", "ok", timeout=3600)
+        assert created.returncode == 0, created.stderr
+        assert "'localrc' is deprecated" in created.stderr
+        assert all(r["ok"] for r in cli.json("deployment", "check", "ok"))
+        read_back = lab.ssh(address, "bash -c '. /opt/stack/devstack/.localrc.auto; "
+                                     "printf %s \"$BENCHBED_HOSTILE\"'")
+        assert read_back == HOSTILE
+        assert lab.ssh(address, "ls /tmp/bb-pwned 2>/dev/null; true") == ""
+        assert "stack" in leftovers(lab, address)["stack user"]
+
+        cli.ok("deployment", "destroy", "ok", timeout=900)
+        assert leftovers(lab, address) == before
+        assert cli.json("deployment", "list") == []
+        assert ledger_rows(home) == 0
+    finally:
+        cli.destroy_all()
+    assert mirror_processes(f"{LAB_SUBNET}.1") == []
