@@ -5,7 +5,7 @@ or an internal error, exit with 0, 1 or 2 only, and leave no deployment row when
 with 2. The CLI runs in this process (its real entry point, `benchbed.cli.main._run`), so a
 few hundred examples take seconds; the configs that pass validation deploy fast (an
 existing cloud, servers that refuse the connection at once) or create nothing (validate).
-Networks: 10.254.180.0/22 only.
+Networks: 10.254.184.0/22 only.
 """
 
 import contextlib
@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from benchbed.cli.main import _run
 
 HOSTILE = ["$(touch /tmp/bb-fuzz-pwned)", "x\ny: z", "a\n    ProxyCommand touch /tmp/bb-fuzz",
-           "'; reboot; '", "*", "%d${HOME}", "127.0.0.0/8", "224.0.0.0/24", "10.254.180.0/24",
-           "10.254.180.0/30", "1e999", "-1", "bookworm\n", "http://u:p@h/", "\u202e", ""]
+           "'; reboot; '", "*", "%d${HOME}", "127.0.0.0/8", "224.0.0.0/24", "10.254.184.0/24",
+           "10.254.184.0/30", "1e999", "-1", "bookworm\n", "http://u:p@h/", "\u202e", ""]
 SCALARS = (st.none() | st.booleans() | st.integers(-(2 ** 63), 2 ** 63)
            | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(HOSTILE)
            | st.text(max_size=12))
@@ -45,18 +45,18 @@ FAST = [  # valid configs whose create ends within about a second
 ]
 NESTED = [  # valid configs with nested plugins: validated, never created here
     {"type": "ServersEngine", "amount": 2,
-     "provider": {"type": "NetnsProvider", "network": "10.254.181.0/29", "amount": 2}},
+     "provider": {"type": "NetnsProvider", "network": "10.254.185.0/29", "amount": 2}},
     {"type": "ServersEngine", "provider": {
-        "type": "LxcProvider", "containers_per_host": 2, "start_lxc_network": "10.254.182.0/24",
+        "type": "LxcProvider", "containers_per_host": 2, "start_lxc_network": "10.254.186.0/24",
         "host_provider": {"type": "ExistingServers", "credentials": [CLOSED]}}},
     {"type": "DebianEngine", "region_name": "R1", "provider": {
         "type": "LxcProvider", "host_provider": {"type": "ExistingServers",
                                                  "credentials": [CLOSED]}}},
     {"type": "ServersEngine", "provider": {"type": "VirshProvider",
-                                           "network": "10.254.183.0/24", "amount": 1}},
+                                           "network": "10.254.187.0/24", "amount": 1}},
     {"type": "MultihostEngine",
      "controller": {"type": "ServersEngine", "provider": {"type": "NetnsProvider",
-                                                          "network": "10.254.181.8/29"}},
+                                                          "network": "10.254.185.8/29"}},
      "nodes": [{"type": "ServersEngine", "provider": {
          "type": "ExistingServers", "credentials": [{"host": "{controller_ip}",
                                                      "user": "root"}]}}]},
