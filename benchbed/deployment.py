@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchbed import masking, paths
+from benchbed import lease, masking, paths
 from benchbed.db.sql import IntegrityViolation, Record, transaction, utcnow
 from benchbed.errors import BusyError, InputError, NotFoundError, StatusError
 from benchbed.lease import Holder
@@ -144,6 +144,7 @@ class Deployment:
             raise InputError(f"a deployment named '{name}' already exists") from None
         deployment = cls(values)
         deployment._holder = holder
+        lease.mark_commands(holder)
         return deployment
 
     @classmethod
@@ -228,7 +229,14 @@ class Deployment:
             if not taken:
                 raise BusyError(f"deployment '{self.name}' was taken by another process")
             self.logger.warning("broke the lease of %s", other.describe())
+            if alive is False:
+                ended = lease.end_leftover_commands(other)
+                if ended:
+                    self.logger.warning("ended %d command(s) %s left running: pids %s",
+                                        len(ended), other.describe(),
+                                        " ".join(map(str, ended)))
         self._holder = holder
+        lease.mark_commands(holder)
         self.refresh()
         if self.status in IN_PROGRESS:
             self.set_status(Status.INCONSISTENT if self.status != Status.CLEANUP_STARTED

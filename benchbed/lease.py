@@ -1,7 +1,10 @@
 """Who holds a deployment: host, pid and process start time, so a reused pid is not mistaken."""
 
+import contextlib
 import os
+import signal
 import socket
+import time
 from dataclasses import dataclass
 
 
@@ -42,3 +45,57 @@ class Holder:
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
+
+
+# Every command a holder starts inherits this variable: "<holder token>@<session id>". A
+# holder killed with -9 leaves its running commands behind (a container half-copied, an apt
+# run over SSH); whoever breaks its lease ends them first, or they would go on creating
+# what the destroy has just removed. The daemons those commands start (dnsmasq, the apt
+# proxy, git daemon, LXC's monitors) detach into sessions of their own, so the session id
+# tells a leftover command from a shared daemon.
+ACTOR_VARIABLE = "BENCHBED_ACTOR"
+
+
+def mark_commands(holder: Holder) -> None:
+    """Tag the commands this process starts from now on as `holder`'s."""
+    os.environ[ACTOR_VARIABLE] = f"{holder.token()}@{os.getsid(0)}"
+
+
+def _marker(pid: int) -> str | None:
+    prefix = f"{ACTOR_VARIABLE}=".encode()
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            variables = environ.read().split(b"\0")
+    except OSError:
+        return None
+    found = next((v[len(prefix):] for v in variables if v.startswith(prefix)), None)
+    return found.decode(errors="replace") if found is not None else None
+
+
+def leftover_commands(holder: Holder) -> list[int]:
+    """Processes still running that `holder` started, in its session (not daemons)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        marker = _marker(int(entry))
+        if marker is None or marker.rpartition("@")[0] != holder.token():
+            continue
+        try:
+            if str(os.getsid(int(entry))) == marker.rpartition("@")[2]:
+                pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def end_leftover_commands(holder: Holder, timeout: float = 30) -> list[int]:
+    """SIGKILL what a dead holder left running and wait until it is gone; returns the pids."""
+    ended = leftover_commands(holder)
+    for pid in ended:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while leftover_commands(holder) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return ended
