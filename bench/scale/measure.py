@@ -123,10 +123,13 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
                 fail(f"check failed at N={nodes}: {failed}")
             used = before - available_mb()
             charged = containers_mb(nodes)
+            cpu = containers_cpu(nodes)
             shown = json.loads(run([BENCHBED, "deployment", "show", "scale", "--json"], env))
             timeline = shown["timeline"]
             controller = next(t["seconds"] for t in timeline if t["step"] == "deploy controller")
             resident = [s["resident_mb"] for s in shown["endpoints"]["nodes"][0]["servers"]]
+            clones = [s["name"] for s in shown["endpoints"]["nodes"][0]["servers"]]
+            compute_cpu = [nova_compute_cpu(name) for name in clones]
             for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
                 run([BENCHBED, "deployment", "export", "scale", "--format", fmt,
                      "--output", str(work / name)], env)
@@ -136,10 +139,13 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
             destroy_seconds = _destroy(env, nodes)
         node_steps = [t for t in timeline if t["seconds"] is not None and t["step"] in (
             "deploy template", "stop template", "create container", "wait for SSH",
-            "join compute nodes", "measure memory")]
+            "check identities", "start nova-compute", "join compute nodes", "measure memory")]
         return {"nodes": nodes, "ready": ready, "controller": controller,
                 "node_part": ready - controller, "used_mb": used, "containers_mb": charged,
                 "resident_median": statistics.median(resident), "resident_max": max(resident),
+                "cpu_controller": sum(v for k, v in cpu.items() if k.startswith("bbscc")),
+                "cpu_clone_median": statistics.median(cpu.get(name, 0.0) for name in clones),
+                "cpu_compute_median": statistics.median(compute_cpu),
                 "rally": rally_seconds, "iterations": iterations, "failures": failures,
                 "destroy": destroy_seconds,
                 "steps": _sum_steps(node_steps), "spans": _spans(timeline),
@@ -179,6 +185,30 @@ def containers_mb(nodes: int) -> float:
     return total / 2**20
 
 
+def containers_cpu(nodes: int) -> dict[str, float]:
+    """CPU-seconds each running container of this run has used since it started (its
+    cgroup's cpuacct.usage, or cpu.stat's usage_usec on cgroup v2)."""
+    used = {}
+    for name in _containers(nodes):
+        for key, scale in (("cpuacct.usage", 1e-9), ("cpu.stat", 1e-6)):
+            found = subprocess.run(["lxc-cgroup", "-n", name, key], capture_output=True,
+                                   text=True)
+            words = found.stdout.split()
+            if found.returncode == 0 and words:
+                value = words[words.index("usage_usec") + 1] if "usage_usec" in words \
+                    else words[0]
+                used[name] = int(value) * scale
+                break
+    return used
+
+
+def nova_compute_cpu(name: str) -> float:
+    """CPU-seconds a clone's nova-compute has used (its start-up, then idle reporting)."""
+    found = subprocess.run(["lxc-attach", "-n", name, "--", "ps", "-o", "times=", "-C",
+                            "nova-compute"], capture_output=True, text=True)
+    return float(sum(int(word) for word in found.stdout.split()))
+
+
 def _spans(timeline: list[dict[str, Any]]) -> dict[str, tuple[float, float, int]]:
     """Per step name: first start, last end (seconds from create's first step), count."""
     spans: dict[str, tuple[float, float, int]] = {}
@@ -214,6 +244,10 @@ def main() -> None:
     for r in results:
         steps = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in r["steps"].items())
         print(f"N={r['nodes']} nodes' timeline (summed over parallel steps): {steps}")
+        print(f"N={r['nodes']} CPU-s: controller container {r['cpu_controller']:.0f} (its "
+              f"install and services until check), per clone {r['cpu_clone_median']:.1f} "
+              f"(median: boot, nova-compute start, idle), of which nova-compute "
+              f"{r['cpu_compute_median']:.1f}")
         before, after = r["load"]
         print(f"N={r['nodes']} load average (1, 5, 15 min) before "
               f"{' '.join(f'{x:.2f}' for x in before)}, after "
