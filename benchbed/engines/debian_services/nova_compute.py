@@ -12,8 +12,8 @@ Each compute server gets accounts of its own in the controller's RabbitMQ and Ke
 `host` and `my_ip` are the server's hostname and address, found by nova-compute at start, so
 that clones of a prepared server (LxcEngine) differ without a config of their own; the host
 is mapped into the cell once it has reported in. Such clones boot with nova-compute held back
-(`hold_at_boot`): N of them starting it at once, at about 2.3 CPU-s each, starved their own
-boots of CPU until SSH timed out; `start_held` starts it once a clone is known to be itself.
+(`hold_at_boot`): N of them starting it at once, at about 2.3 CPU-s each, compete with their
+own boots; `start_held` starts it once a clone is known to be itself.
 """
 
 from benchbed.engines.debian_services import Context, Recipe, rabbitmq
