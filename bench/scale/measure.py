@@ -20,6 +20,7 @@ averages before and after each N are printed: the machine may be shared.
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,11 +55,20 @@ def config(nodes: int, network: str) -> dict[str, Any]:
                        "engine": {"type": "DebianEngine", "services": ["nova-compute"]}}]}
 
 
-def run(argv: list[str], env: dict[str, str], timeout: float = 3600) -> str:
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        fail(f"{' '.join(argv[:4])} failed: {(result.stderr or result.stdout).strip()[-2000:]}")
-    return result.stdout
+def run(argv: list[str], env: dict[str, str], timeout: float = 3600, check: bool = True) -> str:
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:
+            # subprocess.run kills on Ctrl-C without waiting: the destroy that follows then
+            # found the deployment still held by the dying create
+            process.kill()
+            process.wait()
+            raise
+    if check and process.returncode != 0:
+        fail(f"{' '.join(argv[:4])} failed: {(stderr or stdout).strip()[-2000:]}")
+    return stdout
 
 
 def fail(message: str) -> None:
@@ -96,7 +106,8 @@ def rally(work: Path, spec: Path, clouds: Path) -> tuple[float, int, int]:
         "context": {"users": {"tenants": 2, "users_per_tenant": 1},
                     "flavors": [{"name": "bb.tiny", "ram": 64, "vcpus": 1, "disk": 1}]}}]}))
     start = time.monotonic()
-    run([str(CLIENTS / "rally"), "task", "start", str(task)], env)
+    # it exits non-zero when iterations failed: those are a figure of the run, not its end
+    run([str(CLIENTS / "rally"), "task", "start", str(task)], env, check=False)
     seconds = time.monotonic() - start
     report = work / "report.json"
     run([str(CLIENTS / "rally"), "task", "report", "--json", "--out", str(report)], env)
@@ -105,57 +116,67 @@ def rally(work: Path, spec: Path, clouds: Path) -> tuple[float, int, int]:
 
 
 def measure(nodes: int, network: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
-        work = Path(scratch)
-        env = {**os.environ, "BENCHBED_HOME": str(work / "home")}
-        env.pop("BENCHBED_DATABASE_URL", None)
-        (work / "scale.yaml").write_text(yaml.safe_dump(config(nodes, network)))
-        before = available_mb()
-        load_before = os.getloadavg()
-        start = time.monotonic()
-        try:
-            run([BENCHBED, "deployment", "create", "--file", str(work / "scale.yaml"),
-                 "--name", "scale"], env)
-            checked = json.loads(run([BENCHBED, "deployment", "check", "scale", "--json"], env))
-            ready = time.monotonic() - start
-            failed = [r for r in checked if not r["ok"]]
-            if failed:
-                fail(f"check failed at N={nodes}: {failed}")
-            used = before - available_mb()
-            charged = containers_mb(nodes)
-            shown = json.loads(run([BENCHBED, "deployment", "show", "scale", "--json"], env))
-            timeline = shown["timeline"]
-            controller = next(t["seconds"] for t in timeline if t["step"] == "deploy controller")
-            resident = [s["resident_mb"] for s in shown["endpoints"]["nodes"][0]["servers"]]
-            for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
-                run([BENCHBED, "deployment", "export", "scale", "--format", fmt,
-                     "--output", str(work / name)], env)
-            rally_seconds, iterations, failures = rally(work, work / "spec.json",
-                                                        work / "clouds.yaml")
-        finally:
-            destroy_seconds = _destroy(env, nodes)
-        node_steps = [t for t in timeline if t["seconds"] is not None and t["step"] in (
-            "deploy template", "stop template", "create container", "wait for SSH",
-            "join compute nodes", "measure memory")]
-        return {"nodes": nodes, "ready": ready, "controller": controller,
-                "node_part": ready - controller, "used_mb": used, "containers_mb": charged,
-                "resident_median": statistics.median(resident), "resident_max": max(resident),
-                "rally": rally_seconds, "iterations": iterations, "failures": failures,
-                "destroy": destroy_seconds,
-                "steps": _sum_steps(node_steps), "spans": _spans(timeline),
-                "load": (load_before, os.getloadavg())}
+    # removed only once the destroy has left nothing: its ledger is what a destroy needs
+    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    env = {**os.environ, "BENCHBED_HOME": str(work / "home")}
+    env.pop("BENCHBED_DATABASE_URL", None)
+    (work / "scale.yaml").write_text(yaml.safe_dump(config(nodes, network)))
+    before = available_mb()
+    load_before = os.getloadavg()
+    start = time.monotonic()
+    try:
+        run([BENCHBED, "deployment", "create", "--file", str(work / "scale.yaml"),
+             "--name", "scale"], env)
+        checked = json.loads(run([BENCHBED, "deployment", "check", "scale", "--json"], env))
+        ready = time.monotonic() - start
+        failed = [r for r in checked if not r["ok"]]
+        if failed:
+            fail(f"check failed at N={nodes}: {failed}")
+        used = before - available_mb()
+        charged = containers_mb(nodes)
+        cpu = containers_cpu(nodes)
+        shown = json.loads(run([BENCHBED, "deployment", "show", "scale", "--json"], env))
+        timeline = shown["timeline"]
+        controller = next(t["seconds"] for t in timeline if t["step"] == "deploy controller")
+        resident = [s["resident_mb"] for s in shown["endpoints"]["nodes"][0]["servers"]]
+        clones = [s["name"] for s in shown["endpoints"]["nodes"][0]["servers"]]
+        compute_cpu = [nova_compute_cpu(name) for name in clones]
+        for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
+            run([BENCHBED, "deployment", "export", "scale", "--format", fmt,
+                 "--output", str(work / name)], env)
+        rally_seconds, iterations, failures = rally(work, work / "spec.json",
+                                                    work / "clouds.yaml")
+    finally:
+        destroy_seconds = _destroy(env, nodes, work)
+    node_steps = [t for t in timeline if t["seconds"] is not None and t["step"] in (
+        "deploy template", "stop template", "create container", "wait for SSH",
+        "check identities", "start nova-compute", "join compute nodes", "measure memory")]
+    return {"nodes": nodes, "ready": ready, "controller": controller,
+            "node_part": ready - controller, "used_mb": used, "containers_mb": charged,
+            "resident_median": statistics.median(resident), "resident_max": max(resident),
+            "cpu_controller": sum(v for k, v in cpu.items() if k.startswith("bbscc")),
+            "cpu_clone_median": statistics.median(cpu.get(name, 0.0) for name in clones),
+            "cpu_compute_median": statistics.median(compute_cpu),
+            "rally": rally_seconds, "iterations": iterations, "failures": failures,
+            "destroy": destroy_seconds,
+            "steps": _sum_steps(node_steps), "spans": _spans(timeline),
+            "load": (load_before, os.getloadavg())}
 
 
-def _destroy(env: dict[str, str], nodes: int) -> float:
+def _destroy(env: dict[str, str], nodes: int, work: Path) -> float:
     """Seconds to destroy the run's deployment; a failed destroy or a container left is the
-    run's end."""
+    run's end, with the run's home (its ledger) kept for a destroy by hand."""
     start = time.monotonic()
     result = subprocess.run([BENCHBED, "deployment", "destroy", "--force", "scale"], env=env,
                             capture_output=True, text=True, timeout=3600)
     left = _containers(nodes)
     if (result.returncode != 0 and "no deployment named" not in result.stderr) or left:
-        fail(f"destroy failed ({result.stderr.strip()[-1000:]}), containers left: {left}")
-    return time.monotonic() - start
+        fail(f"destroy failed ({result.stderr.strip()[-1000:]}), containers left: {left}; "
+             f"the ledger is kept: BENCHBED_HOME={env['BENCHBED_HOME']} {BENCHBED} "
+             f"deployment destroy --force scale")
+    seconds = time.monotonic() - start
+    shutil.rmtree(work)
+    return seconds
 
 
 def _containers(nodes: int) -> list[str]:
@@ -177,6 +198,30 @@ def containers_mb(nodes: int) -> float:
                 total += int(found.stdout)
                 break
     return total / 2**20
+
+
+def containers_cpu(nodes: int) -> dict[str, float]:
+    """CPU-seconds each running container of this run has used since it started (its
+    cgroup's cpuacct.usage, or cpu.stat's usage_usec on cgroup v2)."""
+    used = {}
+    for name in _containers(nodes):
+        for key, scale in (("cpuacct.usage", 1e-9), ("cpu.stat", 1e-6)):
+            found = subprocess.run(["lxc-cgroup", "-n", name, key], capture_output=True,
+                                   text=True)
+            words = found.stdout.split()
+            if found.returncode == 0 and words:
+                value = words[words.index("usage_usec") + 1] if "usage_usec" in words \
+                    else words[0]
+                used[name] = int(value) * scale
+                break
+    return used
+
+
+def nova_compute_cpu(name: str) -> float:
+    """CPU-seconds a clone's nova-compute has used (its start-up, then idle reporting)."""
+    found = subprocess.run(["lxc-attach", "-n", name, "--", "ps", "-o", "times=", "-C",
+                            "nova-compute"], capture_output=True, text=True)
+    return float(sum(int(word) for word in found.stdout.split()))
 
 
 def _spans(timeline: list[dict[str, Any]]) -> dict[str, tuple[float, float, int]]:
@@ -214,6 +259,10 @@ def main() -> None:
     for r in results:
         steps = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in r["steps"].items())
         print(f"N={r['nodes']} nodes' timeline (summed over parallel steps): {steps}")
+        print(f"N={r['nodes']} CPU-s: controller container {r['cpu_controller']:.0f} (its "
+              f"install and services until check), per clone {r['cpu_clone_median']:.1f} "
+              f"(median: boot, nova-compute start, idle), of which nova-compute "
+              f"{r['cpu_compute_median']:.1f}")
         before, after = r["load"]
         print(f"N={r['nodes']} load average (1, 5, 15 min) before "
               f"{' '.join(f'{x:.2f}' for x in before)}, after "

@@ -54,6 +54,21 @@ class MultihostEngine(Engine):
         return {**config, "nodes": [substitute(node, VALIDATION_ADDRESS)
                                     for node in config["nodes"]]}
 
+    @classmethod
+    def check_config(cls, config: dict[str, Any], path: str) -> None:
+        """A node that joins services the controller does not run is refused here, not after
+        the controller's install: known for a DebianEngine controller, whose services say."""
+        controller = config["controller"]
+        if controller["type"] != "DebianEngine":
+            return
+        offered = set(controller.get("services", []))
+        for index, node in enumerate(config["nodes"]):
+            missing = sorted(_joins(node) - offered)
+            if missing:
+                raise ConfigError(plugin.join_path(path, "nodes", index),
+                                  f"joins the controller's {', '.join(missing)}, which "
+                                  f"controller.services does not include: add it there")
+
     def deploy(self) -> dict[str, Any]:
         controller = self.nest("controller")
         with self.deployment.step("deploy controller", controller.config["type"],
@@ -122,6 +137,18 @@ def substitute(config: Any, address: str) -> Any:
     if isinstance(config, str):
         return config.replace(PLACEHOLDER, address)
     return config
+
+
+def _joins(node: dict[str, Any]) -> set[str]:
+    """The controller's services a (validated) node config joins: what its DebianEngine
+    services need, also inside an LxcEngine."""
+    from benchbed.engines.debian import NEEDS
+
+    if node["type"] == "LxcEngine":
+        return _joins(node["engine"])
+    if node["type"] != "DebianEngine":
+        return set()
+    return {need for service in node.get("services", []) for need in NEEDS.get(service, ())}
 
 
 def _check_placeholders(config: Any, path: str) -> None:

@@ -88,6 +88,12 @@ def test_every_service_has_a_recipe() -> None:
      "config nodes[0].engine.provider.start_lxc_network: host 0 would get 8.8.8.0/24, which is "
      "not a private network range"),
     (multihost(colour="red"), "config nodes[0]: unknown key(s)"),
+    ({**multihost(), "controller": {**CONTROLLER, "services": ["keystone", "glance"]}},
+     "config nodes[0]: joins the controller's nova, which controller.services does not "
+     "include"),
+    ({"type": "MultihostEngine", "controller": {**CONTROLLER, "services": ["keystone"]},
+      "nodes": [{"type": "DebianEngine", "services": ["nova-compute"], "provider": LXC}]},
+     "config nodes[0]: joins the controller's nova"),
 ])
 def test_bad_nova_configs_are_refused_with_one_line(config: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as refused:
@@ -95,6 +101,23 @@ def test_bad_nova_configs_are_refused_with_one_line(config: dict[str, Any], mess
     text = str(refused.value)
     assert text.startswith(message), text
     assert "\n" not in text
+
+
+@pytest.mark.parametrize("node", [
+    {"nodes_per_server": 0}, {"nodes_per_server": 126},
+    {"engine": {"type": "DebianEngine", "services": ["keystone"]}}])
+def test_a_refused_compute_config_creates_nothing(bb: Any, tmp_path: Path,
+                                                   node: dict[str, Any]) -> None:
+    """The CLI says one line and leaves no deployment and no ledger row behind."""
+    from tests.conftest import ledger_rows, write_yaml
+
+    result = bb("deployment", "create", "--name", "refused",
+                "--file", write_yaml(tmp_path / "bad.yaml", multihost(**node)))
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "nodes[0]" in result.stderr
+    assert bb.json("deployment", "list") == []
+    assert ledger_rows(tmp_path / "home") == 0
 
 
 def test_services_are_configured_in_dependency_order_with_rabbitmq(

@@ -11,7 +11,9 @@ Each compute server gets accounts of its own in the controller's RabbitMQ and Ke
 (`compute-ADDRESS`), so that joining never changes the controller's own passwords. Nova's
 `host` and `my_ip` are the server's hostname and address, found by nova-compute at start, so
 that clones of a prepared server (LxcEngine) differ without a config of their own; the host
-is mapped into the cell once it has reported in.
+is mapped into the cell once it has reported in. Such clones boot with nova-compute held back
+(`hold_at_boot`): N of them starting it at once, at about 2.3 CPU-s each, compete with their
+own boots; `start_held` starts it once a clone is known to be itself.
 """
 
 from benchbed.engines.debian_services import Context, Recipe, rabbitmq
@@ -23,6 +25,21 @@ from benchbed.server import Server
 
 CONFIG_PATH = "/etc/nova/nova-compute.conf"
 JOIN_TIMEOUT = 300
+# The unit is Type=notify: `systemctl start` returns once nova-compute has reported in. Its
+# 90 s default was too short for 4 start-ups at once under a load average of 42 (other work),
+# and Restart=on-failure then started each again, unbounded by benchbed's batches.
+START_TIMEOUT = 600
+# nova-compute starts at boot only where this file is; a clone gets it once checked
+RELEASED = "/etc/nova/benchbed-start-at-boot"
+HOLD_DROP_IN = "/etc/systemd/system/nova-compute.service.d/benchbed-hold.conf"
+HOLD_UNIT = f"""\
+# benchbed: started at boot only once benchbed has released this server ({RELEASED})
+[Unit]
+ConditionPathExists={RELEASED}
+
+[Service]
+TimeoutStartSec={START_TIMEOUT}
+"""
 
 NOVA_COMPUTE_CONF = """\
 [DEFAULT]
@@ -88,6 +105,18 @@ def join(catalogue: Catalogue, region: str, controller: Server, hosts: list[str]
 
     wait_for(all_providers, timeout=timeout, interval=1, max_interval=5,
              what=f"a Placement resource provider for each of {len(wanted)} host(s)")
+
+
+def hold_at_boot(server: Server) -> None:
+    """Keep nova-compute from starting when this server (or a clone of it) boots."""
+    server.ssh.run(["mkdir", "-p", HOLD_DROP_IN.rsplit("/", 1)[0]], timeout=60)
+    server.ssh.put_file(HOLD_UNIT, HOLD_DROP_IN)
+
+
+def start_held(server: Server) -> None:
+    """Start a held-back nova-compute, and let it start at the server's later boots."""
+    server.ssh.run(f"touch {RELEASED} && systemctl start nova-compute",
+                   timeout=START_TIMEOUT + 60)
 
 
 def forget(catalogue: Catalogue, region: str, host: str) -> None:
