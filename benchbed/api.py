@@ -263,10 +263,12 @@ def image_store(provider: str) -> Any:
     from importlib.metadata import entry_points
 
     found = {ep.name: ep for ep in entry_points(group="benchbed.images")}
-    if provider not in found:
+    # the provider's type name says the same: VirshProvider's store is `virsh`
+    store = provider if provider in found else provider.lower().removesuffix("provider")
+    if store not in found:
         raise InputError(f"no image store for provider '{provider}' "
                          f"(known: {', '.join(sorted(found))})")
-    return found[provider].load()()
+    return found[store].load()()
 
 
 def image_build(provider: str, name: str | None = None, release: str = "bookworm",
@@ -313,7 +315,7 @@ def save_image(deployment_name: str, image: str) -> list[dict[str, Any]]:
                 saved += node.save_images(image, origin)
     if not saved:
         raise InputError(f"deployment '{deployment.name}' has no servers whose provider can "
-                         f"save them as images (LxcProvider can)")
+                         f"save them as images (LxcProvider and VirshProvider can)")
     return saved
 
 

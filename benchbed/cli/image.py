@@ -7,7 +7,8 @@ import click
 from benchbed.cli import render
 
 provider_option = click.option("--provider", default="lxc", show_default=True,
-                               help="Which provider's images (lxc, virsh, ...).")
+                               help="Which provider's images (lxc or LxcProvider, virsh or "
+                                    "VirshProvider, ...).")
 
 
 @click.group("image")
@@ -36,7 +37,7 @@ def save(deployment: str, image: str) -> None:
     from benchbed import api
 
     for saved in api.save_image(deployment, image):
-        render.note(f"image '{saved['name']}' saved from {saved['origin']['container']}")
+        render.note(f"image '{saved['name']}' saved from {_server(saved['origin'])}")
 
 
 @image_group.command("list")
@@ -63,7 +64,12 @@ def _origin(image: dict[str, Any]) -> str:
     origin = image.get("origin")
     if not origin:
         return "built"
-    return f"{origin['deployment']} ({origin['engine']}, {origin['container']}) on {image['base']}"
+    return f"{origin['deployment']} ({origin['engine']}, {_server(origin)}) on {image['base']}"
+
+
+def _server(origin: dict[str, Any]) -> str:
+    """The server a snapshot was made of: an LXC container or a libvirt domain."""
+    return origin.get("container") or origin.get("domain") or "?"
 
 
 @image_group.command("delete")
