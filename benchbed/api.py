@@ -287,12 +287,13 @@ def image_delete(provider: str, name: str) -> None:
 IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
-def save_image(deployment_name: str, image: str) -> list[dict[str, Any]]:
+def save_image(deployment_name: str, image: str, force: bool = False) -> list[dict[str, Any]]:
     """Turn the servers of a finished deployment into images of their providers.
 
     A deployment whose `image` names one starts from that system as it was (packages,
     databases, configuration) and its engine changes only what must differ per deployment.
-    The images outlive the deployment; `image list` names where each came from.
+    The images outlive the deployment; `image list` names where each came from. `force`
+    breaks the lease of a holder that is gone (a save that was killed).
     """
     from benchbed.providers.base import ServerProvider
 
@@ -306,7 +307,7 @@ def save_image(deployment_name: str, image: str) -> list[dict[str, Any]]:
     origin = {"deployment": deployment.name, "uuid": deployment.uuid,
               "engine": deployment.config["type"], "config": masking.mask(deployment.config)}
     saved: list[dict[str, Any]] = []
-    with deployment.lease(), deployment.step("save images", image):
+    with deployment.lease(force=force), deployment.step("save images", image):
         pending: list[plugin.Plugin] = [engine_for(deployment)]
         while pending:
             node = pending.pop(0)

@@ -32,11 +32,13 @@ def build(provider: str, name: str | None, release: str, rebuild: bool) -> None:
 @image_group.command("save")
 @click.argument("deployment")
 @click.option("--name", "image", required=True, help="Name of the new image.")
-def save(deployment: str, image: str) -> None:
+@click.option("--force", is_flag=True,
+              help="Break the lease of a holder that is gone (a save that was killed).")
+def save(deployment: str, image: str, force: bool) -> None:
     """Turn a finished deployment's servers into images new deployments start from."""
     from benchbed import api
 
-    for saved in api.save_image(deployment, image):
+    for saved in api.save_image(deployment, image, force=force):
         render.note(f"image '{saved['name']}' saved from {_server(saved['origin'])}")
 
 
