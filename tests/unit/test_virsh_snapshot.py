@@ -283,3 +283,17 @@ def test_a_domain_without_a_recorded_address_cannot_be_synced(home: Path) -> Non
         pass
     with pytest.raises(InputError, match="no recorded address"), provider._paused(old):
         pass
+
+
+def test_discarding_a_killed_save_resumes_the_vm_it_left_paused(
+        home: Path, monkeypatch: pytest.MonkeyPatch, recorded: dict[str, list[Any]]) -> None:
+    import libvirt
+
+    provider = _provider_with_domains(0)
+    conn = libvirt.open("test:///default")  # its domain "test" runs
+    monkeypatch.setattr(VirshProvider, "_conn", conn)
+    conn.lookupByName("test").suspend()
+    killed = provider.ledger.record("image", "s4v-killed", domain="test")
+    provider._discard_image(killed)
+    assert conn.lookupByName("test").info()[0] == libvirt.VIR_DOMAIN_RUNNING
+    assert recorded["discard"] == [("s4v-killed", f"{provider.deployment.uuid}/{killed.id}")]
