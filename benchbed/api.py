@@ -263,10 +263,12 @@ def image_store(provider: str) -> Any:
     from importlib.metadata import entry_points
 
     found = {ep.name: ep for ep in entry_points(group="benchbed.images")}
-    if provider not in found:
+    # the provider's type name says the same: VirshProvider's store is `virsh`
+    store = provider if provider in found else provider.lower().removesuffix("provider")
+    if store not in found:
         raise InputError(f"no image store for provider '{provider}' "
                          f"(known: {', '.join(sorted(found))})")
-    return found[provider].load()()
+    return found[store].load()()
 
 
 def image_build(provider: str, name: str | None = None, release: str = "bookworm",
@@ -285,12 +287,13 @@ def image_delete(provider: str, name: str) -> None:
 IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
-def save_image(deployment_name: str, image: str) -> list[dict[str, Any]]:
+def save_image(deployment_name: str, image: str, force: bool = False) -> list[dict[str, Any]]:
     """Turn the servers of a finished deployment into images of their providers.
 
     A deployment whose `image` names one starts from that system as it was (packages,
     databases, configuration) and its engine changes only what must differ per deployment.
-    The images outlive the deployment; `image list` names where each came from.
+    The images outlive the deployment; `image list` names where each came from. `force`
+    breaks the lease of a holder that is gone (a save that was killed).
     """
     from benchbed.providers.base import ServerProvider
 
@@ -304,7 +307,7 @@ def save_image(deployment_name: str, image: str) -> list[dict[str, Any]]:
     origin = {"deployment": deployment.name, "uuid": deployment.uuid,
               "engine": deployment.config["type"], "config": masking.mask(deployment.config)}
     saved: list[dict[str, Any]] = []
-    with deployment.lease(), deployment.step("save images", image):
+    with deployment.lease(force=force), deployment.step("save images", image):
         pending: list[plugin.Plugin] = [engine_for(deployment)]
         while pending:
             node = pending.pop(0)
@@ -313,7 +316,7 @@ def save_image(deployment_name: str, image: str) -> list[dict[str, Any]]:
                 saved += node.save_images(image, origin)
     if not saved:
         raise InputError(f"deployment '{deployment.name}' has no servers whose provider can "
-                         f"save them as images (LxcProvider can)")
+                         f"save them as images (LxcProvider and VirshProvider can)")
     return saved
 
 

@@ -7,7 +7,8 @@ import click
 from benchbed.cli import render
 
 provider_option = click.option("--provider", default="lxc", show_default=True,
-                               help="Which provider's images (lxc, virsh, ...).")
+                               help="Which provider's images (lxc or LxcProvider, virsh or "
+                                    "VirshProvider, ...).")
 
 
 @click.group("image")
@@ -31,12 +32,14 @@ def build(provider: str, name: str | None, release: str, rebuild: bool) -> None:
 @image_group.command("save")
 @click.argument("deployment")
 @click.option("--name", "image", required=True, help="Name of the new image.")
-def save(deployment: str, image: str) -> None:
+@click.option("--force", is_flag=True,
+              help="Break the lease of a holder that is gone (a save that was killed).")
+def save(deployment: str, image: str, force: bool) -> None:
     """Turn a finished deployment's servers into images new deployments start from."""
     from benchbed import api
 
-    for saved in api.save_image(deployment, image):
-        render.note(f"image '{saved['name']}' saved from {saved['origin']['container']}")
+    for saved in api.save_image(deployment, image, force=force):
+        render.note(f"image '{saved['name']}' saved from {_server(saved['origin'])}")
 
 
 @image_group.command("list")
@@ -63,7 +66,12 @@ def _origin(image: dict[str, Any]) -> str:
     origin = image.get("origin")
     if not origin:
         return "built"
-    return f"{origin['deployment']} ({origin['engine']}, {origin['container']}) on {image['base']}"
+    return f"{origin['deployment']} ({origin['engine']}, {_server(origin)}) on {image['base']}"
+
+
+def _server(origin: dict[str, Any]) -> str:
+    """The server a snapshot was made of: an LXC container or a libvirt domain."""
+    return origin.get("container") or origin.get("domain") or "?"
 
 
 @image_group.command("delete")

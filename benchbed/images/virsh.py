@@ -6,6 +6,12 @@ kernel boot: no bootloader to emulate) and NAME.json (what was built). Servers b
 overlays on NAME.qcow2; a script baked into the template reads the deployment's key, user
 and apt proxy from the kernel command line at boot and makes a fresh SSH host key, so a
 clone needs no second disk and no tool that writes into images.
+
+A snapshot (`benchbed image save`) is a template of the same four volumes whose qcow2 backs
+onto the template its VM came from (benchbed.images.virsh_snapshot). Its NAME.json is
+written first, saying `"state": "half-made"` and which save owns it, and replaced by the
+complete marker (`"kind": "snapshot"`, its base, its origin) last: a save that was killed
+is listed as half-made and its deployment's destroy removes it.
 """
 
 import fcntl
@@ -16,14 +22,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 from benchbed import local
 from benchbed.errors import BenchbedError, InputError, NotFoundError
+from benchbed.images import virsh_snapshot as snapshots
 from benchbed.server import script_text
 
 POOL = "benchbed"
@@ -33,6 +39,8 @@ POOL_PATH = Path("/var/lib/benchbed/images")
 BUILD_PATH = Path("/var/lib/benchbed/build")
 DEFAULT_URI = "qemu:///system"
 DISK_SIZE = "8G"
+SUFFIXES = ("qcow2", "vmlinuz", "initrd", "json")
+HALF_MADE = "half-made"
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
 PACKAGES = ["systemd-sysv", "udev", "openssh-server", "linux-image-amd64", "initramfs-tools",
             "iproute2", "python3", "ca-certificates"]
@@ -124,14 +132,17 @@ def find_template(conn: Any, name: str) -> Template:
     """The template called `name`, or NotFoundError naming the ones there are."""
     pool = ensure_pool(conn)
     volumes = set(pool.listVolumes())
-    if not {f"{name}.{suffix}" for suffix in ("qcow2", "vmlinuz", "initrd", "json")} <= volumes:
+    meta = _meta(pool, name) if f"{name}.json" in volumes else None
+    if meta is not None and meta.get("state") == HALF_MADE:
+        raise NotFoundError(f"virsh image '{name}' is half-made (a save that did not finish; "
+                            f"benchbed image delete --provider virsh {name} removes it)")
+    if meta is None or not {f"{name}.{suffix}" for suffix in SUFFIXES} <= volumes:
         known = sorted(v[:-5] for v in volumes if v.endswith(".json"))
         raise NotFoundError(f"virsh template '{name}' does not exist (known: "
                             f"{', '.join(known) or 'none'}; build it with: benchbed image "
                             f"build --provider virsh --name {name})")
     paths = {suffix: pool.storageVolLookupByName(f"{name}.{suffix}").path()
              for suffix in ("qcow2", "vmlinuz", "initrd")}
-    meta = json.loads(Path(pool.storageVolLookupByName(f"{name}.json").path()).read_text())
     capacity = pool.storageVolLookupByName(f"{name}.qcow2").info()[1]
     return Template(name, paths["qcow2"], paths["vmlinuz"], paths["initrd"], meta["release"],
                     capacity)
@@ -179,7 +190,7 @@ class VirshImageStore:
             if f"{name}.json" in pool.listVolumes():
                 if not rebuild:
                     return self._describe(pool, name)
-                self.delete(name)
+                self._delete(conn, pool, name)
             main, security = mirrors(release)
             BUILD_PATH.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=BUILD_PATH))
@@ -214,12 +225,20 @@ class VirshImageStore:
             target.chmod(0o644)
 
     def _describe(self, pool: Any, name: str) -> dict[str, Any]:
-        meta = json.loads(Path(pool.storageVolLookupByName(f"{name}.json").path()).read_text())
+        meta = _meta(pool, name) or {}
+        location = f"{self.uri} pool {POOL}: {name}.qcow2"
+        if meta.get("state") == HALF_MADE:
+            return {"name": name, "state": HALF_MADE, "created_at": meta.get("created_at", ""),
+                    "location": location}
         disk = pool.storageVolLookupByName(f"{name}.qcow2")
         used = disk.info()[2]
-        return {"name": name, "release": meta["release"], "size": f"{used / 2**20:.0f} MiB",
-                "created_at": meta["created_at"], "location": f"{self.uri} pool {POOL}: "
-                f"{name}.qcow2", "kernel": meta["kernel"]}
+        described = {"name": name, "kind": meta.get("kind", "template"),
+                     "release": meta["release"], "size": f"{used / 2**20:.0f} MiB",
+                     "created_at": meta["created_at"], "location": location,
+                     "kernel": meta["kernel"]}
+        if meta.get("kind") == "snapshot":
+            described.update(base=meta["base"], origin=meta["origin"])
+        return described
 
     def list(self) -> list[dict[str, Any]]:
         pool = ensure_pool(connect(self.uri))
@@ -227,32 +246,161 @@ class VirshImageStore:
         return [self._describe(pool, name) for name in names]
 
     def delete(self, name: str) -> None:
+        """Delete a template or snapshot, refused while a domain or a snapshot needs it; a
+        half-made snapshot is removed whatever save it was left by."""
+        check_name(name)
         conn = connect(self.uri)
         pool = ensure_pool(conn)
+        with _build_lock(name):
+            self._delete(conn, pool, name)
+
+    def _delete(self, conn: Any, pool: Any, name: str) -> None:
+        pool.refresh(0)
+        meta = _meta(pool, name) if f"{name}.json" in pool.listVolumes() else None
+        if meta is not None and meta.get("state") == HALF_MADE:
+            self._remove(pool, name)
+            return
         template = find_template(conn, name)
-        users = [v for v in pool.listVolumes() if _backing(pool, v) == template.disk]
+        users = snapshots.users(conn, pool, template.disk)
         if users:
             raise InputError(f"virsh template '{name}' is in use by {', '.join(users)}")
-        for suffix in ("json", "qcow2", "vmlinuz", "initrd"):
-            pool.storageVolLookupByName(f"{name}.{suffix}").delete(0)
+        self._remove(pool, name)
+
+    # -- snapshots (`benchbed image save`) ----------------------------------------------------
+
+    def check_new(self, name: str) -> None:
+        """Refuse, before anything is made, a name that is invalid or taken."""
+        check_name(name)
+        if not self.uri.startswith("qemu:///"):
+            raise InputError(f"virsh snapshots are made on this machine: {self.uri} is remote")
+        pool = ensure_pool(connect(self.uri))
+        taken = [f"{name}.{suffix}" for suffix in SUFFIXES
+                 if f"{name}.{suffix}" in pool.listVolumes()]
+        if taken:
+            raise InputError(f"virsh image '{name}' exists already ({', '.join(taken)} in pool "
+                             f"{POOL}; benchbed image delete --provider virsh {name})")
+
+    def save(self, name: str, source: str, paused: "AbstractContextManager[Any]",
+             marker: dict[str, Any], owner: str, user: str) -> dict[str, Any]:
+        """Make snapshot `name` of the overlay volume `source` (copied inside `paused`, which
+        holds its VM still) and return its marker. `owner` names the save in the half-made
+        marker, so that only its own discard removes what it left."""
+        check_name(name)
+        conn = connect(self.uri)
+        pool = ensure_pool(conn)
+        with _build_lock(name):
+            self._claim(pool, name, owner)
+            overlay = pool.storageVolLookupByName(source)
+            backing = snapshots.backing_of(overlay)
+            base = next((v[:-6] for v in pool.listVolumes() if v.endswith(".qcow2")
+                         and pool.storageVolLookupByName(v).path() == backing), None)
+            if backing is None or base is None:
+                raise BenchbedError(f"virsh: {source} does not back onto a template of pool "
+                                    f"{POOL} (backing file: {backing})")
+            template = find_template(conn, base)
+            work = _work_dir(name)
+            work.mkdir(parents=True, exist_ok=True)
+            try:
+                with paused:
+                    snapshots.copy_disk(overlay.path(), backing, POOL_PATH / f"{name}.qcow2")
+                snapshots.seal(POOL_PATH / f"{name}.qcow2", name, user, work)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            for suffix, path in (("vmlinuz", template.kernel), ("initrd", template.initrd)):
+                shutil.copyfile(path, POOL_PATH / f"{name}.{suffix}")
+                (POOL_PATH / f"{name}.{suffix}").chmod(0o644)
+            base_meta = _meta(pool, base) or {}
+            complete = {"name": name, "kind": "snapshot", "base": base,
+                        "release": template.release, "kernel": base_meta.get("kernel", ""),
+                        "created_at": _now(), **marker}
+            _write_marker(name, complete)
+            pool.refresh(0)
+        return complete
+
+    def discard(self, name: str, owner: str) -> None:
+        """Remove what the save `owner` left of snapshot `name` if it is still half-made;
+        keep a complete snapshot, and one another save is making."""
+        if not TEMPLATE_NAME.fullmatch(name):
+            return
+        pool = ensure_pool(connect(self.uri))
+        with _build_lock(name):
+            pool.refresh(0)
+            meta = _meta(pool, name) if f"{name}.json" in pool.listVolumes() else None
+            if meta is not None and meta.get("state") == HALF_MADE and \
+                    meta.get("owner") == owner:
+                self._remove(pool, name)
+
+    def _claim(self, pool: Any, name: str, owner: str) -> None:
+        """Take the name with a half-made marker; a second save of that name is refused."""
+        pool.refresh(0)
+        if any(f"{name}.{suffix}" in pool.listVolumes() for suffix in SUFFIXES):
+            raise InputError(f"virsh image '{name}' exists already")
+        temporary = _write_temporary(name, {"name": name, "state": HALF_MADE, "owner": owner,
+                                            "created_at": _now()})
+        try:
+            os.link(temporary, POOL_PATH / f"{name}.json")  # fails if the name was taken
+        except FileExistsError:
+            raise InputError(f"virsh image '{name}' exists already") from None
+        finally:
+            temporary.unlink()
+        pool.refresh(0)
+
+    def _remove(self, pool: Any, name: str) -> None:
+        work = _work_dir(name)
+        snapshots.stop_export(work / f"{name}.raw", work / f"{name}.pid")
+        shutil.rmtree(work, ignore_errors=True)
+        for suffix in SUFFIXES:
+            (POOL_PATH / f"{name}.{suffix}").unlink(missing_ok=True)
+        pool.refresh(0)
 
 
-def _backing(pool: Any, volume: str) -> str | None:
-    """The backing file of a pool volume (overlays name their template here).
+def check_name(name: str) -> None:
+    """Template names become volume, host and file names."""
+    if not TEMPLATE_NAME.fullmatch(name):
+        raise InputError(f"'{name[:80]}' is not a valid virsh image name (1 to 63 ASCII "
+                         f"letters, digits, '-' and '_', starting with a letter or digit)")
 
-    A volume deleted since the pool was listed backs nothing; any other libvirt error
-    propagates: taken for "no", it would let `image delete` remove a template in use.
-    """
+
+def _meta(pool: Any, name: str) -> dict[str, Any] | None:
+    """The NAME.json marker; None if it is gone since the pool was listed. One that cannot
+    be read is taken for half-made: `image delete` removes it."""
     import libvirt
 
     try:
-        xml = ElementTree.fromstring(pool.storageVolLookupByName(volume).XMLDesc(0))
-    except libvirt.libvirtError as error:
-        if error.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
-            return None
-        raise BenchbedError(f"virsh: cannot tell what volume {volume} is backed by: "
-                            f"{error.get_error_message()}") from None
-    return xml.findtext("backingStore/path")
+        path = Path(pool.storageVolLookupByName(f"{name}.json").path())
+    except libvirt.libvirtError:
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        meta = None
+    return meta if isinstance(meta, dict) else {"name": name, "state": HALF_MADE}
+
+
+def _write_marker(name: str, marker: dict[str, Any]) -> None:
+    """Replace NAME.json in one rename: a reader sees the old marker or the new one."""
+    os.replace(_write_temporary(name, marker), POOL_PATH / f"{name}.json")
+
+
+def _write_temporary(name: str, marker: dict[str, Any]) -> Path:
+    """The marker, complete, in a file beside the pool (on its filesystem) but not in it."""
+    BUILD_PATH.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f"{name}.", suffix=".json", dir=BUILD_PATH)
+    with os.fdopen(handle, "w") as out:
+        json.dump(marker, out, sort_keys=True)
+        out.write("\n")
+    os.chmod(temporary, 0o644)
+    return Path(temporary)
+
+
+def _work_dir(name: str) -> Path:
+    return BUILD_PATH / f"{name}.save"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @contextmanager

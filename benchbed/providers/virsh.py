@@ -5,6 +5,8 @@ proxy, no route out, no NAT), shared by the deployments on one network and remov
 last of them; their addresses come from its DHCP leases. VMs boot the template's kernel
 directly; their login key, user, machine-id and apt proxy travel on the kernel command
 line, which the template's seed script reads (see benchbed.images.virsh).
+`save_images` turns each VM into a snapshot template (`benchbed image save`), in the ledger
+until it is complete; an `image` that names one boots overlays on it like on any template.
 """
 
 import base64
@@ -12,6 +14,7 @@ import ipaddress
 import random
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
@@ -21,9 +24,10 @@ from benchbed import hostcheck, hostnet, sizes
 from benchbed.errors import ConfigError, InputError
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import STATE_DIR
+from benchbed.images import virsh as images
 from benchbed.images.virsh import POOL, Template, connect, ensure_pool, find_template
 from benchbed.keys import deployment_key
-from benchbed.ledger import Resource
+from benchbed.ledger import CREATED, Resource
 from benchbed.networks import Claim
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind
@@ -60,6 +64,7 @@ class VirshProvider(ServerProvider):
             "domain_type": {"enum": ["auto", "kvm", "qemu"]},
             "network": {"type": "string"},
             "amount": {"type": "integer", "minimum": 1, "maximum": 64},
+            "domain_name_prefix": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,23}$"},
         },
         "required": ["type"],
         "additionalProperties": False,
@@ -68,6 +73,8 @@ class VirshProvider(ServerProvider):
         "hostnet": ResourceKind(delete="_release_network"),
         "volume": ResourceKind(delete="_delete_volume"),
         "domain": ResourceKind(delete="_delete_domain", requires=("volume", "hostnet")),
+        # a snapshot being saved; once complete it belongs to the image store, not to us
+        "image": ResourceKind(delete="_discard_image"),
     }
 
     @classmethod
@@ -164,7 +171,8 @@ class VirshProvider(ServerProvider):
             self.deployment.logger.info("virsh: domain type %s (%s)", domain_type, reason)
         network = self._ensure_network()
         first = len(self.ledger.resources("domain"))
-        names = [f"bbvirsh-{self.tag}-{first + index}" for index in range(amount)]
+        prefix = self.config.get("domain_name_prefix", "bbvirsh")
+        names = [f"{prefix}-{self.tag}-{first + index}" for index in range(amount)]
         pool = ensure_pool(self._conn)
         run_parallel("creating overlay volumes", names,
                      lambda name: self._create_volume(pool, name, template))
@@ -208,7 +216,8 @@ class VirshProvider(ServerProvider):
         xml = _domain_xml(name, facts["domain_type"], vcpus, memory, template,
                           " ".join(f"{k}={v}" for k, v in kernel_args.items()),
                           network.bridge, mac)
-        with self.ledger.creating("domain", name, domain_type=facts["domain_type"], mac=mac), \
+        with self.ledger.creating("domain", name, domain_type=facts["domain_type"],
+                                  mac=mac) as resource, \
                 self.deployment.step("define and start domain",
                                      f"{name} ({facts['domain_type']}, {facts['size']})",
                                      lane=name):
@@ -226,6 +235,8 @@ class VirshProvider(ServerProvider):
         with self.deployment.step("DHCP lease", name, lane=name):
             address = wait_for(leased, timeout=BOOT_TIMEOUT, what=f"a DHCP lease for {name}",
                                interval=0.5)
+        resource.data.update(address=address, ssh_address=f"{address}:22")
+        self.ledger.update(resource)
         key_path, _ = deployment_key(self.deployment)
         server = Server(host=address, user=cmdline["bb.user"], key=str(key_path),
                         password=self.config.get("template_password"), name=name,
@@ -233,6 +244,87 @@ class VirshProvider(ServerProvider):
         with self.deployment.step("SSH ready", f"{name} {address}", lane=name):
             server.ssh.wait_ready(timeout=BOOT_TIMEOUT)
         return server
+
+    def save_images(self, name: str, origin: dict[str, Any]) -> list[dict[str, Any]]:
+        """Snapshot every VM (`name`, or `name-0`, `name-1`, ... for several); a save that
+        was killed before is discarded first."""
+        store = images.VirshImageStore(self.uri)
+        for leftover in self.ledger.resources("image"):
+            self._discard_image(leftover)
+            self.ledger.forget(leftover)
+        domains = [row for row in reversed(self.ledger.resources("domain"))
+                   if row.state == CREATED]
+        names = [name] if len(domains) == 1 else \
+            [f"{name}-{index}" for index in range(len(domains))]
+        for image in names:
+            store.check_new(image)
+        return run_parallel("saving VM images", list(zip(names, domains, strict=True)),
+                            lambda pair: self._save_image(store, *pair, origin),
+                            describe=lambda pair: pair[0])
+
+    def _save_image(self, store: images.VirshImageStore, name: str, domain: Resource,
+                    origin: dict[str, Any]) -> dict[str, Any]:
+        resource = self.ledger.record("image", name, domain=domain.name)
+        marker = {"origin": {**origin, "provider": self.path or "(root)",
+                             "domain": domain.name}}
+        try:
+            with self.deployment.step("save image", f"{domain.name} as {name}",
+                                      lane=domain.name):
+                saved = store.save(name, f"{domain.name}.qcow2", self._paused(domain), marker,
+                                   owner=self._owner(resource),
+                                   user=self.config.get("template_user", "root"))
+        except BaseException:
+            self._discard_image(resource)
+            self.ledger.forget(resource)
+            raise
+        self.ledger.forget(resource)
+        return saved
+
+    @contextmanager
+    def _paused(self, domain: Resource) -> Iterator[None]:
+        """The VM held still: its guest's writes on the disk (`sync`), then its CPUs paused.
+
+        What was written before the save is in the copy; what a service had in memory is
+        recovered from as after a power cut (its journal), as with LXC's freeze.
+        """
+        if "address" not in domain.data:
+            raise InputError(f"VirshProvider: domain {domain.name} has no recorded address "
+                             f"(made by an older benchbed): re-create the deployment")
+        key_path, _ = deployment_key(self.deployment)
+        server = Server(host=domain.data["address"],
+                        user=self.config.get("template_user", "root"), key=str(key_path),
+                        password=self.config.get("template_password"), name=domain.name,
+                        deployment=self.deployment)
+        try:
+            with self.deployment.step("sync guest disks", domain.name, lane=domain.name):
+                server.ssh.run(["sync"], timeout=BOOT_TIMEOUT)
+        finally:
+            server.close()
+        running = self._conn.lookupByName(domain.name)
+        with self.deployment.step("pause domain", domain.name, lane=domain.name):
+            running.suspend()
+        try:
+            yield
+        finally:
+            with self.deployment.step("resume domain", domain.name, lane=domain.name):
+                running.resume()
+
+    def _discard_image(self, resource: Resource) -> None:
+        """Undo a save that did not finish: its VM runs again, its half-made volumes go."""
+        import libvirt
+
+        domain = resource.data.get("domain")
+        if domain:
+            def resume() -> None:
+                running = self._conn.lookupByName(domain)
+                if running.info()[0] == libvirt.VIR_DOMAIN_PAUSED:
+                    running.resume()
+            _ignoring_gone(resume)
+        images.VirshImageStore(self.uri).discard(resource.name, self._owner(resource))
+
+    def _owner(self, resource: Resource) -> str:
+        """Which save a half-made snapshot belongs to: its ledger row."""
+        return f"{self.deployment.uuid}/{resource.id}"
 
     def _release_network(self, resource: Resource) -> None:
         host = Server.from_dict(resource.data["host"], deployment=self.deployment)

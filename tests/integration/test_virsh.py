@@ -29,6 +29,7 @@ pytestmark = pytest.mark.root
 NETWORK = "10.254.130.0/24"
 BRIDGE = bridge_name(ipaddress.IPv4Network(NETWORK))
 TEMPLATE = "debian-bookworm"
+PREFIX = "bbvirsh"  # VirshProvider's default domain_name_prefix
 
 
 def virsh(*args: str) -> list[str]:
@@ -38,10 +39,13 @@ def virsh(*args: str) -> list[str]:
 
 
 def libvirt_state() -> dict[str, set[str]]:
-    """Domains, pool volumes and networks as libvirt lists them, plus our bridge."""
-    volumes = {line.split()[0] for line in virsh("vol-list", POOL)[2:]}
+    """Our domains and pool volumes (named PREFIX-...: other test files' VMs may run at the
+    same time), libvirt's networks, and our bridge."""
+    volumes = {line.split()[0] for line in virsh("vol-list", POOL)[2:]
+               if line.startswith(f"{PREFIX}-")}
     bridge = subprocess.run(["ip", "link", "show", "dev", BRIDGE], capture_output=True)
-    return {"domains": set(virsh("list", "--all", "--name")), "volumes": volumes,
+    domains = {name for name in virsh("list", "--all", "--name") if name.startswith(f"{PREFIX}-")}
+    return {"domains": domains, "volumes": volumes,
             "networks": set(virsh("net-list", "--all", "--name")),
             "bridges": {BRIDGE} if bridge.returncode == 0 else set()}
 

@@ -443,17 +443,21 @@ def test_a_refused_postgresql_login_is_an_error_not_a_fresh_schema(
 def test_virsh_template_in_use_check_propagates_libvirt_errors() -> None:
     import libvirt
 
-    from benchbed.images.virsh import _backing
+    from benchbed.images.virsh_snapshot import backing_of, users
 
     # libvirt's own test driver: a real libvirt, with an in-memory hypervisor
     conn = libvirt.open("test:///default")
     pool = conn.storagePoolLookupByName("default-pool")
     pool.createXML("<volume><name>base.img</name><capacity>1048576</capacity></volume>", 0)
-    assert _backing(pool, "base.img") is None
-    assert _backing(pool, "gone.img") is None  # deleted since the pool was listed
+    volume = pool.storageVolLookupByName("base.img")
+    path = volume.path()
+    assert backing_of(volume) is None
+    assert users(conn, pool, path) == []
     pool.destroy()  # an inactive pool: libvirt refuses to answer, which is not a "no"
     with pytest.raises(BenchbedError, match=r"cannot tell what volume base.img is backed by"):
-        _backing(pool, "base.img")
+        backing_of(volume)
+    with pytest.raises(BenchbedError, match=r"cannot tell what uses"):
+        users(conn, pool, path)
     conn.close()
 
 
