@@ -192,9 +192,13 @@ class DebianEngine(Engine):
                 installing = pool.submit(contextvars.copy_context().run,
                                          self._install_packages, server, following) \
                     if following else None
+                started = list(context.waiting)
                 recipe.configure(context)
+                # a service may still be loading during the next recipe, no longer
+                context.ready(*started)
                 if installing:
                     installing.result()
+        context.ready(*context.waiting)
         if context.database is not None:
             context.database.close()
         cloud = {"openstack": joined} if joined else normalize_cloud({

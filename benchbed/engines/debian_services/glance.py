@@ -44,10 +44,11 @@ def configure(ctx: Context) -> None:
         write_config(ctx, "/etc/glance/glance-api.conf", text, "glance")
     with ctx.step("glance: db_sync", None):
         migrate(ctx, "glance", "glance-api", "runuser -u glance -- glance-manage db_sync")
-    # glance-api loads (about 3 CPU-s) while its user and endpoints are made in Keystone:
-    # it asks Keystone about its user only when the first request comes
+    # glance-api loads (about 5 CPU-s) while Keystone does and its user and endpoints are
+    # made there: it asks Keystone about its user only when the first request comes
     with ctx.step("glance: start", "glance-api on port 9292"):
         restart(ctx, "glance-api")
+    ctx.ready("keystone")
     with ctx.step("glance: register in keystone", f"image service at {image_url(ctx.address)}"):
         catalogue = Catalogue(ctx.outputs["auth_url"], ctx.passwords["admin"])
         catalogue.service_user("glance", service_password)

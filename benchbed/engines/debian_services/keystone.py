@@ -102,6 +102,11 @@ def bootstrap(ctx: Context, url: str) -> None:
                  timeout=60)
 
 
+def _wait(ctx: Context) -> None:
+    with ctx.step("keystone: wait", "http://127.0.0.1:5000/v3/"):
+        wait_http(ctx, "http://127.0.0.1:5000/v3/")
+
+
 def configure(ctx: Context) -> None:
     password = ctx.passwords["keystone_database"]
     with ctx.step("keystone: database", None):
@@ -115,15 +120,14 @@ def configure(ctx: Context) -> None:
         migrate(ctx, "keystone", "keystone", "runuser -u keystone -- keystone-manage db_sync")
     with ctx.step("keystone: fernet and credential keys", None):
         make_keys(ctx)
-    # uwsgi loads Keystone (about 5 CPU-s) while the admin user is made or updated: the
-    # database is read per request, and the wait below is for both
+    # uwsgi loads Keystone (about 5 CPU-s) while the admin user is made or updated (the
+    # database is read per request) and the next service is configured and started
     with ctx.step("keystone: start", "uwsgi on port 5000"):
         restart(ctx, "keystone")
     url = f"{base_url(ctx.address)}/v3/"
     with ctx.step("keystone: bootstrap", f"admin, region {ctx.region}, {url}"):
         bootstrap(ctx, url)
-    with ctx.step("keystone: wait", "http://127.0.0.1:5000/v3/"):
-        wait_http(ctx, "http://127.0.0.1:5000/v3/")
+    ctx.waiting["keystone"] = lambda: _wait(ctx)
     ctx.outputs["auth_url"] = f"{base_url(ctx.address)}/v3"
 
 
