@@ -5,7 +5,7 @@
 set -euo pipefail
 PACKAGES=(
   openssh-server openssh-client iproute2 procps curl util-linux
-  lxc lxc-templates debootstrap dnsmasq-base apt-cacher-ng rsync
+  lxc lxc-templates debootstrap dnsmasq-base dnsmasq-utils apt-cacher-ng rsync
   postgresql
   libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 qemu-utils pkg-config
   e2fsprogs shellcheck git gawk

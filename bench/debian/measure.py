@@ -17,6 +17,8 @@ The third column (issue 14) is benchbed from a snapshot: one deployment through 
 `image save`, destroyed; then ROUNDS deployments whose `image` is that snapshot, each timed
 from `deployment create` to a passing `deployment check`. Target: at most 10 s and at most
 0.15x benchbed's warm install.
+LAB_SUBNET (default 10.77.7), LAB_PREFIX (bbdebb), SNAPSHOT_NETWORK (10.254.202.0/24) and
+SNAPSHOT_PREFIX (bbsnapb) move the run off the networks and names that others use.
 """
 
 import json
@@ -39,9 +41,13 @@ SCRIPT = str(Path(__file__).resolve().parent / "script.sh")
 TARGET = 1.15
 SNAPSHOT_TARGET_SECONDS = 10.0
 SNAPSHOT_TARGET_RATIO = 0.15
-SNAPSHOT_NETWORK = "10.254.202.0/24"
-SNAPSHOT_PREFIX = "bbsnapb"
-SNAPSHOT_IMAGE = "bbsnapb-keystone-glance"
+# the raw lab's /24 (its first three octets) and name prefix, and the snapshot column's
+# network and container prefix: overridable, so that runs beside other work use their own
+LAB_SUBNET = os.environ.get("LAB_SUBNET", "10.77.7")
+LAB_PREFIX = os.environ.get("LAB_PREFIX", "bbdebb")
+SNAPSHOT_NETWORK = os.environ.get("SNAPSHOT_NETWORK", "10.254.202.0/24")
+SNAPSHOT_PREFIX = os.environ.get("SNAPSHOT_PREFIX", "bbsnapb")
+SNAPSHOT_IMAGE = f"{SNAPSHOT_PREFIX}-keystone-glance"
 ROUNDS = int(os.environ.get("ROUNDS", "1"))
 
 
@@ -133,6 +139,9 @@ def run_snapshots(rounds: int) -> list[float]:
                 print(f"snap  benchbed  {elapsed:7.1f}s  server CPU "
                       f"{_container_cpu(container):5.1f}s  local CPU {local_cpu:4.1f}s",
                       flush=True)
+                for row in sorted(shown["timeline"], key=lambda r: -(r["seconds"] or 0))[1:7]:
+                    print(f"        {row['seconds'] or 0:6.2f}s at {row['start']:6.2f}s  "
+                          f"{row['step']}", flush=True)
                 benchbed("deployment", "destroy", name)
         finally:
             for name in ("origin", *(f"snap{n}" for n in range(rounds))):
@@ -162,7 +171,7 @@ def _container_cpu(name: str) -> float:
 
 
 def main() -> None:
-    lab = Lab("bbdebb", "10.77.7", "/var/cache/benchbed-bench/apt-cacher-ng")
+    lab = Lab(LAB_PREFIX, LAB_SUBNET, "/var/cache/benchbed-bench/apt-cacher-ng")
     runners = {"script": run_script, "benchbed": run_benchbed}
     results: dict[tuple[str, str], list[float]] = {}
     server: dict[tuple[str, str], list[float]] = {}
@@ -173,7 +182,7 @@ def main() -> None:
         for cache, who in plan * ROUNDS:
             if cache == "cold":
                 lab.clear_cache()
-            name = f"bbdebb-{who}-{cache}"
+            name = f"{LAB_PREFIX}-{who}-{cache}"
             address = lab.clone(name)
             elapsed, server_cpu, local_cpu, detail = runners[who](lab, name, address)
             lab.destroy(name)

@@ -18,6 +18,7 @@ from typing import Any
 from benchbed import masking, plugin
 from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
 from benchbed.engines.debian_services import KNOWN_SERVICES, Context, Recipe, apt, recipes
+from benchbed.engines.debian_services.common import dropin_directory
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.ledger import Resource
@@ -152,7 +153,9 @@ class DebianEngine(Engine):
         with self._step(server, "check apt"):
             proxy = apt.check(server, self.config.get("apt_proxy"))
         with self._step(server, "record installed packages"):
-            apt.record_baseline(server, [p for r in chosen for p in r.paths])
+            apt.record_baseline(server, [*(p for r in chosen for p in r.paths),
+                                         *(dropin_directory(s) for r in chosen
+                                           for s in r.services)])
         if self.config.get("apt_proxy"):
             with self._step(server, "configure apt proxy", proxy):
                 apt.set_proxy(server, self.config["apt_proxy"])
@@ -189,9 +192,13 @@ class DebianEngine(Engine):
                 installing = pool.submit(contextvars.copy_context().run,
                                          self._install_packages, server, following) \
                     if following else None
+                started = list(context.waiting)
                 recipe.configure(context)
+                # a service may still be loading during the next recipe, no longer
+                context.ready(*started)
                 if installing:
                     installing.result()
+        context.ready(*context.waiting)
         if context.database is not None:
             context.database.close()
         cloud = {"openstack": joined} if joined else normalize_cloud({

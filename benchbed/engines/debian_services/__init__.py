@@ -33,6 +33,16 @@ class Context:
     outputs: dict[str, Any] = field(default_factory=dict)
     database: Server | None = None
     database_host: str = "127.0.0.1"
+    # services started but not yet waited for, by name: each wait runs once, when a later
+    # step needs the service (ready) or at the latest after the next recipe's steps
+    waiting: dict[str, Callable[[], None]] = field(default_factory=dict)
+
+    def ready(self, *names: str) -> None:
+        """Wait for the named started services to answer (those not waited for yet)."""
+        for name in names:
+            wait = self.waiting.pop(name, None)
+            if wait is not None:
+                wait()
 
     def run(self, command: Command, *, timeout: float = 600, stdin: str | None = None) -> str:
         return self.server.ssh.run(command, timeout=timeout, stdin=stdin).stdout

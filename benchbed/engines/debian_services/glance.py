@@ -7,8 +7,9 @@ from benchbed.engines.debian_services.common import (
     create_database,
     database_url,
     migrate,
-    restart_and_wait,
+    restart,
     service_url,
+    wait_http,
     write_config,
 )
 
@@ -36,11 +37,6 @@ def configure(ctx: Context) -> None:
     service_password = ctx.passwords["glance"]
     with ctx.step("glance: database", None):
         create_database(ctx, "glance", "glance", db_password)
-    with ctx.step("glance: register in keystone", f"image service at {image_url(ctx.address)}"):
-        catalogue = Catalogue(ctx.outputs["auth_url"], ctx.passwords["admin"])
-        catalogue.service_user("glance", service_password)
-        service_id = catalogue.service("image", "glance", "OpenStack Image service")
-        catalogue.endpoints(service_id, ctx.region, image_url(ctx.address))
     with ctx.step("glance: configuration", None):
         text = GLANCE_API_CONF.format(
             connection=database_url(ctx, "glance", "glance", db_password),
@@ -48,8 +44,18 @@ def configure(ctx: Context) -> None:
         write_config(ctx, "/etc/glance/glance-api.conf", text, "glance")
     with ctx.step("glance: db_sync", None):
         migrate(ctx, "glance", "glance-api", "runuser -u glance -- glance-manage db_sync")
+    # glance-api loads (about 5 CPU-s) while Keystone does and its user and endpoints are
+    # made there: it asks Keystone about its user only when the first request comes
     with ctx.step("glance: start", "glance-api on port 9292"):
-        restart_and_wait(ctx, "glance-api", "http://127.0.0.1:9292/")
+        restart(ctx, "glance-api")
+    ctx.ready("keystone")
+    with ctx.step("glance: register in keystone", f"image service at {image_url(ctx.address)}"):
+        catalogue = Catalogue(ctx.outputs["auth_url"], ctx.passwords["admin"])
+        catalogue.service_user("glance", service_password)
+        service_id = catalogue.service("image", "glance", "OpenStack Image service")
+        catalogue.endpoints(service_id, ctx.region, image_url(ctx.address))
+    with ctx.step("glance: wait", "http://127.0.0.1:9292/"):
+        wait_http(ctx, "http://127.0.0.1:9292/")
 
 
 RECIPE = Recipe(
