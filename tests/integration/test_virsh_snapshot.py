@@ -30,9 +30,9 @@ from tests.integration.test_virsh import ssh, template, virsh  # noqa: F401 (tem
 pytestmark = pytest.mark.root
 
 NETWORK = "10.254.210.0/24"
-PREFIX = "bbvs4"
-IMAGE = "s4v-data"
-KILLED = "s4v-killed"
+PREFIX = "bbvsnap"
+IMAGE = "bbvsnapimg-data"
+KILLED = "bbvsnapimg-killed"
 DATA = "written before the save"
 
 
@@ -81,7 +81,7 @@ def cleanup(bb: Cli) -> Iterator[None]:
 def _facts(bb: Cli, home: Path, name: str) -> dict[str, str]:
     server = bb.json("deployment", "show", name)["endpoints"]["servers"][0]
     data, machine_id, hostname = ssh(server, home.parent / "known_hosts",
-                                     "cat /root/bbvs4-data; cat /etc/machine-id; hostname"
+                                     "cat /root/bbvsnap-data; cat /etc/machine-id; hostname"
                                      ).splitlines()
     scan = subprocess.run(["ssh-keyscan", "-t", "ed25519", server["host"]], capture_output=True,
                           text=True, timeout=30).stdout.split()
@@ -102,15 +102,15 @@ def test_two_deployments_boot_from_one_snapshot_each_a_machine_of_its_own(
     bb.ok("deployment", "create", "--file", _config(home, "origin", template),
           "--name", f"{PREFIX}-origin", "--no-use")
     server = bb.json("deployment", "show", f"{PREFIX}-origin")["endpoints"]["servers"][0]
-    ssh(server, home.parent / "known_hosts", f"echo '{DATA}' > /root/bbvs4-data")
+    ssh(server, home.parent / "known_hosts", f"echo '{DATA}' > /root/bbvsnap-data")
     origin = _facts(bb, home, f"{PREFIX}-origin")
 
     # bad input: one line, exit 2, nothing made
     Deployment.create(f"{PREFIX}-never", json.loads(Path(_config(
         home, "never", template)).read_text())).release()  # recorded, never deployed
-    _refused(bb, "deploy->init", "image", "save", f"{PREFIX}-never", "--name", "s4v-never")
+    _refused(bb, "deploy->init", "image", "save", f"{PREFIX}-never", "--name", "bbvsnapimg-never")
     _refused(bb, "not a valid virsh image name", "image", "save", f"{PREFIX}-origin",
-             "--name", "s4v.dotted")
+             "--name", "bbvsnapimg.dotted")
     _refused(bb, f"virsh image '{template}' exists already", "image", "save",
              f"{PREFIX}-origin", "--name", template)
     assert ledger_rows(home) == 3  # the origin's network, volume and domain
