@@ -30,6 +30,7 @@ from typing import Any
 from benchbed import local
 from benchbed.errors import BenchbedError, InputError, NotFoundError
 from benchbed.images import virsh_snapshot as snapshots
+from benchbed.retry import retry
 from benchbed.server import script_text
 
 POOL = "benchbed"
@@ -110,6 +111,33 @@ def connect(uri: str) -> Any:
                             f"{error.get_error_message()}") from None
 
 
+# libvirt refuses to rescan a pool while another process builds a volume in it, as two
+# deployments created at once do: "pool 'benchbed' has asynchronous jobs running"
+POOL_BUSY = "asynchronous jobs running"
+
+
+class _PoolBusy(Exception):
+    pass
+
+
+def refresh_pool(pool: Any) -> None:
+    """Rescan the pool, waiting out another process's volume build instead of failing on it."""
+    import libvirt
+
+    def attempt() -> None:
+        try:
+            pool.refresh(0)
+        except libvirt.libvirtError as error:
+            if POOL_BUSY in (error.get_error_message() or ""):
+                raise _PoolBusy(error.get_error_message()) from None
+            raise
+
+    try:
+        retry(attempt, timeout=120, retry_on=(_PoolBusy,), max_delay=1.0)
+    except _PoolBusy as busy:
+        raise BenchbedError(f"libvirt pool '{POOL}' stayed busy for 120s: {busy}") from None
+
+
 def ensure_pool(conn: Any) -> Any:
     """benchbed's own directory pool, defined and started on first use."""
     import libvirt
@@ -124,7 +152,7 @@ def ensure_pool(conn: Any) -> Any:
         pool.setAutostart(1)
     if not pool.isActive():
         pool.create(0)
-    pool.refresh(0)
+    refresh_pool(pool)
     return pool
 
 
@@ -186,7 +214,7 @@ class VirshImageStore:
         conn = connect(self.uri)
         pool = ensure_pool(conn)
         with _build_lock(name):
-            pool.refresh(0)
+            refresh_pool(pool)
             if f"{name}.json" in pool.listVolumes():
                 if not rebuild:
                     return self._describe(pool, name)
@@ -198,7 +226,7 @@ class VirshImageStore:
                 self._build(work, name, release, main, security)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-            pool.refresh(0)
+            refresh_pool(pool)
             return self._describe(pool, name)
 
     def _build(self, work: Path, name: str, release: str, main: str,
@@ -255,7 +283,7 @@ class VirshImageStore:
             self._delete(conn, pool, name)
 
     def _delete(self, conn: Any, pool: Any, name: str) -> None:
-        pool.refresh(0)
+        refresh_pool(pool)
         meta = _meta(pool, name) if f"{name}.json" in pool.listVolumes() else None
         if meta is not None and meta.get("state") == HALF_MADE:
             self._remove(pool, name)
@@ -314,7 +342,7 @@ class VirshImageStore:
                         "release": template.release, "kernel": base_meta.get("kernel", ""),
                         "created_at": _now(), **marker}
             _write_marker(name, complete)
-            pool.refresh(0)
+            refresh_pool(pool)
         return complete
 
     def discard(self, name: str, owner: str) -> None:
@@ -324,7 +352,7 @@ class VirshImageStore:
             return
         pool = ensure_pool(connect(self.uri))
         with _build_lock(name):
-            pool.refresh(0)
+            refresh_pool(pool)
             meta = _meta(pool, name) if f"{name}.json" in pool.listVolumes() else None
             if meta is not None and meta.get("state") == HALF_MADE and \
                     meta.get("owner") == owner:
@@ -332,7 +360,7 @@ class VirshImageStore:
 
     def _claim(self, pool: Any, name: str, owner: str) -> None:
         """Take the name with a half-made marker; a second save of that name is refused."""
-        pool.refresh(0)
+        refresh_pool(pool)
         if any(f"{name}.{suffix}" in pool.listVolumes() for suffix in SUFFIXES):
             raise InputError(f"virsh image '{name}' exists already")
         temporary = _write_temporary(name, {"name": name, "state": HALF_MADE, "owner": owner,
@@ -343,7 +371,7 @@ class VirshImageStore:
             raise InputError(f"virsh image '{name}' exists already") from None
         finally:
             temporary.unlink()
-        pool.refresh(0)
+        refresh_pool(pool)
 
     def _remove(self, pool: Any, name: str) -> None:
         work = _work_dir(name)
@@ -351,7 +379,7 @@ class VirshImageStore:
         shutil.rmtree(work, ignore_errors=True)
         for suffix in SUFFIXES:
             (POOL_PATH / f"{name}.{suffix}").unlink(missing_ok=True)
-        pool.refresh(0)
+        refresh_pool(pool)
 
 
 def check_name(name: str) -> None:

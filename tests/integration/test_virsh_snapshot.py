@@ -30,9 +30,9 @@ from tests.integration.test_virsh import ssh, template, virsh  # noqa: F401 (tem
 pytestmark = pytest.mark.root
 
 NETWORK = "10.254.210.0/24"
-PREFIX = "bbvsnap"
-IMAGE = "bbvsnapimg-data"
-KILLED = "bbvsnapimg-killed"
+PREFIX = "bbvsnap"  # the deployments' domains and volumes; the snapshots are named apart
+IMAGE = "vsnap-data"
+KILLED = "vsnap-killed"
 DATA = "written before the save"
 
 
@@ -108,9 +108,9 @@ def test_two_deployments_boot_from_one_snapshot_each_a_machine_of_its_own(
     # bad input: one line, exit 2, nothing made
     Deployment.create(f"{PREFIX}-never", json.loads(Path(_config(
         home, "never", template)).read_text())).release()  # recorded, never deployed
-    _refused(bb, "deploy->init", "image", "save", f"{PREFIX}-never", "--name", "bbvsnapimg-never")
+    _refused(bb, "deploy->init", "image", "save", f"{PREFIX}-never", "--name", "vsnap-never")
     _refused(bb, "not a valid virsh image name", "image", "save", f"{PREFIX}-origin",
-             "--name", "bbvsnapimg.dotted")
+             "--name", "vsnap.dotted")
     _refused(bb, f"virsh image '{template}' exists already", "image", "save",
              f"{PREFIX}-origin", "--name", template)
     assert ledger_rows(home) == 3  # the origin's network, volume and domain
