@@ -65,8 +65,8 @@ test: host venv clients lint
 	@$(BIN)/pytest -q -x -p no:cacheprovider -n 2 --dist loadfile $(INTEGRATION_FILES)
 
 # End-to-end runs kept out of CI's budget: Nova with fake computes (~15 min on an idle 2-core
-# machine, 50 min loaded) and real DevStack (an estimated 15 min idle; its LXC create does
-# not pass yet on the merged code); run before changing what they cover.
+# machine, 50 min loaded) and DevStack's failure cases (a missing branch, a repository that
+# does not answer, stack.sh failing halfway); run before changing what they cover.
 test-long: host venv clients
 	@$(BIN)/pytest -q -x -p no:cacheprovider tests/long
 
