@@ -4,8 +4,9 @@ import contextlib
 import os
 import signal
 import socket
-import time
 from dataclasses import dataclass
+
+from benchbed.retry import wait_for
 
 
 def _start_time(pid: int) -> str | None:
@@ -78,11 +79,11 @@ def leftover_commands(holder: Holder) -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
-        marker = _marker(int(entry))
-        if marker is None or marker.rpartition("@")[0] != holder.token():
+        token, _, session = (_marker(int(entry)) or "").rpartition("@")
+        if token != holder.token():
             continue
         try:
-            if str(os.getsid(int(entry))) == marker.rpartition("@")[2]:
+            if str(os.getsid(int(entry))) == session:
                 pids.append(int(entry))
         except OSError:
             continue
@@ -95,7 +96,7 @@ def end_leftover_commands(holder: Holder, timeout: float = 30) -> list[int]:
     for pid in ended:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while leftover_commands(holder) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: not leftover_commands(holder), timeout=timeout,
+                 what="the commands to end", max_interval=0.1)
     return ended
