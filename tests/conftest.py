@@ -108,6 +108,20 @@ def client(*args: str, env: dict[str, str] | None = None, timeout: float = 300
     return result
 
 
+def rally_env(tmp_path: Path, spec: Path) -> dict[str, str]:
+    """A Rally home of its own with an environment made from `spec` (an exported rally-spec);
+    returns the variables the further `rally` calls need. Rally keeps its database in
+    /tmp/rally.sqlite whatever HOME says, unless rally.conf names one."""
+    home = tmp_path / "rally-home"
+    (home / ".rally").mkdir(parents=True)
+    (home / ".rally" / "rally.conf").write_text(
+        f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
+    env = {"HOME": str(home)}
+    client("rally", "db", "create", env=env)
+    client("rally", "env", "create", "--name", "bb", "--spec", str(spec), env=env)
+    return env
+
+
 def write_yaml(path: Path, config: dict[str, Any]) -> str:
     """Write a deployment config; returns its path for `--file`."""
     path.write_text(yaml.safe_dump(config))

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from benchbed.hostnet import bridge_name
-from tests.conftest import Cli, cli_for, client, write_yaml
+from tests.conftest import Cli, cli_for, client, rally_env, write_yaml
 from tests.integration.debian_lab import Lab, sh
 
 pytestmark = pytest.mark.root
@@ -109,16 +109,7 @@ def test_openstack_client_token_and_images(cloud: tuple[Cli, Path], tmp_path: Pa
 def test_rally_env_and_keystone_task_without_failures(cloud: tuple[Cli, Path],
                                                       tmp_path: Path) -> None:
     _, work = cloud
-    # rally keeps its database in /tmp/rally.sqlite whatever HOME says, unless rally.conf
-    # names one: give it its own.
-    home = tmp_path / "rally-home"
-    (home / ".rally").mkdir(parents=True)
-    (home / ".rally" / "rally.conf").write_text(
-        f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
-    env = {"HOME": str(home)}
-    client("rally", "db", "create", env=env)
-    client("rally", "env", "create", "--name", "bb", "--spec", str(work / "spec.json"),
-            env=env)
+    env = rally_env(tmp_path, work / "spec.json")
     assert "OK!" in client("rally", "env", "check", env=env).stdout
     task_file = tmp_path / "task.json"
     task_file.write_text(json.dumps(RALLY_TASK))
@@ -129,7 +120,7 @@ def test_rally_env_and_keystone_task_without_failures(cloud: tuple[Cli, Path],
     workload = json.loads(report.read_text())["tasks"][0]["subtasks"][0]["workloads"][0]
     assert workload["total_iteration_count"] == 6
     assert workload["failed_iteration_count"] == 0
-    assert (home / "rally.sqlite").exists()
+    assert (Path(env["HOME"]) / "rally.sqlite").exists()
 
 
 def test_destroy_leaves_nothing(cloud: tuple[Cli, Path]) -> None:

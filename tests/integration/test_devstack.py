@@ -20,7 +20,7 @@ import yaml
 from benchbed.hostnet import bridge_name
 from benchbed.server import Server
 from tests import upstream
-from tests.conftest import Cli, cli_for, client, ledger_rows, write_yaml
+from tests.conftest import Cli, cli_for, client, ledger_rows, rally_env, write_yaml
 from tests.integration.debian_lab import ImageLab, sh
 from tests.integration.devstack_lab import (
     HOSTILE,
@@ -74,15 +74,7 @@ def test_check_and_the_real_clients(cloud: tuple[Cli, Path], tmp_path: Path) -> 
     token = client("openstack", "--os-cloud", "cloud", "token", "issue", "-f", "json",
                    env={"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")})
     assert json.loads(token.stdout)["id"]
-    # rally keeps its database in /tmp/rally.sqlite unless rally.conf names one
-    home = tmp_path / "rally-home"
-    (home / ".rally").mkdir(parents=True)
-    (home / ".rally" / "rally.conf").write_text(
-        f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
-    env = {"HOME": str(home)}
-    client("rally", "db", "create", env=env)
-    client("rally", "env", "create", "--name", "bb", "--spec", str(work / "spec.json"),
-           env=env)
+    env = rally_env(tmp_path, work / "spec.json")
     assert "OK!" in client("rally", "env", "check", env=env).stdout
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
+from tests.conftest import Cli, cli_for, ledger_rows, rally_env, write_yaml
 from tests.integration.debian_lab import sh
 
 pytestmark = pytest.mark.root
@@ -150,15 +150,7 @@ def test_rally_boots_servers_and_creates_networks_without_failures(
     _client("openstack", "--os-cloud", "nova", "image", "create", "--file", str(image),
             "--disk-format", "raw", "--container-format", "bare", "--public", "bb-tiny",
             env=env)
-    # rally keeps its database in /tmp/rally.sqlite unless rally.conf names one
-    home = tmp_path / "rally-home"
-    (home / ".rally").mkdir(parents=True)
-    (home / ".rally" / "rally.conf").write_text(
-        f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
-    env = {"HOME": str(home)}
-    _client("rally", "db", "create", env=env)
-    _client("rally", "env", "create", "--name", "bb", "--spec", str(work / "spec.json"),
-            env=env)
+    env = rally_env(tmp_path, work / "spec.json")
     task = tmp_path / "task.json"
     task.write_text(json.dumps(RALLY_TASK))
     _client("rally", "task", "start", str(task), env=env, timeout=900)
