@@ -1,7 +1,8 @@
 """The deploy engine contract from the specification: Engine(deployment), deploy(), cleanup()."""
 
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchbed import plugin
 from benchbed.errors import ConfigError
@@ -37,11 +38,31 @@ class Engine(plugin.Plugin):
     endpoints as `parent_endpoints`.
     """
 
+    # Whether deploy() may begin before the parent's endpoints exist: such an engine reads
+    # `parent_endpoints` only once it needs them, and that read waits for the parent.
+    STARTS_BEFORE_PARENT: ClassVar[bool] = False
+
     def __init__(self, deployment: "Deployment", config: dict[str, Any] | None = None,
                  path: str = "") -> None:
         super().__init__(deployment, deployment.config if config is None else config, path)
-        self.parent_endpoints: dict[str, Any] | None = None
+        self._parent: dict[str, Any] | Future[dict[str, Any]] | None = None
         self._own_endpoints: dict[str, Any] | None = None
+
+    @property
+    def parent_endpoints(self) -> dict[str, Any] | None:
+        """The parent's endpoints; while the parent still deploys, this waits for them."""
+        if isinstance(self._parent, Future):
+            return self._parent.result()
+        return self._parent
+
+    @parent_endpoints.setter
+    def parent_endpoints(self, endpoints: "dict[str, Any] | Future[dict[str, Any]] | None"
+                         ) -> None:
+        self._parent = endpoints
+
+    def same_parent_as(self, engine: "Engine") -> None:
+        """Give this (inner) engine the parent endpoints of `engine`, known yet or not."""
+        self._parent = engine._parent
 
     def deploy(self) -> dict[str, Any]:
         """Deploy and return the endpoints (secrets included; they are masked on display)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from benchbed import masking, plugin
 from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
-from benchbed.engines.debian_services import KNOWN_SERVICES, Context, Recipe, apt, recipes
+from benchbed.engines.debian_services import KNOWN_SERVICES, Context, apt, recipes
 from benchbed.engines.debian_services.common import dropin_directory
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError
@@ -70,6 +70,8 @@ class DebianEngine(Engine):
     }
     NESTED = {"provider": PROVIDERS}
     RESOURCES = {INSTALL_KIND: ResourceKind(delete="_purge")}
+    # a node reads its controller's endpoints only after installing its packages
+    STARTS_BEFORE_PARENT = True
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: str) -> None:
@@ -125,10 +127,9 @@ class DebianEngine(Engine):
         finally:
             server.close()
 
-    def _joined_cloud(self) -> dict[str, Any] | None:
-        """The controller's cloud this node joins, when it runs no Keystone of its own."""
-        if "keystone" in self.config.get("services", DEFAULT_SERVICES):
-            return None
+    def _joined_cloud(self) -> dict[str, Any]:
+        """The controller's cloud this node joins (it runs no Keystone of its own); waits
+        while the controller is still deploying."""
         cloud = (self.parent_endpoints or {}).get("openstack")
         servers = (self.parent_endpoints or {}).get("servers")
         if not cloud or not cloud.get("admin") or not servers:
@@ -138,18 +139,16 @@ class DebianEngine(Engine):
         return cloud
 
     def _install(self, server: Server) -> dict[str, Any]:
-        joined = self._joined_cloud()
+        joins = "keystone" not in self.config.get("services", DEFAULT_SERVICES)
         own = [name for name in KNOWN_SERVICES
                if name in self.config.get("services", DEFAULT_SERVICES)]
         queue = ["rabbitmq"] if any(name in own for name in MESSAGE_QUEUE_USERS) else []
         # A node keeps its databases in the controller's MariaDB: it needs only the client.
-        services = [*([] if joined else ["mariadb", *queue]), *own]
+        services = [*([] if joins else ["mariadb", *queue]), *own]
         chosen = [recipes()[name] for name in services]
-        if joined:
+        if joins:
             chosen.insert(0, recipes()["mariadb-client"])
         passwords = self._passwords()
-        if joined:
-            passwords["admin"] = joined["admin"]["password"]
         with self._step(server, "check apt"):
             proxy = apt.check(server, self.config.get("apt_proxy"))
         with self._step(server, "record installed packages"):
@@ -172,8 +171,17 @@ class DebianEngine(Engine):
             # packages' scripts would hold debconf's database too
             with self._step(server, "preseed debconf"):
                 apt.preseed(server, [answer for r in chosen for answer in r.preseed])
-        else:
+        if joins and missing:
+            # a node's controller may still be deploying (MultihostEngine starts the two
+            # together): every package goes in before the node needs the controller
+            self._install_packages(server, tuple(packages))
+        if joins or not missing:
             chosen = [replace(recipe, packages=()) for recipe in chosen]
+        joined = None
+        if joins:
+            with self._step(server, "wait for the controller"):
+                joined = self._joined_cloud()
+            passwords["admin"] = joined["admin"]["password"]
         context = Context(server=server, address=server.host,
                           region=self.config.get("region_name", "RegionOne"),
                           passwords=passwords, step=lambda name, detail: self._step(
@@ -184,13 +192,14 @@ class DebianEngine(Engine):
             context.database, context.database_host = controller, controller.host
             context.outputs["auth_url"] = joined["auth_url"]
             context.region = joined.get("region_name", context.region)
-        self._install_packages(server, chosen[0])
+        self._install_packages(server, chosen[0].packages)
         # dpkg works one package at a time on one core: the next service's packages go in
         # while the previous service is configured, which keeps the second core busy.
         with ThreadPoolExecutor(max_workers=1) as pool:
             for recipe, following in zip(chosen, [*chosen[1:], None], strict=True):
                 installing = pool.submit(contextvars.copy_context().run,
-                                         self._install_packages, server, following) \
+                                         self._install_packages, server,
+                                         following.packages) \
                     if following else None
                 started = list(context.waiting)
                 recipe.configure(context)
@@ -212,11 +221,11 @@ class DebianEngine(Engine):
         return {**cloud, "services": own, "servers": [server.to_dict()],
                 **({"compute_hosts": hosts} if hosts else {})}
 
-    def _install_packages(self, server: Server, recipe: Recipe) -> None:
-        if not recipe.packages:
+    def _install_packages(self, server: Server, packages: tuple[str, ...]) -> None:
+        if not packages:
             return
-        with self._step(server, "install packages", " ".join(recipe.packages)):
-            apt.install(server, list(recipe.packages))
+        with self._step(server, "install packages", " ".join(packages)):
+            apt.install(server, list(packages))
 
     def _passwords(self) -> dict[str, str]:
         """The configured passwords, the others generated; all registered for masking."""

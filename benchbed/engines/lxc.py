@@ -56,6 +56,8 @@ class Identity:
 class LxcEngine(Engine):
     """Compute nodes as LXC clones of one container prepared by an inner engine, per host."""
 
+    # the template's packages go in while the controller installs (its engine waits for it)
+    STARTS_BEFORE_PARENT = True
     UNSUPPORTED_KEYS = {"tunnel_to": "SSH tunnels to the nodes are not implemented here "
                                       "(remove the key)"}
     CONFIG_SCHEMA = {
@@ -120,7 +122,7 @@ class LxcEngine(Engine):
     def _engine(self, index: int) -> Engine:
         config = {**self.config["engine"], "provider": _template_provider(self.config, index)}
         engine = plugin.build(self.deployment, config, ENGINES, self.child_path("engine", index))
-        engine.parent_endpoints = self.parent_endpoints  # type: ignore[attr-defined]
+        engine.same_parent_as(self)  # type: ignore[attr-defined]
         return engine  # type: ignore[return-value]
 
     def _clones(self, index: int) -> LxcProvider:
@@ -129,14 +131,11 @@ class LxcEngine(Engine):
         return LxcProvider(self.deployment, config, self.child_path("clones", index))
 
     def deploy(self) -> dict[str, Any]:
-        cloud = (self.parent_endpoints or {}).get("openstack")
-        if not cloud:
-            raise BenchbedError(f"{self.path}: LxcEngine's nodes join a controller's cloud, "
-                                f"but no controller endpoints were given")
         per_host = run_parallel("deploying LXC nodes", list(range(len(self._hosts()))),
                                 self._deploy_host, describe=lambda i: f"server {i}")
         servers = [server for host in per_host for server in host["servers"]]
-        return {"openstack": cloud, "services": NODE_SERVICES, "servers": servers,
+        return {"openstack": per_host[0]["openstack"], "services": NODE_SERVICES,
+                "servers": servers,
                 "compute_hosts": [server["name"] for server in servers],
                 "templates": [host["template"] for host in per_host]}
 
@@ -186,7 +185,7 @@ class LxcEngine(Engine):
         for clone, resident in zip(clones, memory, strict=True):
             servers.append({**clone.to_dict(), "resident_mb": resident})
             clone.close()
-        return {"servers": servers, "template": template["name"]}
+        return {"openstack": cloud, "servers": servers, "template": template["name"]}
 
     def _start(self, clone: Server) -> None:
         from benchbed.engines.debian_services.nova_compute import start_held

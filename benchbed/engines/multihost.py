@@ -2,11 +2,16 @@
 
 The controller is deployed first; `{controller_ip}` anywhere in a node's config becomes the
 controller's address, and each node engine reads the controller's endpoints (credentials
-included) as `parent_endpoints`. Each node's substituted config is in the ledger before the
-node is deployed, so destroy rebuilds and destroys every node from the ledger alone.
+included) as `parent_endpoints`. A node whose engine can begin without them (an LxcEngine
+installing its template) and whose config has no placeholder deploys alongside the
+controller, and waits for its endpoints where it needs them. Each node's substituted config
+is in the ledger before the node is deployed, so destroy rebuilds and destroys every node
+from the ledger alone.
 """
 
+import contextvars
 import re
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,20 +75,57 @@ class MultihostEngine(Engine):
                                   f"controller.services does not include: add it there")
 
     def deploy(self) -> dict[str, Any]:
+        """The controller, with the nodes that can start before it (STARTS_BEFORE_PARENT, no
+        placeholder) deploying alongside: an LxcEngine installs its template's packages while
+        the controller installs its own. The other nodes follow the controller."""
         controller = self.nest("controller")
-        with self.deployment.step("deploy controller", controller.config["type"],
-                                  lane="controller"):
-            controller_endpoints = controller.deploy()
-        address = controller_address(controller_endpoints)
-        self.deployment.set_status(Status.SUBDEPLOY)
         nodes = list(enumerate(self.config["nodes"]))
+        early = [(index, raw) for index, raw in nodes if _starts_early(raw)]
+        early_indexes = {index for index, _ in early}
+        ready: Future[dict[str, Any]] = Future()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            early_run = pool.submit(contextvars.copy_context().run, self._deploy_nodes,
+                                    early, ready) if early else None
+            try:
+                with self.deployment.step("deploy controller", controller.config["type"],
+                                          lane="controller"):
+                    controller_endpoints = controller.deploy()
+            except BaseException:
+                ready.set_exception(BenchbedError("the controller failed to deploy"))
+                if early_run:
+                    wait([early_run])
+                raise
+            ready.set_result(controller_endpoints)
+            address = controller_address(controller_endpoints)
+            self.deployment.set_status(Status.SUBDEPLOY)
+            later = [(index, substitute(raw, address)) for index, raw in nodes
+                     if index not in early_indexes]
+            failures: list[BaseException] = []
+            deployed: dict[int, dict[str, Any]] = {}
+            try:
+                deployed.update(self._deploy_nodes(later, controller_endpoints))
+            except Exception as error:
+                failures.append(error)
+            if early_run:
+                try:
+                    deployed.update(early_run.result())
+                except Exception as error:
+                    failures.append(error)
+        if failures:
+            raise failures[0] if len(failures) == 1 else NodeError(
+                "; ".join(str(failure) for failure in failures))
+        node_endpoints = [deployed[index] for index, _ in nodes]
+        return {**controller_endpoints, "controller_ip": address, "nodes": node_endpoints}
 
+    def _deploy_nodes(self, nodes: list[tuple[int, dict[str, Any]]],
+                      controller: "dict[str, Any] | Future[dict[str, Any]]"
+                      ) -> dict[int, dict[str, Any]]:
+        """Deploy these (substituted) node configs in parallel; endpoints by node index."""
         def deploy_node(item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
-            index, raw = item
+            index, config = item
             path = self.child_path("nodes", index)
-            config = substitute(raw, address)
             with self.ledger.creating(NODE_KIND, path, config=config):
-                node = self._node(path, config, controller_endpoints)
+                node = self._node(path, config, controller)
                 try:
                     with self.deployment.step("deploy node", f"{path} {config['type']}",
                                               lane=path):
@@ -91,12 +133,13 @@ class MultihostEngine(Engine):
                 except Exception as error:
                     raise NodeError(f"{config['type']}: {error}") from None
 
-        node_endpoints = run_parallel("deploying nodes", nodes, deploy_node,
-                                      describe=lambda item: f"nodes[{item[0]}]")
-        return {**controller_endpoints, "controller_ip": address, "nodes": node_endpoints}
+        endpoints = run_parallel("deploying nodes", nodes, deploy_node,
+                                 describe=lambda item: f"nodes[{item[0]}]")
+        return {index: found for (index, _), found in zip(nodes, endpoints, strict=True)}
 
     def _node(self, path: str, config: dict[str, Any],
-              controller_endpoints: dict[str, Any] | None) -> Engine:
+              controller_endpoints: "dict[str, Any] | Future[dict[str, Any]] | None"
+              ) -> Engine:
         node = plugin.build(self.deployment, config, ENGINES, path)
         node.parent_endpoints = controller_endpoints  # type: ignore[attr-defined]
         return node  # type: ignore[return-value]
@@ -137,6 +180,14 @@ def substitute(config: Any, address: str) -> Any:
     if isinstance(config, str):
         return config.replace(PLACEHOLDER, address)
     return config
+
+
+def _starts_early(node: dict[str, Any]) -> bool:
+    """Whether a node can deploy alongside its controller: its engine waits for the
+    controller's endpoints itself, and its config has no placeholder to fill first."""
+    engine = plugin.get(ENGINES, node["type"])
+    return bool(getattr(engine, "STARTS_BEFORE_PARENT", False)) and \
+        substitute(node, VALIDATION_ADDRESS) == node
 
 
 def _joins(node: dict[str, Any]) -> set[str]:
