@@ -14,6 +14,7 @@ from benchbed.engines.debian_services.common import (
     authtoken,
     create_database,
     database_url,
+    restart,
     restart_and_wait,
     service_url,
     tune_uwsgi,
@@ -100,7 +101,7 @@ def configure(ctx: Context) -> None:
         ctx.run("runuser -u neutron -- neutron-db-manage --config-file /etc/neutron/neutron.conf "
                 f"--config-file {ML2_CONF_PATH} upgrade head", timeout=900)
     with ctx.step("neutron: start", f"neutron-api on port {PORT}, neutron-rpc-server"):
-        ctx.run("service neutron-rpc-server restart", timeout=120)
+        restart(ctx, "neutron-rpc-server")
         restart_and_wait(ctx, "neutron-api", f"http://127.0.0.1:{PORT}/")
 
 

@@ -15,6 +15,7 @@ from benchbed.engines.debian_services.common import (
     create_database,
     credentials,
     database_url,
+    restart,
     restart_and_wait,
     service_url,
     tune_uwsgi,
@@ -117,7 +118,7 @@ def configure(ctx: Context) -> None:
         ctx.run("runuser -u nova -- nova-manage db sync", timeout=900)
     with ctx.step("nova: start", f"nova-api on port {PORT}, nova-conductor, nova-scheduler"):
         for service in ("nova-conductor", "nova-scheduler"):
-            ctx.run(f"service {service} restart", timeout=120)
+            restart(ctx, service)
         restart_and_wait(ctx, "nova-api", f"http://127.0.0.1:{PORT}/")
 
 
