@@ -53,8 +53,8 @@ shellcheck:
 # file owns its networks and names, so two never meet), longest first so that the last file
 # to start is a short one; on two cores this overlaps one file's waits (boots, SSH, polls,
 # single-threaded dpkg) with another's work. Unit tests first: a failure shows in a minute.
-INTEGRATION_ORDER := test_devstack test_snapshot test_debian test_multihost test_virsh test_virsh_snapshot \
-	test_fuel_keystone test_report test_lxc test_fuel test_core_cli test_doctor test_api \
+INTEGRATION_ORDER := test_devstack test_nova test_snapshot test_debian test_multihost test_virsh \
+	test_virsh_snapshot test_fuel_keystone test_report test_lxc test_fuel test_core_cli test_doctor test_api \
 	test_hardening_cli test_ec2 test_fuzz_cli
 INTEGRATION_FILES := $(patsubst %,tests/integration/%.py,$(INTEGRATION_ORDER))
 
@@ -64,9 +64,8 @@ test: host venv clients lint
 	@$(BIN)/pytest -q -x -p no:cacheprovider tests/unit
 	@$(BIN)/pytest -q -x -p no:cacheprovider -n 2 --dist loadfile $(INTEGRATION_FILES)
 
-# End-to-end runs kept out of CI's budget: Nova with fake computes (~15 min on an idle 2-core
-# machine, 50 min loaded) and DevStack's failure cases (a missing branch, a repository that
-# does not answer, stack.sh failing halfway); run before changing what they cover.
+# End-to-end runs kept out of CI's budget: DevStack's failure cases (a missing branch, a
+# repository that does not answer, stack.sh failing halfway); run before changing them.
 test-long: host venv clients
 	@$(BIN)/pytest -q -x -p no:cacheprovider tests/long
 

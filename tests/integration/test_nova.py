@@ -1,7 +1,8 @@
 """Nova at scale, as root, with real LXC and Debian's packages: a controller (Keystone, Glance,
 Placement, Neutron, Nova) and an LxcEngine of fake compute nodes cloned from one prepared
 container; the real `openstack` and `rally` clients against it; kill -9 while the clones
-start, then destroy leaving nothing. Network 10.254.190.0/24.
+start, then destroy leaving nothing. Network 10.254.190.0/24. About 8 minutes on an idle
+2-core machine (create 4 min, Rally 70 s, the kill test 2.5 min).
 
 One deployment serves every assertion (the controller's install is most of the cost). The
 kill test then re-uses that controller's container as an ExistingServers controller: its
