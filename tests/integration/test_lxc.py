@@ -211,6 +211,35 @@ def test_fixed_addresses_are_distinct_and_a_reused_one_answers_at_once(
     assert containers(prefix) == {} and ledger_rows(home) == 0
 
 
+def test_the_bridge_keeps_its_address_while_ports_come_and_go(
+        bb: Any, home: Path, prefix: str, base_image: str) -> None:
+    """A bridge without an address of its own takes its lowest port's: a port joining or
+    leaving moved it, and a guest with the old one cached lost the host (SSH waited 10 s)."""
+    one = write_config(home, engine(prefix, {"amount": 1}))
+    bb.ok("deployment", "create", "--file", one, "--name", "macs")
+    (name,) = containers(prefix)
+    device = Path(f"/sys/class/net/{BRIDGE}")
+    before = (device / "address").read_text().strip()
+    assert (device / "addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
+    port, peer = f"bbmac{os.getpid() % 100000}", f"bbmap{os.getpid() % 100000}"
+    try:
+        subprocess.run(["ip", "link", "add", port, "address", "02:00:00:00:00:01", "type",
+                        "veth", "peer", "name", peer], check=True)
+        subprocess.run(["ip", "link", "set", port, "master", BRIDGE, "up"], check=True)
+        assert (device / "address").read_text().strip() == before
+    finally:
+        subprocess.run(["ip", "link", "del", port], capture_output=True)
+    assert (device / "address").read_text().strip() == before
+    # the check's SSH makes the guest answer the host: it has the gateway's address cached
+    assert bb("deployment", "check", "macs").returncode == 0
+    gateway = str(next(ipaddress.IPv4Network(NETWORK).hosts()))
+    seen = subprocess.run(["lxc-attach", "-n", name, "--", "ip", "neigh", "show", gateway],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert f"lladdr {before}" in seen, seen
+    bb.ok("deployment", "destroy", "macs")
+    assert containers(prefix) == {} and ledger_rows(home) == 0
+
+
 SSHD_CONFIG = """\
 ListenAddress 127.0.0.1
 Port {port}
