@@ -5,19 +5,19 @@ Placement, Neutron, Nova) in one LXC container, the nodes as clones of one prepa
 container. Printed per N: seconds from `deployment create` to a passing `deployment check`,
 the controller's own deploy, the nodes' part (their LxcEngine's deploy, whose template
 install runs alongside the controller's) and the seconds after the controller was ready
-("after"); host memory used (MemAvailable
-before create minus after); resident memory per compute node (its nova-compute processes);
-seconds for a Rally NovaServers.boot_and_delete_server task of ITERATIONS iterations at
-concurrency 5, and its failures; seconds to destroy; then the nodes' part against the
-1-node run's (the baseline, measured in the same run) and where the nodes' time went (the
-timeline). Targets (issue 13): N=50 ready within 15 minutes, the nodes' part at most 3x
-N=1's, at most 150 MB resident per node. SIZES (default "1 10 50") and ITERATIONS
-(default 50) from the environment. Networks 10.254.204.0/24-10.254.206.0/24 (each N its
-own /24 in turn; NETWORKS overrides them). Host memory is given twice: MemAvailable
-before minus after (moved by any other work), and what the run's containers' cgroups are
-charged (processes and page cache). Each deployment is destroyed whatever happens (a
-failed step, Ctrl-C); a destroy that fails or leaves a container stops the run. Load
-averages before and after each N are printed: the machine may be shared.
+("after"); host memory used (MemAvailable before create minus after); resident memory per
+compute node (its nova-compute processes); seconds for a Rally
+NovaServers.boot_and_delete_server task of ITERATIONS iterations at concurrency 5, and its
+failures; seconds to destroy; then the nodes' part against the 1-node run's (the baseline,
+measured in the same run) and where the nodes' time went (the timeline). Targets (issue 13):
+N=50 ready within 15 minutes, the nodes' part at most 3x N=1's, at most 150 MB resident per
+node. SIZES (default "1 10 50") and ITERATIONS (default 50) from the environment. Networks
+10.254.204.0/24-10.254.206.0/24 (each N its own /24 in turn; NETWORKS overrides them). Host
+memory is given twice: MemAvailable before minus after (moved by any other work), and what
+the run's containers' cgroups are charged (processes and page cache). Each deployment is
+destroyed whatever happens (a failed step, Ctrl-C); a destroy that fails or leaves a
+container stops the run. Load averages before and after each N are printed: the machine may
+be shared.
 """
 
 import json
@@ -156,7 +156,8 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
         "deploy template", "stop template", "create container", "wait for SSH",
         "check identities", "start nova-compute", "join compute nodes", "measure memory")]
     return {"nodes": nodes, "ready": ready, "controller": controller,
-            "node_part": node_part, "after_controller": ready - controller, "used_mb": used, "containers_mb": charged,
+            "node_part": node_part, "after_controller": ready - controller,
+            "used_mb": used, "containers_mb": charged,
             "resident_median": statistics.median(resident), "resident_max": max(resident),
             "cpu_controller": sum(v for k, v in cpu.items() if k.startswith("bbscc")),
             "cpu_clone_median": statistics.median(cpu.get(name, 0.0) for name in clones),
