@@ -3,6 +3,7 @@ service is configured, and nothing is configured before its packages and the ser
 needs are ready. apt and the recipes are recorded stand-ins; the engine is real."""
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,45 @@ def test_next_packages_install_while_the_previous_service_is_configured(
             recorder.index(f"configure {after} start")
         assert recorder.index(f"install {before} end") < \
             recorder.index(f"install {after} start")
+
+
+def test_a_node_installs_everything_before_it_waits_for_its_controller(
+        monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """A joining node deploys alongside its controller (MultihostEngine): its packages go in
+    while the controller's endpoints are not yet known, and only its configure needs them."""
+    events: list[str] = []
+    controller: Future[dict[str, Any]] = Future()
+
+    def configure(ctx: Context) -> None:
+        events.append(f"configure {ctx.passwords['admin']}")
+
+    recipes = {name: Recipe(name=name, packages=(f"{name}-package",), preseed=(), paths=(),
+                            services=(), configure=configure)
+               for name in ("mariadb-client", "nova-compute")}
+    monkeypatch.setattr(debian, "recipes", lambda: recipes)
+    for name in ("check", "record_baseline", "update", "preseed", "download"):
+        monkeypatch.setattr(debian.apt, name, lambda *_args, **_kwargs: None)
+    monkeypatch.setattr(debian.apt, "missing", lambda _server, packages: packages)
+
+    def install(_server: Server, packages: list[str]) -> None:
+        events.append(f"install {' '.join(packages)}")
+        controller.set_result({"openstack": {"admin": {"password": "from-controller"},
+                                             "auth_url": "http://192.0.2.1:5000/v3"},
+                               "servers": [{"host": "192.0.2.1", "user": "root"}]})
+
+    monkeypatch.setattr(debian.apt, "install", install)
+    config = {**CONFIG, "services": ["nova-compute"]}
+    deployment = Deployment.create("node", config)
+    node = debian.DebianEngine(deployment, config, "nodes[0].engine[0]")
+    node.parent_endpoints = controller
+    # a node that waited for its controller before installing would wait here forever
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(node._install, Server(host="192.0.2.7"))
+        try:
+            endpoints = running.result(timeout=10)
+        finally:
+            if not controller.done():
+                controller.set_exception(AssertionError("waited before installing"))
+    assert events == ["install mariadb-client-package nova-compute-package",
+                      "configure from-controller", "configure from-controller"]
+    assert endpoints["services"] == ["nova-compute"]
