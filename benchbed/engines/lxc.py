@@ -16,7 +16,9 @@ Nova maps the hosts into the cell. Measured at N=50: boots and SSH 21 s, starts 
 
 It is a MultihostEngine node: the nodes join the controller's Nova, Placement and
 RabbitMQ (the inner engine's `parent_endpoints`), and all run `nova-compute` with the fake
-driver.
+driver. It deploys alongside the controller: the template's packages go in while the
+controller installs, and the inner engine waits for the controller's endpoints (measured at
+N=50: ready 236 s from `create`, of which the controller 123 s).
 """
 
 import ipaddress
