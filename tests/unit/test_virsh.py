@@ -67,3 +67,58 @@ def test_connection_means_libvirt_over_ssh(config: dict[str, str], uri: str, hos
     provider.deployment = None
     assert provider.uri == uri
     assert provider._host().host == host
+
+
+@pytest.fixture
+def pool_error() -> type:
+    """A libvirtError as libvirt raises it, its message where get_error_message has it."""
+    import libvirt
+
+    class Raised(libvirt.libvirtError):
+        def __init__(self, message: str) -> None:
+            super().__init__(message)
+            self.message = message
+
+        def get_error_message(self) -> str:
+            return self.message
+
+    return Raised
+
+
+class FlakyPool:
+    """A pool whose refresh fails with the given errors first, then succeeds."""
+
+    def __init__(self, errors: list[Exception]) -> None:
+        self.errors = errors
+        self.calls = 0
+
+    def refresh(self, _flags: int) -> None:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+def test_a_pool_refresh_waits_out_another_process_volume_build(pool_error: type) -> None:
+    busy = "internal error: pool 'benchbed' has asynchronous jobs running."
+    pool = FlakyPool([pool_error(busy), pool_error(busy)])
+    images.refresh_pool(pool)
+    assert pool.calls == 3
+
+
+def test_a_pool_refresh_fails_at_once_on_any_other_error(pool_error: type) -> None:
+    pool = FlakyPool([pool_error("Storage pool not found")])
+    with pytest.raises(pool_error, match="not found"):
+        images.refresh_pool(pool)
+    assert pool.calls == 1
+
+
+def test_a_pool_that_stays_busy_fails_in_one_line(pool_error: type,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    real_retry = images.retry
+    monkeypatch.setattr(images, "retry", lambda attempt, **kwargs: real_retry(
+        attempt, **{**kwargs, "timeout": 0.3}))
+    busy = "pool 'benchbed' has asynchronous jobs running."
+    pool = FlakyPool([pool_error(busy) for _ in range(1000)])
+    with pytest.raises(images.BenchbedError, match="stayed busy for 120s"):
+        images.refresh_pool(pool)
+    assert pool.calls > 1
