@@ -11,7 +11,7 @@ from the ledger alone.
 
 import contextvars
 import re
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -91,9 +91,8 @@ class MultihostEngine(Engine):
                                           lane="controller"):
                     controller_endpoints = controller.deploy()
             except BaseException:
+                # the early nodes stop at their wait; leaving the pool waits for them
                 ready.set_exception(BenchbedError("the controller failed to deploy"))
-                if early_run:
-                    wait([early_run])
                 raise
             ready.set_result(controller_endpoints)
             address = controller_address(controller_endpoints)
