@@ -54,8 +54,8 @@ shellcheck:
 # to start is a short one; on two cores this overlaps one file's waits (boots, SSH, polls,
 # single-threaded dpkg) with another's work. Unit tests first: a failure shows in a minute.
 INTEGRATION_ORDER := test_devstack test_nova test_snapshot test_debian test_multihost test_virsh \
-	test_virsh_snapshot test_fuel_keystone test_report test_lxc test_fuel test_core_cli test_doctor test_api \
-	test_hardening_cli test_ec2 test_fuzz_cli
+	test_virsh_snapshot test_fuel_keystone test_report test_lxc test_fuel test_core_cli \
+	test_doctor test_api test_hardening_cli test_ec2 test_fuzz_cli
 INTEGRATION_FILES := $(patsubst %,tests/integration/%.py,$(INTEGRATION_ORDER))
 
 test: host venv clients lint

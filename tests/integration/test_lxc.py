@@ -219,17 +219,21 @@ def test_the_bridge_keeps_its_address_while_ports_come_and_go(
     bb.ok("deployment", "create", "--file", one, "--name", "macs")
     (name,) = containers(prefix)
     device = Path(f"/sys/class/net/{BRIDGE}")
-    before = (device / "address").read_text().strip()
+
+    def address() -> str:
+        return (device / "address").read_text().strip()
+
+    before = address()
     assert (device / "addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
     port, peer = f"bbmac{os.getpid() % 100000}", f"bbmap{os.getpid() % 100000}"
     try:
         subprocess.run(["ip", "link", "add", port, "address", "02:00:00:00:00:01", "type",
                         "veth", "peer", "name", peer], check=True)
         subprocess.run(["ip", "link", "set", port, "master", BRIDGE, "up"], check=True)
-        assert (device / "address").read_text().strip() == before
+        assert address() == before
     finally:
         subprocess.run(["ip", "link", "del", port], capture_output=True)
-    assert (device / "address").read_text().strip() == before
+    assert address() == before
     # the check's SSH makes the guest answer the host: it has the gateway's address cached
     assert bb("deployment", "check", "macs").returncode == 0
     gateway = str(next(ipaddress.IPv4Network(NETWORK).hosts()))
