@@ -5,7 +5,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,22 @@ class Cli:
             return
         for deployment in json.loads(listed.stdout):
             self("deployment", "destroy", "--force", deployment["name"])
+
+
+def kill_when(process: subprocess.Popen[str], moment: Callable[[], bool], timeout: float,
+              never: str, interval: float = 0.05) -> None:
+    """kill -9 a running `benchbed` the moment `moment()` holds; it must still be running
+    then, and the moment must come within `timeout` seconds (else the test fails: `never`).
+    The process is killed and reaped whatever happens."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not moment():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, never
+            time.sleep(interval)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
 
 
 def cli_for(home: Path) -> Cli:

@@ -5,16 +5,14 @@ while the nodes deploy, and destroy leaving nothing. Network 10.254.150.0/24.
 
 import json
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
+from tests.conftest import Cli, cli_for, kill_when, ledger_rows, write_yaml
 from tests.integration.debian_lab import sh
 
 pytestmark = pytest.mark.root
@@ -137,21 +135,14 @@ def test_kill_while_the_nodes_deploy_then_destroy_leaves_nothing(tmp_path: Path)
     process = cli.popen("deployment", "create", "--file", write_yaml(tmp_path / "k.yaml", config),
                         "--name", "killed")
     try:
-        deadline = time.monotonic() + 120
-        while _status(home) != "deploy->subdeploy":
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "never reached deploy->subdeploy"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+        kill_when(process, lambda: _status(home) == "deploy->subdeploy", timeout=120,
+                  never="never reached deploy->subdeploy", interval=0.02)
         assert ledger_rows(home) > 0
         cli.ok("deployment", "destroy", "--force", "killed", timeout=300)
         assert containers("bbmhk") == []
         assert ledger_rows(home) == 0
         assert network_gone(CHEAP_NETWORK)
     finally:
-        if process.poll() is None:
-            process.kill()
         cli.destroy_all()
 
 

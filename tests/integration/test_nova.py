@@ -11,9 +11,6 @@ packages are in, so only the recipes' steps run again.
 
 import json
 import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +18,19 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Cli, cli_for, ledger_rows, rally_env, write_yaml
+from tests.conftest import (
+    Cli,
+    cli_for,
+    client,
+    kill_when,
+    ledger_rows,
+    rally_env,
+    write_yaml,
+)
 from tests.integration.debian_lab import sh
 
 pytestmark = pytest.mark.root
 
-ROOT = Path(__file__).resolve().parents[2]
-CLIENTS = ROOT / ".venv-clients" / "bin"
 NETWORK = "10.254.190.0/24"
 COMPUTES = 3
 LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}
@@ -52,13 +55,6 @@ RALLY_TASK = {
 
 def containers(prefix: str) -> list[str]:
     return [name for name in sh("lxc-ls -1").split() if name.startswith(f"{prefix}-")]
-
-
-def _client(*argv: str, env: dict[str, str], timeout: float = 300) -> str:
-    result = subprocess.run([str(CLIENTS / argv[0]), *argv[1:]], capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, **env})
-    assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr[-2000:]}"
-    return result.stdout
 
 
 def lxc_nodes(container_name: str, amount: int, engine: dict[str, Any] | None = None
@@ -105,8 +101,8 @@ def test_check_proves_every_endpoint_compute_and_provider(nova: tuple[Cli, Path]
 def test_openstack_lists_the_fake_computes_up(nova: tuple[Cli, Path]) -> None:
     cli, work = nova
     env = {"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}
-    services = json.loads(_client("openstack", "--os-cloud", "nova", "compute", "service",
-                                  "list", "-f", "json", env=env))
+    services = json.loads(client("openstack", "--os-cloud", "nova", "compute", "service",
+                                 "list", "-f", "json", env=env).stdout)
     computes = {s["Host"]: s["State"] for s in services if s["Binary"] == "nova-compute"}
     endpoints = cli.json("deployment", "show", "nova")["endpoints"]
     hosts = endpoints["nodes"][0]["compute_hosts"]
@@ -115,8 +111,8 @@ def test_openstack_lists_the_fake_computes_up(nova: tuple[Cli, Path]) -> None:
     # the template's compute service left Nova before it became the clones' lower layer
     assert len(computes) == COMPUTES
     assert {"nova-conductor", "nova-scheduler"} <= {s["Binary"] for s in services}
-    hypervisors = json.loads(_client("openstack", "--os-cloud", "nova", "hypervisor", "list",
-                                     "-f", "json", env=env))
+    hypervisors = json.loads(client("openstack", "--os-cloud", "nova", "hypervisor", "list",
+                                    "-f", "json", env=env).stdout)
     assert sorted(h["Hypervisor Hostname"] for h in hypervisors) == sorted(hosts)
 
 
@@ -148,15 +144,15 @@ def test_rally_boots_servers_and_creates_networks_without_failures(
     env = {"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}
     image = tmp_path / "tiny.img"
     image.write_bytes(os.urandom(64 * 1024))
-    _client("openstack", "--os-cloud", "nova", "image", "create", "--file", str(image),
+    client("openstack", "--os-cloud", "nova", "image", "create", "--file", str(image),
             "--disk-format", "raw", "--container-format", "bare", "--public", "bb-tiny",
             env=env)
     env = rally_env(tmp_path, work / "spec.json")
     task = tmp_path / "task.json"
     task.write_text(json.dumps(RALLY_TASK))
-    _client("rally", "task", "start", str(task), env=env, timeout=900)
+    client("rally", "task", "start", str(task), env=env, timeout=900)
     report = tmp_path / "report.json"
-    _client("rally", "task", "report", "--json", "--out", str(report), env=env)
+    client("rally", "task", "report", "--json", "--out", str(report), env=env)
     workloads = [w for subtask in json.loads(report.read_text())["tasks"][0]["subtasks"]
                  for w in subtask["workloads"]]
     assert len(workloads) == 2
@@ -182,13 +178,8 @@ def test_kill_while_the_clones_start_then_destroy_leaves_nothing(
     process = killed.popen("deployment", "create", "--file",
                            write_yaml(tmp_path / "k.yaml", config), "--name", "killed")
     try:
-        deadline = time.monotonic() + 1500
-        while not containers("bbnvk") or len(containers("bbnvk")) < 2:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the clones never started"
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+        kill_when(process, lambda: len(containers("bbnvk")) >= 2, timeout=1500,
+                  never="the clones never started")
         assert ledger_rows(home) > 0
         # the nodes go (clones, then template), then what this deployment added on the
         # fixture's controller container is purged; the fixture then removes the container
@@ -196,8 +187,6 @@ def test_kill_while_the_clones_start_then_destroy_leaves_nothing(
         assert containers("bbnvk") == []
         assert ledger_rows(home) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
         killed.destroy_all()
 
 

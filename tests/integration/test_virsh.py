@@ -9,9 +9,7 @@ minutes) and reused, as users keep it; everything else the tests make is removed
 import ipaddress
 import json
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import STATE_DIR
 from benchbed.images.virsh import POOL, VirshImageStore
 from benchbed.server import Server
-from tests.conftest import ledger_rows
+from tests.conftest import kill_when, ledger_rows
 
 pytestmark = pytest.mark.root
 
@@ -146,15 +144,8 @@ def test_kill_during_create_then_destroy_leaks_nothing(
         bb: Any, home: Path, before: dict[str, set[str]], template: str) -> None:
     config = write_config(home, {"amount": 2}, template_name=template)
     process = bb.popen("deployment", "create", "--file", config, "--name", "killed")
-    try:
-        deadline = time.monotonic() + 120
-        while not new_since(before).get("domains"):
-            assert process.poll() is None, process.stderr.read()
-            assert time.monotonic() < deadline, "no domain was ever defined"
-            time.sleep(0.05)
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+    kill_when(process, lambda: bool(new_since(before).get("domains")), timeout=120,
+              never="no domain was ever defined")
     assert new_since(before).get("domains"), "the kill must leave something to clean up"
     bb.ok("deployment", "destroy", "--force", "killed")
     assert new_since(before) == {}
