@@ -48,10 +48,11 @@ def _declared(config: dict[str, Any] | None) -> Iterator[tuple[str, list[HostChe
     if config is None:
         for group in (plugin.ENGINES, plugin.PROVIDERS):
             for name in plugin.names(group):
-                yield name, plugin.get(group, name).host_checks(None)
+                yield name, plugin.get(group, name).host_requirements(None)
         return
     for path, plugin_class, node in _tree(config, plugin.ENGINES, ""):
-        yield f"{path or 'engine'} ({node['type']})", plugin_class.host_checks(node)
+        typed = plugin_class.parse_config(node)
+        yield f"{path or 'engine'} ({node['type']})", plugin_class.host_requirements(typed)
 
 
 def _tree(config: dict[str, Any], group: str, path: str

@@ -2,13 +2,15 @@
 
 import math
 import re
-from collections.abc import Iterator
+from abc import ABC
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from benchbed import masking
 from benchbed.errors import BenchbedError, ConfigError
+from benchbed.settings import PluginConfig
 
 if TYPE_CHECKING:
     import jsonschema
@@ -20,32 +22,55 @@ if TYPE_CHECKING:
 ENGINES = "benchbed.engines"
 PROVIDERS = "benchbed.providers"
 GROUP_NOUN = {ENGINES: "engine", PROVIDERS: "server provider"}
+ConfigT = TypeVar("ConfigT", bound=PluginConfig)
+P = TypeVar("P", bound="Plugin[Any]")
+
+
+Hook = Callable[[Any, "Resource"], Any]
 
 
 @dataclass(frozen=True)
 class ResourceKind:
     """How the core deletes one kind of ledger row and tells whether it still exists.
 
-    `delete` and `exists` name methods of the plugin, `(resource) -> None` and
-    `(resource) -> bool`; `delete` treats "already gone" as success. `requires` lists the
+    `delete` and `exists` are functions of the plugin's class body, `(self, resource) ->
+    None` and `(self, resource) -> bool` (so a renamed hook fails when the module loads, not
+    in a user's `destroy`); `delete` treats "already gone" as success. `requires` lists the
     kinds of the same scope this one lives on (a container on its network): those wait
-    until it is gone.
+    until it is gone. Declare RESOURCES after the hooks it names.
     """
 
-    delete: str
-    exists: str | None = None
+    delete: Hook
+    exists: Hook | None = None
     requires: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        for hook in (self.delete, self.exists):
+            if isinstance(hook, str):  # TRANSITION: not converted yet
+                continue
+            if hook is not None and not callable(hook):
+                raise TypeError(f"ResourceKind hooks are functions of the plugin, not {hook!r}")
 
-class Plugin:
+
+class Plugin(ABC, Generic[ConfigT]):
     """A node of a deployment's plugin tree: an engine or provider at one config path.
 
     The config path (`""` for the root engine, `provider`, `nodes[1].provider`) is also the
     plugin's ledger scope, so any number of plugins live in one deployment, each
     destroyed from its own rows.
+
+    Removal has one verb, `teardown()`: delete this scope's ledger rows (`delete_recorded`),
+    then tear down the nested plugins, last one first. The specification's names are kept
+    as the same act: an engine's `cleanup()` and a provider's `destroy_servers()` call it.
+    A plugin with more to undo overrides `teardown` and ends by calling the base's.
+
+    Validation has the verbs `validate_*` (a config, before anything exists); `check()` is
+    only ever a health probe of something deployed; `host_requirements` is what `benchbed
+    doctor` verifies on this machine.
     """
 
-    CONFIG_SCHEMA: ClassVar[dict[str, Any]] = {"type": "object"}
+    # the typed config (benchbed.settings): its fields are the keys this plugin accepts
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
     # config key -> entry point group of the plugin(s) configured under it (a list value
     # holds several)
     NESTED: ClassVar[dict[str, str]] = {}
@@ -57,16 +82,39 @@ class Plugin:
 
     def __init__(self, deployment: "Deployment", config: dict[str, Any], path: str) -> None:
         self.deployment = deployment
-        self.config = config
+        # the config as the user wrote it (nested plugins' configs are mappings in it)
+        self.raw_config = config
+        self.config: ConfigT = self.parse_config(config)
         self.path = path
         self.ledger = deployment.ledger(path)
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
-        """Checks a schema cannot express; raise ConfigError naming the path."""
+    def parse_config(cls, config: dict[str, Any]) -> ConfigT:
+        """The typed config of a mapping that passed validation, defaults applied."""
+        if "CONFIG_SCHEMA" in vars(cls):  # TRANSITION: not converted yet
+            return cast(ConfigT, config)
+        return cast(ConfigT, cls.Config.from_dict(config))
 
     @classmethod
-    def host_checks(cls, config: dict[str, Any] | None) -> list["HostCheck"]:
+    def config_schema(cls) -> dict[str, Any]:
+        if "CONFIG_SCHEMA" in vars(cls):  # TRANSITION: not converted yet
+            return cast(dict[str, Any], vars(cls)["CONFIG_SCHEMA"])
+        return cls.Config.json_schema()
+
+    @classmethod
+    def validate_config(cls, config: ConfigT, path: str, *, has_parent: bool = False) -> None:
+        """Checks a schema cannot express; raise ConfigError naming the path.
+
+        `has_parent`: an engine above this one gives it `parent_endpoints` (a node of a
+        MultihostEngine)."""
+
+    @classmethod
+    def child_has_parent(cls, key: str, has_parent: bool) -> bool:
+        """Whether the engine(s) nested under `key` receive parent endpoints."""
+        return False
+
+    @classmethod
+    def host_requirements(cls, config: ConfigT | None) -> list["HostCheck"]:
         """What this machine needs for this plugin: for `config`, or for any (None).
 
         `benchbed doctor` runs them; a plugin that needs nothing of this host keeps [].
@@ -74,7 +122,8 @@ class Plugin:
         return []
 
     @classmethod
-    def validation_view(cls, config: dict[str, Any], path: str) -> dict[str, Any]:
+    def validation_view(cls, config: dict[str, Any], path: str, *, has_parent: bool = False
+                        ) -> dict[str, Any]:
         """The config as its nested plugins are validated: a plugin that fills values in at
         deploy time (MultihostEngine's `{controller_ip}`) fills in placeholders here."""
         return config
@@ -86,33 +135,31 @@ class Plugin:
     def child_path(self, key: str, index: int | None = None) -> str:
         return join_path(self.path, key, index)
 
-    def nest(self, key: str, index: int | None = None) -> "Plugin":
+    def nest(self, key: str, kind: type[P], index: int | None = None) -> P:
         """The plugin configured under `key` (or `key[index]`), bound to its own path."""
-        value = self.config[key] if index is None else self.config[key][index]
-        return build(self.deployment, value, self.NESTED[key], self.child_path(key, index))
+        value = self.raw_config[key] if index is None else self.raw_config[key][index]
+        return build(self.deployment, value, kind, self.NESTED[key],
+                     self.child_path(key, index))
 
-    def nested_plugins(self) -> list["Plugin"]:
+    def nested_plugins(self) -> "list[Plugin[Any]]":
         """Every plugin configured under this one, in config order."""
-        found: list[Plugin] = []
+        found: list[Plugin[Any]] = []
         for key in self.NESTED:
-            value = self.config.get(key)
+            value = self.raw_config.get(key)
             if isinstance(value, list):
-                found += [self.nest(key, index) for index in range(len(value))]
+                found += [self.nest(key, Plugin, index) for index in range(len(value))]
             elif isinstance(value, dict):
-                found.append(self.nest(key))
+                found.append(self.nest(key, Plugin))
         return found
 
     def teardown(self) -> None:
-        """Remove everything this plugin made (cleanup of an engine, destroy of a provider)."""
-        raise NotImplementedError
-
-    def destroy_tree(self) -> None:
-        """This plugin's own resources first, then the plugins it nests, last one first."""
-        self.destroy_resources()
+        """Remove everything this plugin made: its own ledger rows first, then the plugins
+        it nests, last one first. Works from the ledger alone, so it is safe after a crash."""
+        self.delete_recorded()
         for child in reversed(self.nested_plugins()):
             child.teardown()
 
-    def destroy_resources(self) -> None:
+    def delete_recorded(self) -> None:
         """Delete this scope's ledger rows through the declared kinds, in parallel waves."""
         rows = self.ledger.resources()
         unknown = sorted({row.kind for row in rows} - set(self.RESOURCES))
@@ -128,8 +175,13 @@ class Plugin:
 
     def _delete_and_confirm(self, resource: "Resource") -> None:
         kind = self.RESOURCES[resource.kind]
-        getattr(self, kind.delete)(resource)
-        if kind.exists and getattr(self, kind.exists)(resource):
+        if isinstance(kind.delete, str):  # TRANSITION: not converted yet
+            getattr(self, kind.delete)(resource)
+            if kind.exists and getattr(self, kind.exists)(resource):  # type: ignore[arg-type]
+                raise BenchbedError(f"{resource.kind} {resource.name} still exists")
+            return
+        kind.delete(self, resource)
+        if kind.exists is not None and kind.exists(self, resource):
             raise BenchbedError(f"{resource.kind} {resource.name} still exists after delete")
 
 
@@ -139,9 +191,14 @@ def join_path(path: str, key: str, index: int | None = None) -> str:
     return joined if index is None else f"{joined}[{index}]"
 
 
-def build(deployment: "Deployment", config: dict[str, Any], group: str, path: str) -> Plugin:
-    """Instantiate the plugin a (validated) config names, at its config path."""
+def build(deployment: "Deployment", config: dict[str, Any], kind: type[P], group: str,
+          path: str) -> P:
+    """Instantiate the plugin a (validated) config names, at its config path; it must be a
+    `kind` (an Engine where an engine is configured)."""
     plugin_class = get(group, config["type"], join_path(path, "type"))
+    if not issubclass(plugin_class, kind):
+        raise ConfigError(join_path(path, "type"),
+                          f"{config['type']} is not a {kind.__name__}")
     return plugin_class(deployment, config, path)
 
 
@@ -163,7 +220,7 @@ UNSUPPORTED = {
 }
 
 
-def get(group: str, type_name: str, path: str = "type") -> type[Plugin]:
+def get(group: str, type_name: str, path: str = "type") -> "type[Plugin[Any]]":
     found = _entry_points(group).get(type_name)
     if found is None and type_name in UNSUPPORTED:
         raise ConfigError(path, f"{type_name} {UNSUPPORTED[type_name]}")
@@ -288,22 +345,24 @@ def _message(error: "jsonschema.ValidationError") -> str:
     return error.message[:200]
 
 
-def walk(config: dict[str, Any], group: str = ENGINES, path: str = ""
-         ) -> Iterator[tuple[type[Plugin], dict[str, Any], str]]:
+def walk(config: dict[str, Any], group: str = ENGINES, path: str = "",
+         has_parent: bool = False) -> "Iterator[tuple[type[Plugin[Any]], dict[str, Any], str]]":
     """Each plugin of a validated config: (its class, its config, its config path)."""
     plugin = get(group, config["type"], join_path(path, "type"))
     yield plugin, config, path
-    view = plugin.validation_view(config, path)
+    view = plugin.validation_view(config, path, has_parent=has_parent)
     for key, nested_group in plugin.NESTED.items():
         value = view.get(key)
+        below = plugin.child_has_parent(key, has_parent)
         if isinstance(value, list):
             for index, item in enumerate(value):
-                yield from walk(item, nested_group, join_path(path, key, index))
+                yield from walk(item, nested_group, join_path(path, key, index), below)
         elif isinstance(value, dict):
-            yield from walk(value, nested_group, join_path(path, key))
+            yield from walk(value, nested_group, join_path(path, key), below)
 
 
-def validate(config: Any, group: str = ENGINES, path: str = "") -> type[Plugin]:
+def validate(config: Any, group: str = ENGINES, path: str = "", has_parent: bool = False
+             ) -> "type[Plugin[Any]]":
     """Validate a config and every plugin nested in it; return the top plugin's class."""
     if not isinstance(config, dict):
         raise ConfigError(path, "must be a mapping")
@@ -315,16 +374,17 @@ def validate(config: Any, group: str = ENGINES, path: str = "") -> type[Plugin]:
     for key, reason in plugin.UNSUPPORTED_KEYS.items():
         if key in config:
             raise ConfigError(join_path(path, key), f"is not supported: {reason}")
-    _check_schema(plugin.CONFIG_SCHEMA, config, path)
-    view = plugin.validation_view(config, path)
+    _check_schema(plugin.config_schema(), config, path)
+    view = plugin.validation_view(config, path, has_parent=has_parent)
     for key, nested_group in plugin.NESTED.items():
         value = view.get(key)
+        below = plugin.child_has_parent(key, has_parent)
         if isinstance(value, list):
             for index, item in enumerate(value):
-                validate(item, nested_group, join_path(path, key, index))
+                validate(item, nested_group, join_path(path, key, index), below)
         elif value is not None:
-            validate(value, nested_group, join_path(path, key))
-    plugin.check_config(config, path)
+            validate(value, nested_group, join_path(path, key), below)
+    plugin.validate_config(plugin.parse_config(config), path, has_parent=has_parent)
     return plugin
 
 

@@ -1,15 +1,19 @@
 """The deploy engine contract from the specification: Engine(deployment), deploy(), cleanup()."""
 
+from abc import abstractmethod
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from benchbed import plugin
 from benchbed.errors import ConfigError
+from benchbed.settings import PluginConfig
 
 if TYPE_CHECKING:
     from benchbed.deployment import Deployment
     from benchbed.providers.base import Capabilities, ServerProvider
+
+ConfigT = TypeVar("ConfigT", bound=PluginConfig)
 
 
 # The keys with which an engine asks its provider for servers (see check_server_request).
@@ -30,7 +34,7 @@ class CheckResult:
     detail: str
 
 
-class Engine(plugin.Plugin):
+class Engine(plugin.Plugin[ConfigT]):
     """Deploys a distribution (or registers one) and returns its endpoints.
 
     `Engine(deployment)` is the root engine of the deployment's config; a MultihostEngine
@@ -41,6 +45,16 @@ class Engine(plugin.Plugin):
     # Whether deploy() may begin before the parent's endpoints exist: such an engine reads
     # `parent_endpoints` only once it needs them, and that read waits for the parent.
     STARTS_BEFORE_PARENT: ClassVar[bool] = False
+
+    @classmethod
+    def offered_services(cls, config: ConfigT) -> frozenset[str] | None:
+        """The services this engine runs that nodes may join; None: it does not say."""
+        return None
+
+    @classmethod
+    def joined_services(cls, config: ConfigT) -> frozenset[str]:
+        """The parent's services this engine joins (a node's needs of its controller)."""
+        return frozenset()
 
     def __init__(self, deployment: "Deployment", config: dict[str, Any] | None = None,
                  path: str = "") -> None:
@@ -60,24 +74,21 @@ class Engine(plugin.Plugin):
                          ) -> None:
         self._parent = endpoints
 
-    def same_parent_as(self, engine: "Engine") -> None:
+    def same_parent_as(self, engine: "Engine[Any]") -> None:
         """Give this (inner) engine the parent endpoints of `engine`, known yet or not."""
         self._parent = engine._parent
 
+    @abstractmethod
     def deploy(self) -> dict[str, Any]:
         """Deploy and return the endpoints (secrets included; they are masked on display)."""
-        raise NotImplementedError
 
     def cleanup(self) -> None:
-        """Remove everything `deploy` made, from the ledger alone (safe after a crash)."""
-        self.destroy_tree()
+        """The specification's name for `teardown`: remove everything `deploy` made."""
+        self.teardown()
 
-    def teardown(self) -> None:
-        self.cleanup()
-
+    @abstractmethod
     def check(self) -> list[CheckResult]:
-        """Prove the deployed system answers; used by `deployment check`."""
-        raise NotImplementedError
+        """Health probe: prove the deployed system answers; used by `deployment check`."""
 
     @property
     def endpoints(self) -> dict[str, Any]:
@@ -88,31 +99,40 @@ class Engine(plugin.Plugin):
     def endpoints(self, endpoints: dict[str, Any]) -> None:
         self._own_endpoints = endpoints
 
-    @classmethod
-    def provider_class(cls, config: dict[str, Any]) -> type["ServerProvider"]:
-        return plugin.get(plugin.PROVIDERS, config["provider"]["type"])  # type: ignore[return-value]
-
-    @classmethod
-    def check_server_request(cls, config: dict[str, Any], path: str,
-                             amount: int | None = None, ssh: bool = True) -> None:
-        """Let the provider refuse the engine's image, flavor or amount before anything exists,
-        and, when the engine will log in (`ssh`), a config under which it cannot."""
-        provider_class = cls.provider_class(config)
-        provider_config = config["provider"]
-        provider_class.check_request(provider_config, config.get("image"),
-                                     config.get("flavor"), path)
-        if ssh:
-            provider_class.check_ssh(provider_config, plugin.join_path(path, "provider"))
-        capacity = provider_class.capacity(provider_config)
-        if amount is not None and capacity is not None and amount > capacity:
-            raise ConfigError(plugin.join_path(path, "amount"),
-                              f"{amount} server(s) requested, but "
-                              f"{provider_config['type']} can give {capacity}")
-
-    @classmethod
-    def provider_capabilities(cls, config: dict[str, Any]) -> "Capabilities":
-        return cls.provider_class(config).capabilities(config["provider"])
-
-    def provider(self, key: str = "provider") -> "ServerProvider":
+    def provider(self, key: str = "provider") -> "ServerProvider[Any]":
         """The provider configured under `key`, bound to its own ledger scope."""
-        return self.nest(key)  # type: ignore[return-value]
+        from benchbed.providers.base import ServerProvider
+
+        return self.nest(key, ServerProvider)
+
+
+def provider_class(provider_config: dict[str, Any]) -> "type[ServerProvider[Any]]":
+    """The class of a (validated) provider config."""
+    from benchbed.providers.base import ServerProvider
+
+    found = plugin.get(plugin.PROVIDERS, provider_config["type"])
+    assert issubclass(found, ServerProvider)
+    return found
+
+
+def provider_capabilities(provider_config: dict[str, Any]) -> "Capabilities":
+    found = provider_class(provider_config)
+    return found.capabilities(found.parse_config(provider_config))
+
+
+def validate_server_request(provider_config: dict[str, Any], path: str,
+                            image: str | None = None, flavor: str | None = None,
+                            amount: int | None = None, ssh: bool = True) -> None:
+    """Let the provider under `path.provider` refuse an engine's image, flavor or amount
+    before anything exists, and, when the engine will log in (`ssh`), a config under which
+    it cannot."""
+    found = provider_class(provider_config)
+    typed = found.parse_config(provider_config)
+    found.validate_request(typed, image, flavor, path)
+    if ssh:
+        found.validate_ssh(typed, plugin.join_path(path, "provider"))
+    capacity = found.capacity(typed)
+    if amount is not None and capacity is not None and amount > capacity:
+        raise ConfigError(plugin.join_path(path, "amount"),
+                          f"{amount} server(s) requested, but "
+                          f"{provider_config['type']} can give {capacity}")

@@ -7,7 +7,6 @@ so every exporter and `deployment check` work on them unchanged.
 """
 
 import contextvars
-import re
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,13 @@ from dataclasses import replace
 from typing import Any
 
 from benchbed import masking, plugin
-from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
+from benchbed.engines.base import (
+    SERVER_REQUEST_PROPERTIES,
+    CheckResult,
+    Engine,
+    provider_capabilities,
+    validate_server_request,
+)
 from benchbed.engines.debian_services import KNOWN_SERVICES, Context, apt, recipes
 from benchbed.engines.debian_services.common import dropin_directory
 from benchbed.engines.existing_cloud import normalize_cloud
@@ -74,9 +79,11 @@ class DebianEngine(Engine):
     STARTS_BEFORE_PARENT = True
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
-        cls.check_server_request(config, path, amount=1)
-        if cls.provider_capabilities(config).shares_host:
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
+        validate_server_request(config["provider"], path, config.get("image"),
+                                config.get("flavor"), amount=1)
+        if provider_capabilities(config["provider"]).shares_host:
             raise ConfigError(plugin.join_path(path, "provider"),
                               f"{config['provider']['type']} servers share this machine's "
                               f"filesystem: DebianEngine would install packages on this "
@@ -92,7 +99,7 @@ class DebianEngine(Engine):
                 raise ConfigError(f"{where}[{index}]", f"service '{name}' is not yet supported "
                                   f"by DebianEngine (supported: {', '.join(SUPPORTED_SERVICES)})")
         joins = "keystone" not in services
-        if joins and not is_node_path(path):
+        if joins and not has_parent:
             raise ConfigError(where, "must include 'keystone' (every other service needs it), "
                               "unless this engine is a node of a MultihostEngine whose "
                               "controller runs Keystone")
@@ -270,11 +277,6 @@ class DebianEngine(Engine):
         if "compute_hosts" in self.endpoints:
             results += check_computes(cloud, self.endpoints["compute_hosts"])
         return results
-
-
-def is_node_path(path: str) -> bool:
-    """Whether a config path is in a MultihostEngine node (`nodes[2]`, `nodes[0].engine`)."""
-    return re.search(r"(^|\.)nodes\[\d+\](\.|$)", path) is not None
 
 
 def _generate() -> str:

@@ -22,7 +22,13 @@ from urllib.parse import urlsplit
 
 from benchbed import masking, plugin
 from benchbed.engines import devstack_conf
-from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
+from benchbed.engines.base import (
+    SERVER_REQUEST_PROPERTIES,
+    CheckResult,
+    Engine,
+    provider_capabilities,
+    validate_server_request,
+)
 from benchbed.engines.debian_services import apt
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError
@@ -89,9 +95,11 @@ class DevstackEngine(Engine):
                  "mirrors": ResourceKind(delete="_release_mirrors")}
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
-        cls.check_server_request(config, path)
-        if cls.provider_capabilities(config).shares_host:
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
+        validate_server_request(config["provider"], path, config.get("image"),
+                                config.get("flavor"))
+        if provider_capabilities(config["provider"]).shares_host:
             raise ConfigError(plugin.join_path(path, "provider"),
                               f"{config['provider']['type']} servers share this machine's "
                               f"filesystem: DevStack would install itself on this machine")

@@ -99,7 +99,7 @@ class ExistingCloud(Engine):
         with self.deployment.step("register existing cloud", self._cloud()["auth_url"]):
             return normalize_cloud(self._cloud())
 
-    def cleanup(self) -> None:
+    def teardown(self) -> None:
         """The cloud outlives the deployment: nothing to remove."""
 
     def check(self) -> list[CheckResult]:

@@ -114,7 +114,8 @@ class FuelEngine(Engine):
     RESOURCES = {CLUSTER_KIND: ResourceKind(delete="_delete_cluster", exists="_cluster_exists")}
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
         check_api_url(config["api_url"], join_path(path, "api_url"))
         if "token" in config and "keystone" in config:
             raise ConfigError(join_path(path, "token"),

@@ -27,7 +27,6 @@ from typing import Any
 
 from benchbed import plugin
 from benchbed.engines.base import CheckResult, Engine
-from benchbed.engines.debian import is_node_path
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.hostnet.bridge import static_capacity
 from benchbed.parallel import run_parallel
@@ -80,13 +79,19 @@ class LxcEngine(Engine):
     NESTED = {"provider": PROVIDERS, "engine": ENGINES}
 
     @classmethod
-    def validation_view(cls, config: dict[str, Any], path: str) -> dict[str, Any]:
+    def child_has_parent(cls, key: str, has_parent: bool) -> bool:
+        """The inner engine joins the controller this LxcEngine's parent gives it."""
+        return key == "engine" and has_parent
+
+    @classmethod
+    def validation_view(cls, config: dict[str, Any], path: str, *, has_parent: bool = False
+                        ) -> dict[str, Any]:
         """The inner engine is validated with the template container's provider, once the
         shape of the config is known to allow one (checked here, before the nested ones)."""
         def where(key: str) -> str:
             return plugin.join_path(path, key)
 
-        if not is_node_path(path):
+        if not has_parent:
             raise ConfigError(path or "type", "LxcEngine makes compute nodes that join a "
                               "controller: use it as a node of a MultihostEngine")
         if config["provider"].get("type") != "ExistingServers":
@@ -109,7 +114,8 @@ class LxcEngine(Engine):
         return {**config, "engine": {**engine, "provider": _template_provider(config, 0)}}
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
         network = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
         per_server = config.get("nodes_per_server", 1)
         room = static_capacity(network) - 1  # one address for the template
@@ -123,7 +129,8 @@ class LxcEngine(Engine):
 
     def _engine(self, index: int) -> Engine:
         config = {**self.config["engine"], "provider": _template_provider(self.config, index)}
-        engine = plugin.build(self.deployment, config, ENGINES, self.child_path("engine", index))
+        engine = plugin.build(self.deployment, config, Engine, ENGINES,
+                              self.child_path("engine", index))
         engine.same_parent_as(self)  # type: ignore[attr-defined]
         return engine  # type: ignore[return-value]
 
@@ -195,7 +202,7 @@ class LxcEngine(Engine):
         with self.deployment.step("start nova-compute", clone.name, lane=clone.name):
             start_held(clone)
 
-    def cleanup(self) -> None:
+    def teardown(self) -> None:
         """Per host, the clones first (they stand on the template's files), then the template."""
         def clean_host(index: int) -> None:
             self._clones(index).destroy_servers()

@@ -53,14 +53,21 @@ class MultihostEngine(Engine):
     RESOURCES = {NODE_KIND: ResourceKind(delete="_destroy_node")}
 
     @classmethod
-    def validation_view(cls, config: dict[str, Any], path: str) -> dict[str, Any]:
+    def validation_view(cls, config: dict[str, Any], path: str, *, has_parent: bool = False
+                        ) -> dict[str, Any]:
         for index, node in enumerate(config["nodes"]):
             _check_placeholders(node, plugin.join_path(path, "nodes", index))
         return {**config, "nodes": [substitute(node, VALIDATION_ADDRESS)
                                     for node in config["nodes"]]}
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
+    def child_has_parent(cls, key: str, has_parent: bool) -> bool:
+        """Nodes receive the controller's endpoints."""
+        return key == "nodes"
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
         """A node that joins services the controller does not run is refused here, not after
         the controller's install: known for a DebianEngine controller, whose services say."""
         controller = config["controller"]
@@ -78,7 +85,7 @@ class MultihostEngine(Engine):
         """The controller, with the nodes that can start before it (STARTS_BEFORE_PARENT, no
         placeholder) deploying alongside: an LxcEngine installs its template's packages while
         the controller installs its own. The other nodes follow the controller."""
-        controller = self.nest("controller")
+        controller = self.nest("controller", Engine)
         nodes = list(enumerate(self.config["nodes"]))
         early = [(index, raw) for index, raw in nodes if _starts_early(raw)]
         early_indexes = {index for index, _ in early}
@@ -139,21 +146,21 @@ class MultihostEngine(Engine):
     def _node(self, path: str, config: dict[str, Any],
               controller_endpoints: "dict[str, Any] | Future[dict[str, Any]] | None"
               ) -> Engine:
-        node = plugin.build(self.deployment, config, ENGINES, path)
+        node = plugin.build(self.deployment, config, Engine, ENGINES, path)
         node.parent_endpoints = controller_endpoints  # type: ignore[attr-defined]
         return node  # type: ignore[return-value]
 
-    def cleanup(self) -> None:
+    def teardown(self) -> None:
         """Nodes first (from the configs in the ledger, in parallel), then the controller."""
-        self.destroy_resources()
-        self.nest("controller").teardown()
+        self.delete_recorded()
+        self.nest("controller", Engine).teardown()
 
     def _destroy_node(self, resource: Resource) -> None:
         controller = {key: value for key, value in self.endpoints.items() if key != "nodes"}
         self._node(resource.name, resource.data["config"], controller or None).cleanup()
 
     def check(self) -> list[CheckResult]:
-        controller = self.nest("controller")
+        controller = self.nest("controller", Engine)
         controller.endpoints = {k: v for k, v in self.endpoints.items()  # type: ignore[attr-defined]
                                 if k not in ("nodes", "controller_ip")}
         results = [CheckResult(f"controller: {r.target}", r.ok, r.detail)

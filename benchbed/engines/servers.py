@@ -2,7 +2,12 @@
 
 from typing import Any
 
-from benchbed.engines.base import SERVER_REQUEST_PROPERTIES, CheckResult, Engine
+from benchbed.engines.base import (
+    SERVER_REQUEST_PROPERTIES,
+    CheckResult,
+    Engine,
+    validate_server_request,
+)
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS
 from benchbed.server import Server
@@ -29,9 +34,11 @@ class ServersEngine(Engine):
     NESTED = {"provider": PROVIDERS}
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
-        cls.check_server_request(config, path, amount=config.get("amount"),
-                                 ssh=config.get("wait_for_ssh", True))
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
+        validate_server_request(config["provider"], path, config.get("image"),
+                                config.get("flavor"), amount=config.get("amount"),
+                                ssh=config.get("wait_for_ssh", True))
 
     def deploy(self) -> dict[str, Any]:
         provider = self.provider()

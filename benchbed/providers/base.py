@@ -3,17 +3,21 @@
 import hashlib
 import ipaddress
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from benchbed import plugin, sizes
 from benchbed.errors import ConfigError, InputError
 from benchbed.server import Server
+from benchbed.settings import PluginConfig
 
 if TYPE_CHECKING:
     from benchbed.deployment import Deployment
     from benchbed.networks import Claim
+
+ConfigT = TypeVar("ConfigT", bound=PluginConfig)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class Sweep:
     elsewhere: int = 0
 
 
-class ServerProvider(plugin.Plugin):
+class ServerProvider(plugin.Plugin[ConfigT]):
     """Gives engines servers, whatever the technology behind them.
 
     Subclasses record every resource in `self.ledger` before creating it and declare its
@@ -69,29 +73,29 @@ class ServerProvider(plugin.Plugin):
     even after a crash, and then the providers nested in this one.
     """
 
-    CAPABILITIES = Capabilities()
+    CAPABILITIES: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, deployment: "Deployment", config: dict[str, Any],
                  path: str = "provider") -> None:
         super().__init__(deployment, config, path)
 
     @classmethod
-    def capabilities(cls, config: dict[str, Any]) -> Capabilities:
+    def capabilities(cls, config: ConfigT) -> Capabilities:
         return cls.CAPABILITIES
 
     @classmethod
-    def capacity(cls, config: dict[str, Any]) -> int | None:
+    def capacity(cls, config: ConfigT) -> int | None:
         """The most servers this config can give, if known before anything exists."""
         return None
 
     @classmethod
-    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator["Claim"]:
+    def local_networks(cls, config: ConfigT, path: str) -> Iterator["Claim"]:
         """The networks this config makes on this machine (benchbed.networks checks them)."""
         return iter(())
 
     @classmethod
-    def check_request(cls, config: dict[str, Any], image: str | None, size: str | None,
-                      path: str) -> None:
+    def validate_request(cls, config: ConfigT, image: str | None, size: str | None,
+                         path: str) -> None:
         """Refuse at validation what create_servers would refuse: nothing is created then.
 
         By default sizes are benchbed's named sizes; a cloud provider overrides this to pass
@@ -111,11 +115,11 @@ class ServerProvider(plugin.Plugin):
                 raise ConfigError(plugin.join_path(path, "flavor"), str(error)) from None
 
     @classmethod
-    def check_ssh(cls, config: dict[str, Any], path: str) -> None:
+    def validate_ssh(cls, config: ConfigT, path: str) -> None:
         """The engine will log in over SSH: refuse a config under which it cannot."""
 
     @classmethod
-    def find_strays(cls, config: dict[str, Any], live: Callable[[], set[str]]) -> Sweep:
+    def find_strays(cls, config: ConfigT, live: Callable[[], set[str]]) -> Sweep:
         """For `benchbed gc`: resources this provider tagged whose deployment is not among
         `live()` (uuids of this database's deployments) or whose expiry has passed.
 
@@ -124,28 +128,28 @@ class ServerProvider(plugin.Plugin):
         raise InputError(f"{cls.__name__} tags no cloud resources: gc has nothing to look for")
 
     @classmethod
-    def delete_strays(cls, config: dict[str, Any], strays: list[Stray]) -> None:
+    def delete_strays(cls, config: ConfigT, strays: list[Stray]) -> None:
         raise InputError(f"{cls.__name__} tags no cloud resources: gc has nothing to delete")
 
     def default_amount(self) -> int:
         """How many servers to create when the engine does not say."""
         return 1
 
+    @abstractmethod
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
                        amount: int = 1) -> list[Server]:
-        raise NotImplementedError
+        """Create `amount` servers of image `image_uuid` and size `type_id` (None: the
+        provider's default), each recorded in the ledger before it exists."""
 
     def destroy_servers(self) -> None:
-        self.destroy_tree()
+        """The specification's name for `teardown`: remove every server and what they need."""
+        self.teardown()
 
     def save_images(self, name: str, origin: dict[str, Any]) -> list[dict[str, Any]]:
         """Turn this provider's servers into images of its own that servers can start from
         (`benchbed image save`); returns their descriptions. A provider that cannot has
         nothing to save."""
         return []
-
-    def teardown(self) -> None:
-        self.destroy_servers()
 
     @property
     def tag(self) -> str:

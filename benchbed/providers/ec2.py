@@ -64,7 +64,8 @@ class Ec2Provider(ServerProvider):
     }
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
         if ("aws_access_key_id" in config) != ("aws_secret_access_key" in config):
             raise ConfigError(join_path(path, "aws_secret_access_key"),
                               "give aws_access_key_id and aws_secret_access_key together")
@@ -77,7 +78,7 @@ class Ec2Provider(ServerProvider):
                                   "aws:, benchbed: and 'creator' are reserved tag keys")
 
     @classmethod
-    def check_request(cls, config: dict[str, Any], image: str | None, size: str | None,
+    def validate_request(cls, config: dict[str, Any], image: str | None, size: str | None,
                       path: str) -> None:
         """AMI ids and instance type names pass through; the cloud checks them at create."""
         if image is None:
@@ -90,7 +91,7 @@ class Ec2Provider(ServerProvider):
                               f"{size[:80]!r} is not an EC2 instance type (e.g. t3.micro)")
 
     @classmethod
-    def check_ssh(cls, config: dict[str, Any], path: str) -> None:
+    def validate_ssh(cls, config: dict[str, Any], path: str) -> None:
         if "ssh_cidr" not in config:
             raise ConfigError(join_path(path, "ssh_cidr"),
                               "is required (where SSH is allowed from, e.g. 203.0.113.7/32) "

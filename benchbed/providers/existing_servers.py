@@ -38,7 +38,8 @@ class ExistingServers(ServerProvider):
     }
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
         seen: set[tuple[str, int]] = set()
         for index, credential in enumerate(config["credentials"]):
             address = (credential["host"], credential.get("port", 22))
@@ -48,7 +49,7 @@ class ExistingServers(ServerProvider):
             seen.add(address)
 
     @classmethod
-    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+    def host_requirements(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
         """The key files the credentials name must be readable here."""
         return [hostcheck.readable_file(credential["key"], f"fix credentials[{index}].key")
                 for index, credential in enumerate((config or {}).get("credentials", []))

@@ -80,7 +80,8 @@ class LxcProvider(ServerProvider):
     }
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
         def where(key: str) -> str:
             return f"{path}.{key}".lstrip(".")
 
@@ -120,7 +121,7 @@ class LxcProvider(ServerProvider):
                             subnet, shared=True, bridge=bridge_name(subnet))
 
     @classmethod
-    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+    def host_requirements(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
         """This machine's needs when it is one of the LXC hosts (always, without a config)."""
         if config is None:
             local_networks: list[ipaddress.IPv4Network | None] = [None]
@@ -154,7 +155,7 @@ class LxcProvider(ServerProvider):
         return self.config.get("release", DEFAULT_RELEASE)
 
     def default_amount(self) -> int:
-        return self._per_host * self.nest("host_provider").default_amount()
+        return self._per_host * self.nest("host_provider", ServerProvider).default_amount()
 
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
                        amount: int = 1, layer_on: str | None = None) -> list[Server]:
@@ -163,7 +164,7 @@ class LxcProvider(ServerProvider):
         limits = sizes.lookup(type_id) if type_id is not None else (0, 0)
         if amount < 1:
             raise InputError(f"LxcProvider: amount must be at least 1, not {amount}")
-        host_provider = self.nest("host_provider")
+        host_provider = self.nest("host_provider", ServerProvider)
         servers = host_provider.create_servers(amount=host_provider.default_amount())
         if amount > len(servers) * self._per_host:
             raise InputError(f"LxcProvider: {len(servers)} host(s) x containers_per_host "

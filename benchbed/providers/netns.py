@@ -58,7 +58,8 @@ class NetnsProvider(ServerProvider):
     }
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
         where = f"{path}.network".lstrip(".")
         try:
             network = ipaddress.IPv4Network(config["network"], strict=True)
@@ -78,7 +79,7 @@ class NetnsProvider(ServerProvider):
                     shared=False)
 
     @classmethod
-    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+    def host_requirements(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
         checks = [hostcheck.root(),
                   hostcheck.command("ip", "iproute2"),
                   hostcheck.command(SSHD, "openssh-server"),

@@ -84,11 +84,12 @@ class OpenStackProvider(ServerProvider):
     }
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
         check_ssh_cidr(config, path)
 
     @classmethod
-    def check_request(cls, config: dict[str, Any], image: str | None, size: str | None,
+    def validate_request(cls, config: dict[str, Any], image: str | None, size: str | None,
                       path: str) -> None:
         """The cloud's own flavor and image names pass through; the cloud checks them."""
         for key, value in (("image", image), ("flavor", size)):

@@ -78,7 +78,8 @@ class VirshProvider(ServerProvider):
     }
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], path: str) -> None:
+    def validate_config(cls, config: dict[str, Any], path: str, *,
+                        has_parent: bool = False) -> None:
         if "connection" in config and "uri" in config:
             raise ConfigError(f"{path}.uri".lstrip("."), "give either uri or connection")
         if "network" in config:
@@ -91,7 +92,7 @@ class VirshProvider(ServerProvider):
                 raise ConfigError(where, "needs at least a /28")
 
     @classmethod
-    def host_checks(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+    def host_requirements(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
         """The libvirt bindings always; the rest only when libvirt runs on this machine."""
         checks = [hostcheck.python_module("libvirt", "libvirt")]
         uri = (config or {}).get("uri", "qemu:///system")

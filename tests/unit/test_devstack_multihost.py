@@ -9,6 +9,7 @@ import pytest
 
 from benchbed import api, plugin
 from benchbed.deployment import Deployment
+from benchbed.engines.base import Engine
 from benchbed.engines.devstack import PASSWORD_KEYS, DevstackEngine
 from benchbed.engines.multihost import MultihostEngine, substitute
 from benchbed.errors import ConfigError
@@ -57,7 +58,7 @@ def test_a_misspelt_placeholder_is_refused_naming_the_key(home: Path) -> None:
 def test_node_local_conf_points_at_the_controller_with_its_passwords(home: Path) -> None:
     config = _multihost(NODE_CONF)
     deployment = Deployment.create("mh", config)
-    multihost = plugin.build(deployment, config, plugin.ENGINES, "")
+    multihost = plugin.build(deployment, config, Engine, plugin.ENGINES, "")
     assert isinstance(multihost, MultihostEngine)
     controller_passwords = {key: f"controller-{key.lower()}" for key in PASSWORD_KEYS}
     controller_endpoints = {"servers": [{"host": CONTROLLER_IP}],
@@ -84,7 +85,7 @@ def test_node_local_conf_points_at_the_controller_with_its_passwords(home: Path)
 def test_a_node_password_in_local_conf_wins_over_the_controllers(home: Path) -> None:
     config = _multihost({**NODE_CONF, "ADMIN_PASSWORD": "node-given"})
     deployment = Deployment.create("mh", config)
-    multihost = plugin.build(deployment, config, plugin.ENGINES, "")
+    multihost = plugin.build(deployment, config, Engine, plugin.ENGINES, "")
     assert isinstance(multihost, MultihostEngine)
     node = multihost._node("nodes[0]", substitute(config["nodes"][0], CONTROLLER_IP),
                            {"devstack": {"passwords": {"ADMIN_PASSWORD": "controller"}}})

@@ -3,6 +3,7 @@ installing its template) together with it; the others follow it with `{controlle
 filled in. Stand-in engines record when they ran; MultihostEngine and the ledger are real."""
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,10 @@ import pytest
 
 from benchbed import plugin
 from benchbed.deployment import Deployment, Status
-from benchbed.engines.base import Engine
+from benchbed.engines.base import CheckResult, Engine
 from benchbed.engines.multihost import MultihostEngine
 from benchbed.errors import BenchbedError
+from benchbed.settings import PluginConfig, setting
 
 CONTROLLER_IP = "192.0.2.10"
 WAIT = 10
@@ -30,22 +32,34 @@ class Events:
 EVENTS = Events()
 
 
-class Controller(Engine):
-    CONFIG_SCHEMA = {"type": "object"}
+@dataclass(frozen=True, kw_only=True)
+class ControllerConfig(PluginConfig):
+    wait: float = setting("How long the controller waits for the early node.", WAIT)
+    fail: bool = setting("Whether the controller fails.", False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LateNodeConfig(PluginConfig):
+    address: str = setting("The controller's address, filled in by MultihostEngine.")
+
+
+class Controller(Engine[ControllerConfig]):
+    Config = ControllerConfig
 
     def deploy(self) -> dict[str, Any]:
         # the early node must be running before the controller may finish
-        EVENTS.seen["node began first"] = EVENTS.node_started.wait(
-            self.config.get("wait", WAIT))
+        EVENTS.seen["node began first"] = EVENTS.node_started.wait(self.config.wait)
         EVENTS.release_controller.wait(WAIT)
-        if self.config.get("fail"):
+        if self.config.fail:
             raise BenchbedError("controller: keystone did not start")
         return {"openstack": {"auth_url": f"http://{CONTROLLER_IP}:5000/v3"},
                 "servers": [{"host": CONTROLLER_IP, "user": "root"}]}
 
+    def check(self) -> list[CheckResult]:
+        return []
 
-class EarlyNode(Engine):
-    CONFIG_SCHEMA = {"type": "object"}
+
+class EarlyNode(Engine[PluginConfig]):
     STARTS_BEFORE_PARENT = True
 
     def deploy(self) -> dict[str, Any]:
@@ -55,13 +69,19 @@ class EarlyNode(Engine):
         EVENTS.seen[self.path] = parent["servers"][0]["host"]
         return {"node": self.path}
 
+    def check(self) -> list[CheckResult]:
+        return []
 
-class LateNode(Engine):
-    CONFIG_SCHEMA = {"type": "object"}
+
+class LateNode(Engine[LateNodeConfig]):
+    Config = LateNodeConfig
 
     def deploy(self) -> dict[str, Any]:
-        EVENTS.seen[self.path] = self.config["address"]
+        EVENTS.seen[self.path] = self.config.address
         return {"node": self.path}
+
+    def check(self) -> list[CheckResult]:
+        return []
 
 
 class _Found:
@@ -87,7 +107,7 @@ def _deploy(controller: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str
     config = {"type": "MultihostEngine", "controller": controller, "nodes": nodes}
     deployment = Deployment.create("early", config)
     deployment.set_status(Status.STARTED)
-    engine = plugin.build(deployment, config, plugin.ENGINES, "")
+    engine = plugin.build(deployment, config, Engine, plugin.ENGINES, "")
     return engine.deploy()
 
 

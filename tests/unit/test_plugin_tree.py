@@ -16,18 +16,14 @@ from benchbed.errors import BenchbedError, ConfigError, StatusError
 from benchbed.ledger import Resource
 from benchbed.plugin import ResourceKind
 from benchbed.providers.base import ServerProvider
+from benchbed.server import Server
+from benchbed.settings import PluginConfig
 
 NETNS = {"type": "NetnsProvider", "network": "10.254.150.0/29"}
 
 
 class Boxes(ServerProvider):
     """A provider whose deletes are recorded, to watch the base class destroy."""
-
-    RESOURCES = {
-        "network": ResourceKind(delete="_delete"),
-        "volume": ResourceKind(delete="_delete"),
-        "box": ResourceKind(delete="_delete", exists="_exists", requires=("network", "volume")),
-    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -41,6 +37,16 @@ class Boxes(ServerProvider):
 
     def _exists(self, resource: Resource) -> bool:
         return resource.name in self.still_there
+
+    def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
+                       amount: int = 1) -> list[Server]:
+        return []
+
+    RESOURCES = {
+        "network": ResourceKind(delete=_delete),
+        "volume": ResourceKind(delete=_delete),
+        "box": ResourceKind(delete=_delete, exists=_exists, requires=("network", "volume")),
+    }
 
 
 @pytest.fixture
@@ -61,7 +67,7 @@ def test_destroy_waits_only_for_what_a_kind_requires(boxes: Boxes) -> None:
     boxes.ledger.record("box", "b1")
     boxes.ledger.record("volume", "vol")  # newer than b1, but b1 lives on it
     boxes.ledger.record("box", "b2")
-    boxes.destroy_resources()
+    boxes.delete_recorded()
     assert set(boxes.deleted[:2]) == {"b1", "b2"}
     assert set(boxes.deleted[2:]) == {"net", "vol"}
     assert boxes.deployment.remaining_resources() == 0
@@ -71,7 +77,7 @@ def test_a_resource_that_still_exists_after_delete_keeps_its_row(boxes: Boxes) -
     boxes.ledger.record("box", "stubborn")
     boxes.still_there.add("stubborn")
     with pytest.raises(BenchbedError, match="stubborn still exists"):
-        boxes.destroy_resources()
+        boxes.delete_recorded()
     assert [r.name for r in boxes.ledger.resources()] == ["stubborn"]
 
 
@@ -79,7 +85,7 @@ def test_an_unknown_kind_is_an_error_and_no_row_is_dropped(boxes: Boxes) -> None
     boxes.ledger.record("box", "b1")
     boxes.ledger.record("mystery", "m1")
     with pytest.raises(BenchbedError, match=r"unknown kind.*mystery"):
-        boxes.destroy_resources()
+        boxes.delete_recorded()
     assert sorted(r.name for r in boxes.ledger.resources()) == ["b1", "m1"]
     assert boxes.deleted == []
 
@@ -93,7 +99,7 @@ def test_a_deployment_row_cannot_go_while_a_nested_plugin_has_rows(boxes: Boxes)
     with pytest.raises(IntegrityError), transaction() as db:
         db.execute(delete(deployments).where(deployments.c.uuid == deployment.uuid))
     assert [r.name for r in deployment.all_resources()] == ["b1"]
-    boxes.destroy_resources()
+    boxes.delete_recorded()
     deployment.delete()
 
 
@@ -101,7 +107,8 @@ def test_nest_builds_every_plugin_at_its_path(database: str) -> None:
     config = {"type": "LxcProvider", "host_provider": {
         "type": "ExistingServers", "credentials": [{"user": "root", "host": "localhost"}]}}
     deployment = Deployment.create("nest", {"type": "ServersEngine", "provider": config})
-    provider = plugin.build(deployment, config, plugin.PROVIDERS, "controller.provider")
+    provider = plugin.build(deployment, config, ServerProvider, plugin.PROVIDERS,
+                            "controller.provider")
     (host,) = provider.nested_plugins()
     assert host.path == "controller.provider.host_provider"
     assert type(host).__name__ == "ExistingServers"
@@ -137,13 +144,15 @@ def test_older_spellings_are_rewritten() -> None:
 class CloudStyle(ServerProvider):
     """A provider whose sizes are the cloud's own flavor names, checked by the cloud."""
 
-    CONFIG_SCHEMA = {"type": "object"}
-
     @classmethod
-    def check_request(cls, config: dict[str, Any], image: str | None, size: str | None,
-                      path: str) -> None:
+    def validate_request(cls, config: PluginConfig, image: str | None, size: str | None,
+                         path: str) -> None:
         if size is not None and not size.strip():
             raise ConfigError(plugin.join_path(path, "flavor"), "must name a flavor")
+
+    def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
+                       amount: int = 1) -> list[Server]:
+        return []
 
 
 class _EntryPoint:
