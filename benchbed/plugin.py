@@ -177,7 +177,7 @@ class Plugin(ABC, Generic[ConfigT]):
         kind = self.RESOURCES[resource.kind]
         if isinstance(kind.delete, str):  # TRANSITION: not converted yet
             getattr(self, kind.delete)(resource)
-            if kind.exists and getattr(self, kind.exists)(resource):  # type: ignore[arg-type]
+            if kind.exists and getattr(self, kind.exists)(resource):
                 raise BenchbedError(f"{resource.kind} {resource.name} still exists")
             return
         kind.delete(self, resource)

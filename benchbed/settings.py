@@ -15,7 +15,6 @@ and its messages would have to be rewritten into the config-path form users alre
 import dataclasses
 import types
 import typing
-from functools import cache
 from typing import Any, ClassVar, Literal, Self, TypeVar, Union, get_args, get_origin
 
 T = TypeVar("T")
@@ -100,13 +99,23 @@ def _key(field: dataclasses.Field[Any]) -> str:
     return str(field.metadata.get("key") or field.name)
 
 
-@cache
+_HINTS: dict[type, dict[str, Any]] = {}
+_SCHEMAS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
-@cache
 def _object_schema(cls: type[Section]) -> dict[str, Any]:
+    if cls not in _SCHEMAS:
+        _SCHEMAS[cls] = _derive_schema(cls)
+    return _SCHEMAS[cls]
+
+
+def _derive_schema(cls: type[Section]) -> dict[str, Any]:
     hints = _hints(cls)
     properties: dict[str, Any] = {}
     required: list[str] = []
