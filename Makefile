@@ -41,6 +41,7 @@ upstream: venv
 
 lint: venv shellcheck
 	@$(BIN)/ruff check benchbed tests bench
+	@$(BIN)/mypy
 
 # Every shell script of the repository (*.sh, and bench/*/run written in bash): the
 # package's own, tools/ and bench/.

@@ -36,6 +36,11 @@ def load_file(path: str | Path) -> dict[str, Any]:
     return parse(text, str(path))
 
 
+def _line(mark: Any) -> str:
+    """A YAML event's line, 1-based; `?` when the parser gave no position."""
+    return "?" if mark is None else str(mark.line + 1)
+
+
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number a config may hold")
 
@@ -105,7 +110,7 @@ def _check_yaml_bounds(text: str, source: str) -> None:
             open_nodes.append([1, event.anchor])
             if len(open_nodes) > MAX_DEPTH:
                 raise InputError(f"{source}: nested deeper than {MAX_DEPTH} levels "
-                                 f"(line {event.start_mark.line + 1})")
+                                 f"(line {_line(event.start_mark)})")
         elif isinstance(event, yaml.CollectionEndEvent):
             count, anchor = open_nodes.pop()
             if anchor:
@@ -116,7 +121,7 @@ def _check_yaml_bounds(text: str, source: str) -> None:
                 anchors[event.anchor] = 1
             add(1)
         elif isinstance(event, yaml.AliasEvent):
-            add(anchors.get(event.anchor, 1))
+            add(anchors.get(event.anchor or "", 1))
 
 
 JSON_SCALARS = (str, int, float, bool, type(None))

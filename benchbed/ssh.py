@@ -69,8 +69,8 @@ class SSHClient:
     def connect(self, timeout: float = 60) -> paramiko.SSHClient:
         """Connect, retrying unreachable hosts with backoff; bad credentials fail at once."""
         with self._lock:
-            if self._client is not None and self._client.get_transport() is not None \
-                    and self._client.get_transport().is_active():
+            transport = self._client.get_transport() if self._client is not None else None
+            if self._client is not None and transport is not None and transport.is_active():
                 return self._client
             where = f"{self.server.user}@{self.server.address}"
             try:
@@ -99,7 +99,10 @@ class SSHClient:
         where = f"{self.server.user}@{self.server.address}"
         self._logger.debug("%s$ %s", where, command)
         try:
-            channel = client.get_transport().open_session(timeout=30)
+            transport = client.get_transport()
+            if transport is None:
+                raise paramiko.SSHException("the SSH connection is closed")
+            channel = transport.open_session(timeout=30)
             channel.settimeout(timeout)
             channel.exec_command(command)
             if stdin is not None:

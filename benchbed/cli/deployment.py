@@ -49,7 +49,7 @@ def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> N
     check_name(name)
     if fromenv == bool(config_file):
         raise click.UsageError("give exactly one of --file and --fromenv")
-    config = api.config_from_env() if fromenv else api.load_config(config_file)
+    config = api.load_config(config_file) if config_file else api.config_from_env()
     render.note(f"creating deployment '{name}' ({config['type']})")
     created = api.create(name, config, validated=True)
     if not no_use:
