@@ -329,10 +329,14 @@ def gc(config_file: str, delete: bool = False) -> "Sweep":
     provider_config = config_lib.expand_env(config_lib.load_file(config_file))
     masking.register_from(provider_config)
     plugin.normalize_legacy(provider_config, plugin.PROVIDERS)
-    provider_class = plugin.validate(provider_config, plugin.PROVIDERS)
-    sweep = provider_class.find_strays(provider_config, Deployment.uuids)
+    from benchbed.engines.base import provider_class
+
+    plugin.validate(provider_config, plugin.PROVIDERS)
+    found = provider_class(provider_config)
+    typed = found.parse_config(provider_config)
+    sweep = found.find_strays(typed, Deployment.uuids)
     if delete and sweep.strays:
-        provider_class.delete_strays(provider_config, sweep.strays)
+        found.delete_strays(typed, sweep.strays)
     return sweep
 
 
