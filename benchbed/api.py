@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchbed import config as config_lib
 from benchbed import masking, paths, plugin
-from benchbed.deployment import Deployment, Status, check_name, is_uuid
+from benchbed.deployment import Deployment, Status, validate_name, is_uuid
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.errors import BenchbedError, InputError, NotFoundError
 
@@ -33,7 +33,7 @@ def validate(config: dict[str, Any], check_networks: bool = True) -> type[plugin
     Networks the config would make on this machine are checked last (benchbed.networks),
     unless the caller reports on them itself (`doctor`).
     """
-    config_lib.check_data(config)
+    config_lib.validate_data(config)
     masking.register_from(config)
     plugin.normalize_legacy(config, plugin.ENGINES)
     engine = plugin.validate(config, plugin.ENGINES)
@@ -75,7 +75,7 @@ def create(name: str, config: dict[str, Any], validated: bool = False) -> Deploy
     `validated` says the caller has just run `validate` on this very config (the CLI does,
     to fail before it prints anything), so that it is not checked twice.
     """
-    check_name(name)
+    validate_name(name)
     if not validated:
         validate(config)
     deployment = Deployment.create(name, config)

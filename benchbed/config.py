@@ -127,7 +127,7 @@ def _check_yaml_bounds(text: str, source: str) -> None:
 JSON_SCALARS = (str, int, float, bool, type(None))
 
 
-def check_data(data: Any) -> None:
+def validate_data(data: Any) -> None:
     """Refuse what JSON cannot hold or a config must not: NaN and infinity, bytes
     (`!!binary`), dates, sets, keys that are not strings, and too much depth or size."""
     budget = [MAX_VALUES]

@@ -91,7 +91,7 @@ def is_uuid(text: str) -> bool:
     return True
 
 
-def check_name(name: str) -> None:
+def validate_name(name: str) -> None:
     """Refuse a deployment name outside NAME_PATTERN, or shaped like a uuid."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InputError(f"deployment name {name!r} is invalid: 1 to 63 letters, digits, "
@@ -127,7 +127,7 @@ class Deployment:
     def create(cls, name: str, config: dict[str, Any], parent_uuid: str | None = None
                ) -> "Deployment":
         """Insert the row in deploy->init, already leased to this process."""
-        check_name(name)
+        validate_name(name)
         holder = Holder.me()
         now = utcnow()
         values = dict(

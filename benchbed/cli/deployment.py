@@ -44,9 +44,9 @@ def deployment() -> None:
 def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> None:
     """Deploy (or register) a system and record it."""
     from benchbed import api
-    from benchbed.deployment import check_name
+    from benchbed.deployment import validate_name
 
-    check_name(name)
+    validate_name(name)
     if fromenv == bool(config_file):
         raise click.UsageError("give exactly one of --file and --fromenv")
     config = api.load_config(config_file) if config_file else api.config_from_env()

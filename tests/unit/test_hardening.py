@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from benchbed import api, config, masking, networks
-from benchbed.deployment import Deployment, check_name
+from benchbed.deployment import Deployment, validate_name
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.errors import BenchbedError, ConfigError, InputError
 
@@ -241,12 +241,12 @@ def test_userinfo_in_urls_is_masked(url: str, shown: str) -> None:
 ])
 def test_hostile_deployment_names_are_refused(name: str) -> None:
     with pytest.raises(InputError):
-        check_name(name)
+        validate_name(name)
 
 
 @pytest.mark.parametrize("name", ["a", "Bench-1.run_2", "0" * 63, "9lives"])
 def test_ordinary_names_pass(name: str) -> None:
-    check_name(name)
+    validate_name(name)
 
 
 def test_uuid_lookups_and_name_lookups_are_distinct(home: Path) -> None:
