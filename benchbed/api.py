@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchbed import config as config_lib
 from benchbed import masking, paths, plugin
-from benchbed.deployment import Deployment, Status, validate_name, is_uuid
+from benchbed.deployment import Deployment, Status, is_uuid, validate_name
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.errors import BenchbedError, InputError, NotFoundError
 
