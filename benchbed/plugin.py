@@ -350,15 +350,24 @@ def walk(config: dict[str, Any], group: str = ENGINES, path: str = "",
     """Each plugin of a validated config: (its class, its config, its config path)."""
     plugin = get(group, config["type"], join_path(path, "type"))
     yield plugin, config, path
+    for item, nested_group, item_path, below in _nested(plugin, config, path, has_parent):
+        if isinstance(item, dict):
+            yield from walk(item, nested_group, item_path, below)
+
+
+def _nested(plugin: "type[Plugin[Any]]", config: dict[str, Any], path: str, has_parent: bool
+            ) -> Iterator[tuple[Any, str, str, bool]]:
+    """The configs nested in a plugin's (as validation sees them: `validation_view`), each
+    with its entry point group, its config path and whether it has a parent engine."""
     view = plugin.validation_view(config, path, has_parent=has_parent)
     for key, nested_group in plugin.NESTED.items():
         value = view.get(key)
         below = plugin.child_has_parent(key, has_parent)
         if isinstance(value, list):
             for index, item in enumerate(value):
-                yield from walk(item, nested_group, join_path(path, key, index), below)
-        elif isinstance(value, dict):
-            yield from walk(value, nested_group, join_path(path, key), below)
+                yield item, nested_group, join_path(path, key, index), below
+        elif value is not None:
+            yield value, nested_group, join_path(path, key), below
 
 
 def validate(config: Any, group: str = ENGINES, path: str = "", has_parent: bool = False
@@ -375,15 +384,8 @@ def validate(config: Any, group: str = ENGINES, path: str = "", has_parent: bool
         if key in config:
             raise ConfigError(join_path(path, key), f"is not supported: {reason}")
     _check_schema(plugin.config_schema(), config, path)
-    view = plugin.validation_view(config, path, has_parent=has_parent)
-    for key, nested_group in plugin.NESTED.items():
-        value = view.get(key)
-        below = plugin.child_has_parent(key, has_parent)
-        if isinstance(value, list):
-            for index, item in enumerate(value):
-                validate(item, nested_group, join_path(path, key, index), below)
-        elif value is not None:
-            validate(value, nested_group, join_path(path, key), below)
+    for item, nested_group, item_path, below in _nested(plugin, config, path, has_parent):
+        validate(item, nested_group, item_path, below)
     plugin.validate_config(plugin.parse_config(config), path, has_parent=has_parent)
     return plugin
 
