@@ -59,7 +59,7 @@ def parse(text: str, source: str = "config") -> dict[str, Any]:
         except RecursionError:
             raise InputError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
     else:
-        import yaml  # only YAML configs pay for it (about 10 ms)
+        import yaml  # only YAML configs pay for its import
 
         try:
             _check_yaml_bounds(text, source)

@@ -287,7 +287,7 @@ def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any
 @cache
 def _validator_class() -> Any:
     """Draft 2020-12 with the checks above; jsonschema is imported by the first validation
-    only, so that commands which validate nothing do not pay for it (about 30 ms)."""
+    only, so that commands which validate nothing do not pay for it (docs/benchmarks.md)."""
     import jsonschema
 
     return jsonschema.validators.extend(

@@ -1,11 +1,12 @@
 """The digests of (schema, config) pairs that passed jsonschema, so that the same pair skips it.
 
-Benchmark runs create the same deployment many times a day, and importing jsonschema takes
-about 40 ms, a third of what `deployment create` of a deployment that makes nothing may take.
+Benchmark runs create the same deployment many times a day, and importing jsonschema is a
+large part of what `deployment create` of a deployment that makes nothing costs
+(docs/benchmarks.md).
 A pass is remembered only for the exact JSON value of the schema and of the config (keys
 and types included), under the validator's revision and jsonschema's version; a pair that
 cannot be written as plain JSON, or any failure, always goes through jsonschema, and so
-does everything a schema cannot say (each plugin's `check_config`). The file lives in
+does everything a schema cannot say (each plugin's `validate_config`). The file lives in
 BENCHBED_HOME, mode 0600, next to the database that holds the configs themselves.
 """
 

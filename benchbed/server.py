@@ -173,7 +173,7 @@ class LocalShell:
 
 
 def warm_up_ssh() -> None:
-    """Import the SSH stack (paramiko, about 0.1 s) in the background while servers boot."""
+    """Import the SSH stack (paramiko, a costly import) in the background while servers boot."""
     threading.Thread(target=importlib.import_module, args=("benchbed.ssh",), daemon=True,
                      name="benchbed-ssh-import").start()
 

@@ -1,7 +1,8 @@
 """SSH to servers with paramiko: retries, timeouts, streamed logging, host keys checked.
 
-Kept apart from `benchbed.server` because importing paramiko costs about 0.1 s, which a run
-that only drives localhost should not pay; `server.warm_up_ssh` pays it while servers boot.
+Kept apart from `benchbed.server` because importing paramiko is one of the costliest imports
+(docs/benchmarks.md), which a run that only drives localhost should not pay;
+`server.warm_up_ssh` pays it while servers boot.
 """
 
 import io
@@ -52,8 +53,8 @@ class SSHClient:
         pkey = _load_key(self.server.key) if self.server.key else None
         sock = socket.create_connection((self.server.host, self.server.port), timeout=timeout)
         # SSH sends many small packets back and forth; with Nagle's algorithm each waits for
-        # the peer's delayed ACK (40 ms): the handshake took 63 ms instead of 21, and every
-        # channel opened on a connection 44 ms instead of under 1.
+        # the peer's delayed ACK, which tripled the handshake and every channel open
+        # (docs/benchmarks.md).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             client.connect(self.server.host, port=self.server.port, username=self.server.user,

@@ -35,7 +35,7 @@ def main() -> None:
     """Run one command, then leave without the interpreter's teardown.
 
     By then everything is committed and logged; tearing down SQLAlchemy, paramiko and the
-    thread pools object by object would only add 50-80 ms to every command.
+    thread pools object by object would only add time to every command (docs/benchmarks.md).
     """
     code = _run()
     try:

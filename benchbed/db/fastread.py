@@ -1,7 +1,7 @@
 """The deployment list through the DB-API directly, for SQLite.
 
-Importing SQLAlchemy alone takes about 0.1 s, more than `benchbed deployment list`
-may take in all; this path reads the same rows with the standard library's sqlite3.
+Importing SQLAlchemy alone costs more than `benchbed deployment list` may take in all
+(docs/benchmarks.md); this path reads the same rows with the standard library's sqlite3.
 It answers only when the schema is already at the head revision; otherwise (or for
 another database) it returns None and the caller uses the SQLAlchemy models.
 """

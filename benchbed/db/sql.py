@@ -1,7 +1,7 @@
 """The queries' one way to the database: SQL text with `:name` parameters, in a transaction.
 
-Every command is a fresh process, and importing SQLAlchemy takes about 0.1 s, as long as
-`deployment create` of a deployment that makes nothing may take in all. So benchbed's
+Every command is a fresh process, and importing SQLAlchemy costs as much as `deployment
+create` of a deployment that makes nothing may take in all (docs/benchmarks.md). So benchbed's
 queries are plain SQL that SQLite and PostgreSQL both read: on a SQLite database whose
 schema is at the head revision the standard library's sqlite3 runs them, anywhere else
 (PostgreSQL, or a schema that Alembic must migrate first) SQLAlchemy's `text()` does. The
