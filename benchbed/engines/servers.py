@@ -1,5 +1,6 @@
 """ServersEngine: servers from any provider, handed over as endpoints (for non-OpenStack work)."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from benchbed.engines.base import (
@@ -11,42 +12,46 @@ from benchbed.engines.base import (
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS
 from benchbed.server import Server
+from benchbed.settings import PluginConfig, setting
 
-SSH_READY_TIMEOUT = 120
+
+@dataclass(frozen=True, kw_only=True)
+class ServersEngineConfig(PluginConfig):
+    provider: dict[str, Any] = setting("The server provider that gives the servers.")
+    image: str | None = setting("The image the provider starts the servers from (its "
+                                "default when omitted).", None,
+                                pattern=SERVER_REQUEST_PROPERTIES["image"]["pattern"])
+    flavor: str | None = setting("The size of the servers (the provider's default when "
+                                 "omitted).", None,
+                                 pattern=SERVER_REQUEST_PROPERTIES["flavor"]["pattern"])
+    amount: int | None = setting("How many servers (the provider's default amount when "
+                                 "omitted).", None, minimum=1, maximum=1000)
+    ssh_timeout: float = setting("Seconds to wait for each server to answer SSH.", 120,
+                                 exclusiveMinimum=0, maximum=3600)
+    wait_for_ssh: bool = setting("Whether to log in to each server before handing it over "
+                                 "(false: hand the servers over once the provider has "
+                                 "them).", True)
 
 
-class ServersEngine(Engine):
+class ServersEngine(Engine[ServersEngineConfig]):
     """Create servers through a provider and return how to reach them."""
 
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "ServersEngine"},
-            **SERVER_REQUEST_PROPERTIES,
-            "amount": {"type": "integer", "minimum": 1, "maximum": 1000},
-            "ssh_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
-            # false: hand the servers over once the provider has them, without logging in
-            "wait_for_ssh": {"type": "boolean"},
-        },
-        "required": ["type", "provider"],
-        "additionalProperties": False,
-    }
+    Config = ServersEngineConfig
     NESTED = {"provider": PROVIDERS}
 
     @classmethod
-    def validate_config(cls, config: dict[str, Any], path: str, *,
+    def validate_config(cls, config: ServersEngineConfig, path: str, *,
                         has_parent: bool = False) -> None:
-        validate_server_request(config["provider"], path, config.get("image"),
-                                config.get("flavor"), amount=config.get("amount"),
-                                ssh=config.get("wait_for_ssh", True))
+        validate_server_request(config.provider, path, config.image, config.flavor,
+                                amount=config.amount, ssh=config.wait_for_ssh)
 
     def deploy(self) -> dict[str, Any]:
         provider = self.provider()
-        amount = self.config.get("amount") or provider.default_amount()
-        with self.deployment.step("create servers", f"{amount} x {provider.config['type']}"):
-            servers = provider.create_servers(image_uuid=self.config.get("image"),
-                                              type_id=self.config.get("flavor"), amount=amount)
-        if self.config.get("wait_for_ssh", True):
+        amount = self.config.amount or provider.default_amount()
+        with self.deployment.step("create servers", f"{amount} x {provider.raw_config["type"]}"):
+            servers = provider.create_servers(image_uuid=self.config.image,
+                                              type_id=self.config.flavor, amount=amount)
+        if self.config.wait_for_ssh:
             with self.deployment.step("wait for SSH", f"{len(servers)} server(s)"):
                 run_parallel("waiting for SSH", servers, self._wait_ready, describe=_describe)
         return {"servers": [server.to_dict() for server in servers]}
@@ -54,7 +59,7 @@ class ServersEngine(Engine):
     def _wait_ready(self, server: Server) -> None:
         with self.deployment.step("SSH ready", _describe(server),
                                   lane=server.name or server.host):
-            server.ssh.wait_ready(timeout=self.config.get("ssh_timeout", SSH_READY_TIMEOUT))
+            server.ssh.wait_ready(timeout=self.config.ssh_timeout)
             server.ssh.run("true", timeout=30)
 
     def servers(self) -> list[Server]:
