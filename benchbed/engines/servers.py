@@ -48,7 +48,7 @@ class ServersEngine(Engine[ServersEngineConfig]):
     def deploy(self) -> dict[str, Any]:
         provider = self.provider()
         amount = self.config.amount or provider.default_amount()
-        with self.deployment.step("create servers", f"{amount} x {provider.raw_config["type"]}"):
+        with self.deployment.step("create servers", f"{amount} x {provider.raw_config['type']}"):
             servers = provider.create_servers(image_uuid=self.config.image,
                                               type_id=self.config.flavor, amount=amount)
         if self.config.wait_for_ssh:
