@@ -56,6 +56,15 @@ class Engine(plugin.Plugin[ConfigT]):
         """The parent's services this engine joins (a node's needs of its controller)."""
         return frozenset()
 
+    @classmethod
+    def clones_as_node(cls, config: ConfigT) -> bool:
+        """Whether a server this engine prepared can be cloned into compute nodes as it is:
+        it joins its parent's cloud as a node and keeps nothing that must be unique to one
+        server. LxcEngine deploys such an engine once per host into a template container
+        and clones it; it asks before the inner config is validated (the config is parsed
+        from the mapping as given), so answer from the config alone, False when unsure."""
+        return False
+
     def __init__(self, deployment: "Deployment", config: dict[str, Any] | None = None,
                  path: str = "") -> None:
         super().__init__(deployment, deployment.config if config is None else config, path)
@@ -112,6 +121,14 @@ def provider_class(provider_config: dict[str, Any]) -> "type[ServerProvider[Any]
 
     found = plugin.get(plugin.PROVIDERS, provider_config["type"])
     assert issubclass(found, ServerProvider)
+    return found
+
+
+def engine_class(engine_config: dict[str, Any], path: str = "type") -> "type[Engine[Any]]":
+    """The class of an engine config (`path`: where its type is, for the error)."""
+    found = plugin.get(plugin.ENGINES, engine_config["type"], path)
+    if not issubclass(found, Engine):
+        raise ConfigError(path, f"{engine_config['type']} is not an engine")
     return found
 
 

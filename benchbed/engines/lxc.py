@@ -23,16 +23,17 @@ N=50: ready 236 s from `create`, of which the controller 123 s).
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from benchbed import plugin
-from benchbed.engines.base import CheckResult, Engine
+from benchbed.engines.base import CheckResult, Engine, engine_class
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.hostnet.bridge import static_capacity
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ENGINES, PROVIDERS
 from benchbed.providers.lxc import DEFAULT_NETWORK, LxcProvider, host_network, stop_container
 from benchbed.server import Server
+from benchbed.settings import PluginConfig, setting
 
 NODE_SERVICES = ["nova-compute"]
 # Resident memory of these processes is what a compute node costs.
@@ -54,29 +55,37 @@ class Identity:
     addresses: tuple[str, ...]
 
 
-class LxcEngine(Engine):
+@dataclass(frozen=True, kw_only=True)
+class LxcEngineConfig(PluginConfig):
+    provider: dict[str, Any] = setting("The hosts that run the containers: ExistingServers "
+                                       "with their credentials.")
+    engine: dict[str, Any] = setting("The engine that makes one compute node, deployed into "
+                                     "the template container of each host (LxcEngine gives "
+                                     "its provider).")
+    distribution: Literal["debian"] = setting("The containers' distribution.", "debian")
+    container_name: str = setting("Prefix of the containers' names on each host.",
+                                  "benchbed-compute", pattern="^[a-z][a-z0-9-]{0,23}$")
+    nodes_per_server: int = setting("How many compute nodes (clones) each host runs.", 1,
+                                    minimum=1)
+    start_lxc_network: str = setting("IPv4 network (CIDR) that each host's container network "
+                                     "is a slice of, host 0 first.", DEFAULT_NETWORK)
+
+
+class LxcEngine(Engine[LxcEngineConfig]):
     """Compute nodes as LXC clones of one container prepared by an inner engine, per host."""
 
+    Config = LxcEngineConfig
     # the template's packages go in while the controller installs (its engine waits for it)
     STARTS_BEFORE_PARENT = True
     UNSUPPORTED_KEYS = {"tunnel_to": "SSH tunnels to the nodes are not implemented here "
                                       "(remove the key)"}
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "LxcEngine"},
-            "distribution": {"enum": ["debian"]},
-            "container_name": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,23}$"},
-            "nodes_per_server": {"type": "integer", "minimum": 1},
-            "start_lxc_network": {"type": "string"},
-            "tunnel_to": {"type": "array", "items": {"type": "string"}},
-            "provider": {"type": "object"},
-            "engine": {"type": "object"},
-        },
-        "required": ["type", "provider", "engine"],
-        "additionalProperties": False,
-    }
     NESTED = {"provider": PROVIDERS, "engine": ENGINES}
+
+    @classmethod
+    def joined_services(cls, config: LxcEngineConfig) -> frozenset[str]:
+        """What the inner engine joins: every clone joins the same."""
+        inner = engine_class(config.engine)
+        return inner.joined_services(inner.parse_config(_inner_config(config, 0)))
 
     @classmethod
     def child_has_parent(cls, key: str, has_parent: bool) -> bool:
@@ -97,46 +106,47 @@ class LxcEngine(Engine):
         if config["provider"].get("type") != "ExistingServers":
             raise ConfigError(where("provider.type"), "must be ExistingServers: the hosts "
                               "that run the containers, given by their credentials")
-        engine = config["engine"]
-        if engine.get("type") != "DebianEngine" or engine.get("services") != NODE_SERVICES:
-            raise ConfigError(where("engine"), "must make a compute node: "
-                              "{type: DebianEngine, services: [nova-compute]}")
-        if "provider" in engine:
+        if "provider" in config["engine"]:
             raise ConfigError(where("engine.provider"), "is LxcEngine's to give (the "
                               "template container on each host): remove it")
+        typed = cls.parse_config(config)
         try:
-            ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK), strict=True)
+            ipaddress.IPv4Network(typed.start_lxc_network, strict=True)
         except ValueError as error:
             raise ConfigError(where("start_lxc_network"),
                               f"not an IPv4 network in CIDR form: {error}") from None
-        if not isinstance(config["provider"].get("credentials"), list):
+        if not isinstance(typed.provider.get("credentials"), list):
             return config
-        return {**config, "engine": {**engine, "provider": _template_provider(config, 0)}}
+        inner = _inner_config(typed, 0)
+        if not _makes_node(inner, where("engine.type")):
+            raise ConfigError(where("engine"), "must make a compute node, as an engine whose "
+                              "server clones as a node does: {type: DebianEngine, services: "
+                              "[nova-compute]}")
+        return {**config, "engine": inner}
 
     @classmethod
-    def validate_config(cls, config: dict[str, Any], path: str, *,
+    def validate_config(cls, config: LxcEngineConfig, path: str, *,
                         has_parent: bool = False) -> None:
-        network = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
-        per_server = config.get("nodes_per_server", 1)
+        network = ipaddress.IPv4Network(config.start_lxc_network)
         room = static_capacity(network) - 1  # one address for the template
-        if per_server > room:
+        if config.nodes_per_server > room:
             raise ConfigError(plugin.join_path(path, "nodes_per_server"),
-                              f"{per_server} nodes per server, but {network} has addresses "
-                              f"for {room} besides the template")
+                              f"{config.nodes_per_server} nodes per server, but {network} has "
+                              f"addresses for {room} besides the template")
 
     def _hosts(self) -> list[dict[str, Any]]:
-        return self.config["provider"]["credentials"]
+        hosts: list[dict[str, Any]] = self.config.provider["credentials"]
+        return hosts
 
-    def _engine(self, index: int) -> Engine:
-        config = {**self.config["engine"], "provider": _template_provider(self.config, index)}
-        engine = plugin.build(self.deployment, config, Engine, ENGINES,
-                              self.child_path("engine", index))
-        engine.same_parent_as(self)  # type: ignore[attr-defined]
-        return engine  # type: ignore[return-value]
+    def _engine(self, index: int) -> Engine[Any]:
+        engine = plugin.build(self.deployment, _inner_config(self.config, index), Engine,
+                              ENGINES, self.child_path("engine", index))
+        engine.same_parent_as(self)
+        return engine
 
     def _clones(self, index: int) -> LxcProvider:
         config = {**_template_provider(self.config, index),
-                  "containers_per_host": self.config.get("nodes_per_server", 1)}
+                  "containers_per_host": self.config.nodes_per_server}
         return LxcProvider(self.deployment, config, self.child_path("clones", index))
 
     def deploy(self) -> dict[str, Any]:
@@ -160,8 +170,11 @@ class LxcEngine(Engine):
         catalogue = Catalogue(cloud["auth_url"], cloud["admin"]["password"])
         region = cloud["region_name"]
         host = Server.from_dict(self._hosts()[index], deployment=self.deployment)
-        controller = Server.from_dict(self.parent_endpoints["servers"][0],  # type: ignore[index]
-                                      deployment=self.deployment)
+        parent = self.parent_endpoints
+        if parent is None:
+            raise BenchbedError(f"{self.path}: LxcEngine's nodes join a controller, but none "
+                                f"gave its endpoints")
+        controller = Server.from_dict(parent["servers"][0], deployment=self.deployment)
         origin = Server.from_dict(template, deployment=self.deployment)
         try:
             with self.deployment.step("stop template", template["name"]):
@@ -170,7 +183,7 @@ class LxcEngine(Engine):
                 # stopped first: a running nova-compute would report its service back in
                 stop_container(host, template["name"])
                 forget(catalogue, region, endpoints["compute_hosts"][0])
-            amount = self.config.get("nodes_per_server", 1)
+            amount = self.config.nodes_per_server
             clones = self._clones(index).create_servers(amount=amount,
                                                         layer_on=template["name"])
             names = [clone.name or clone.host for clone in clones]
@@ -217,14 +230,32 @@ class LxcEngine(Engine):
         return check_computes(self.endpoints["openstack"], self.endpoints["compute_hosts"])
 
 
-def _template_provider(config: dict[str, Any], index: int) -> dict[str, Any]:
+def _template_provider(config: LxcEngineConfig, index: int) -> dict[str, Any]:
     """The LxcProvider of host `index`: its slice of start_lxc_network, that host only."""
-    start = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
+    start = ipaddress.IPv4Network(config.start_lxc_network)
     return {"type": "LxcProvider",
-            "container_name_prefix": config.get("container_name", "benchbed-compute"),
+            "container_name_prefix": config.container_name,
             "start_lxc_network": str(host_network(start, index)),
             "host_provider": {"type": "ExistingServers",
-                              "credentials": [config["provider"]["credentials"][index]]}}
+                              "credentials": [config.provider["credentials"][index]]}}
+
+
+def _inner_config(config: LxcEngineConfig, index: int) -> dict[str, Any]:
+    """The inner engine's config on host `index`: the template container as its provider."""
+    return {**config.engine, "provider": _template_provider(config, index)}
+
+
+def _makes_node(inner: dict[str, Any], type_path: str) -> bool:
+    """Whether the inner engine's class says a server it prepared clones as a compute node
+    (Engine.clones_as_node), asked of a config that has not been validated yet."""
+    if not isinstance(inner.get("type"), str):
+        return False
+    found = engine_class(inner, type_path)
+    try:
+        typed = found.parse_config(inner)
+    except (TypeError, ValueError, KeyError):  # a required key missing: not a node config
+        return False
+    return found.clones_as_node(typed)
 
 
 def _resident_mb(server: Server) -> float:
