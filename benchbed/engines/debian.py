@@ -79,6 +79,11 @@ class DebianEngine(Engine):
     STARTS_BEFORE_PARENT = True
 
     @classmethod
+    def clones_as_node(cls, config: Any) -> bool:
+        """A server running nova-compute alone clones into compute nodes (LxcEngine)."""
+        return list(config.services) == ["nova-compute"]
+
+    @classmethod
     def validate_config(cls, config: dict[str, Any], path: str, *,
                         has_parent: bool = False) -> None:
         validate_server_request(config["provider"], path, config.get("image"),
