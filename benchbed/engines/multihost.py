@@ -12,16 +12,18 @@ from the ledger alone.
 import contextvars
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from benchbed import plugin
 from benchbed.deployment import Status
-from benchbed.engines.base import CheckResult, Engine
+from benchbed.engines.base import CheckResult, Engine, engine_class
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ENGINES, ResourceKind
+from benchbed.settings import PluginConfig, setting
 
 PLACEHOLDER = "{controller_ip}"
 # What node configs are validated with: an address of TEST-NET-1 (RFC 5737), never reached.
@@ -35,22 +37,20 @@ class NodeError(BenchbedError):
     """A node failed to deploy; the message names it."""
 
 
-class MultihostEngine(Engine):
+@dataclass(frozen=True, kw_only=True)
+class MultihostEngineConfig(PluginConfig):
+    controller: dict[str, Any] = setting("The engine deployed first, whose cloud the nodes "
+                                         "join (an engine config).")
+    nodes: list[dict[str, Any]] = setting(
+        "The engines that join the controller, deployed in parallel; {controller_ip} in "
+        "them becomes the controller's address.", minItems=1, maxItems=500)
+
+
+class MultihostEngine(Engine[MultihostEngineConfig]):
     """A controller engine, then node engines deployed in parallel that join it."""
 
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "MultihostEngine"},
-            "controller": {"type": "object"},
-            "nodes": {"type": "array", "items": {"type": "object"}, "minItems": 1,
-                      "maxItems": 500},
-        },
-        "required": ["type", "controller", "nodes"],
-        "additionalProperties": False,
-    }
+    Config = MultihostEngineConfig
     NESTED = {"controller": ENGINES, "nodes": ENGINES}
-    RESOURCES = {NODE_KIND: ResourceKind(delete="_destroy_node")}
 
     @classmethod
     def validation_view(cls, config: dict[str, Any], path: str, *, has_parent: bool = False
@@ -66,16 +66,21 @@ class MultihostEngine(Engine):
         return key == "nodes"
 
     @classmethod
-    def validate_config(cls, config: dict[str, Any], path: str, *,
+    def validate_config(cls, config: MultihostEngineConfig, path: str, *,
                         has_parent: bool = False) -> None:
         """A node that joins services the controller does not run is refused here, not after
-        the controller's install: known for a DebianEngine controller, whose services say."""
-        controller = config["controller"]
-        if controller["type"] != "DebianEngine":
+        the controller's install: known when the controller's engine declares the services
+        it offers (Engine.offered_services) and compared with what each node's engine
+        declares it joins (Engine.joined_services)."""
+        controller = engine_class(config.controller)
+        offered = controller.offered_services(controller.parse_config(config.controller))
+        if offered is None:
             return
-        offered = set(controller.get("services", []))
-        for index, node in enumerate(config["nodes"]):
-            missing = sorted(_joins(node) - offered)
+        for index, raw in enumerate(config.nodes):
+            node = substitute(raw, VALIDATION_ADDRESS)  # as the node was validated
+            node_class = engine_class(node)
+            missing = sorted(node_class.joined_services(node_class.parse_config(node))
+                             - offered)
             if missing:
                 raise ConfigError(plugin.join_path(path, "nodes", index),
                                   f"joins the controller's {', '.join(missing)}, which "
@@ -86,7 +91,7 @@ class MultihostEngine(Engine):
         placeholder) deploying alongside: an LxcEngine installs its template's packages while
         the controller installs its own. The other nodes follow the controller."""
         controller = self.nest("controller", Engine)
-        nodes = list(enumerate(self.config["nodes"]))
+        nodes = list(enumerate(self.config.nodes))
         early = [(index, raw) for index, raw in nodes if _starts_early(raw)]
         early_indexes = {index for index, _ in early}
         ready: Future[dict[str, Any]] = Future()
@@ -94,7 +99,7 @@ class MultihostEngine(Engine):
             early_run = pool.submit(contextvars.copy_context().run, self._deploy_nodes,
                                     early, ready) if early else None
             try:
-                with self.deployment.step("deploy controller", controller.config["type"],
+                with self.deployment.step("deploy controller", controller.raw_config["type"],
                                           lane="controller"):
                     controller_endpoints = controller.deploy()
             except BaseException:
@@ -145,10 +150,10 @@ class MultihostEngine(Engine):
 
     def _node(self, path: str, config: dict[str, Any],
               controller_endpoints: "dict[str, Any] | Future[dict[str, Any]] | None"
-              ) -> Engine:
+              ) -> Engine[Any]:
         node = plugin.build(self.deployment, config, Engine, ENGINES, path)
-        node.parent_endpoints = controller_endpoints  # type: ignore[attr-defined]
-        return node  # type: ignore[return-value]
+        node.parent_endpoints = controller_endpoints
+        return node
 
     def teardown(self) -> None:
         """Nodes first (from the configs in the ledger, in parallel), then the controller."""
@@ -161,19 +166,21 @@ class MultihostEngine(Engine):
 
     def check(self) -> list[CheckResult]:
         controller = self.nest("controller", Engine)
-        controller.endpoints = {k: v for k, v in self.endpoints.items()  # type: ignore[attr-defined]
+        controller.endpoints = {k: v for k, v in self.endpoints.items()
                                 if k not in ("nodes", "controller_ip")}
         results = [CheckResult(f"controller: {r.target}", r.ok, r.detail)
-                   for r in controller.check()]  # type: ignore[attr-defined]
+                   for r in controller.check()]
         address = self.endpoints.get("controller_ip", "")
         for index, endpoints in enumerate(self.endpoints.get("nodes", [])):
             path = self.child_path("nodes", index)
-            node = self._node(path, substitute(self.config["nodes"][index], address),
-                              controller.endpoints)  # type: ignore[attr-defined]
+            node = self._node(path, substitute(self.config.nodes[index], address),
+                              controller.endpoints)
             node.endpoints = endpoints
             results += [CheckResult(f"{path}: {r.target}", r.ok, r.detail)
                         for r in node.check()]
         return results
+
+    RESOURCES = {NODE_KIND: ResourceKind(delete=_destroy_node)}
 
 
 def substitute(config: Any, address: str) -> Any:
@@ -191,21 +198,8 @@ def substitute(config: Any, address: str) -> Any:
 def _starts_early(node: dict[str, Any]) -> bool:
     """Whether a node can deploy alongside its controller: its engine waits for the
     controller's endpoints itself, and its config has no placeholder to fill first."""
-    engine = plugin.get(ENGINES, node["type"])
-    return bool(getattr(engine, "STARTS_BEFORE_PARENT", False)) and \
+    return engine_class(node).STARTS_BEFORE_PARENT and \
         substitute(node, VALIDATION_ADDRESS) == node
-
-
-def _joins(node: dict[str, Any]) -> set[str]:
-    """The controller's services a (validated) node config joins: what its DebianEngine
-    services need, also inside an LxcEngine."""
-    from benchbed.engines.debian import NEEDS
-
-    if node["type"] == "LxcEngine":
-        return _joins(node["engine"])
-    if node["type"] != "DebianEngine":
-        return set()
-    return {need for service in node.get("services", []) for need in NEEDS.get(service, ())}
 
 
 def _check_placeholders(config: Any, path: str) -> None:
@@ -231,7 +225,8 @@ def controller_address(endpoints: dict[str, Any]) -> str:
     if servers:
         return servers[0]["host"]
     auth_url = (endpoints.get("openstack") or {}).get("auth_url")
-    if auth_url and urlsplit(auth_url).hostname:
-        return urlsplit(auth_url).hostname  # type: ignore[return-value]
+    hostname = urlsplit(auth_url).hostname if auth_url else None
+    if hostname:
+        return hostname
     raise BenchbedError("the controller's endpoints name no server and no Keystone URL: "
                         "there is no address to give the nodes")
