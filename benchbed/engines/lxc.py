@@ -8,17 +8,17 @@ the packages' files are in the page cache once), each with its own hostname (Nov
 `host`), machine-id, host key and address, started in parallel. N nodes cost one install
 plus N clones and boots. The template's own compute service leaves Nova before it stops.
 
-The clones boot with nova-compute held back: 50 of them starting it during their boots (2.3
-CPU-s each, on 2 cores) competed with the boots (an N=50 run once had 32 clones silent on
-SSH for 90 s). Once every clone answers SSH with its own identity, nova-compute starts on at
-most two per host core at a time (its unit returns once the service has reported in), then
-Nova maps the hosts into the cell. Measured at N=50: boots and SSH 21 s, starts 290 s.
+The clones boot with nova-compute held back: many clones starting it during their boots
+compete with the boots for the CPU (each start costs seconds of CPU), and clones went silent
+on SSH for a long time. Once every clone answers SSH with its own identity, nova-compute
+starts on at most two per host core at a time (its unit returns once the service has
+reported in), then Nova maps the hosts into the cell. The figures are in the benchmarks of
+the docs.
 
 It is a MultihostEngine node: the nodes join the controller's Nova, Placement and
 RabbitMQ (the inner engine's `parent_endpoints`), and all run `nova-compute` with the fake
 driver. It deploys alongside the controller: the template's packages go in while the
-controller installs, and the inner engine waits for the controller's endpoints (measured at
-N=50: ready 236 s from `create`, of which the controller 123 s).
+controller installs, and the inner engine waits for the controller's endpoints.
 """
 
 import ipaddress
