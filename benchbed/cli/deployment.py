@@ -8,9 +8,8 @@ import click
 
 from benchbed.cli import render
 from benchbed.errors import InputError
+from benchbed.exporters import FORMATS as EXPORT_FORMATS
 
-EXPORT_FORMATS = ["openrc", "clouds.yaml", "rally-spec", "json", "ansible-inventory",
-                  "ssh-config"]
 NO_DEPLOYMENTS = ("No deployments yet. Create one with: benchbed deployment create --file "
                   "CONFIG --name NAME (example configs: samples/deployments/)")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -164,7 +163,7 @@ def use(name: str) -> None:
 
 @deployment.command()
 @click.argument("name", required=False)
-@click.option("--format", "fmt", required=True, type=click.Choice(EXPORT_FORMATS))
+@click.option("--format", "fmt", required=True, type=click.Choice(list(EXPORT_FORMATS)))
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Write to this file (mode 0600) instead of stdout.")
 def export(name: str | None, fmt: str, output: str | None) -> None:

@@ -1,28 +1,26 @@
 """openrc, clouds.yaml and Rally env spec for deployments that expose an OpenStack cloud."""
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from benchbed.deployment import Deployment
+from benchbed import endpoints
+from benchbed.endpoints import OpenStackCloud, cloud_user
 from benchbed.errors import InputError
 
+if TYPE_CHECKING:
+    from benchbed.deployment import Deployment
 
-def _cloud(deployment: Deployment) -> dict[str, Any]:
-    cloud = deployment.endpoints.get("openstack")
+
+def _cloud(deployment: "Deployment") -> OpenStackCloud:
+    cloud = endpoints.stored(deployment.endpoints).get("openstack")
     if not cloud:
         raise InputError(f"deployment '{deployment.name}' has no OpenStack endpoints to export")
     return cloud
 
 
-def _user(cloud: dict[str, Any]) -> dict[str, Any]:
-    return cloud.get("admin") or cloud["users"][0]
-
-
-def openrc(deployment: Deployment) -> str:
+def openrc(deployment: "Deployment") -> str:
     cloud = _cloud(deployment)
-    user = _user(cloud)
+    user = cloud_user(cloud)
     variables = {
         "OS_AUTH_URL": cloud["auth_url"],
         "OS_IDENTITY_API_VERSION": "3",
@@ -53,9 +51,11 @@ def single_quoted(value: Any, name: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def clouds_yaml(deployment: Deployment) -> str:
+def clouds_yaml(deployment: "Deployment") -> str:
+    import yaml
+
     cloud = _cloud(deployment)
-    user = _user(cloud)
+    user = cloud_user(cloud)
     entry: dict[str, Any] = {
         "auth": {
             "auth_url": cloud["auth_url"],
@@ -76,9 +76,9 @@ def clouds_yaml(deployment: Deployment) -> str:
     return yaml.safe_dump({"clouds": {deployment.name: entry}}, sort_keys=False)
 
 
-def rally_spec(deployment: Deployment) -> str:
+def rally_spec(deployment: "Deployment") -> str:
     """The spec `rally env create --spec` reads (platform existing@openstack)."""
-    cloud = dict(_cloud(deployment))
-    if not cloud.get("https_cacert"):
-        cloud.pop("https_cacert", None)
-    return json.dumps({"existing@openstack": cloud}, indent=2) + "\n"
+    spec: dict[str, Any] = dict(_cloud(deployment))
+    if not spec.get("https_cacert"):
+        spec.pop("https_cacert", None)
+    return json.dumps({"existing@openstack": spec}, indent=2) + "\n"

@@ -6,29 +6,32 @@ check them exactly as benchbed does.
 
 import re
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from benchbed import host_keys, paths
-from benchbed.deployment import Deployment
+from benchbed import endpoints, paths
+from benchbed.endpoints import ServerEntry
 from benchbed.errors import InputError
 
+if TYPE_CHECKING:
+    from benchbed.deployment import Deployment
 
-def _servers(deployment: Deployment) -> list[dict[str, Any]]:
-    servers = deployment.endpoints.get("servers")
+
+def _servers(deployment: "Deployment") -> list[ServerEntry]:
+    servers = endpoints.stored(deployment.endpoints).get("servers")
     if not servers:
         raise InputError(f"deployment '{deployment.name}' has no servers to export")
     return servers
 
 
-def known_hosts_file(deployment: Deployment) -> str:
+def known_hosts_file(deployment: "Deployment") -> str:
+    from benchbed import host_keys
+
     path = deployment.directory / "known_hosts"
     paths.write_private(path, "\n".join(host_keys.known_hosts_lines(deployment)) + "\n")
     return str(path)
 
 
-def _alias(deployment: Deployment, index: int, server: dict[str, Any]) -> str:
+def _alias(deployment: "Deployment", index: int, server: ServerEntry) -> str:
     return server.get("name") or f"{deployment.name}-{index}"
 
 
@@ -55,7 +58,7 @@ def _directive(keyword: str, value: Any, alias: str) -> str:
     return f"    {keyword} {text}"
 
 
-def ssh_config(deployment: Deployment) -> str:
+def ssh_config(deployment: "Deployment") -> str:
     known_hosts = known_hosts_file(deployment)
     blocks = []
     for index, server in enumerate(_servers(deployment)):
@@ -75,7 +78,9 @@ def ssh_config(deployment: Deployment) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def ansible_inventory(deployment: Deployment) -> str:
+def ansible_inventory(deployment: "Deployment") -> str:
+    import yaml
+
     known_hosts = known_hosts_file(deployment)
     hosts: dict[str, dict[str, Any]] = {}
     for index, server in enumerate(_servers(deployment)):
