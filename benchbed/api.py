@@ -94,7 +94,8 @@ def _deploy(deployment: Deployment) -> None:
         deployment.logger.error("deploy failed: %s", message)
         deployment.set_status(Status.FAILED, error=message)
         raise
-    deployment.set_endpoints(endpoints)
+    # stored as JSON: read back as the same shape (benchbed.endpoints.stored)
+    deployment.set_endpoints(dict(endpoints))
     deployment.set_status(Status.FINISHED)
 
 

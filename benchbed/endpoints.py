@@ -17,7 +17,10 @@ Only the standard library is imported here: the CLI reads these types at no cost
 """
 
 from collections.abc import Mapping
-from typing import Any, NotRequired, TypedDict, cast
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
+
+if TYPE_CHECKING:
+    from benchbed.server import Server
 
 
 class User(TypedDict):
@@ -117,3 +120,8 @@ def stored(data: Mapping[str, Any]) -> Endpoints:
     """Endpoints as the database gives them back: the JSON of what an engine's `deploy()`
     returned (the one place they are taken to have that shape again)."""
     return cast(Endpoints, data)
+
+
+def server_entry(server: "Server") -> ServerEntry:
+    """A server as endpoints hold it (`Server.to_dict()`, typed)."""
+    return cast(ServerEntry, server.to_dict())

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from benchbed import plugin
+from benchbed.endpoints import Endpoints, stored
 from benchbed.errors import ConfigError
 from benchbed.settings import PluginConfig
 
@@ -68,19 +69,18 @@ class Engine(plugin.Plugin[ConfigT]):
     def __init__(self, deployment: "Deployment", config: dict[str, Any] | None = None,
                  path: str = "") -> None:
         super().__init__(deployment, deployment.config if config is None else config, path)
-        self._parent: dict[str, Any] | Future[dict[str, Any]] | None = None
-        self._own_endpoints: dict[str, Any] | None = None
+        self._parent: Endpoints | Future[Endpoints] | None = None
+        self._own_endpoints: Endpoints | None = None
 
     @property
-    def parent_endpoints(self) -> dict[str, Any] | None:
+    def parent_endpoints(self) -> Endpoints | None:
         """The parent's endpoints; while the parent still deploys, this waits for them."""
         if isinstance(self._parent, Future):
             return self._parent.result()
         return self._parent
 
     @parent_endpoints.setter
-    def parent_endpoints(self, endpoints: "dict[str, Any] | Future[dict[str, Any]] | None"
-                         ) -> None:
+    def parent_endpoints(self, endpoints: "Endpoints | Future[Endpoints] | None") -> None:
         self._parent = endpoints
 
     def same_parent_as(self, engine: "Engine[Any]") -> None:
@@ -88,7 +88,7 @@ class Engine(plugin.Plugin[ConfigT]):
         self._parent = engine._parent
 
     @abstractmethod
-    def deploy(self) -> dict[str, Any]:
+    def deploy(self) -> Endpoints:
         """Deploy and return the endpoints (secrets included; they are masked on display)."""
 
     def cleanup(self) -> None:
@@ -100,12 +100,14 @@ class Engine(plugin.Plugin[ConfigT]):
         """Health probe: prove the deployed system answers; used by `deployment check`."""
 
     @property
-    def endpoints(self) -> dict[str, Any]:
+    def endpoints(self) -> Endpoints:
         """What this engine deployed: the deployment's endpoints, or a node's part of them."""
-        return self.deployment.endpoints if self._own_endpoints is None else self._own_endpoints
+        if self._own_endpoints is None:
+            return stored(self.deployment.endpoints)
+        return self._own_endpoints
 
     @endpoints.setter
-    def endpoints(self, endpoints: dict[str, Any]) -> None:
+    def endpoints(self, endpoints: Endpoints) -> None:
         self._own_endpoints = endpoints
 
     def provider(self, key: str = "provider") -> "ServerProvider[Any]":

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from benchbed import plugin
+from benchbed.endpoints import Endpoints
 from benchbed.engines.base import CheckResult, Engine, engine_class
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.hostnet.bridge import static_capacity
@@ -149,7 +150,7 @@ class LxcEngine(Engine[LxcEngineConfig]):
                   "containers_per_host": self.config.nodes_per_server}
         return LxcProvider(self.deployment, config, self.child_path("clones", index))
 
-    def deploy(self) -> dict[str, Any]:
+    def deploy(self) -> Endpoints:
         per_host = run_parallel("deploying LXC nodes", list(range(len(self._hosts()))),
                                 self._deploy_host, describe=lambda i: f"server {i}")
         servers = [server for host in per_host for server in host["servers"]]
@@ -174,8 +175,8 @@ class LxcEngine(Engine[LxcEngineConfig]):
         if parent is None:
             raise BenchbedError(f"{self.path}: LxcEngine's nodes join a controller, but none "
                                 f"gave its endpoints")
-        controller = Server.from_dict(parent["servers"][0], deployment=self.deployment)
-        origin = Server.from_dict(template, deployment=self.deployment)
+        controller = Server.from_dict(dict(parent["servers"][0]), deployment=self.deployment)
+        origin = Server.from_dict(dict(template), deployment=self.deployment)
         try:
             with self.deployment.step("stop template", template["name"]):
                 hold_at_boot(origin)
@@ -227,7 +228,7 @@ class LxcEngine(Engine[LxcEngineConfig]):
     def check(self) -> list[CheckResult]:
         from benchbed.engines.keystone_check import check_computes
 
-        return check_computes(self.endpoints["openstack"], self.endpoints["compute_hosts"])
+        return check_computes(dict(self.endpoints["openstack"]), self.endpoints["compute_hosts"])
 
 
 def _template_provider(config: LxcEngineConfig, index: int) -> dict[str, Any]:

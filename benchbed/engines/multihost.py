@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from benchbed import plugin
 from benchbed.deployment import Status
+from benchbed.endpoints import Endpoints
 from benchbed.engines.base import CheckResult, Engine, engine_class
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.ledger import Resource
@@ -86,7 +87,7 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
                                   f"joins the controller's {', '.join(missing)}, which "
                                   f"controller.services does not include: add it there")
 
-    def deploy(self) -> dict[str, Any]:
+    def deploy(self) -> Endpoints:
         """The controller, with the nodes that can start before it (STARTS_BEFORE_PARENT, no
         placeholder) deploying alongside: an LxcEngine installs its template's packages while
         the controller installs its own. The other nodes follow the controller."""
@@ -94,7 +95,7 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
         nodes = list(enumerate(self.config.nodes))
         early = [(index, raw) for index, raw in nodes if _starts_early(raw)]
         early_indexes = {index for index, _ in early}
-        ready: Future[dict[str, Any]] = Future()
+        ready: Future[Endpoints] = Future()
         with ThreadPoolExecutor(max_workers=1) as pool:
             early_run = pool.submit(contextvars.copy_context().run, self._deploy_nodes,
                                     early, ready) if early else None
@@ -112,7 +113,7 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
             later = [(index, substitute(raw, address)) for index, raw in nodes
                      if index not in early_indexes]
             failures: list[BaseException] = []
-            deployed: dict[int, dict[str, Any]] = {}
+            deployed: dict[int, Endpoints] = {}
             try:
                 deployed.update(self._deploy_nodes(later, controller_endpoints))
             except Exception as error:
@@ -129,10 +130,9 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
         return {**controller_endpoints, "controller_ip": address, "nodes": node_endpoints}
 
     def _deploy_nodes(self, nodes: list[tuple[int, dict[str, Any]]],
-                      controller: "dict[str, Any] | Future[dict[str, Any]]"
-                      ) -> dict[int, dict[str, Any]]:
+                      controller: "Endpoints | Future[Endpoints]") -> dict[int, Endpoints]:
         """Deploy these (substituted) node configs in parallel; endpoints by node index."""
-        def deploy_node(item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
+        def deploy_node(item: tuple[int, dict[str, Any]]) -> Endpoints:
             index, config = item
             path = self.child_path("nodes", index)
             with self.ledger.creating(NODE_KIND, path, config=config):
@@ -149,8 +149,7 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
         return {index: found for (index, _), found in zip(nodes, endpoints, strict=True)}
 
     def _node(self, path: str, config: dict[str, Any],
-              controller_endpoints: "dict[str, Any] | Future[dict[str, Any]] | None"
-              ) -> Engine[Any]:
+              controller_endpoints: "Endpoints | Future[Endpoints] | None") -> Engine[Any]:
         node = plugin.build(self.deployment, config, Engine, ENGINES, path)
         node.parent_endpoints = controller_endpoints
         return node
@@ -161,13 +160,12 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
         self.nest("controller", Engine).teardown()
 
     def _destroy_node(self, resource: Resource) -> None:
-        controller = {key: value for key, value in self.endpoints.items() if key != "nodes"}
-        self._node(resource.name, resource.data["config"], controller or None).cleanup()
+        self._node(resource.name, resource.data["config"], _controller_part(self.endpoints)
+                   or None).cleanup()
 
     def check(self) -> list[CheckResult]:
         controller = self.nest("controller", Engine)
-        controller.endpoints = {k: v for k, v in self.endpoints.items()
-                                if k not in ("nodes", "controller_ip")}
+        controller.endpoints = _controller_part(self.endpoints)
         results = [CheckResult(f"controller: {r.target}", r.ok, r.detail)
                    for r in controller.check()]
         address = self.endpoints.get("controller_ip", "")
@@ -219,13 +217,21 @@ def _check_placeholders(config: Any, path: str) -> None:
                                   f"is {PLACEHOLDER}")
 
 
-def controller_address(endpoints: dict[str, Any]) -> str:
+def _controller_part(endpoints: Endpoints) -> Endpoints:
+    """A MultihostEngine's endpoints without its own keys: its controller's."""
+    part = endpoints.copy()
+    part.pop("nodes", None)
+    part.pop("controller_ip", None)
+    return part
+
+
+def controller_address(endpoints: Endpoints) -> str:
     """The controller's address: its first server's, else the host of its Keystone URL."""
     servers = endpoints.get("servers") or []
     if servers:
         return servers[0]["host"]
-    auth_url = (endpoints.get("openstack") or {}).get("auth_url")
-    hostname = urlsplit(auth_url).hostname if auth_url else None
+    cloud = endpoints.get("openstack")
+    hostname = urlsplit(cloud["auth_url"]).hostname if cloud else None
     if hostname:
         return hostname
     raise BenchbedError("the controller's endpoints name no server and no Keystone URL: "

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
+from benchbed.endpoints import Endpoints, server_entry
 from benchbed.engines.base import (
     SERVER_REQUEST_PROPERTIES,
     CheckResult,
@@ -45,7 +46,7 @@ class ServersEngine(Engine[ServersEngineConfig]):
         validate_server_request(config.provider, path, config.image, config.flavor,
                                 amount=config.amount, ssh=config.wait_for_ssh)
 
-    def deploy(self) -> dict[str, Any]:
+    def deploy(self) -> Endpoints:
         provider = self.provider()
         amount = self.config.amount or provider.default_amount()
         with self.deployment.step("create servers", f"{amount} x {provider.raw_config['type']}"):
@@ -54,7 +55,7 @@ class ServersEngine(Engine[ServersEngineConfig]):
         if self.config.wait_for_ssh:
             with self.deployment.step("wait for SSH", f"{len(servers)} server(s)"):
                 run_parallel("waiting for SSH", servers, self._wait_ready, describe=_describe)
-        return {"servers": [server.to_dict() for server in servers]}
+        return {"servers": [server_entry(server) for server in servers]}
 
     def _wait_ready(self, server: Server) -> None:
         with self.deployment.step("SSH ready", _describe(server),
@@ -63,7 +64,7 @@ class ServersEngine(Engine[ServersEngineConfig]):
             server.ssh.run("true", timeout=30)
 
     def servers(self) -> list[Server]:
-        return [Server.from_dict(data, deployment=self.deployment)
+        return [Server.from_dict(dict(data), deployment=self.deployment)
                 for data in self.endpoints.get("servers", [])]
 
     def check(self) -> list[CheckResult]:
