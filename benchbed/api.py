@@ -63,10 +63,11 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
 # -- lifecycle -------------------------------------------------------------------------------
 
 
-def engine_for(deployment: Deployment) -> Engine:
+def engine_for(deployment: Deployment) -> "Engine[Any]":
     """The deployment's root engine: `Engine(deployment)`, as the specification has it."""
-    engine_class = plugin.get(plugin.ENGINES, deployment.config["type"])
-    return engine_class(deployment)  # type: ignore[call-arg,return-value]
+    from benchbed.engines.base import engine_class
+
+    return engine_class(deployment.config)(deployment)
 
 
 def create(name: str, config: dict[str, Any], validated: bool = False) -> Deployment:
