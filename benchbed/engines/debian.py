@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from benchbed import masking, plugin
+from benchbed.endpoints import Endpoints
 from benchbed.engines.base import (
     SERVER_REQUEST_PROPERTIES,
     CheckResult,
@@ -123,7 +124,7 @@ class DebianEngine(Engine):
             raise ConfigError(f"{path}.database".lstrip("."),
                               f"'{database}' is not supported{reason}; use 'mariadb'")
 
-    def deploy(self) -> dict[str, Any]:
+    def deploy(self) -> Endpoints:
         provider = self.provider()
         with self.deployment.step("create servers", f"1 x {provider.config['type']}"):
             server = provider.create_servers(image_uuid=self.config.get("image"),

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchbed import masking, plugin
+from benchbed.endpoints import Endpoints
 from benchbed.engines import devstack_conf
 from benchbed.engines.base import (
     SERVER_REQUEST_PROPERTIES,
@@ -112,7 +113,7 @@ class DevstackEngine(Engine):
 
     # -- deploy -----------------------------------------------------------------------------
 
-    def deploy(self) -> dict[str, Any]:
+    def deploy(self) -> Endpoints:
         if "localrc" in self.config:
             self.deployment.logger.warning(LOCALRC_DEPRECATED)
         provider = self.provider()

@@ -3,6 +3,7 @@
 import os
 from typing import Any
 
+from benchbed.endpoints import Endpoints
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.errors import InputError
 
@@ -95,7 +96,7 @@ class ExistingCloud(Engine):
     def _cloud(self) -> dict[str, Any]:
         return self.config["creds"]["openstack"] if "creds" in self.config else self.config
 
-    def deploy(self) -> dict[str, Any]:
+    def deploy(self) -> Endpoints:
         with self.deployment.step("register existing cloud", self._cloud()["auth_url"]):
             return normalize_cloud(self._cloud())
 

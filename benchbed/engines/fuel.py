@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchbed.clients.nailgun import NailgunClient, NailgunError, NailgunNotFound
+from benchbed.endpoints import Endpoints
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.engines.fuel_nodes import choose_nodes, role_filters
@@ -142,7 +143,7 @@ class FuelEngine(Engine):
                              keystone=self.config.get("keystone"),
                              verify=not self.config.get("https_insecure", False))
 
-    def deploy(self) -> dict[str, Any]:
+    def deploy(self) -> Endpoints:
         timeout = float(self.config.get("timeout", DEFAULT_TIMEOUT))
         deadline = time.monotonic() + timeout
         client = self._client()
