@@ -8,8 +8,8 @@ import pytest
 from benchbed import plugin
 from benchbed.errors import BenchbedError, ConfigError, InputError
 from benchbed.hostnet import HostNetwork, bridge_name
-from benchbed.hostnet.bridge import overlapping_route
 from benchbed.images.lxc import check_name, parse_mirrors
+from benchbed.networks import overlapping_route
 from benchbed.providers.lxc import LxcProvider, host_network
 from benchbed.server import Server
 
