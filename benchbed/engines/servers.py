@@ -43,7 +43,7 @@ class ServersEngine(Engine):
     def deploy(self) -> dict[str, Any]:
         provider = self.provider()
         amount = self.config.get("amount") or provider.default_amount()
-        with self.deployment.step("create servers", f"{amount} x {provider.config['type']}"):
+        with self.deployment.step("create servers", f"{amount} x {provider.raw_config['type']}"):
             servers = provider.create_servers(image_uuid=self.config.get("image"),
                                               type_id=self.config.get("flavor"), amount=amount)
         if self.config.get("wait_for_ssh", True):

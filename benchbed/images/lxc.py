@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -145,7 +146,7 @@ class LxcImageStore:
         check_name(name)
         self._run(["discard", name])
 
-    def _run(self, args: list[str], timeout: float = 120) -> str:
+    def _run(self, args: Sequence[str], timeout: float = 120) -> str:
         result = run_script(self.host.ssh, SCRIPT, args, timeout=timeout, check=False)
         if result.exit_code == 0:
             return result.stdout
