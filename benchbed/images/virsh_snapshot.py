@@ -202,7 +202,8 @@ def _users(conn: Any, pool: Any, disk: str) -> list[str]:
     volumes = {name: volume for name, volume in volumes.items() if volume is not None}
     backing = {name: backing_of(volume) for name, volume in volumes.items()}
     by_path = {volume.path(): name for name, volume in volumes.items()}
-    found, owned = [], set()
+    found: list[str] = []
+    owned: set[str] = set()
     for domain in conn.listAllDomains(0):
         sources = domain_disks(_domain_xml(domain), pool)
         owned.update(by_path.get(source, "") for source in sources)  # named by the domain
