@@ -25,7 +25,7 @@ STATE_DIR = "/run/benchbed/hostnet"
 CACHE_DIR = "/var/cache/benchbed/apt-cacher-ng"
 LEASE_TIME = "1h"
 
-def host_checks(network: ipaddress.IPv4Network | None, key: str) -> list[HostCheck]:
+def host_requirements(network: ipaddress.IPv4Network | None, key: str) -> list[HostCheck]:
     """What this machine needs to serve a host network (given one: also that it is free;
     `key` is the config key that chose it)."""
     checks = [hostcheck.root(),

@@ -149,7 +149,7 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
                                     if _cgroup2() else "/sys/fs/cgroup/memory",
                                     "mount the cgroup filesystems (LXC limits use them)")]
         for network in local_networks:
-            checks += hostnet.host_checks(network, "start_lxc_network")
+            checks += hostnet.host_requirements(network, "start_lxc_network")
         return checks
 
     @classmethod

@@ -123,7 +123,7 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
             checks.append(hostcheck.device("/dev/kvm", "give the kvm group access (chgrp kvm "
                                            "/dev/kvm; chmod 660 /dev/kvm), or domain_type: auto"))
         network = None if config is None else config.ipv4_network
-        return checks + hostnet.host_checks(network, "network")
+        return checks + hostnet.host_requirements(network, "network")
 
     @classmethod
     def local_networks(cls, config: VirshProviderConfig, path: str) -> Iterator[Claim]:
