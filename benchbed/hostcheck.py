@@ -1,4 +1,4 @@
-"""What a plugin needs of this machine, as checks it declares (`Plugin.host_checks`).
+"""What a plugin needs of this machine, as checks it declares (`Plugin.host_requirements`).
 
 Each check says what it looks at, finds out without changing anything, and says what to do
 when it fails. `benchbed doctor` only runs and prints them (benchbed/doctor.py).
@@ -6,13 +6,15 @@ when it fails. `benchbed doctor` only runs and prints them (benchbed/doctor.py).
 
 import importlib
 import ipaddress
-import json
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchbed import networks
+from benchbed.errors import BenchbedError
 
 INSTALL = "apt-get install -y --no-install-recommends"
 DAEMONS = "tools/host-daemons.sh starts it"
@@ -116,15 +118,12 @@ def free_network(network: str, key: str, own_bridge: str | None = None) -> HostC
     """No address or route of this machine overlaps the network (but benchbed's own bridge
     for it, which deployments on one network share)."""
     def probe() -> str | None:
-        from benchbed.hostnet.bridge import overlapping_route
-
         try:
-            listed = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"],
-                                    capture_output=True, text=True, timeout=10, check=True)
-        except (OSError, subprocess.SubprocessError) as error:
-            return f"cannot list this machine's routes: {error}"
-        clash = overlapping_route(json.loads(listed.stdout or "[]"),
-                                  ipaddress.IPv4Network(network), own_bridge or "")
+            routes = networks.ip_json("route", "show", "table", "all")
+        except BenchbedError as error:
+            return str(error)
+        clash = networks.overlapping_route(routes, ipaddress.IPv4Network(network),
+                                           own_bridge or "")
         return f"overlaps {clash}" if clash else None
 
     return HostCheck(f"network {network} is free", probe,

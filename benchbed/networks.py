@@ -32,10 +32,12 @@ class Claim:
 
 def claims(config: dict[str, Any], group: str = plugin.ENGINES) -> Iterator[Claim]:
     """Every network the plugins of a (validated) config would make on this machine."""
+    from benchbed.providers.base import ServerProvider
+
     for plugin_class, plugin_config, path in plugin.walk(config, group):
-        declare = getattr(plugin_class, "local_networks", None)
-        if declare is not None:
-            yield from declare(plugin_config, path)
+        if issubclass(plugin_class, ServerProvider):
+            yield from plugin_class.local_networks(plugin_class.parse_config(plugin_config),
+                                                   path)
 
 
 def check(config: dict[str, Any]) -> None:
@@ -69,6 +71,39 @@ def check(config: dict[str, Any]) -> None:
                                               f"{device} on this machine")
 
 
+def parse_ipv4_network(text: str, path: str) -> ipaddress.IPv4Network:
+    """`text` as an IPv4 network in CIDR form (no host bits set), or a ConfigError naming
+    the config `path` it was read from."""
+    try:
+        return ipaddress.IPv4Network(text, strict=True)
+    except ValueError as error:
+        raise ConfigError(path, f"not an IPv4 network in CIDR form: {error}") from None
+
+
+def routed_networks(routes: list[dict[str, Any]]) -> Iterator[tuple[ipaddress.IPv4Network, str]]:
+    """The destinations of routes as `ip -j -4 route` lists them, each with its device;
+    default routes and the kernel's broadcast entries are left out."""
+    for route in routes:
+        destination = route.get("dst", "")
+        if destination in ("", "default") or route.get("type") == "broadcast":
+            continue
+        try:
+            routed = ipaddress.IPv4Network(destination, strict=False)
+        except ValueError:
+            continue
+        yield routed, route.get("dev", "?")
+
+
+def overlapping_route(routes: list[dict[str, Any]], network: ipaddress.IPv4Network,
+                      own_bridge: str) -> str | None:
+    """Describe the first route (from `ip -j -4 route`) that overlaps `network` on another
+    device than `own_bridge` (the shared bridge of this very network)."""
+    for routed, device in routed_networks(routes):
+        if device != own_bridge and routed.overlaps(network):
+            return f"{routed} on {device}"
+    return None
+
+
 def _check_range(claim: Claim) -> None:
     network = claim.network
     for refused, what in ((network.is_loopback, "loopback"), (network.is_multicast, "multicast"),
@@ -96,17 +131,8 @@ def _other_deployments() -> Iterator[tuple[str, list[Claim]]]:
 def _taken_here() -> list[tuple[ipaddress.IPv4Network, str]]:
     """The networks of this machine's routes and of its addresses (links down included),
     each with its device."""
-    taken = []
-    for route in _ip("route", "show", "table", "all"):
-        destination = route.get("dst", "")
-        if destination in ("", "default") or route.get("type") == "broadcast":
-            continue
-        try:
-            taken.append((ipaddress.IPv4Network(destination, strict=False),
-                          route.get("dev", "?")))
-        except ValueError:
-            continue
-    for link in _ip("addr", "show"):
+    taken = list(routed_networks(ip_json("route", "show", "table", "all")))
+    for link in ip_json("addr", "show"):
         for address in link.get("addr_info", []):
             try:
                 taken.append((ipaddress.IPv4Network(
@@ -117,7 +143,8 @@ def _taken_here() -> list[tuple[ipaddress.IPv4Network, str]]:
     return taken
 
 
-def _ip(*args: str) -> list[dict[str, Any]]:
+def ip_json(*args: str) -> list[dict[str, Any]]:
+    """What `ip -j -4 ARGS` lists on this machine (routes, addresses), parsed."""
     try:
         listed = subprocess.run(["ip", "-j", "-4", *args], capture_output=True, text=True,
                                 timeout=10, check=True)
@@ -125,4 +152,5 @@ def _ip(*args: str) -> list[dict[str, Any]]:
         raise BenchbedError("'ip' (iproute2) is not installed on this machine") from None
     except (OSError, subprocess.SubprocessError) as error:
         raise BenchbedError(f"cannot list this machine's networks: {error}") from None
-    return json.loads(listed.stdout or "[]")
+    found: list[dict[str, Any]] = json.loads(listed.stdout or "[]")
+    return found

@@ -126,7 +126,7 @@ class DebianEngine(Engine):
 
     def deploy(self) -> Endpoints:
         provider = self.provider()
-        with self.deployment.step("create servers", f"1 x {provider.config['type']}"):
+        with self.deployment.step("create servers", f"1 x {provider.raw_config['type']}"):
             server = provider.create_servers(image_uuid=self.config.get("image"),
                                              type_id=self.config.get("flavor"), amount=1)[0]
         try:

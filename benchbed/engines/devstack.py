@@ -118,7 +118,7 @@ class DevstackEngine(Engine):
             self.deployment.logger.warning(LOCALRC_DEPRECATED)
         provider = self.provider()
         amount = provider.default_amount()
-        with self.deployment.step("create servers", f"{amount} x {provider.config['type']}"):
+        with self.deployment.step("create servers", f"{amount} x {provider.raw_config['type']}"):
             servers = provider.create_servers(image_uuid=self.config.get("image"),
                                               type_id=self.config.get("flavor"), amount=amount)
         outlives = provider.capabilities(provider.config).outlives_deployment

@@ -186,7 +186,7 @@ class LxcEngine(Engine[LxcEngineConfig]):
                 forget(catalogue, region, endpoints["compute_hosts"][0])
             amount = self.config.nodes_per_server
             clones = self._clones(index).create_servers(amount=amount,
-                                                        layer_on=template["name"])
+                                                        ex_layer_on=template["name"])
             names = [clone.name or clone.host for clone in clones]
             with self.deployment.step("check identities", f"{len(names)} on {host.host}"):
                 found = run_parallel("checking clones", clones, identify,

@@ -1,6 +1,6 @@
 """Host networking shared by the providers that run guests on a host (LXC, Virsh) and the engines
 that install packages in them: a bridge with DHCP and an apt proxy, reference-counted per host."""
 
-from benchbed.hostnet.bridge import APT_PROXY_PORT, HostNetwork, bridge_name, host_checks
+from benchbed.hostnet.bridge import APT_PROXY_PORT, HostNetwork, bridge_name, host_requirements
 
-__all__ = ["APT_PROXY_PORT", "HostNetwork", "bridge_name", "host_checks"]
+__all__ = ["APT_PROXY_PORT", "HostNetwork", "bridge_name", "host_requirements"]

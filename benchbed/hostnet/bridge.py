@@ -17,6 +17,7 @@ import json
 from benchbed import hostcheck
 from benchbed.errors import BenchbedError, InputError
 from benchbed.hostcheck import HostCheck
+from benchbed.networks import overlapping_route
 from benchbed.server import Server, run_script
 
 APT_PROXY_PORT = 3142
@@ -24,7 +25,7 @@ STATE_DIR = "/run/benchbed/hostnet"
 CACHE_DIR = "/var/cache/benchbed/apt-cacher-ng"
 LEASE_TIME = "1h"
 
-def host_checks(network: ipaddress.IPv4Network | None, key: str) -> list[HostCheck]:
+def host_requirements(network: ipaddress.IPv4Network | None, key: str) -> list[HostCheck]:
     """What this machine needs to serve a host network (given one: also that it is free;
     `key` is the config key that chose it)."""
     checks = [hostcheck.root(),
@@ -106,18 +107,3 @@ class HostNetwork:
             raise BenchbedError(f"{action} network {self.bridge} ({self.network}) on "
                                 f"{self.host.host}: {error}") from None
 
-
-def overlapping_route(routes: list[dict], network: ipaddress.IPv4Network,
-                      own_bridge: str) -> str | None:
-    """Describe the first route (from `ip -j route`) that overlaps `network` on another device."""
-    for route in routes:
-        destination = route.get("dst", "")
-        if destination in ("", "default") or route.get("dev") == own_bridge:
-            continue
-        try:
-            routed = ipaddress.IPv4Network(destination, strict=False)
-        except ValueError:
-            continue
-        if routed.overlaps(network) and route.get("type") != "broadcast":
-            return f"{routed} on {route.get('dev', '?')}"
-    return None

@@ -14,9 +14,9 @@ the engine config that made it, masked).
 
 from __future__ import annotations
 
-import builtins
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,7 +146,7 @@ class LxcImageStore:
         check_name(name)
         self._run(["discard", name])
 
-    def _run(self, args: builtins.list[str], timeout: float = 120) -> str:
+    def _run(self, args: Sequence[str], timeout: float = 120) -> str:
         result = run_script(self.host.ssh, SCRIPT, args, timeout=timeout, check=False)
         if result.exit_code == 0:
             return result.stdout

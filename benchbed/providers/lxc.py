@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from benchbed import hostcheck, hostnet, plugin, sizes
 from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
@@ -24,20 +24,60 @@ from benchbed.hostnet.bridge import static_capacity
 from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, check_name, image_name
 from benchbed.keys import deployment_key
 from benchbed.ledger import CREATED, Resource
-from benchbed.networks import Claim
+from benchbed.networks import Claim, parse_ipv4_network
 from benchbed.parallel import run_parallel
-from benchbed.plugin import PROVIDERS, ResourceKind
+from benchbed.plugin import PROVIDERS, ResourceKind, join_path
 from benchbed.providers.base import ServerProvider
 from benchbed.retry import wait_for
 from benchbed.server import Server, run_script, warm_up_ssh
+from benchbed.settings import PluginConfig, setting
 
+# start_lxc_network when the config gives none (LxcEngine's default too)
 DEFAULT_NETWORK = "10.254.100.0/24"
 HOST_TIMEOUT = 20
 READY_TIMEOUT = 90
 # Removing a container's overlay is one unlink per file it wrote, and on ext4 mounted with
-# `discard` each unlink waits for the device: measured over 120 s for a container with
-# Keystone and MariaDB installed while other work loaded both cores.
+# `discard` each unlink waits for the device: minutes for a container with a cloud's
+# services installed, while other work loads the cores.
 DELETE_TIMEOUT = 900
+
+
+@dataclass(frozen=True, kw_only=True)
+class LxcProviderConfig(PluginConfig):
+    host_provider: dict[str, Any] = setting(
+        "The provider of the hosts the containers run on (ExistingServers; a host named "
+        "`localhost` is this machine).")
+    distribution: Literal["debian"] = setting("The containers' distribution (Debian only).",
+                                              "debian")
+    release: str = setting("The Debian release of the base image the containers are "
+                           "cloned from.", DEFAULT_RELEASE, enum=list(RELEASES))
+    containers_per_host: int = setting("How many containers each host runs at most.", 1,
+                                       minimum=1, maximum=250)
+    container_name_prefix: str = setting("The first part of the containers' names.",
+                                         "benchbed", pattern="^[a-z][a-z0-9-]{0,23}$")
+    start_lxc_network: str = setting(
+        "The IPv4 network (CIDR) of the first host's bridge; host i gets the i-th network of "
+        "the same size after it. Containers take the lower half of its addresses.",
+        DEFAULT_NETWORK)
+    forward_ssh: bool = setting("The older tool's port forwarding to the containers: only "
+                                "false is accepted (they are reached on their host's "
+                                "bridge).", False)
+
+    def host_network(self, index: int) -> ipaddress.IPv4Network:
+        """Host `index`'s slice of start_lxc_network."""
+        return host_network(ipaddress.IPv4Network(self.start_lxc_network), index)
+
+    def host_credentials(self) -> list[dict[str, Any]]:
+        """The hosts' SSH credentials when host_provider lists them (ExistingServers), so
+        that they are known before anything exists; else none."""
+        credentials = self.host_provider.get("credentials", [])
+        return credentials if isinstance(credentials, list) else []
+
+    def local_host_indexes(self) -> list[int]:
+        """The indexes of the hosts that are this machine."""
+        return [index for index, credential in enumerate(self.host_credentials())
+                if isinstance(credential, dict) and credential.get("host") == "localhost"]
+
 
 @dataclass
 class Host:
@@ -50,86 +90,52 @@ class Host:
     layer_on: str | None = None  # the snapshot stacked under the clones, if `image` is one
 
 
-class LxcProvider(ServerProvider):
-    """LXC containers (overlay clones of a Debian base image) on hosts from a nested provider."""
+class LxcProvider(ServerProvider[LxcProviderConfig]):
+    """LXC containers (overlay clones of a Debian base image) on hosts from a nested provider.
 
+    Provider extension (not portable, as libcloud's `ex_` names): `create_servers` takes
+    `ex_layer_on`, a stopped container whose files the clones stack on.
+    """
+
+    Config = LxcProviderConfig
     UNSUPPORTED_KEYS = {"tunnel_to": "SSH tunnels to the containers are not implemented "
                                       "(remove the key)"}
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "LxcProvider"},
-            "distribution": {"enum": ["debian"]},
-            "release": {"enum": list(RELEASES)},
-            "containers_per_host": {"type": "integer", "minimum": 1, "maximum": 250},
-            "container_name_prefix": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,23}$"},
-            "start_lxc_network": {"type": "string"},
-            "forward_ssh": {"type": "boolean"},
-            "tunnel_to": {"type": "array", "items": {"type": "string"}},
-            "host_provider": {"type": "object"},
-        },
-        "required": ["type", "host_provider"],
-        "additionalProperties": False,
-    }
     NESTED = {"host_provider": PROVIDERS}
-    RESOURCES = {
-        "hostnet": ResourceKind(delete="_release_network"),
-        "container": ResourceKind(delete="_delete_container", requires=("hostnet",)),
-        # a snapshot being saved; once complete it belongs to the image store, not to us
-        "image": ResourceKind(delete="_discard_image"),
-    }
 
     @classmethod
-    def validate_config(cls, config: dict[str, Any], path: str, *,
+    def validate_config(cls, config: LxcProviderConfig, path: str, *,
                         has_parent: bool = False) -> None:
-        def where(key: str) -> str:
-            return f"{path}.{key}".lstrip(".")
-
-        if config.get("forward_ssh"):
-            raise ConfigError(where("forward_ssh"), "is not supported: it forwards ports with "
-                              "NAT, which benchbed never sets up; containers are reached on "
-                              "their host's bridge network (remove the key or set it to false)")
-        release = config.get("release", DEFAULT_RELEASE)
-        if release not in RELEASES:
-            raise ConfigError(where("release"), f"unknown Debian release '{release}' "
-                              f"(known: {', '.join(RELEASES)})")
-        text = config.get("start_lxc_network", DEFAULT_NETWORK)
-        try:
-            network = ipaddress.IPv4Network(text, strict=True)
-        except ValueError as error:
-            raise ConfigError(where("start_lxc_network"),
-                              f"not an IPv4 network in CIDR form: {error}") from None
-        per_host = config.get("containers_per_host", 1)
+        if config.forward_ssh:
+            raise ConfigError(join_path(path, "forward_ssh"), "is not supported: it forwards "
+                              "ports with NAT, which benchbed never sets up; containers are "
+                              "reached on their host's bridge network (remove the key or set "
+                              "it to false)")
+        where = join_path(path, "start_lxc_network")
+        network = parse_ipv4_network(config.start_lxc_network, where)
+        per_host = config.containers_per_host
         if static_capacity(network) < per_host:
-            raise ConfigError(where("start_lxc_network"), f"{network} has room for "
-                              f"{static_capacity(network)} container(s) (the lower half of its "
-                              f"addresses), containers_per_host is {per_host}")
-        for index, _ in enumerate(config["host_provider"].get("credentials", [])):
+            raise ConfigError(where, f"{network} has room for {static_capacity(network)} "
+                              f"container(s) (the lower half of its addresses), "
+                              f"containers_per_host is {per_host}")
+        for index, _ in enumerate(config.host_credentials()):
             subnet = host_network(network, index)
             if not subnet.is_private:
-                raise ConfigError(where("start_lxc_network"), f"host {index} would get "
-                                  f"{subnet}, which is not a private network range")
+                raise ConfigError(where, f"host {index} would get {subnet}, which is not a "
+                                  f"private network range")
 
     @classmethod
-    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator[Claim]:
+    def local_networks(cls, config: LxcProviderConfig, path: str) -> Iterator[Claim]:
         """Host i's slice of start_lxc_network, for the hosts that are this machine."""
-        start = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
-        for index, credential in enumerate(config["host_provider"].get("credentials", [])):
-            if credential.get("host") == "localhost":
-                subnet = host_network(start, index)
-                yield Claim(f"{path}.start_lxc_network (host {index}: localhost)".lstrip("."),
-                            subnet, shared=True, bridge=bridge_name(subnet))
+        for index in config.local_host_indexes():
+            subnet = config.host_network(index)
+            yield Claim(join_path(path, f"start_lxc_network (host {index}: localhost)"),
+                        subnet, shared=True, bridge=bridge_name(subnet))
 
     @classmethod
-    def host_requirements(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+    def host_requirements(cls, config: LxcProviderConfig | None) -> list[hostcheck.HostCheck]:
         """This machine's needs when it is one of the LXC hosts (always, without a config)."""
-        if config is None:
-            local_networks: list[ipaddress.IPv4Network | None] = [None]
-        else:
-            start = ipaddress.IPv4Network(config.get("start_lxc_network", DEFAULT_NETWORK))
-            local_networks = [host_network(start, index) for index, credential in
-                              enumerate(config["host_provider"].get("credentials", []))
-                              if credential.get("host") == "localhost"]
+        local_networks: list[ipaddress.IPv4Network | None] = [None] if config is None else [
+            config.host_network(index) for index in config.local_host_indexes()]
         if not local_networks:
             return []
         checks = [hostcheck.command(tool, "lxc") for tool in
@@ -143,54 +149,59 @@ class LxcProvider(ServerProvider):
                                     if _cgroup2() else "/sys/fs/cgroup/memory",
                                     "mount the cgroup filesystems (LXC limits use them)")]
         for network in local_networks:
-            checks += hostnet.host_checks(network, "start_lxc_network")
+            checks += hostnet.host_requirements(network, "start_lxc_network")
         return checks
 
-    @property
-    def _per_host(self) -> int:
-        return int(self.config.get("containers_per_host", 1))
-
-    @property
-    def _release(self) -> str:
-        return self.config.get("release", DEFAULT_RELEASE)
+    @classmethod
+    def capacity(cls, config: LxcProviderConfig) -> int | None:
+        host_class = plugin.get(PROVIDERS, config.host_provider["type"])
+        if not issubclass(host_class, ServerProvider):
+            return None
+        hosts = host_class.capacity(host_class.parse_config(config.host_provider))
+        return None if hosts is None else hosts * config.containers_per_host
 
     def default_amount(self) -> int:
-        return self._per_host * self.nest("host_provider", ServerProvider).default_amount()
+        return (self.config.containers_per_host
+                * self.nest("host_provider", ServerProvider).default_amount())
 
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
-                       amount: int = 1, layer_on: str | None = None) -> list[Server]:
-        """Containers cloned from the image; with `layer_on` (a stopped container made from
-        that image on the first host), stacked on that container's files instead."""
+                       amount: int = 1, *, ex_layer_on: str | None = None) -> list[Server]:
+        """Containers cloned from the image.
+
+        `ex_layer_on` (a provider extension): a stopped container made from that image on
+        the first host; the clones are stacked on its files instead."""
         limits = sizes.lookup(type_id) if type_id is not None else (0, 0)
         if amount < 1:
             raise InputError(f"LxcProvider: amount must be at least 1, not {amount}")
+        per_host = self.config.containers_per_host
         host_provider = self.nest("host_provider", ServerProvider)
         servers = host_provider.create_servers(amount=host_provider.default_amount())
-        if amount > len(servers) * self._per_host:
+        if amount > len(servers) * per_host:
             raise InputError(f"LxcProvider: {len(servers)} host(s) x containers_per_host "
-                             f"{self._per_host} hold {len(servers) * self._per_host} "
+                             f"{per_host} hold {len(servers) * per_host} "
                              f"container(s); {amount} requested")
-        servers = servers[:-(-amount // self._per_host)]
-        start = ipaddress.IPv4Network(self.config.get("start_lxc_network", DEFAULT_NETWORK))
+        servers = servers[:-(-amount // per_host)]
+        release: str | None = None
         if image_uuid is None or image_uuid in RELEASES:
-            release: str | None = image_uuid or self._release
+            release = image_uuid or self.config.release
             image = image_name(release)
         else:
-            release, image = None, image_uuid
-        hosts = [Host(server, HostNetwork(server, host_network(start, index)), image, release)
+            image = image_uuid
+        hosts = [Host(server, HostNetwork(server, self.config.host_network(index)), image,
+                      release)
                  for index, server in enumerate(servers)]
         run_parallel("checking LXC hosts", hosts, self._check_host, describe=_describe_host)
         run_parallel("preparing LXC hosts", hosts, self._prepare_host, describe=_describe_host)
         _, public_key = deployment_key(self.deployment)
         offset = len(self.ledger.resources("container"))
         tag = self.tag
-        prefix = self.config.get("container_name_prefix", "benchbed")
-        slots = [(f"{prefix}-{tag}-{offset + index}", hosts[index // self._per_host])
+        prefix = self.config.container_name_prefix
+        slots = [(f"{prefix}-{tag}-{offset + index}", hosts[index // per_host])
                  for index in range(amount)]
         warm_up_ssh()
         return run_parallel("creating LXC containers", slots,
                             lambda slot: self._create_container(*slot, limits, public_key,
-                                                                layer_on),
+                                                                ex_layer_on),
                             describe=lambda slot: slot[0])
 
     def _check_host(self, host: Host) -> None:
@@ -256,12 +267,6 @@ class LxcProvider(ServerProvider):
             server.ssh.wait_ready(timeout=READY_TIMEOUT)
         return server
 
-    @classmethod
-    def capacity(cls, config: dict[str, Any]) -> int | None:
-        host_config = config["host_provider"]
-        hosts = plugin.get(PROVIDERS, host_config["type"]).capacity(host_config)
-        return None if hosts is None else hosts * config.get("containers_per_host", 1)
-
     def _delete_container(self, resource: Resource) -> None:
         host = Server.from_dict(resource.data["host"], deployment=self.deployment)
         try:
@@ -316,6 +321,13 @@ class LxcProvider(ServerProvider):
                 self.holder)
         finally:
             host.close()
+
+    RESOURCES = {
+        "hostnet": ResourceKind(delete=_release_network),
+        "container": ResourceKind(delete=_delete_container, requires=("hostnet",)),
+        # a snapshot being saved; once complete it belongs to the image store, not to us
+        "image": ResourceKind(delete=_discard_image),
+    }
 
 
 def _cgroup2() -> bool:

@@ -8,18 +8,19 @@ import ipaddress
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from benchbed import hostcheck, local
 from benchbed.errors import ConfigError, InputError
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
-from benchbed.networks import Claim
+from benchbed.networks import Claim, parse_ipv4_network
 from benchbed.parallel import run_parallel
-from benchbed.plugin import ResourceKind
+from benchbed.plugin import ResourceKind, join_path
 from benchbed.providers.base import Capabilities, ServerProvider
 from benchbed.server import Server
+from benchbed.settings import PluginConfig, setting
 
 SSHD = "/usr/sbin/sshd"
 SSHD_CONFIG = """\
@@ -37,49 +38,43 @@ Subsystem sftp internal-sftp
 """
 
 
-class NetnsProvider(ServerProvider):
+@dataclass(frozen=True, kw_only=True)
+class NetnsProviderConfig(PluginConfig):
+    network: str = setting("The IPv4 network (CIDR) of the hosts; its first address is the "
+                           "bridge's, one host takes each next one.")
+    amount: int = setting("How many hosts to make when the engine does not say.", 1,
+                          minimum=1, maximum=200)
+
+    @property
+    def ipv4_network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.network)
+
+
+class NetnsProvider(ServerProvider[NetnsProviderConfig]):
     """sshd in network namespaces on a bridge of its own (test hosts, root only)."""
 
+    Config = NetnsProviderConfig
     CAPABILITIES = Capabilities(shares_host=True, chooses_image=False, chooses_size=False)
-    RESOURCES = {
-        "bridge": ResourceKind(delete="_delete_bridge"),
-        "netns": ResourceKind(delete="_delete_netns", exists="_netns_exists",
-                              requires=("bridge",)),
-    }
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "NetnsProvider"},
-            "network": {"type": "string"},
-            "amount": {"type": "integer", "minimum": 1, "maximum": 200},
-        },
-        "required": ["type", "network"],
-        "additionalProperties": False,
-    }
 
     @classmethod
-    def validate_config(cls, config: dict[str, Any], path: str, *,
+    def validate_config(cls, config: NetnsProviderConfig, path: str, *,
                         has_parent: bool = False) -> None:
-        where = f"{path}.network".lstrip(".")
-        try:
-            network = ipaddress.IPv4Network(config["network"], strict=True)
-        except ValueError as error:
-            raise ConfigError(where, f"not an IPv4 network in CIDR form: {error}") from None
+        network = parse_ipv4_network(config.network, join_path(path, "network"))
         if network.num_addresses < 4:
-            raise ConfigError(where, "needs at least a /30")
-        amount = config.get("amount", 1)
-        if amount > cls.capacity(config):
-            raise ConfigError(f"{path}.amount".lstrip("."), f"{network} has room for "
-                              f"{cls.capacity(config)} host(s) (one address is the bridge's); "
-                              f"{amount} requested")
+            raise ConfigError(join_path(path, "network"), "needs at least a /30")
+        room = cls.capacity(config)
+        if config.amount > room:
+            raise ConfigError(join_path(path, "amount"), f"{network} has room for {room} "
+                              f"host(s) (one address is the bridge's); {config.amount} "
+                              f"requested")
 
     @classmethod
-    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator[Claim]:
-        yield Claim(f"{path}.network".lstrip("."), ipaddress.IPv4Network(config["network"]),
-                    shared=False)
+    def local_networks(cls, config: NetnsProviderConfig, path: str) -> Iterator[Claim]:
+        yield Claim(join_path(path, "network"), config.ipv4_network, shared=False)
 
     @classmethod
-    def host_requirements(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+    def host_requirements(cls, config: NetnsProviderConfig | None
+                          ) -> list[hostcheck.HostCheck]:
         checks = [hostcheck.root(),
                   hostcheck.command("ip", "iproute2"),
                   hostcheck.command(SSHD, "openssh-server"),
@@ -87,19 +82,20 @@ class NetnsProvider(ServerProvider):
                   hostcheck.kernel("network namespaces", "/proc/self/ns/net",
                                    "use a kernel built with network namespaces (CONFIG_NET_NS)")]
         if config is not None:
-            checks.append(hostcheck.free_network(config["network"], "network"))
+            checks.append(hostcheck.free_network(config.network, "network"))
         return checks
 
     @classmethod
-    def capacity(cls, config: dict[str, Any]) -> int | None:
-        return len(list(ipaddress.IPv4Network(config["network"]).hosts())) - 1
+    def capacity(cls, config: NetnsProviderConfig) -> int:
+        """Every address of the network but the bridge's (and network and broadcast)."""
+        return max(config.ipv4_network.num_addresses - 3, 0)
 
     def default_amount(self) -> int:
-        return int(self.config.get("amount", 1))
+        return self.config.amount
 
     @property
     def _network(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(self.config["network"])
+        return self.config.ipv4_network
 
     def create_servers(self, image_uuid: str | None = None, type_id: str | None = None,
                        amount: int = 1) -> list[Server]:
@@ -177,6 +173,12 @@ class NetnsProvider(ServerProvider):
 
     def _delete_bridge(self, resource: Resource) -> None:
         _delete_link(resource.name)
+
+    RESOURCES = {
+        "bridge": ResourceKind(delete=_delete_bridge),
+        "netns": ResourceKind(delete=_delete_netns, exists=_netns_exists,
+                              requires=("bridge",)),
+    }
 
 
 def _delete_link(name: str) -> None:

@@ -15,7 +15,8 @@ import random
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
@@ -28,16 +29,15 @@ from benchbed.images import virsh as images
 from benchbed.images.virsh import POOL, Template, connect, ensure_pool, find_template
 from benchbed.keys import deployment_key
 from benchbed.ledger import CREATED, Resource
-from benchbed.networks import Claim
+from benchbed.networks import Claim, parse_ipv4_network
 from benchbed.parallel import run_parallel
-from benchbed.plugin import ResourceKind
+from benchbed.plugin import ResourceKind, join_path
 from benchbed.providers.base import ServerProvider
 from benchbed.retry import wait_for
 from benchbed.server import Server
+from benchbed.settings import PluginConfig, setting
 
 DEFAULT_SIZE = "small"
-DEFAULT_TEMPLATE = "debian-bookworm"
-DEFAULT_NETWORK = "10.231.0.0/24"
 BOOT_TIMEOUT = 300
 LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -47,57 +47,70 @@ def _quoted(value: str) -> str:
     return escape(value, {"'": "&apos;"})
 
 
-class VirshProvider(ServerProvider):
+@dataclass(frozen=True, kw_only=True)
+class VirshProviderConfig(PluginConfig):
+    uri: str | None = setting(
+        "The libvirt URI (qemu:///system when neither it nor connection is given).", None,
+        pattern=r"^qemu(\+ssh|\+tcp|\+tls)?://([A-Za-z0-9._-]+@)?[A-Za-z0-9.:_-]*"
+                r"/(system|session)(\?[A-Za-z0-9_=&]*)?$")
+    connection: str | None = setting(
+        "USER@HOST of a libvirt host reached over SSH (instead of uri).", None,
+        pattern=r"^[A-Za-z0-9._-]+@[A-Za-z0-9.:_-]+$")
+    template_name: str = setting("The template (or saved image) the VMs' disks are overlays "
+                                 "on.", "debian-bookworm", pattern=NAME_PATTERN)
+    template_user: str = setting("The user engines log in as on the VMs.", "root",
+                                 pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    template_password: str | None = setting("That user's password, if the template has one.",
+                                            None, secret=True)
+    domain_type: Literal["auto", "kvm", "qemu"] = setting(
+        "kvm, qemu (software emulation), or auto: kvm where the host CPU has hardware "
+        "virtualization.", "auto")
+    network: str = setting("The IPv4 network (CIDR, at least a /28) of the host bridge the "
+                           "VMs are on.", "10.231.0.0/24")
+    amount: int = setting("How many VMs to make when the engine does not say.", 1,
+                          minimum=1, maximum=64)
+    domain_name_prefix: str = setting("The first part of the VMs' names.", "bbvirsh",
+                                      pattern="^[a-z][a-z0-9-]{0,23}$")
+
+    @property
+    def ipv4_network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.network)
+
+    @property
+    def libvirt_uri(self) -> str:
+        """The URI libvirt is reached at: uri, or connection's host over SSH."""
+        if self.uri is not None:
+            return self.uri
+        if self.connection is not None:
+            return f"qemu+ssh://{self.connection}/system?no_tty=1"
+        return "qemu:///system"
+
+    @property
+    def is_local(self) -> bool:
+        """Whether libvirt runs on this machine."""
+        return urlsplit(self.libvirt_uri).hostname in LOCAL_HOSTS
+
+
+class VirshProvider(ServerProvider[VirshProviderConfig]):
     """libvirt VMs (KVM where it works, else emulation) on an isolated host network."""
 
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "VirshProvider"},
-            "connection": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+@[A-Za-z0-9.:_-]+$"},
-            "uri": {"type": "string",
-                    "pattern": r"^qemu(\+ssh|\+tcp|\+tls)?://([A-Za-z0-9._-]+@)?[A-Za-z0-9.:_-]*"
-                               r"/(system|session)(\?[A-Za-z0-9_=&]*)?$"},
-            "template_name": {"type": "string", "pattern": NAME_PATTERN},
-            "template_user": {"type": "string", "pattern": r"^[a-z_][a-z0-9_-]{0,31}$"},
-            "template_password": {"type": "string"},
-            "domain_type": {"enum": ["auto", "kvm", "qemu"]},
-            "network": {"type": "string"},
-            "amount": {"type": "integer", "minimum": 1, "maximum": 64},
-            "domain_name_prefix": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,23}$"},
-        },
-        "required": ["type"],
-        "additionalProperties": False,
-    }
-    RESOURCES = {
-        "hostnet": ResourceKind(delete="_release_network"),
-        "volume": ResourceKind(delete="_delete_volume"),
-        "domain": ResourceKind(delete="_delete_domain", requires=("volume", "hostnet")),
-        # a snapshot being saved; once complete it belongs to the image store, not to us
-        "image": ResourceKind(delete="_discard_image"),
-    }
+    Config = VirshProviderConfig
 
     @classmethod
-    def validate_config(cls, config: dict[str, Any], path: str, *,
+    def validate_config(cls, config: VirshProviderConfig, path: str, *,
                         has_parent: bool = False) -> None:
-        if "connection" in config and "uri" in config:
-            raise ConfigError(f"{path}.uri".lstrip("."), "give either uri or connection")
-        if "network" in config:
-            where = f"{path}.network".lstrip(".")
-            try:
-                network = ipaddress.IPv4Network(config["network"], strict=True)
-            except ValueError as error:
-                raise ConfigError(where, f"not an IPv4 network in CIDR form: {error}") from None
-            if network.prefixlen > 28:
-                raise ConfigError(where, "needs at least a /28")
+        if config.connection is not None and config.uri is not None:
+            raise ConfigError(join_path(path, "uri"), "give either uri or connection")
+        where = join_path(path, "network")
+        if parse_ipv4_network(config.network, where).prefixlen > 28:
+            raise ConfigError(where, "needs at least a /28")
 
     @classmethod
-    def host_requirements(cls, config: dict[str, Any] | None) -> list[hostcheck.HostCheck]:
+    def host_requirements(cls, config: VirshProviderConfig | None
+                          ) -> list[hostcheck.HostCheck]:
         """The libvirt bindings always; the rest only when libvirt runs on this machine."""
         checks = [hostcheck.python_module("libvirt", "libvirt")]
-        uri = (config or {}).get("uri", "qemu:///system")
-        if "connection" in (config or {}) or \
-                urlsplit(uri).hostname not in (None, "", "localhost", "127.0.0.1"):
+        if config is not None and not config.is_local:
             return checks
         checks += [hostcheck.command("virsh", "libvirt-clients"),
                    hostcheck.command("libvirtd", "libvirt-daemon-system"),
@@ -106,36 +119,27 @@ class VirshProvider(ServerProvider):
                    hostcheck.command("mkfs.ext4", "e2fsprogs"),
                    hostcheck.command("debootstrap", "debootstrap"),
                    hostcheck.daemon("libvirtd"), hostcheck.daemon("virtlogd")]
-        if (config or {}).get("domain_type") == "kvm":
+        if config is not None and config.domain_type == "kvm":
             checks.append(hostcheck.device("/dev/kvm", "give the kvm group access (chgrp kvm "
                                            "/dev/kvm; chmod 660 /dev/kvm), or domain_type: auto"))
-        network = None if config is None else \
-            ipaddress.IPv4Network(config.get("network", DEFAULT_NETWORK))
-        return checks + hostnet.host_checks(network, "network")
+        network = None if config is None else config.ipv4_network
+        return checks + hostnet.host_requirements(network, "network")
 
     @classmethod
-    def local_networks(cls, config: dict[str, Any], path: str) -> Iterator[Claim]:
+    def local_networks(cls, config: VirshProviderConfig, path: str) -> Iterator[Claim]:
         """The host network, when libvirt runs on this machine (VMs of any deployment on
         that network share its bridge)."""
-        if urlsplit(cls.uri_of(config)).hostname in LOCAL_HOSTS:
-            network = ipaddress.IPv4Network(config.get("network", DEFAULT_NETWORK))
-            yield Claim(f"{path}.network".lstrip("."), network, shared=True,
+        if config.is_local:
+            network = config.ipv4_network
+            yield Claim(join_path(path, "network"), network, shared=True,
                         bridge=bridge_name(network))
 
     def default_amount(self) -> int:
-        return int(self.config.get("amount", 1))
-
-    @staticmethod
-    def uri_of(config: dict[str, Any]) -> str:
-        if "uri" in config:
-            return config["uri"]
-        if "connection" in config:
-            return f"qemu+ssh://{config['connection']}/system?no_tty=1"
-        return "qemu:///system"
+        return self.config.amount
 
     @property
     def uri(self) -> str:
-        return self.uri_of(self.config)
+        return self.config.libvirt_uri
 
     def _host(self) -> Server:
         """The libvirt host, driven directly when local and over SSH when the URI is remote."""
@@ -160,19 +164,17 @@ class VirshProvider(ServerProvider):
         vcpus, memory = sizes.lookup(size)
         if amount < 1:
             raise InputError(f"VirshProvider: amount must be at least 1, got {amount}")
-        template = find_template(self._conn, image_uuid or self.config.get("template_name",
-                                                                           DEFAULT_TEMPLATE))
+        template = find_template(self._conn, image_uuid or self.config.template_name)
         host_memory = self._conn.getInfo()[1]
         if memory * amount > host_memory:
             raise InputError(f"VirshProvider: {amount} x {size} needs {memory * amount} MiB, "
                              f"more than the host's {host_memory} MiB")
-        domain_type, reason = choose_domain_type(self._conn, self.config.get("domain_type",
-                                                                             "auto"), self.uri)
+        domain_type, reason = choose_domain_type(self._conn, self.config.domain_type, self.uri)
         with self.deployment.step("domain type", f"{domain_type}: {reason}"):
             self.deployment.logger.info("virsh: domain type %s (%s)", domain_type, reason)
         network = self._ensure_network()
         first = len(self.ledger.resources("domain"))
-        prefix = self.config.get("domain_name_prefix", "bbvirsh")
+        prefix = self.config.domain_name_prefix
         names = [f"{prefix}-{self.tag}-{first + index}" for index in range(amount)]
         pool = ensure_pool(self._conn)
         run_parallel("creating overlay volumes", names,
@@ -180,7 +182,7 @@ class VirshProvider(ServerProvider):
         facts = {"domain_type": domain_type, "domain_type_reason": reason, "size": size,
                  "vcpus": vcpus, "memory_mib": memory, "template": template.name}
         _, public_key = deployment_key(self.deployment)
-        cmdline = {"bb.user": self.config.get("template_user", "root"),
+        cmdline = {"bb.user": self.config.template_user,
                    "bb.key": base64.b64encode(public_key.encode()).decode(),
                    "bb.apt_proxy": network.apt_proxy}
         return run_parallel("starting VMs", names,
@@ -190,8 +192,7 @@ class VirshProvider(ServerProvider):
     def _ensure_network(self) -> HostNetwork:
         """Take this deployment's reference on the shared host network (once)."""
         host = self._host()
-        network = HostNetwork(host, ipaddress.IPv4Network(self.config.get("network",
-                                                                          DEFAULT_NETWORK)))
+        network = HostNetwork(host, self.config.ipv4_network)
         if any(r.state == "created" for r in self.ledger.resources("hostnet")):
             return network
         network.check_free()
@@ -240,7 +241,7 @@ class VirshProvider(ServerProvider):
         self.ledger.update(resource)
         key_path, _ = deployment_key(self.deployment)
         server = Server(host=address, user=cmdline["bb.user"], key=str(key_path),
-                        password=self.config.get("template_password"), name=name,
+                        password=self.config.template_password, name=name,
                         facts=dict(facts), deployment=self.deployment)
         with self.deployment.step("SSH ready", f"{name} {address}", lane=name):
             server.ssh.wait_ready(timeout=BOOT_TIMEOUT)
@@ -273,7 +274,7 @@ class VirshProvider(ServerProvider):
                                       lane=domain.name):
                 saved = store.save(name, f"{domain.name}.qcow2", self._paused(domain), marker,
                                    owner=self._owner(resource),
-                                   user=self.config.get("template_user", "root"))
+                                   user=self.config.template_user)
         except BaseException:
             self._discard_image(resource)
             self.ledger.forget(resource)
@@ -293,8 +294,8 @@ class VirshProvider(ServerProvider):
                              f"(made by an older benchbed): re-create the deployment")
         key_path, _ = deployment_key(self.deployment)
         server = Server(host=domain.data["address"],
-                        user=self.config.get("template_user", "root"), key=str(key_path),
-                        password=self.config.get("template_password"), name=domain.name,
+                        user=self.config.template_user, key=str(key_path),
+                        password=self.config.template_password, name=domain.name,
                         deployment=self.deployment)
         try:
             with self.deployment.step("sync guest disks", domain.name, lane=domain.name):
@@ -341,6 +342,14 @@ class VirshProvider(ServerProvider):
         pool = ensure_pool(self._conn)
         _ignoring_gone(lambda: pool.storageVolLookupByName(resource.name).delete(0))
 
+    RESOURCES = {
+        "hostnet": ResourceKind(delete=_release_network),
+        "volume": ResourceKind(delete=_delete_volume),
+        "domain": ResourceKind(delete=_delete_domain, requires=("volume", "hostnet")),
+        # a snapshot being saved; once complete it belongs to the image store, not to us
+        "image": ResourceKind(delete=_discard_image),
+    }
+
 
 def _ignoring_gone(step: Any) -> None:
     """Run one libvirt call; "no such domain/volume" or "not running" means it is done."""
@@ -365,7 +374,7 @@ def choose_domain_type(conn: Any, wanted: str, uri: str) -> tuple[str, str]:
     capabilities = ElementTree.fromstring(conn.getCapabilities())
     offers_kvm = any(domain.get("type") == "kvm"
                      for domain in capabilities.iter("domain"))
-    features = {f.get("name") for f in capabilities.iterfind("host/cpu/feature")}
+    features = {f.get("name", "") for f in capabilities.iterfind("host/cpu/feature")}
     hardware = features & {"vmx", "svm"}
     if wanted == "qemu":
         return "qemu", "configured"

@@ -103,8 +103,8 @@ def recorder(home: Path, monkeypatch: pytest.MonkeyPatch) -> Recorder:
                     "servers": [{"host": TEMPLATE_ADDRESS, "name": TEMPLATE}]}
 
     class Clones:
-        def create_servers(self, amount: int, layer_on: str) -> list[Server]:
-            assert layer_on == TEMPLATE
+        def create_servers(self, amount: int, ex_layer_on: str) -> list[Server]:
+            assert ex_layer_on == TEMPLATE
             found.note("create clones", str(amount))
             return [Server(host=address, name=name) for address, name in clones.items()]
 

@@ -8,8 +8,8 @@ import pytest
 from benchbed import plugin
 from benchbed.errors import BenchbedError, ConfigError, InputError
 from benchbed.hostnet import HostNetwork, bridge_name
-from benchbed.hostnet.bridge import overlapping_route
 from benchbed.images.lxc import check_name, parse_mirrors
+from benchbed.networks import overlapping_route
 from benchbed.providers.lxc import LxcProvider, host_network
 from benchbed.server import Server
 
@@ -118,5 +118,6 @@ def test_every_host_network_must_stay_private() -> None:
     hosts = {"type": "ExistingServers", "credentials": [
         {"user": "root", "host": f"192.0.2.{i}"} for i in (1, 2)]}
     with pytest.raises(ConfigError, match=r"host 1 would get 172\.32\.0\.0/12"):
-        LxcProvider.validate_config({"type": "LxcProvider", "host_provider": hosts,
-                                  "start_lxc_network": "172.16.0.0/12"}, "provider")
+        LxcProvider.validate_config(LxcProvider.parse_config(
+            {"type": "LxcProvider", "host_provider": hosts, "start_lxc_network": "172.16.0.0/12"}),
+            "provider")

@@ -117,9 +117,11 @@ def test_nest_builds_every_plugin_at_its_path(database: str) -> None:
 def test_capabilities_replace_class_checks() -> None:
     existing = plugin.get(plugin.PROVIDERS, "ExistingServers")
     netns = plugin.get(plugin.PROVIDERS, "NetnsProvider")
-    assert existing.capabilities({}).outlives_deployment
-    assert netns.capabilities(NETNS).shares_host
-    assert netns.capacity(NETNS) == 5
+    assert existing.capabilities(existing.parse_config(
+        {"type": "ExistingServers", "credentials": [{"host": "h", "user": "root"}]})
+    ).outlives_deployment
+    assert netns.capabilities(netns.parse_config(NETNS)).shares_host
+    assert netns.capacity(netns.parse_config(NETNS)) == 5
 
 
 def test_debian_engine_on_netns_is_refused_at_validation(home) -> None:

@@ -63,7 +63,7 @@ def test_mirrors_come_from_the_hosts_apt_sources(tmp_path: Path,
 ])
 def test_connection_means_libvirt_over_ssh(config: dict[str, str], uri: str, host: str) -> None:
     provider = VirshProvider.__new__(VirshProvider)
-    provider.config = {"type": "VirshProvider", **config}
+    provider.config = VirshProvider.parse_config({"type": "VirshProvider", **config})
     provider.deployment = None
     assert provider.uri == uri
     assert provider._host().host == host
