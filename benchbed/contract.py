@@ -129,14 +129,11 @@ def _capability_problems(plugin_class: type[Plugin[Any]]) -> list[str]:
     from benchbed.providers.base import Capabilities, ServerProvider
 
     if issubclass(plugin_class, ServerProvider):
-        declared = vars(plugin_class).get("CAPABILITIES", plugin_class.CAPABILITIES)
-        if not isinstance(declared, Capabilities):
-            return [f"CAPABILITIES must be a Capabilities, not {declared!r}"]
-        if not any("CAPABILITIES" in vars(base) or "capabilities" in vars(base)
-                   for base in plugin_class.__mro__ if base is not ServerProvider
-                   and issubclass(base, ServerProvider)):
-            return ["declares no CAPABILITIES (nor a capabilities() classmethod): engines "
-                    "would have to guess what its servers are"]
+        # the base's default Capabilities() is a declaration too: a cloud's servers
+        if not isinstance(plugin_class.CAPABILITIES, Capabilities):
+            return [f"CAPABILITIES must be a Capabilities, not {plugin_class.CAPABILITIES!r}"]
+        if not callable(getattr(plugin_class, "capacity", None)):
+            return ["the capability classmethod capacity(config) is missing"]
         return []
     if issubclass(plugin_class, Engine):
         problems = []

@@ -6,7 +6,6 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from benchbed import hostcheck
 from benchbed.errors import InputError
