@@ -4,6 +4,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ class LoopbackSshd(ServerProvider[LoopbackSshdConfig]):
                             str(directory / "host_key")], check=True)
             process = subprocess.Popen(_argv(self.config.sshd, directory),
                                        start_new_session=True, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.DEVNULL)
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             row.data.update(pid=process.pid, sshd=self.config.sshd)
             self.ledger.update(row)
         return Server(host="127.0.0.1", port=port, user="root", key=str(key_path), name=name,
@@ -80,6 +81,10 @@ class LoopbackSshd(ServerProvider[LoopbackSshdConfig]):
     def _delete_sshd(self, resource: Resource) -> None:
         if self._sshd_runs(resource):
             os.kill(resource.data["pid"], 9)  # the pid is still that sshd: nothing else
+            for _ in range(100):  # the kernel takes a moment to finish it off
+                if not self._sshd_runs(resource):
+                    break
+                time.sleep(0.05)
         shutil.rmtree(resource.data["directory"], ignore_errors=True)
 
     def _sshd_runs(self, resource: Resource) -> bool:
