@@ -12,7 +12,7 @@ endif
 export BENCHBED_SETUP_LOG
 QUIETLY := tools/quietly.sh
 
-.PHONY: demo demo-check test test-long lint shellcheck unit integration bench host venv clients clean upstream
+.PHONY: demo demo-check test test-long lint shellcheck unit integration bench host venv clients clean upstream docs
 
 host:
 	@$(QUIETLY) "Debian packages (tools/host-packages.sh)" tools/host-packages.sh
@@ -56,10 +56,10 @@ shellcheck:
 # single-threaded dpkg) with another's work. Unit tests first: a failure shows in a minute.
 INTEGRATION_ORDER := test_devstack test_nova test_snapshot test_debian test_multihost test_virsh \
 	test_virsh_snapshot test_fuel_keystone test_report test_lxc test_fuel test_core_cli \
-	test_doctor test_api test_hardening_cli test_ec2 test_fuzz_cli
+	test_doctor test_api test_hardening_cli test_ec2 test_fuzz_cli test_example_provider
 INTEGRATION_FILES := $(patsubst %,tests/integration/%.py,$(INTEGRATION_ORDER))
 
-test: host venv clients lint
+test: host venv clients lint docs
 	@test "$$(ls tests/integration/test_*.py | sort)" = "$$(ls $(INTEGRATION_FILES) | sort)" \
 		|| { echo "Makefile: INTEGRATION_ORDER must name every tests/integration/test_*.py"; exit 2; }
 	@$(BIN)/pytest -q -x -p no:cacheprovider tests/unit
@@ -69,6 +69,12 @@ test: host venv clients lint
 # repository that does not answer, stack.sh failing halfway); run before changing them.
 test-long: host venv clients
 	@$(BIN)/pytest -q -x -p no:cacheprovider tests/long
+
+# The documentation site: the configuration reference is generated from the plugins' typed
+# configs first; --strict fails on a broken link or a page missing from the nav. Into site/.
+docs: venv
+	@$(BIN)/python tools/config_reference.py docs/configuration.md
+	@$(BIN)/mkdocs build --strict --quiet --site-dir site
 
 unit: venv
 	@$(BIN)/pytest -q tests/unit
@@ -84,4 +90,4 @@ bench: host venv clients
 	for b in bench/*/run; do $$b; done
 
 clean:
-	rm -rf $(VENV) $(CLIENTS) build *.egg-info .logs .demo
+	rm -rf $(VENV) $(CLIENTS) build *.egg-info .logs .demo site docs/configuration.md

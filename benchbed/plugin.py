@@ -79,6 +79,11 @@ class Plugin(ABC, Generic[ConfigT]):
     # keys of the older tool's configs for features that cannot exist here -> why; refused
     # before anything else in the config is looked at, so the line names the real reason
     UNSUPPORTED_KEYS: ClassVar[dict[str, str]] = {}
+    # A minimal valid config of this plugin (nested plugins included), with which the
+    # contract test (benchbed.contract) builds it on a throwaway deployment. Declared here
+    # without a value on purpose: every plugin gives its own, and one without fails the
+    # contract rather than being skipped.
+    EXAMPLE: ClassVar[dict[str, Any]]
 
     def __init__(self, deployment: "Deployment", config: dict[str, Any], path: str) -> None:
         self.deployment = deployment
