@@ -173,13 +173,26 @@ def example_problems(plugin_class: type[Plugin[Any]]) -> list[str]:
     try:
         config = _copy(example)
         if _registered(plugin_class, str(config.get("type"))):
-            plugin.validate(config, _group_of(plugin_class), path)
+            _validate_anywhere(plugin_class, config, path)
         else:
             plugin._check_schema(plugin_class.config_schema(), config, path)
             plugin_class.validate_config(plugin_class.parse_config(config), path)
     except BenchbedError as error:
         return [f"EXAMPLE does not validate: {error}"]
     return []
+
+
+def _validate_anywhere(plugin_class: type[Plugin[Any]], config: dict[str, Any],
+                       path: str) -> None:
+    """Validate at the root of a tree or, for an engine that only makes nodes (LxcEngine),
+    as a node that has a parent engine: an example must fit one of the two places."""
+    group = _group_of(plugin_class)
+    try:
+        plugin.validate(_copy(config), group, path)
+    except BenchbedError:
+        if group != plugin.ENGINES:
+            raise
+        plugin.validate(config, group, path, has_parent=True)
 
 
 def _copy(value: Any) -> Any:

@@ -32,6 +32,7 @@ from benchbed.errors import BenchbedError, ConfigError
 from benchbed.hostnet.bridge import static_capacity
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ENGINES, PROVIDERS
+from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.providers.lxc import DEFAULT_NETWORK, LxcProvider, host_network, stop_container
 from benchbed.server import Server
 from benchbed.settings import PluginConfig, setting
@@ -74,6 +75,9 @@ class LxcEngineConfig(PluginConfig):
 
 class LxcEngine(Engine[LxcEngineConfig]):
     """Compute nodes as LXC clones of one container prepared by an inner engine, per host."""
+
+    EXAMPLE = {"type": "LxcEngine", "provider": LOCALHOST_SERVERS,
+               "engine": {"type": "DebianEngine", "services": ["nova-compute"]}}
 
     Config = LxcEngineConfig
     # the template's packages go in while the controller installs (its engine waits for it)

@@ -24,6 +24,7 @@ from benchbed.errors import BenchbedError, ConfigError
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ENGINES, ResourceKind
+from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.settings import PluginConfig, setting
 
 PLACEHOLDER = "{controller_ip}"
@@ -49,6 +50,10 @@ class MultihostEngineConfig(PluginConfig):
 
 class MultihostEngine(Engine[MultihostEngineConfig]):
     """A controller engine, then node engines deployed in parallel that join it."""
+
+    EXAMPLE = {"type": "MultihostEngine",
+               "controller": {"type": "ServersEngine", "provider": LOCALHOST_SERVERS},
+               "nodes": [{"type": "ServersEngine", "provider": LOCALHOST_SERVERS}]}
 
     Config = MultihostEngineConfig
     NESTED = {"controller": ENGINES, "nodes": ENGINES}

@@ -12,6 +12,7 @@ from benchbed.engines.base import (
 )
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS
+from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.server import Server
 from benchbed.settings import PluginConfig, setting
 
@@ -36,6 +37,8 @@ class ServersEngineConfig(PluginConfig):
 
 class ServersEngine(Engine[ServersEngineConfig]):
     """Create servers through a provider and return how to reach them."""
+
+    EXAMPLE = {"type": "ServersEngine", "provider": LOCALHOST_SERVERS}
 
     Config = ServersEngineConfig
     NESTED = {"provider": PROVIDERS}

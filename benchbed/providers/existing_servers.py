@@ -1,6 +1,7 @@
 """ExistingServers: hand out machines that already exist; nothing to create or destroy."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from benchbed import hostcheck, plugin
 from benchbed.errors import ConfigError, InputError
@@ -29,8 +30,15 @@ class ExistingServersConfig(PluginConfig):
                                             minItems=1)
 
 
+# A config of one server, this machine as root: the examples of the plugins that nest one.
+LOCALHOST_SERVERS: dict[str, Any] = {
+    "type": "ExistingServers", "credentials": [{"user": "root", "host": "localhost"}]}
+
+
 class ExistingServers(ServerProvider[ExistingServersConfig]):
     """Servers that already exist, given by their SSH credentials."""
+
+    EXAMPLE = LOCALHOST_SERVERS
 
     Config = ExistingServersConfig
     CAPABILITIES = Capabilities(outlives_deployment=True, chooses_image=False,

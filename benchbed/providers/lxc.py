@@ -28,6 +28,7 @@ from benchbed.networks import Claim, parse_ipv4_network
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS, ResourceKind, join_path
 from benchbed.providers.base import ServerProvider
+from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.retry import wait_for
 from benchbed.server import Server, run_script, warm_up_ssh
 from benchbed.settings import PluginConfig, setting
@@ -96,6 +97,8 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
     Provider extension (not portable, as libcloud's `ex_` names): `create_servers` takes
     `ex_layer_on`, a stopped container whose files the clones stack on.
     """
+
+    EXAMPLE = {"type": "LxcProvider", "host_provider": LOCALHOST_SERVERS}
 
     Config = LxcProviderConfig
     UNSUPPORTED_KEYS = {"tunnel_to": "SSH tunnels to the containers are not implemented "

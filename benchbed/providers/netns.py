@@ -53,6 +53,8 @@ class NetnsProviderConfig(PluginConfig):
 class NetnsProvider(ServerProvider[NetnsProviderConfig]):
     """sshd in network namespaces on a bridge of its own (test hosts, root only)."""
 
+    EXAMPLE = {"type": "NetnsProvider", "network": "10.254.150.0/29"}
+
     Config = NetnsProviderConfig
     CAPABILITIES = Capabilities(shares_host=True, chooses_image=False, chooses_size=False)
 

@@ -94,6 +94,8 @@ class VirshProviderConfig(PluginConfig):
 class VirshProvider(ServerProvider[VirshProviderConfig]):
     """libvirt VMs (KVM where it works, else emulation) on an isolated host network."""
 
+    EXAMPLE = {"type": "VirshProvider"}
+
     Config = VirshProviderConfig
 
     @classmethod
