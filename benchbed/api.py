@@ -330,10 +330,9 @@ def gc(config_file: str, delete: bool = False) -> "Sweep":
     masking.register_from(provider_config)
     plugin.normalize_legacy(provider_config, plugin.PROVIDERS)
     provider_class = plugin.validate(provider_config, plugin.PROVIDERS)
-    typed = provider_class.parse_config(provider_config)
-    sweep = provider_class.find_strays(typed, Deployment.uuids)
+    sweep = provider_class.find_strays(provider_config, Deployment.uuids)
     if delete and sweep.strays:
-        provider_class.delete_strays(typed, sweep.strays)
+        provider_class.delete_strays(provider_config, sweep.strays)
     return sweep
 
 
