@@ -187,6 +187,8 @@ def _convert(hint: Any, value: Any) -> Any:
         return _convert(kept[0], value) if len(kept) == 1 else value
     if origin is list and args and isinstance(value, list):
         return [_convert(args[0], item) for item in value]
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        return {key: _convert(args[1], item) for key, item in value.items()}
     if isinstance(hint, type) and issubclass(hint, Section) and isinstance(value, dict):
         return hint.from_dict(value)
     return value
@@ -197,6 +199,8 @@ def _plain(value: Any) -> Any:
         return value.to_dict()
     if isinstance(value, list):
         return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
     return value
 
 

@@ -7,12 +7,15 @@ status codes follow fuel-web's `nailgun/api/v1/urls.py` and handlers.
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import requests
 
 from benchbed.errors import BenchbedError
+
+if TYPE_CHECKING:
+    from benchbed.engines.fuel import FuelKeystone
 
 REQUEST_TIMEOUT = 30.0
 FIRST_POLL = 0.2
@@ -43,7 +46,7 @@ class NailgunClient:
     """One Nailgun master: authenticated requests with timeouts, and task polling."""
 
     def __init__(self, api_url: str, *, token: str | None = None,
-                 keystone: dict[str, Any] | None = None, verify: bool = True,
+                 keystone: "FuelKeystone | None" = None, verify: bool = True,
                  request_timeout: float = REQUEST_TIMEOUT) -> None:
         self.base = api_url.rstrip("/") + "/"
         self.request_timeout = request_timeout
@@ -62,17 +65,20 @@ class NailgunClient:
         assert self._keystone is not None
         creds = self._keystone
         auth = v3.Password(
-            auth_url=creds["auth_url"], username=creds["username"], password=creds["password"],
-            project_name=creds.get("project_name") or creds.get("tenant_name") or "admin",
-            user_domain_name=creds.get("user_domain_name", "Default"),
-            project_domain_name=creds.get("project_domain_name", "Default"))
+            auth_url=creds.auth_url, username=creds.username, password=creds.password,
+            project_name=creds.project_name or creds.tenant_name or "admin",
+            user_domain_name=creds.user_domain_name,
+            project_domain_name=creds.project_domain_name)
         session = ks_session.Session(auth=auth, verify=self.session.verify,
                                      timeout=self.request_timeout)
         try:
-            return session.get_token()
+            token = session.get_token()
         except ks_exceptions.ClientException as error:
-            raise NailgunError(f"Keystone at {creds['auth_url']} gave no token for Nailgun: "
+            raise NailgunError(f"Keystone at {creds.auth_url} gave no token for Nailgun: "
                                f"{error}") from None
+        if not token:
+            raise NailgunError(f"Keystone at {creds.auth_url} gave no token for Nailgun")
+        return token
 
     def _headers(self) -> dict[str, str]:
         if self._token is None and self._keystone is not None:

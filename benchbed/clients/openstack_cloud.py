@@ -6,9 +6,12 @@ re-runnable after any crash.
 """
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchbed.errors import BenchbedError
+
+if TYPE_CHECKING:
+    from benchbed.providers.openstack import OpenStackProviderConfig
 
 REQUEST_TIMEOUT = 60.0
 
@@ -17,18 +20,17 @@ class CloudError(BenchbedError):
     """The cloud refused a call or could not be reached; the message says which and why."""
 
 
-def _session(config: dict[str, Any]) -> Any:
+def _session(config: "OpenStackProviderConfig") -> Any:
     from keystoneauth1 import session as ks_session
     from keystoneauth1.identity import generic
 
     auth = generic.Password(
-        auth_url=config["auth_url"], username=config["user"], password=config["password"],
-        project_name=config["tenant"],
-        user_domain_name=config.get("user_domain_name", "Default"),
-        project_domain_name=config.get("project_domain_name", "Default"))
-    verify: bool | str = not config.get("https_insecure", False)
-    if verify and config.get("https_cacert"):
-        verify = config["https_cacert"]
+        auth_url=config.auth_url, username=config.user, password=config.password,
+        project_name=config.tenant, user_domain_name=config.user_domain_name,
+        project_domain_name=config.project_domain_name)
+    verify: bool | str = not config.https_insecure
+    if verify and config.https_cacert:
+        verify = config.https_cacert
     return ks_session.Session(auth=auth, verify=verify, timeout=REQUEST_TIMEOUT)
 
 
@@ -50,9 +52,9 @@ def _message(response: Any) -> str:
 class OpenStackCloud:
     """One project of one cloud, as OpenStackProvider's config names it."""
 
-    def __init__(self, config: dict[str, Any], where: str) -> None:
+    def __init__(self, config: "OpenStackProviderConfig", where: str) -> None:
         self.where = where
-        self.region = config.get("region")
+        self.region = config.region
         self.session = _session(config)
 
     def _call(self, service: str, method: str, url: str, *, what: str,

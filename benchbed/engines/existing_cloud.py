@@ -1,40 +1,81 @@
 """ExistingCloud: register an OpenStack cloud that is already running (the older tool's format)."""
 
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from benchbed.endpoints import Endpoints
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.errors import InputError
+from benchbed.settings import PluginConfig, Section, setting
 
-USER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "username": {"type": "string", "minLength": 1},
-        "password": {"type": "string"},
-        "tenant_name": {"type": "string"},
-        "project_name": {"type": "string"},
-        "domain_name": {"type": "string"},
-        "admin_domain_name": {"type": "string"},
-        "user_domain_name": {"type": "string"},
-        "project_domain_name": {"type": "string"},
-    },
-    "required": ["username", "password"],
-    "additionalProperties": False,
-}
+ENDPOINT_TYPES = Literal["public", "internal", "admin", "publicURL", "internalURL", "adminURL",
+                         None]
 
-CLOUD_PROPERTIES: dict[str, Any] = {
-    "auth_url": {"type": "string", "pattern": "^https?://[^\\s]+$"},
-    "region_name": {"type": "string"},
-    "endpoint_type": {"enum": ["public", "internal", "admin", "publicURL", "internalURL",
-                               "adminURL", None]},
-    "endpoint": {"type": ["string", "null"]},
-    "https_insecure": {"type": "boolean"},
-    "https_cacert": {"type": "string"},
-    "profiler_hmac_key": {"type": ["string", "null"]},
-    "admin": USER_SCHEMA,
-    "users": {"type": "array", "items": USER_SCHEMA},
-}
+
+@dataclass(frozen=True, kw_only=True)
+class CloudUser(Section):
+    """Keystone credentials, in the v2 (`tenant_name`) or the v3 form."""
+
+    username: str = setting("The user's name.", minLength=1)
+    password: str = setting("The user's password.", secret=True)
+    tenant_name: str | None = setting("The project, as Keystone v2 named it (default: the "
+                                      "user's name).", None)
+    project_name: str | None = setting("The project (default: tenant_name).", None)
+    domain_name: str | None = setting("The domain of both the user and the project.", None)
+    admin_domain_name: str | None = setting("The older tool's v3 samples' name for "
+                                            "domain_name.", None)
+    user_domain_name: str | None = setting("The user's domain (default: domain_name, else "
+                                           "Default).", None)
+    project_domain_name: str | None = setting("The project's domain (default: domain_name, "
+                                              "else Default).", None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloudKeys(Section):
+    """The keys that describe one OpenStack cloud (the older tool's existing-cloud form)."""
+
+    auth_url: str | None = setting("Keystone's URL.", None, pattern="^https?://[^\\s]+$")
+    region_name: str | None = setting("The region (default: RegionOne).", None)
+    endpoint_type: ENDPOINT_TYPES = setting("Which endpoints of the catalogue to use "
+                                            "(default: public).", None)
+    endpoint: str | None = setting("Kept for the older tool's configs; not used.", None,
+                                   schema={"type": ["string", "null"]})
+    https_insecure: bool = setting("Do not verify the cloud's TLS certificates.", False)
+    https_cacert: str | None = setting("A CA bundle to verify the cloud's TLS certificates "
+                                       "with.", None)
+    profiler_hmac_key: str | None = setting("Kept for the older tool's configs; not used.",
+                                            None, secret=True,
+                                            schema={"type": ["string", "null"]})
+    admin: CloudUser | None = setting("The admin's credentials.", None)
+    users: list[CloudUser] = setting("Credentials of existing non-admin users.", [])
+
+
+@dataclass(frozen=True, kw_only=True)
+class CredsCloud(CloudKeys):
+    auth_url: str = setting("Keystone's URL.", pattern="^https?://[^\\s]+$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Creds(Section):
+    openstack: CredsCloud = setting("The cloud.")
+
+
+# the cloud's keys at the top, with an admin or users; or nested under creds.openstack
+CONFIG_FORMS: list[dict[str, Any]] = [
+    {"required": ["auth_url"], "anyOf": [{"required": ["admin"]}, {"required": ["users"]}]},
+    {"required": ["creds"]},
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExistingCloudConfig(CloudKeys, PluginConfig):
+    creds: Creds | None = setting("The same keys nested as `creds: {openstack: {...}}` (the "
+                                  "older tool's other form), instead of at the top.", None)
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        return {**super().json_schema(), "oneOf": CONFIG_FORMS}
 
 
 def normalize_user(user: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +99,7 @@ def normalize_cloud(cloud: dict[str, Any]) -> dict[str, Any]:
         "region_name": cloud.get("region_name") or "RegionOne",
         "endpoint_type": endpoint_type,
         "https_insecure": bool(cloud.get("https_insecure", False)),
-        "https_cacert": cloud.get("https_cacert", ""),
+        "https_cacert": cloud.get("https_cacert") or "",
     }
     if cloud.get("admin"):
         endpoints["admin"] = normalize_user(cloud["admin"])
@@ -67,38 +108,18 @@ def normalize_cloud(cloud: dict[str, Any]) -> dict[str, Any]:
     return {"openstack": endpoints}
 
 
-class ExistingCloud(Engine):
+class ExistingCloud(Engine[ExistingCloudConfig]):
     """An OpenStack cloud that already runs; Keystone v2-style or v3 credentials."""
 
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "ExistingCloud"},
-            **CLOUD_PROPERTIES,
-            "creds": {
-                "type": "object",
-                "properties": {"openstack": {"type": "object", "properties": CLOUD_PROPERTIES,
-                                             "required": ["auth_url"],
-                                             "additionalProperties": False}},
-                "required": ["openstack"],
-                "additionalProperties": False,
-            },
-        },
-        "required": ["type"],
-        "oneOf": [
-            {"required": ["auth_url"], "anyOf": [{"required": ["admin"]},
-                                                 {"required": ["users"]}]},
-            {"required": ["creds"]},
-        ],
-        "additionalProperties": False,
-    }
+    Config = ExistingCloudConfig
 
-    def _cloud(self) -> dict[str, Any]:
-        return self.config["creds"]["openstack"] if "creds" in self.config else self.config
+    def _cloud(self) -> CloudKeys:
+        return self.config.creds.openstack if self.config.creds else self.config
 
     def deploy(self) -> Endpoints:
-        with self.deployment.step("register existing cloud", self._cloud()["auth_url"]):
-            return normalize_cloud(self._cloud())
+        cloud = self._cloud()
+        with self.deployment.step("register existing cloud", cloud.auth_url or ""):
+            return normalize_cloud(cloud.to_dict())
 
     def teardown(self) -> None:
         """The cloud outlives the deployment: nothing to remove."""

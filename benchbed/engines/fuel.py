@@ -10,41 +10,88 @@ import ipaddress
 import re
 import time
 from contextlib import ExitStack
-from typing import Any
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from benchbed.clients.nailgun import NailgunClient, NailgunError, NailgunNotFound
 from benchbed.endpoints import Endpoints
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.engines.existing_cloud import normalize_cloud
-from benchbed.engines.fuel_nodes import choose_nodes, role_filters
+from benchbed.engines.fuel_nodes import NodeGroup, choose_nodes, role_filters
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.ledger import Resource
 from benchbed.parallel import percent_progress
 from benchbed.plugin import ResourceKind, join_path
+from benchbed.settings import PluginConfig, Section, setting
 
 CLUSTER_KIND = "fuel-cluster"
-DEFAULT_TIMEOUT = 7200
 CLEANUP_TIMEOUT = 1800
 ROLES = ("controller", "compute", "cinder", "ceph-osd", "mongo", "base-os", "virt", "ironic")
 NETWORK_NAMES = ("public", "floating", "management", "storage", "fixed", "private", "baremetal")
-NODE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"amount": {"type": "integer", "minimum": 1, "maximum": 1000},
-                   "filters": {"type": "array", "uniqueItems": True,
-                               "items": {"type": "string", "maxLength": 100}}},
-    "required": ["amount"],
-    "additionalProperties": False,
-}
-IP_STRING = {"type": "string", "maxLength": 45}
-NETWORK_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"cidr": IP_STRING, "gateway": IP_STRING,
-                   "ip_ranges": {"type": "array", "items": {
-                       "type": "array", "items": IP_STRING, "minItems": 2, "maxItems": 2}},
-                   "vlan_start": {"type": ["integer", "null"], "minimum": 1, "maximum": 4094}},
-    "additionalProperties": False,
-}
+# a role group: roles joined by + (cinder+compute)
+ROLE_GROUP = r"^[a-z][a-z-]*(\+[a-z][a-z-]*)*$"
+IP_STRING: dict[str, Any] = {"type": "string", "maxLength": 45}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FuelNetwork(Section):
+    """One of the cluster's networks; what is given replaces Nailgun's own value."""
+
+    cidr: str | None = setting("The network, in CIDR form.", None, maxLength=45)
+    gateway: str | None = setting("Its gateway's address.", None, maxLength=45)
+    ip_ranges: list[list[str]] | None = setting(
+        "Ranges of addresses Fuel may give out, each [first, last].", None,
+        items={"type": "array", "items": IP_STRING, "minItems": 2, "maxItems": 2})
+    vlan_start: int | None = setting("Its VLAN tag (null: untagged).", None,
+                                     schema={"type": ["integer", "null"], "minimum": 1,
+                                             "maximum": 4094})
+
+
+@dataclass(frozen=True, kw_only=True)
+class FuelKeystone(Section):
+    """The Fuel master's Keystone, for a master that requires a token (Fuel 6.1 and later)."""
+
+    auth_url: str = setting("The master's Keystone URL.", pattern="^https?://[^\\s]+$")
+    username: str = setting("The user's name.", minLength=1)
+    password: str = setting("The user's password.", secret=True)
+    project_name: str | None = setting("The project (default: tenant_name, else admin).", None)
+    tenant_name: str | None = setting("The project, as Keystone v2 named it.", None)
+    user_domain_name: str = setting("The user's domain.", "Default")
+    project_domain_name: str = setting("The project's domain.", "Default")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FuelEngineConfig(PluginConfig):
+    deploy_name: str = setting("The name of the cluster created in Nailgun.", minLength=1,
+                               maxLength=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+    release: str = setting("The name of the Nailgun release to deploy.", minLength=1,
+                           maxLength=100)
+    api_url: str = setting("The Nailgun API's URL, e.g. http://10.20.0.2:8000/api/v1/.",
+                           maxLength=500)
+    mode: Literal["multinode", "ha_compact", "ha_full"] = setting("The deployment mode.")
+    net_provider: Literal["nova_network", "neutron"] = setting("The network provider.")
+    net_segment_type: Literal["gre", "vlan", "tun"] = setting(
+        "How Neutron segments tenant networks.", "gre")
+    dns_nameservers: list[str] = setting("The cluster's DNS servers (default: Nailgun's).",
+                                         [], maxItems=8, items=IP_STRING)
+    networks: dict[str, FuelNetwork] = setting(
+        f"The cluster's networks by name ({', '.join(NETWORK_NAMES)}), merged into "
+        f"Nailgun's configuration.", additionalProperties=False,
+        properties={name: FuelNetwork.json_schema() for name in NETWORK_NAMES})
+    nodes: dict[str, NodeGroup] = setting(
+        "The nodes by role group (controller, compute, cinder+compute, ...); a controller "
+        "and a compute are required.", required=["controller"], additionalProperties=False,
+        patternProperties={ROLE_GROUP: NodeGroup.json_schema()})
+    timeout: float = setting("Seconds the whole deployment may take.", 7200,
+                             exclusiveMinimum=0, maximum=172800)
+    token: str | None = setting("A Nailgun token (a master without Keystone needs none).",
+                                None, secret=True, minLength=1)
+    keystone: FuelKeystone | None = setting("Credentials to get a token from the master's "
+                                            "Keystone, instead of `token`.", None)
+    https_insecure: bool = setting("Do not verify the master's or the cloud's TLS "
+                                   "certificates.", False)
 
 
 def check_api_url(url: str, path: str) -> None:
@@ -59,79 +106,48 @@ def check_api_url(url: str, path: str) -> None:
         raise ConfigError(path, f"{url!r} has an invalid port") from None
 
 
-def check_networks(networks: dict[str, Any], path: str = "") -> None:
+def check_networks(networks: dict[str, FuelNetwork], path: str = "") -> None:
     for name, network in networks.items():
         where = join_path(path, f"networks.{name}")
         try:
-            if "cidr" in network:
-                ipaddress.ip_network(network["cidr"], strict=False)
-            if network.get("gateway"):
-                ipaddress.ip_address(network["gateway"])
-            for index, (first, last) in enumerate(network.get("ip_ranges") or []):
-                if ipaddress.ip_address(first) > ipaddress.ip_address(last):
+            if network.cidr is not None:
+                ipaddress.ip_network(network.cidr, strict=False)
+            if network.gateway:
+                ipaddress.ip_address(network.gateway)
+            for index, (first, last) in enumerate(network.ip_ranges or []):
+                low, high = ipaddress.ip_address(first), ipaddress.ip_address(last)
+                if low.version != high.version:
+                    raise ConfigError(where, f"{low} and {high} are not of the same version")
+                if int(low) > int(high):
                     raise ConfigError(f"{where}.ip_ranges[{index}]", "first address is after "
                                                                     "the last")
-        except (ValueError, TypeError) as error:  # TypeError: IPv4 against IPv6
+        except ValueError as error:
             raise ConfigError(where, str(error)) from None
 
 
-class FuelEngine(Engine):
+class FuelEngine(Engine[FuelEngineConfig]):
     """OpenStack deployed by a Fuel master through its Nailgun API."""
 
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "FuelEngine"},
-            "deploy_name": {"type": "string", "minLength": 1, "maxLength": 100,
-                            "pattern": r"^[^\x00-\x1f\x7f]+$"},
-            "release": {"type": "string", "minLength": 1, "maxLength": 100},
-            "api_url": {"type": "string", "maxLength": 500},
-            "mode": {"enum": ["multinode", "ha_compact", "ha_full"]},
-            "net_provider": {"enum": ["nova_network", "neutron"]},
-            "net_segment_type": {"enum": ["gre", "vlan", "tun"]},
-            "dns_nameservers": {"type": "array", "items": IP_STRING, "maxItems": 8},
-            "networks": {"type": "object",
-                         "properties": {name: NETWORK_SCHEMA for name in NETWORK_NAMES},
-                         "additionalProperties": False},
-            "nodes": {"type": "object", "required": ["controller"],
-                      "patternProperties": {r"^[a-z][a-z-]*(\+[a-z][a-z-]*)*$": NODE_SCHEMA},
-                      "additionalProperties": False},
-            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 172800},
-            "token": {"type": "string", "minLength": 1},
-            "keystone": {"type": "object", "properties": {
-                "auth_url": {"type": "string", "pattern": "^https?://[^\\s]+$"},
-                "username": {"type": "string", "minLength": 1},
-                "password": {"type": "string"},
-                "project_name": {"type": "string"}, "tenant_name": {"type": "string"},
-                "user_domain_name": {"type": "string"},
-                "project_domain_name": {"type": "string"}},
-                "required": ["auth_url", "username", "password"], "additionalProperties": False},
-            "https_insecure": {"type": "boolean"},
-        },
-        "required": ["type", "deploy_name", "api_url", "mode", "networks", "nodes", "release",
-                     "net_provider"],
-        "additionalProperties": False,
-    }
-    RESOURCES = {CLUSTER_KIND: ResourceKind(delete="_delete_cluster", exists="_cluster_exists")}
+    Config = FuelEngineConfig
 
     @classmethod
-    def validate_config(cls, config: dict[str, Any], path: str, *,
+    def validate_config(cls, config: FuelEngineConfig, path: str, *,
                         has_parent: bool = False) -> None:
-        check_api_url(config["api_url"], join_path(path, "api_url"))
-        if "token" in config and "keystone" in config:
+        check_api_url(config.api_url, join_path(path, "api_url"))
+        if config.token is not None and config.keystone is not None:
             raise ConfigError(join_path(path, "token"),
                               "give either a token or keystone credentials, not both")
-        for group in config["nodes"]:
+        for group in config.nodes:
             for role in group.split("+"):
                 if role not in ROLES:
                     raise ConfigError(join_path(path, f"nodes.{group}"), f"unknown role "
                                       f"'{role}' (known: {', '.join(ROLES)})")
-        if not any("compute" in group.split("+") for group in config["nodes"]):
+        if not any("compute" in group.split("+") for group in config.nodes):
             raise ConfigError(join_path(path, "nodes"), "at least one compute is required "
                                                         "(compute or cinder+compute)")
-        role_filters(config, path)
-        check_networks(config["networks"], path)
-        for index, server in enumerate(config.get("dns_nameservers") or []):
+        role_filters(config.nodes, path)
+        check_networks(config.networks, path)
+        for index, server in enumerate(config.dns_nameservers):
             try:
                 ipaddress.ip_address(server)
             except ValueError:
@@ -139,26 +155,26 @@ class FuelEngine(Engine):
                                   f"{server!r} is not an IP address") from None
 
     def _client(self) -> NailgunClient:
-        return NailgunClient(self.config["api_url"], token=self.config.get("token"),
-                             keystone=self.config.get("keystone"),
-                             verify=not self.config.get("https_insecure", False))
+        return NailgunClient(self.config.api_url, token=self.config.token,
+                             keystone=self.config.keystone,
+                             verify=not self.config.https_insecure)
 
     def deploy(self) -> Endpoints:
-        timeout = float(self.config.get("timeout", DEFAULT_TIMEOUT))
+        timeout = float(self.config.timeout)
         deadline = time.monotonic() + timeout
         client = self._client()
         step = self.deployment.step
-        with step("find release", self.config["release"]):
+        with step("find release", self.config.release):
             release = self._release(client)
         with step("choose nodes"):
-            chosen = choose_nodes(self.config, [
+            chosen = choose_nodes(self.config.nodes, [
                 node for node in client.free_nodes()
                 if node.get("online", True) and node.get("status") == "discover"], self.path)
-        name = self.config["deploy_name"]
+        name = self.config.deploy_name
         if self._cluster_named(client, name) is not None:
             raise ConfigError(self.child_path("deploy_name"),
                               f"Nailgun already has a cluster named {name!r}")
-        with self.ledger.creating(CLUSTER_KIND, name, api_url=self.config["api_url"]) as row, \
+        with self.ledger.creating(CLUSTER_KIND, name, api_url=self.config.api_url) as row, \
                 step("create cluster", name):
             cluster = self._create_cluster(client, row, release["id"])
         cluster_id = cluster["id"]
@@ -166,7 +182,7 @@ class FuelEngine(Engine):
             client.assign_nodes(cluster_id, {node["id"]: group.split("+")
                                              for group, nodes in chosen.items()
                                              for node in nodes})
-        provider = self.config["net_provider"]
+        provider = self.config.net_provider
         with step("verify networks"):
             networks = self._networks(client.network_configuration(cluster_id, provider))
             task = client.verify_networks(cluster_id, provider, networks)
@@ -184,8 +200,8 @@ class FuelEngine(Engine):
         try:
             cluster = client.create_cluster({
                 "name": row.name, "release": release_id, "release_id": release_id,
-                "mode": self.config["mode"], "net_provider": self.config["net_provider"],
-                "net_segment_type": self.config.get("net_segment_type", "gre")})
+                "mode": self.config.mode, "net_provider": self.config.net_provider,
+                "net_segment_type": self.config.net_segment_type})
         except NailgunError as error:
             if error.status is not None and 400 <= error.status < 500:
                 row.data["refused"] = True
@@ -197,21 +213,24 @@ class FuelEngine(Engine):
 
     def _release(self, client: NailgunClient) -> dict[str, Any]:
         releases = client.releases()
-        release = next((r for r in releases if r["name"] == self.config["release"]), None)
+        release = next((r for r in releases if r["name"] == self.config.release), None)
         if release is None:
             known = ", ".join(repr(r["name"]) for r in releases) or "none"
             raise ConfigError(self.child_path("release"), f"Nailgun has no release "
-                              f"{self.config['release']!r} (it has: {known})")
+                              f"{self.config.release!r} (it has: {known})")
         modes = list(release.get("modes_metadata") or {}) or release.get("modes") or []
-        if modes and self.config["mode"] not in modes:
+        if modes and self.config.mode not in modes:
             raise ConfigError(self.child_path("mode"), f"release {release['name']!r} cannot "
-                              f"deploy in {self.config['mode']} mode (it offers: "
+                              f"deploy in {self.config.mode} mode (it offers: "
                               f"{', '.join(modes)})")
         return release
 
     def _networks(self, current: dict[str, Any]) -> dict[str, Any]:
-        """The cluster's network configuration with the config's networks and DNS merged in."""
-        wanted = self.config["networks"]
+        """The cluster's network configuration with the config's networks and DNS merged in.
+
+        The networks go to Nailgun as the user wrote them (the raw mapping): a null
+        vlan_start (untagged) must not be confused with one not given (Nailgun's own)."""
+        wanted: dict[str, dict[str, Any]] = self.raw_config["networks"]
         parameters = current.setdefault("networking_parameters", {})
         names = {network["name"] for network in current.get("networks", [])}
         for network in current.get("networks", []):
@@ -219,8 +238,8 @@ class FuelEngine(Engine):
         if "floating" in wanted and "floating" not in names and wanted["floating"].get(
                 "ip_ranges"):
             parameters["floating_ranges"] = wanted["floating"]["ip_ranges"]
-        if self.config.get("dns_nameservers"):
-            parameters["dns_nameservers"] = list(self.config["dns_nameservers"])
+        if self.config.dns_nameservers:
+            parameters["dns_nameservers"] = list(self.config.dns_nameservers)
         return current
 
     def _follow(self, client: NailgunClient, task: dict[str, Any], what: str, deadline: float,
@@ -245,17 +264,17 @@ class FuelEngine(Engine):
             auth_url = f"http://{_host(address)}:5000/v3"
         cloud = normalize_cloud({
             "auth_url": auth_url, "region_name": "RegionOne", "endpoint_type": "public",
-            "https_insecure": bool(self.config.get("https_insecure", False)),
+            "https_insecure": self.config.https_insecure,
             "admin": {"username": access["user"]["value"],
                       "password": access["password"]["value"],
                       "project_name": access["tenant"]["value"]}})
-        return {**cloud, "fuel": {"api_url": self.config["api_url"], "cluster_id": cluster_id,
-                                  "mode": self.config["mode"]}}
+        return {**cloud, "fuel": {"api_url": self.config.api_url, "cluster_id": cluster_id,
+                                  "mode": self.config.mode}}
 
     def _public_address(self, client: NailgunClient, cluster_id: int) -> str:
         """The public VIP (HA modes) or the controller's public address (multinode)."""
-        if self.config["mode"].startswith("ha_"):
-            networks = client.network_configuration(cluster_id, self.config["net_provider"])
+        if self.config.mode.startswith("ha_"):
+            networks = client.network_configuration(cluster_id, self.config.net_provider)
             vip = ((networks.get("vips") or {}).get("public") or {}).get("ipaddr")
             if vip or networks.get("public_vip"):
                 return vip or networks["public_vip"]
@@ -327,6 +346,8 @@ class FuelEngine(Engine):
                                     f"back in discovery within {CLEANUP_TIMEOUT}s")
             time.sleep(0.3)
 
+    RESOURCES = {CLUSTER_KIND: ResourceKind(delete=_delete_cluster, exists=_cluster_exists)}
+
     @staticmethod
     def _cluster_named(client: NailgunClient, name: str) -> int | None:
         """A cluster whose id was never saved (killed right after POST): found by name."""
@@ -357,8 +378,9 @@ class _Phases:
     def __enter__(self) -> "_Phases":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stack.__exit__(*exc)
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stack.__exit__(kind, error, traceback)
 
 
 def _phase(tasks: list[dict[str, Any]], parent_id: int) -> str | None:
@@ -369,7 +391,7 @@ def _phase(tasks: list[dict[str, Any]], parent_id: int) -> str | None:
     return None
 
 
-def _describe_roles(chosen: dict[str, list[dict]]) -> str:
+def _describe_roles(chosen: dict[str, list[dict[str, Any]]]) -> str:
     return ", ".join(f"{group}: {', '.join(str(n['id']) for n in nodes)}"
                      for group, nodes in chosen.items())
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from benchbed.errors import ConfigError
 from benchbed.plugin import join_path
+from benchbed.settings import Section, setting
 
 FILTER_PATTERN = re.compile(r"^(ram|cpus|storage|mac)\s*(==|!=|<=|>=|<|>|=)\s*(\S+)$")
 SIZE_PATTERN = re.compile(r"^(\d+)([KMGT]?)$")
@@ -14,6 +15,16 @@ MAC_PATTERN = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", re.I)
 FACTORS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<=": lambda a, b: a <= b,
            ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, ">": lambda a, b: a > b}
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeGroup(Section):
+    """The nodes of one role group (`controller`, `cinder+compute`) of FuelEngine's config."""
+
+    amount: int = setting("How many nodes this group takes.", minimum=1, maximum=1000)
+    filters: list[str] = setting("Conditions every node of the group meets, e.g. storage>80G, "
+                                 "ram>=16G, cpus>4, mac=52:54:00:12:34:56.", [],
+                                 uniqueItems=True, items={"type": "string", "maxLength": 100})
 
 
 @dataclass(frozen=True)
@@ -61,26 +72,27 @@ def node_value(node: dict[str, Any], attribute: str) -> int | str:
     return str(node.get("mac") or "").lower()
 
 
-def role_filters(config: dict[str, Any], path: str = "") -> dict[str, list[NodeFilter]]:
+def role_filters(nodes: dict[str, NodeGroup], path: str = "") -> dict[str, list[NodeFilter]]:
+    """The parsed filters of every role group; `path` is the engine's config path."""
     return {role: [parse_filter(text, join_path(path, f"nodes.{role}.filters", index))
-                   for index, text in enumerate(spec.get("filters") or [])]
-            for role, spec in config["nodes"].items()}
+                   for index, text in enumerate(group.filters)]
+            for role, group in nodes.items()}
 
 
-def choose_nodes(config: dict[str, Any], free: list[dict[str, Any]], path: str = ""
-                 ) -> dict[str, list[dict]]:
+def choose_nodes(nodes: dict[str, NodeGroup], free: list[dict[str, Any]], path: str = ""
+                 ) -> dict[str, list[dict[str, Any]]]:
     """Free nodes for every role group; a group short of nodes is refused with the reason.
 
     Groups with the fewest candidates choose first, so that a broad filter does not take
     the nodes a narrow one needs.
     """
-    filters = role_filters(config, path)
+    filters = role_filters(nodes, path)
     candidates = {role: [n for n in free if all(f.matches(n) for f in filters[role])]
                   for role in filters}
     taken: set[int] = set()
-    chosen: dict[str, list[dict]] = {}
-    for role in sorted(filters, key=lambda r: len(candidates[r]) - config["nodes"][r]["amount"]):
-        amount = config["nodes"][role]["amount"]
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    for role in sorted(filters, key=lambda r: len(candidates[r]) - nodes[r].amount):
+        amount = nodes[role].amount
         available = [n for n in candidates[role] if n["id"] not in taken]
         if len(available) < amount:
             raise ConfigError(join_path(path, f"nodes.{role}"), _shortage(

@@ -36,11 +36,12 @@ class Capabilities:
     chooses_size: bool = True
 
 
-def check_ssh_cidr(config: dict[str, Any], path: str) -> None:
-    """A cloud provider's `ssh_cidr` (where SSH is let in from) must be a network in CIDR form."""
-    if "ssh_cidr" in config:
+def check_ssh_cidr(ssh_cidr: str | None, path: str) -> None:
+    """A cloud provider's `ssh_cidr` (where SSH is let in from; None: not given) must be a
+    network in CIDR form; `path` is the provider's config path."""
+    if ssh_cidr is not None:
         try:
-            ipaddress.ip_network(config["ssh_cidr"], strict=True)
+            ipaddress.ip_network(ssh_cidr, strict=True)
         except ValueError as error:
             raise ConfigError(plugin.join_path(path, "ssh_cidr"),
                               f"not a network in CIDR form: {error}") from None

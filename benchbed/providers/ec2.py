@@ -10,6 +10,7 @@ gives them inline has them masked like every other secret.
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from benchbed.providers.base import ServerProvider, Stray, Sweep, check_ssh_cidr
 from benchbed.providers.ec2_api import CREATOR_TAG, TOKEN_TAG, Ec2Error
 from benchbed.retry import wait_for
 from benchbed.server import Server
+from benchbed.settings import PluginConfig, setting
 
 DEFAULT_INSTANCE_TYPE = "t3.micro"
 AMI_PATTERN = re.compile(r"ami-[0-9a-f]{8,17}")
@@ -32,45 +34,49 @@ RUNNING_TIMEOUT = 600
 RESERVED_TAG_PREFIXES = ("aws:", "benchbed:")
 
 
-class Ec2Provider(ServerProvider):
+@dataclass(frozen=True, kw_only=True)
+class Ec2ProviderConfig(PluginConfig):
+    region: str = setting("The EC2 region, e.g. eu-west-1.",
+                          pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
+    endpoint_url: str | None = setting("An EC2-compatible API's URL (default: AWS's own).",
+                                       None, pattern=r"^https?://[^\s]+$")
+    subnet_id: str | None = setting("The subnet to start the instances in (default: the "
+                                    "region's default VPC).", None,
+                                    pattern=r"^subnet-[0-9a-f]{8,17}$")
+    ssh_user: str = setting("The user the AMI lets in with the deployment's key.", "admin",
+                            pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    ssh_cidr: str | None = setting("Where SSH is let in from, in CIDR form (e.g. "
+                                   "203.0.113.7/32); required when the engine logs in, "
+                                   "absent: no SSH rule.", None, minLength=1)
+    expires_in: str = setting("When `benchbed gc` may take the resources for leftovers: a "
+                              "number and s, m, h or d.", "4h",
+                              pattern=r"^[1-9][0-9]{0,5}[smhd]$")
+    tags: dict[str, str] = setting("Tags of your own put on every resource (aws:, benchbed: "
+                                   "and 'creator' are reserved).", {}, maxProperties=40,
+                                   additionalProperties={"type": "string", "maxLength": 256})
+    aws_access_key_id: str | None = setting("An access key id (default: boto3's credential "
+                                            "chain).", None, pattern=r"^[A-Z0-9]{4,128}$")
+    aws_secret_access_key: str | None = setting("The secret of aws_access_key_id.", None,
+                                                secret=True, minLength=1)
+    aws_session_token: str | None = setting("A session token for temporary credentials.",
+                                            None, secret=True, minLength=1)
+    profile: str | None = setting("A profile of the AWS config files to take credentials "
+                                  "from.", None, minLength=1)
+
+
+class Ec2Provider(ServerProvider[Ec2ProviderConfig]):
     """Amazon EC2 instances (any EC2-compatible API), tagged, and swept by `benchbed gc`."""
 
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "Ec2Provider"},
-            "region": {"type": "string", "pattern": r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"},
-            "endpoint_url": {"type": "string", "pattern": r"^https?://[^\s]+$"},
-            "subnet_id": {"type": "string", "pattern": r"^subnet-[0-9a-f]{8,17}$"},
-            "ssh_user": {"type": "string", "pattern": r"^[a-z_][a-z0-9_-]{0,31}$"},
-            "ssh_cidr": {"type": "string", "minLength": 1},
-            "expires_in": {"type": "string", "pattern": r"^[1-9][0-9]{0,5}[smhd]$"},
-            "tags": {"type": "object", "maxProperties": 40,
-                     "additionalProperties": {"type": "string", "maxLength": 256}},
-            "aws_access_key_id": {"type": "string", "pattern": r"^[A-Z0-9]{4,128}$"},
-            "aws_secret_access_key": {"type": "string", "minLength": 1},
-            "aws_session_token": {"type": "string", "minLength": 1},
-            "profile": {"type": "string", "minLength": 1},
-        },
-        "required": ["type", "region"],
-        "additionalProperties": False,
-    }
-    # One "instance" row per run_instances call (its client token; the ids once EC2 answers).
-    RESOURCES = {
-        "key_pair": ResourceKind(delete="delete_key_pair"),
-        "security_group": ResourceKind(delete="delete_group"),
-        "instance": ResourceKind(delete="delete_instances",
-                                 requires=("security_group", "key_pair")),
-    }
+    Config = Ec2ProviderConfig
 
     @classmethod
-    def validate_config(cls, config: dict[str, Any], path: str, *,
+    def validate_config(cls, config: Ec2ProviderConfig, path: str, *,
                         has_parent: bool = False) -> None:
-        if ("aws_access_key_id" in config) != ("aws_secret_access_key" in config):
+        if (config.aws_access_key_id is None) != (config.aws_secret_access_key is None):
             raise ConfigError(join_path(path, "aws_secret_access_key"),
                               "give aws_access_key_id and aws_secret_access_key together")
-        check_ssh_cidr(config, path)
-        for key in config.get("tags", {}):
+        check_ssh_cidr(config.ssh_cidr, path)
+        for key in config.tags:
             if not 1 <= len(key) <= 128:
                 raise ConfigError(join_path(path, "tags"), "tag keys have 1 to 128 characters")
             if key.lower().startswith(RESERVED_TAG_PREFIXES) or key == CREATOR_TAG:
@@ -78,8 +84,8 @@ class Ec2Provider(ServerProvider):
                                   "aws:, benchbed: and 'creator' are reserved tag keys")
 
     @classmethod
-    def validate_request(cls, config: dict[str, Any], image: str | None, size: str | None,
-                      path: str) -> None:
+    def validate_request(cls, config: Ec2ProviderConfig, image: str | None, size: str | None,
+                         path: str) -> None:
         """AMI ids and instance type names pass through; the cloud checks them at create."""
         if image is None:
             raise ConfigError(join_path(path, "image"), "Ec2Provider needs an AMI id (ami-...)")
@@ -91,8 +97,8 @@ class Ec2Provider(ServerProvider):
                               f"{size[:80]!r} is not an EC2 instance type (e.g. t3.micro)")
 
     @classmethod
-    def validate_ssh(cls, config: dict[str, Any], path: str) -> None:
-        if "ssh_cidr" not in config:
+    def validate_ssh(cls, config: Ec2ProviderConfig, path: str) -> None:
+        if config.ssh_cidr is None:
             raise ConfigError(join_path(path, "ssh_cidr"),
                               "is required (where SSH is allowed from, e.g. 203.0.113.7/32) "
                               "unless the engine's wait_for_ssh is false")
@@ -105,10 +111,10 @@ class Ec2Provider(ServerProvider):
         return f"benchbed-{self.deployment.uuid}-{re.sub(r'[^a-z0-9]+', '-', self.path)}"
 
     def _tags(self) -> dict[str, str]:
-        expires_in = self.config.get("expires_in", "4h")
+        expires_in = self.config.expires_in
         expires = datetime.now(UTC) + timedelta(**{DURATION_UNITS[expires_in[-1]]:
                                                    int(expires_in[:-1])})
-        return {**self.config.get("tags", {}),
+        return {**self.config.tags,
                 **ec2_api.benchbed_tags(self.deployment.uuid, self.deployment.name, expires),
                 "Name": f"benchbed {self.deployment.name}"[:256]}
 
@@ -128,7 +134,7 @@ class Ec2Provider(ServerProvider):
         if ami is None or amount < 1:
             raise InputError(f"{self.path}: Ec2Provider needs an AMI and at least one server")
         with self.deployment.step("check AMI and instance type", f"{ami}, {instance_type}"):
-            vpc_id = self.ec2.check_request(ami, instance_type, self.config.get("subnet_id"))
+            vpc_id = self.ec2.check_request(ami, instance_type, self.config.subnet_id)
         tags = self._tags()
         steps: list[Callable[[], str]] = [lambda: self._key_pair(tags),
                                           lambda: self._security_group(tags, vpc_id)]
@@ -140,8 +146,8 @@ class Ec2Provider(ServerProvider):
             "MaxCount": amount, "KeyName": key_name, "SecurityGroupIds": [group_id],
             "TagSpecifications": ec2_api.tag_specifications(
                 ["instance", "volume"], {**tags, TOKEN_TAG: token})}
-        if "subnet_id" in self.config:
-            params["SubnetId"] = self.config["subnet_id"]
+        if self.config.subnet_id is not None:
+            params["SubnetId"] = self.config.subnet_id
         with self.ledger.creating("instance", token, client_token=token, instance_ids=[]) as row, \
                 self.deployment.step("run instances", f"{amount} x {instance_type} ({ami})"):
             instances = self.ec2.run_instances(params, token, self.deployment.uuid)
@@ -151,13 +157,13 @@ class Ec2Provider(ServerProvider):
             running = wait_for(lambda: self._running(row.data["instance_ids"]),
                                timeout=RUNNING_TIMEOUT, what="instances running with an address",
                                interval=0.2, max_interval=2.0)
-        row.data["ssh_addresses"] = [f"{_address(instance)}:22" for instance in running]
+        row.data["ssh_addresses"] = [f"{_ssh_host(instance)}:22" for instance in running]
         self.ledger.update(row)
         key_path, _ = deployment_key(self.deployment)
-        return [Server(host=_address(instance), user=self.config.get("ssh_user", "admin"),
+        return [Server(host=_ssh_host(instance), user=self.config.ssh_user,
                        key=str(key_path), name=instance["InstanceId"],
                        facts={"instance_id": instance["InstanceId"], "ami": ami,
-                              "instance_type": instance_type, "region": self.config["region"],
+                              "instance_type": instance_type, "region": self.config.region,
                               "availability_zone": instance["Placement"]["AvailabilityZone"]},
                        deployment=self.deployment) for instance in running]
 
@@ -179,8 +185,8 @@ class Ec2Provider(ServerProvider):
             row.data["group_id"] = self.ec2.create_security_group(
                 self._name, f"benchbed deployment {self.deployment.uuid}", vpc_id, tags)
             self.ledger.update(row)
-            if "ssh_cidr" in self.config:
-                self.ec2.allow_ssh(row.data["group_id"], self.config["ssh_cidr"])
+            if self.config.ssh_cidr is not None:
+                self.ec2.allow_ssh(row.data["group_id"], self.config.ssh_cidr)
         return row.data["group_id"]
 
     def _running(self, instance_ids: list[str]) -> list[dict[str, Any]] | None:
@@ -216,14 +222,29 @@ class Ec2Provider(ServerProvider):
     # -- gc ------------------------------------------------------------------------------------
 
     @classmethod
-    def find_strays(cls, config: dict[str, Any], live: Callable[[], set[str]]) -> Sweep:
+    def find_strays(cls, config: Ec2ProviderConfig, live: Callable[[], set[str]]) -> Sweep:
         return ec2_api.Ec2Api(config, where="gc").find_strays(live)
 
     @classmethod
-    def delete_strays(cls, config: dict[str, Any], strays: list[Stray]) -> None:
+    def delete_strays(cls, config: Ec2ProviderConfig, strays: list[Stray]) -> None:
         ec2_api.Ec2Api(config, where="gc").delete_strays(strays)
+
+    # One "instance" row per run_instances call (its client token; the ids once EC2 answers).
+    RESOURCES = {
+        "key_pair": ResourceKind(delete=delete_key_pair),
+        "security_group": ResourceKind(delete=delete_group),
+        "instance": ResourceKind(delete=delete_instances,
+                                 requires=("security_group", "key_pair")),
+    }
 
 
 def _address(instance: dict[str, Any]) -> str | None:
     return instance.get("PublicIpAddress") or instance.get("PrivateIpAddress")
 
+
+def _ssh_host(instance: dict[str, Any]) -> str:
+    """The address of an instance that `_running` found running with one."""
+    address = _address(instance)
+    if address is None:
+        raise Ec2Error(f"instance {instance['InstanceId']} has no address")
+    return address

@@ -11,11 +11,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from benchbed.errors import BenchbedError, InputError
 from benchbed.providers.base import Stray, Sweep
 from benchbed.retry import retry, wait_for
+
+if TYPE_CHECKING:
+    from benchbed.providers.ec2 import Ec2ProviderConfig
 
 CREATOR_TAG = "creator"
 DEPLOYMENT_TAG = "benchbed:deployment"
@@ -42,6 +45,10 @@ class Ec2Error(BenchbedError):
 
 class _Transient(Exception):
     """A call that may succeed if repeated (throttled, 5xx, connection lost)."""
+
+    def __init__(self, original: Exception) -> None:
+        super().__init__(str(original))
+        self.original = original
 
 
 def database_id() -> str:
@@ -79,20 +86,20 @@ def _tags_of(item: dict[str, Any]) -> dict[str, str]:
 class Ec2Api:
     """One EC2 client per provider (from boto3's credential chain or inline credentials)."""
 
-    def __init__(self, config: dict[str, Any], where: str) -> None:
+    def __init__(self, config: "Ec2ProviderConfig", where: str) -> None:
         import boto3
         from botocore.config import Config
 
         self.where = where
-        self.region = config["region"]
-        self.endpoint = config.get("endpoint_url") or f"EC2 in {self.region}"
-        self._endpoint_url = config.get("endpoint_url")
+        self.region = config.region
+        self.endpoint = config.endpoint_url or f"EC2 in {self.region}"
+        self._endpoint_url = config.endpoint_url
         with self.errors("load credentials"):
             self._session = boto3.session.Session(
-                aws_access_key_id=config.get("aws_access_key_id"),
-                aws_secret_access_key=config.get("aws_secret_access_key"),
-                aws_session_token=config.get("aws_session_token"),
-                profile_name=config.get("profile"), region_name=self.region)
+                aws_access_key_id=config.aws_access_key_id,
+                aws_secret_access_key=config.aws_secret_access_key,
+                aws_session_token=config.aws_session_token,
+                profile_name=config.profile, region_name=self.region)
             self.client = self._client(Config(retries={"mode": "standard", "max_attempts": 4}))
 
     def _client(self, config: Any) -> Any:
@@ -145,7 +152,7 @@ class Ec2Api:
         """Refuse an unknown AMI, instance type or subnet; return the subnet's VPC."""
         from botocore.exceptions import ClientError
 
-        def images() -> list[dict[str, Any]]:
+        def find_images() -> list[dict[str, Any]]:
             try:
                 return self.client.describe_images(ImageIds=[ami])["Images"]
             except ClientError as error:
@@ -153,7 +160,7 @@ class Ec2Api:
                     return []
                 raise
 
-        images = self.call("describe images", images)
+        images = self.call("describe images", find_images)
         if not images:
             raise InputError(f"{self.where}: AMI {ami} does not exist in {self.endpoint}")
         offered = self.call("describe instance type offerings",
@@ -209,11 +216,11 @@ class Ec2Api:
             try:
                 return self.run_client.run_instances(**params, ClientToken=token)["Instances"]
             except (ConnectionError, HTTPClientError) as error:
-                raise _Transient(str(error)) from error
+                raise _Transient(error) from error
             except ClientError as error:
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                 if error.response.get("Error", {}).get("Code") in TRANSIENT_CODES or status >= 500:
-                    raise _Transient(str(error)) from error
+                    raise _Transient(error) from error
                 raise
 
         with self.errors("run instances"):
@@ -221,7 +228,7 @@ class Ec2Api:
                 return retry(attempt, timeout=RUN_RETRY_TIMEOUT, retry_on=(_Transient,),
                              initial_delay=0.5, max_delay=10)
             except _Transient as error:
-                raise error.__cause__ from None
+                raise error.original from None
 
     # -- look up -------------------------------------------------------------------------------
 
@@ -304,7 +311,9 @@ class Ec2Api:
         from botocore.exceptions import ClientError
 
         class InUse(Exception):
-            pass
+            def __init__(self, original: Exception) -> None:
+                super().__init__(str(original))
+                self.original = original
 
         def attempt() -> None:
             try:
@@ -314,7 +323,7 @@ class Ec2Api:
                 if code == "InvalidGroup.NotFound":
                     return
                 if code == "DependencyViolation":
-                    raise InUse(code) from error
+                    raise InUse(error) from error
                 raise
 
         with self.errors(f"delete security group {group_id}"):
@@ -322,7 +331,7 @@ class Ec2Api:
                 retry(attempt, timeout=GROUP_IN_USE_TIMEOUT, retry_on=(InUse,),
                       initial_delay=1, max_delay=10)
             except InUse as error:
-                raise error.__cause__ from None
+                raise error.original from None
 
     def delete_key_pair(self, name: str) -> None:
         from botocore.exceptions import ClientError

@@ -8,7 +8,9 @@ security group found by a name someone else may use) and waits until it is gone.
 
 import json
 import re
-from typing import Any
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
 
 from benchbed.clients.openstack_cloud import CloudError, OpenStackCloud, server_address
 from benchbed.errors import ConfigError, InputError
@@ -19,6 +21,7 @@ from benchbed.plugin import ResourceKind, join_path
 from benchbed.providers.base import ServerProvider, check_ssh_cidr
 from benchbed.retry import wait_for
 from benchbed.server import Server
+from benchbed.settings import PluginConfig, Section, setting
 
 ACTIVE_TIMEOUT = 600
 GONE_TIMEOUT = 300
@@ -29,68 +32,80 @@ NIC_KEYS = {"net-id": "uuid", "port-id": "port", "v4-fixed-ip": "fixed_ip",
             "v6-fixed-ip": "fixed_ip"}
 
 
-class OpenStackProvider(ServerProvider):
+URL_PATTERN = r"^https?://[^\s]+$"
+# the older tool's image forms: uploaded from a URL, found by checksum, or named by uuid
+IMAGE_FORMS = [{"required": ["name", "format", "url", "checksum"]}, {"required": ["checksum"]},
+               {"required": ["uuid"]}]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenStackImage(Section):
+    checksum: str | None = setting("The image's MD5 checksum: an active image with it is "
+                                   "used, else one is uploaded from `url`.", None,
+                                   pattern=r"^[0-9a-f]{32}$")
+    name: str | None = setting("The name of the image uploaded from `url`.", None,
+                               minLength=1, maxLength=255)
+    format: Literal["qcow2", "raw", "vmdk", "vdi", "iso", "vhd", "ami"] | None = setting(
+        "The disk format of the image uploaded from `url`.", None)
+    userdata: str | None = setting("User data (cloud-init) given to every server.", None)
+    url: str | None = setting("Where the cloud's image service downloads the image from.",
+                              None, pattern=URL_PATTERN)
+    uuid: str | None = setting("An existing image's id.", None, minLength=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenStackProviderConfig(PluginConfig):
+    deployment_name: str = setting("The prefix of the names of what is created in the cloud.",
+                                   minLength=1, maxLength=64)
+    amount: int = setting("How many servers to create when the engine does not say.", 1,
+                          minimum=1, maximum=1000)
+    auth_url: str = setting("Keystone's URL.", pattern=URL_PATTERN)
+    user: str = setting("The user to log in to the cloud as.", minLength=1, maxLength=255)
+    password: str = setting("The user's password.", secret=True, minLength=1)
+    tenant: str = setting("The project (tenant) the servers are created in.", minLength=1,
+                          maxLength=255)
+    user_domain_name: str = setting("The user's Keystone domain.", "Default", minLength=1)
+    project_domain_name: str = setting("The project's Keystone domain.", "Default",
+                                       minLength=1)
+    region: str | None = setting("The cloud's region (default: the catalogue's only one).",
+                                 None, minLength=1)
+    https_insecure: bool = setting("Do not verify the cloud's TLS certificates.", False)
+    https_cacert: str | None = setting("A CA bundle to verify the cloud's TLS certificates "
+                                       "with.", None, minLength=1)
+    flavor_id: str = setting("The flavor (id or name) when the engine names none.",
+                             minLength=1, maxLength=255)
+    nics: list[dict[str, str]] = setting(
+        "The servers' networks, as nova boot's --nic takes them (net-id, port-id, "
+        "v4-fixed-ip, v6-fixed-ip).", [],
+        items={"type": "object", "minProperties": 1, "additionalProperties": False,
+               "properties": {key: {"type": "string", "minLength": 1} for key in NIC_KEYS}})
+    config_drive: bool = setting("Give the servers a config drive.", False)
+    wait_for_cloud_init: bool = setting("Wait until cloud-init has finished on every server.",
+                                        False)
+    image: OpenStackImage = setting("The image the servers start from when the engine names "
+                                    "none (by uuid, by checksum, or uploaded from a URL).",
+                                    anyOf=IMAGE_FORMS)
+    secgroup_name: str = setting("The prefix of the name of the security group that lets "
+                                 "SSH in.", "benchbed", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    ssh_cidr: str = setting("Where SSH is let in from, in CIDR form.", "0.0.0.0/0",
+                            minLength=1)
+    ssh_user: str = setting("The user the image lets in with the deployment's key.", "root",
+                            pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
     """Servers (Nova) in an existing OpenStack cloud, from an existing or uploaded image."""
 
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "OpenStackProvider"},
-            "deployment_name": {"type": "string", "minLength": 1, "maxLength": 64},
-            "amount": {"type": "integer", "minimum": 1, "maximum": 1000},
-            "auth_url": {"type": "string", "pattern": r"^https?://[^\s]+$"},
-            "user": {"type": "string", "minLength": 1, "maxLength": 255},
-            "password": {"type": "string", "minLength": 1},
-            "tenant": {"type": "string", "minLength": 1, "maxLength": 255},
-            "user_domain_name": {"type": "string", "minLength": 1},
-            "project_domain_name": {"type": "string", "minLength": 1},
-            "region": {"type": "string", "minLength": 1},
-            "https_insecure": {"type": "boolean"},
-            "https_cacert": {"type": "string", "minLength": 1},
-            "flavor_id": {"type": "string", "minLength": 1, "maxLength": 255},
-            "nics": {"type": "array", "items": {
-                "type": "object", "minProperties": 1, "additionalProperties": False,
-                "properties": {key: {"type": "string", "minLength": 1} for key in NIC_KEYS}}},
-            "config_drive": {"type": "boolean"},
-            "wait_for_cloud_init": {"type": "boolean"},
-            "image": {
-                "type": "object",
-                "properties": {
-                    "checksum": {"type": "string", "pattern": r"^[0-9a-f]{32}$"},
-                    "name": {"type": "string", "minLength": 1, "maxLength": 255},
-                    "format": {"enum": ["qcow2", "raw", "vmdk", "vdi", "iso", "vhd", "ami"]},
-                    "userdata": {"type": "string"},
-                    "url": {"type": "string", "pattern": r"^https?://[^\s]+$"},
-                    "uuid": {"type": "string", "minLength": 1},
-                },
-                "additionalProperties": False,
-                "anyOf": [{"required": ["name", "format", "url", "checksum"]},
-                          {"required": ["checksum"]}, {"required": ["uuid"]}],
-            },
-            "secgroup_name": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}$"},
-            "ssh_cidr": {"type": "string", "minLength": 1},
-            "ssh_user": {"type": "string", "pattern": r"^[a-z_][a-z0-9_-]{0,31}$"},
-        },
-        "required": ["type", "deployment_name", "auth_url", "user", "password", "tenant",
-                     "flavor_id", "image"],
-        "additionalProperties": False,
-    }
-    RESOURCES = {
-        "image": ResourceKind(delete="delete_image"),
-        "key_pair": ResourceKind(delete="delete_key_pair"),
-        "security_group": ResourceKind(delete="delete_group"),
-        "server": ResourceKind(delete="delete_server",
-                               requires=("image", "key_pair", "security_group")),
-    }
+    Config = OpenStackProviderConfig
 
     @classmethod
-    def validate_config(cls, config: dict[str, Any], path: str, *,
+    def validate_config(cls, config: OpenStackProviderConfig, path: str, *,
                         has_parent: bool = False) -> None:
-        check_ssh_cidr(config, path)
+        check_ssh_cidr(config.ssh_cidr, path)
 
     @classmethod
-    def validate_request(cls, config: dict[str, Any], image: str | None, size: str | None,
-                      path: str) -> None:
+    def validate_request(cls, config: OpenStackProviderConfig, image: str | None,
+                         size: str | None, path: str) -> None:
         """The cloud's own flavor and image names pass through; the cloud checks them."""
         for key, value in (("image", image), ("flavor", size)):
             if value is not None and not CLOUD_NAME.fullmatch(value):
@@ -98,12 +113,12 @@ class OpenStackProvider(ServerProvider):
                                   f"{value[:80]!r} is not a name or id of the cloud's")
 
     def default_amount(self) -> int:
-        return self.config.get("amount", 1)
+        return self.config.amount
 
     @property
     def _name(self) -> str:
         """Unique per deployment and config path; readable as the older tool's names were."""
-        given = re.sub(r"[^A-Za-z0-9]+", "-", self.config["deployment_name"]).strip("-")
+        given = re.sub(r"[^A-Za-z0-9]+", "-", self.config.deployment_name).strip("-")
         return f"{given or 'benchbed'}-{self.tag}"
 
     _cloud: OpenStackCloud | None = None
@@ -120,22 +135,22 @@ class OpenStackProvider(ServerProvider):
                        amount: int = 1) -> list[Server]:
         if amount < 1:
             raise InputError(f"{self.path}: OpenStackProvider needs at least one server")
-        with self.deployment.step("check flavor and image", self.config["flavor_id"]):
-            flavor = self.cloud.flavor_id(type_id or self.config["flavor_id"])
+        with self.deployment.step("check flavor and image", self.config.flavor_id):
+            flavor = self.cloud.flavor_id(type_id or self.config.flavor_id)
             image = image_uuid or self._image()
         key_name = self._key_pair()
         groups = self._security_group()
         request: dict[str, Any] = {
             "imageRef": image, "flavorRef": flavor, "key_name": key_name,
             "metadata": {"benchbed_deployment": self.deployment.uuid, "benchbed_path": self.path},
-            "config_drive": self.config.get("config_drive", False)}
+            "config_drive": self.config.config_drive}
         if groups:
             request["security_groups"] = [{"name": name} for name in groups]
-        if self.config.get("nics"):
+        if self.config.nics:
             request["networks"] = [{NIC_KEYS[key]: value for key, value in nic.items()}
-                                   for nic in self.config["nics"]]
-        if self.config["image"].get("userdata"):
-            request["user_data"] = self.config["image"]["userdata"]
+                                   for nic in self.config.nics]
+        if self.config.image.userdata:
+            request["user_data"] = self.config.image.userdata
         names = [f"{self._name}-{index}" for index in range(amount)]
         rows = run_parallel("creating servers", names,
                             lambda name: self._create_server(name, request))
@@ -145,46 +160,47 @@ class OpenStackProvider(ServerProvider):
                               what="servers ACTIVE with an address", interval=0.5,
                               max_interval=5.0)
         key_path, _ = deployment_key(self.deployment)
-        servers = [Server(host=server_address(found), user=self.config.get("ssh_user", "root"),
+        servers = [Server(host=_ssh_host(found), user=self.config.ssh_user,
                           key=str(key_path), name=found["name"],
                           facts={"server_id": found["id"], "flavor": flavor, "image": image},
                           deployment=self.deployment) for found in active]
         for server, row in zip(servers, rows, strict=True):
             row.data["ssh_address"] = f"{server.host}:22"
             self.ledger.update(row)
-        if self.config.get("wait_for_cloud_init"):
+        if self.config.wait_for_cloud_init:
             run_parallel("waiting for cloud-init", servers, _wait_for_cloud_init,
                          describe=lambda server: server.host)
         return servers
 
     def _image(self) -> str:
         """The config's image: by uuid, by checksum, or uploaded from its URL (and recorded)."""
-        wanted = self.config["image"]
-        if "uuid" in wanted:
-            if self.cloud.image(wanted["uuid"]) is None:
-                raise CloudError(f"{self.path}: image {wanted['uuid']} does not exist")
-            return wanted["uuid"]
+        wanted = self.config.image
+        if wanted.uuid is not None:
+            if self.cloud.image(wanted.uuid) is None:
+                raise CloudError(f"{self.path}: image {wanted.uuid} does not exist")
+            return wanted.uuid
         matching = [i["id"] for i in self.cloud.images(status="active")
-                    if i.get("checksum") == wanted["checksum"]]
+                    if i.get("checksum") == wanted.checksum]
         if matching:
-            return matching[0]
-        if "url" not in wanted:
-            raise CloudError(f"{self.path}: no image with checksum {wanted['checksum']}")
+            return str(matching[0])
+        if wanted.url is None or wanted.name is None or wanted.format is None:
+            raise CloudError(f"{self.path}: no image with checksum {wanted.checksum}")
         created = [r for r in self.ledger.resources("image") if r.data.get("image_id")]
         if created:
-            return created[0].data["image_id"]
-        with self.ledger.creating("image", wanted["name"]) as row, \
-                self.deployment.step("upload image", wanted["url"]):
+            return str(created[0].data["image_id"])
+        url = wanted.url
+        with self.ledger.creating("image", wanted.name) as row, \
+                self.deployment.step("upload image", url):
             row.data["image_id"] = self.cloud.create_image(
-                wanted["name"], wanted["format"], [f"benchbed:{self.deployment.uuid}"])
+                wanted.name, wanted.format, [f"benchbed:{self.deployment.uuid}"])
             self.ledger.update(row)
-            self.cloud.import_image(row.data["image_id"], wanted["url"])
+            self.cloud.import_image(row.data["image_id"], url)
             uploaded = wait_for(lambda: self._image_ready(row.data["image_id"]),
                                 timeout=IMAGE_TIMEOUT, what="image active", max_interval=5.0)
-            if uploaded.get("checksum") != wanted["checksum"]:
-                raise CloudError(f"{self.path}: image from {wanted['url']} has checksum "
-                                 f"{uploaded.get('checksum')}, not {wanted['checksum']}")
-        return row.data["image_id"]
+            if uploaded.get("checksum") != wanted.checksum:
+                raise CloudError(f"{self.path}: image from {url} has checksum "
+                                 f"{uploaded.get('checksum')}, not {wanted.checksum}")
+        return str(row.data["image_id"])
 
     def _image_ready(self, image_id: str) -> dict[str, Any] | None:
         image = self.cloud.image(image_id)
@@ -204,13 +220,13 @@ class OpenStackProvider(ServerProvider):
         """A group of our own that lets SSH in, where the cloud has Neutron."""
         if not self.cloud.has_service("network"):
             return []
-        name = f"{self.config.get('secgroup_name', 'benchbed')}-{self._name}"
+        name = f"{self.config.secgroup_name}-{self._name}"
         if not any(r.state == "created" for r in self.ledger.resources("security_group")):
             with self.ledger.creating("security_group", name) as row, \
                     self.deployment.step("create security group", name):
                 row.data["group_id"] = self.cloud.create_security_group(
                     name, f"benchbed deployment {self.deployment.uuid}",
-                    self.config.get("ssh_cidr", "0.0.0.0/0"))
+                    self.config.ssh_cidr)
                 self.ledger.update(row)
         return [name]
 
@@ -242,8 +258,11 @@ class OpenStackProvider(ServerProvider):
         for server_id in [saved] if saved else self.cloud.servers_named(resource.name,
                                                                         self.deployment.uuid):
             self.cloud.delete_server(server_id)
-            wait_for(lambda sid=server_id: self.cloud.server(sid) is None, timeout=GONE_TIMEOUT,
+            wait_for(partial(self._gone, server_id), timeout=GONE_TIMEOUT,
                      what=f"server {server_id} deleted", interval=0.5, max_interval=5.0)
+
+    def _gone(self, server_id: str) -> bool:
+        return self.cloud.server(server_id) is None
 
     def delete_group(self, resource: Resource) -> None:
         group_id = resource.data.get("group_id")
@@ -261,6 +280,22 @@ class OpenStackProvider(ServerProvider):
                 image["id"] for image in self.cloud.images(
                     name=resource.name, tag=f"benchbed:{self.deployment.uuid}")]:
             self.cloud.delete_image(image_id)
+
+    RESOURCES = {
+        "image": ResourceKind(delete=delete_image),
+        "key_pair": ResourceKind(delete=delete_key_pair),
+        "security_group": ResourceKind(delete=delete_group),
+        "server": ResourceKind(delete=delete_server,
+                               requires=("image", "key_pair", "security_group")),
+    }
+
+
+def _ssh_host(server: dict[str, Any]) -> str:
+    """The address of a server that `_active` found ACTIVE with one."""
+    address = server_address(server)
+    if address is None:
+        raise CloudError(f"server {server['name']} has no address")
+    return address
 
 
 def _wait_for_cloud_init(server: Server) -> None:

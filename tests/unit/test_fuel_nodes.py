@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchbed.engines.fuel_nodes import choose_nodes, parse_filter
+from benchbed.engines.fuel_nodes import NodeGroup, choose_nodes, parse_filter
 from benchbed.errors import ConfigError
 from tests.nailgun_sim import default_nodes, make_node
 
@@ -32,18 +32,18 @@ def test_narrow_filters_choose_first() -> None:
     """A broad controller filter must not take the only node the compute filter allows."""
     nodes = [make_node(1, "52:54:00:00:00:01", 32, 8, [500]),
              make_node(2, "52:54:00:00:00:02", 32, 8, [50])]
-    config = {"nodes": {"controller": {"amount": 1, "filters": ["ram>=16G"]},
-                        "compute": {"amount": 1, "filters": ["storage>80G"]}}}
-    chosen = choose_nodes(config, nodes)
+    groups = {"controller": NodeGroup(amount=1, filters=["ram>=16G"]),
+              "compute": NodeGroup(amount=1, filters=["storage>80G"])}
+    chosen = choose_nodes(groups, nodes)
     assert [n["id"] for n in chosen["compute"]] == [1]
     assert [n["id"] for n in chosen["controller"]] == [2]
 
 
 def test_shortage_says_how_many_matched_and_which_filter_excluded() -> None:
-    config = {"nodes": {"controller": {"amount": 3, "filters": ["ram>=16G", "cpus>8"]},
-                        "compute": {"amount": 1}}}
+    groups = {"controller": NodeGroup(amount=3, filters=["ram>=16G", "cpus>8"]),
+              "compute": NodeGroup(amount=1)}
     with pytest.raises(ConfigError) as refused:
-        choose_nodes(config, default_nodes())
+        choose_nodes(groups, default_nodes())
     assert str(refused.value) == (
         "config nodes.controller: 3 controller node(s) needed, 1 of 6 free node(s) available "
         "(ram>=16G excluded 3, cpus>8 excluded 5)")
