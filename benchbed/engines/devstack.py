@@ -202,7 +202,7 @@ class DevstackEngine(Engine):
                 ) -> str:
         settings: dict[str, Any] = {"HOST_IP": server.host, **passwords,
                                     "LOGFILE": STACK_LOGFILE,
-                                    # ksmtuned pulls in qemu (45 s) for nothing on a test bed
+                                    # ksmtuned pulls in qemu for nothing on a test bed
                                     "ENABLE_KSMTUNED": False}
         if source["git_base"]:
             settings["GIT_BASE"] = source["git_base"]
