@@ -1,4 +1,5 @@
-"""Steps several recipes share: a MariaDB database per service, uwsgi sizing, waiting for APIs."""
+"""Steps several recipes share: a MariaDB database per service, the registration in Keystone,
+uwsgi sizing, waiting for APIs."""
 
 import re
 
