@@ -117,8 +117,9 @@ def cloud_user(cloud: OpenStackCloud) -> User:
 
 
 def stored(data: Mapping[str, Any]) -> Endpoints:
-    """Endpoints as the database gives them back: the JSON of what an engine's `deploy()`
-    returned (the one place they are taken to have that shape again)."""
+    """A mapping taken to have the Endpoints shape: the JSON the database gives back of what
+    an engine's `deploy()` returned, or endpoints an engine assembled from a service's own
+    answers (Keystone's catalogue, Nailgun's attributes). The one cast to Endpoints."""
     return cast(Endpoints, data)
 
 

@@ -46,8 +46,6 @@ class ResourceKind:
 
     def __post_init__(self) -> None:
         for hook in (self.delete, self.exists):
-            if isinstance(hook, str):  # TRANSITION: not converted yet
-                continue
             if hook is not None and not callable(hook):
                 raise TypeError(f"ResourceKind hooks are functions of the plugin, not {hook!r}")
 
@@ -96,14 +94,10 @@ class Plugin(ABC, Generic[ConfigT]):
     @classmethod
     def parse_config(cls, config: dict[str, Any]) -> ConfigT:
         """The typed config of a mapping that passed validation, defaults applied."""
-        if "CONFIG_SCHEMA" in vars(cls):  # TRANSITION: not converted yet
-            return cast(ConfigT, config)
         return cast(ConfigT, cls.Config.from_dict(config))
 
     @classmethod
     def config_schema(cls) -> dict[str, Any]:
-        if "CONFIG_SCHEMA" in vars(cls):  # TRANSITION: not converted yet
-            return cast(dict[str, Any], vars(cls)["CONFIG_SCHEMA"])
         return cls.Config.json_schema()
 
     @classmethod
@@ -180,11 +174,6 @@ class Plugin(ABC, Generic[ConfigT]):
 
     def _delete_and_confirm(self, resource: "Resource") -> None:
         kind = self.RESOURCES[resource.kind]
-        if isinstance(kind.delete, str):  # TRANSITION: not converted yet
-            getattr(self, kind.delete)(resource)
-            if kind.exists and getattr(self, kind.exists)(resource):
-                raise BenchbedError(f"{resource.kind} {resource.name} still exists")
-            return
         kind.delete(self, resource)
         if kind.exists is not None and kind.exists(self, resource):
             raise BenchbedError(f"{resource.kind} {resource.name} still exists after delete")

@@ -5,7 +5,7 @@ import logging
 import shlex
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -120,7 +120,8 @@ class Server:
         return {key: value for key, value in data.items() if value is not None}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], deployment: "Deployment | None" = None) -> "Server":
+    def from_dict(cls, data: Mapping[str, Any], deployment: "Deployment | None" = None
+                  ) -> "Server":
         return cls(host=data["host"], port=int(data.get("port", 22)),
                    user=data.get("user", "root"), key=data.get("key"),
                    password=data.get("password"), name=data.get("name"),

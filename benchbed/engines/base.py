@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from benchbed import plugin
 from benchbed.endpoints import Endpoints, stored
 from benchbed.errors import ConfigError
-from benchbed.settings import PluginConfig
+from benchbed.settings import PluginConfig, setting
 
 if TYPE_CHECKING:
     from benchbed.deployment import Deployment
@@ -24,6 +24,21 @@ SERVER_REQUEST_PROPERTIES: dict[str, Any] = {
     "image": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},
     "flavor": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerRequestConfig(PluginConfig):
+    """The config of an engine that asks its provider for servers (SERVER_REQUEST_PROPERTIES
+    as typed fields)."""
+
+    provider: dict[str, Any] = setting("The server provider that gives this engine its "
+                                       "servers (a provider config).")
+    image: str | None = setting("The image the servers are made from, in the provider's "
+                                "terms; the provider's default when absent.", None,
+                                pattern=SERVER_REQUEST_PROPERTIES["image"]["pattern"])
+    flavor: str | None = setting("The size of the servers, in the provider's terms; the "
+                                 "provider's default when absent.", None,
+                                 pattern=SERVER_REQUEST_PROPERTIES["flavor"]["pattern"])
 
 
 @dataclass

@@ -8,31 +8,30 @@ so every exporter and `deployment check` work on them unchanged.
 
 import contextvars
 import secrets
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import replace
-from typing import Any
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 
 from benchbed import masking, plugin
-from benchbed.endpoints import Endpoints
+from benchbed.endpoints import Endpoints, OpenStackCloud, stored
 from benchbed.engines.base import (
-    SERVER_REQUEST_PROPERTIES,
     CheckResult,
     Engine,
+    ServerRequestConfig,
     provider_capabilities,
     validate_server_request,
 )
 from benchbed.engines.debian_services import KNOWN_SERVICES, Context, apt, recipes
 from benchbed.engines.debian_services.common import dropin_directory
 from benchbed.engines.existing_cloud import normalize_cloud
+from benchbed.engines.steps import server_step
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.ledger import Resource
 from benchbed.plugin import PROVIDERS, ResourceKind
+from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.server import Server
+from benchbed.settings import setting
 
-SUPPORTED_SERVICES = KNOWN_SERVICES
-DEFAULT_SERVICES = ["keystone", "glance"]
 # What a MultihostEngine node may run when it joins its controller's cloud: Nova's and
 # Neutron's servers talk to the controller's RabbitMQ as its own `openstack` account.
 NODE_SERVICES = ("glance", "placement", "nova-compute")
@@ -42,93 +41,109 @@ MESSAGE_QUEUE_USERS = ("nova", "neutron")
 SSH_READY_TIMEOUT = 180
 INSTALL_KIND = "debian-packages"
 
-
 # Passwords go into SQL strings and the services' INI files (where '$' is interpolated,
 # and a newline would start a setting of its own): printable, without those.
-PASSWORD = {"type": "string", "pattern": "^[A-Za-z0-9_.,:;@!%^*+=~/-]{8,128}$"}
+PASSWORD = "^[A-Za-z0-9_.,:;@!%^*+=~/-]{8,128}$"
 
 
-class DeployStepError(BenchbedError):
-    """An install step failed on a server; the message names both."""
+@dataclass(frozen=True, kw_only=True)
+class DebianEngineConfig(ServerRequestConfig):
+    services: list[str] = setting(
+        f"The OpenStack services to run, of {', '.join(KNOWN_SERVICES)} (installed in that "
+        f"order). Without keystone, a MultihostEngine node that joins its controller's "
+        f"cloud.", ["keystone", "glance"], minItems=1, uniqueItems=True)
+    database: str = setting("The services' database server: mariadb, the only one "
+                            "supported.", "mariadb")
+    region_name: str = setting("The region of the cloud's endpoints.", "RegionOne",
+                               pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    admin_password: str | None = setting("Keystone's admin password; generated when absent.",
+                                         None, secret=True, pattern=PASSWORD)
+    database_password: str | None = setting("The password of every service's MariaDB "
+                                            "account; each generated when absent.", None,
+                                            secret=True, pattern=PASSWORD)
+    service_password: str | None = setting("The password of every service's Keystone user "
+                                           "and RabbitMQ account; each generated when "
+                                           "absent.", None, secret=True, pattern=PASSWORD)
+    # written into apt's config and probed from a shell: host and port only
+    apt_proxy: str | None = setting(
+        "The HTTP proxy through which the server's apt reaches Debian's mirror "
+        "(http://host:port); apt's own settings when absent.", None,
+        pattern="^https?://[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?/?$")
+
+    @property
+    def joins(self) -> bool:
+        """Whether this engine joins its controller's cloud (it runs no Keystone)."""
+        return "keystone" not in self.services
 
 
-class DebianEngine(Engine):
+class DebianEngine(Engine[DebianEngineConfig]):
     """OpenStack Zed (Keystone, Glance, Placement, Nova, Neutron) from Debian 12's packages."""
 
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "DebianEngine"},
-            **SERVER_REQUEST_PROPERTIES,
-            "services": {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                         "uniqueItems": True},
-            "database": {"type": "string"},
-            "region_name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
-            "admin_password": PASSWORD,
-            "database_password": PASSWORD,
-            "service_password": PASSWORD,
-            # written into apt's config and probed from a shell: host and port only
-            "apt_proxy": {"type": "string",
-                          "pattern": "^https?://[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?/?$"},
-        },
-        "required": ["type", "provider"],
-        "additionalProperties": False,
-    }
+    EXAMPLE = {"type": "DebianEngine",
+               "provider": {"type": "LxcProvider", "host_provider": LOCALHOST_SERVERS}}
+
+    Config = DebianEngineConfig
     NESTED = {"provider": PROVIDERS}
-    RESOURCES = {INSTALL_KIND: ResourceKind(delete="_purge")}
     # a node reads its controller's endpoints only after installing its packages
     STARTS_BEFORE_PARENT = True
 
     @classmethod
-    def clones_as_node(cls, config: Any) -> bool:
+    def clones_as_node(cls, config: DebianEngineConfig) -> bool:
         """A server running nova-compute alone clones into compute nodes (LxcEngine)."""
         return list(config.services) == ["nova-compute"]
 
     @classmethod
-    def validate_config(cls, config: dict[str, Any], path: str, *,
+    def offered_services(cls, config: DebianEngineConfig) -> frozenset[str]:
+        """The services it runs: a node may join any of them."""
+        return frozenset(config.services)
+
+    @classmethod
+    def joined_services(cls, config: DebianEngineConfig) -> frozenset[str]:
+        """A node's: its controller's Keystone, and what its own services need there."""
+        if not config.joins:
+            return frozenset()
+        return frozenset({"keystone", *(need for service in config.services
+                                         for need in NEEDS.get(service, ()))})
+
+    @classmethod
+    def validate_config(cls, config: DebianEngineConfig, path: str, *,
                         has_parent: bool = False) -> None:
-        validate_server_request(config["provider"], path, config.get("image"),
-                                config.get("flavor"), amount=1)
-        if provider_capabilities(config["provider"]).shares_host:
+        validate_server_request(config.provider, path, config.image, config.flavor, amount=1)
+        if provider_capabilities(config.provider).shares_host:
             raise ConfigError(plugin.join_path(path, "provider"),
-                              f"{config['provider']['type']} servers share this machine's "
+                              f"{config.provider['type']} servers share this machine's "
                               f"filesystem: DebianEngine would install packages on this "
                               f"machine itself (use LxcProvider, VirshProvider or "
                               f"ExistingServers)")
-        where = f"{path}.services".lstrip(".")
-        services = config.get("services", DEFAULT_SERVICES)
+        where = plugin.join_path(path, "services")
+        services = config.services
         for index, name in enumerate(services):
             if name not in KNOWN_SERVICES:
                 raise ConfigError(f"{where}[{index}]", f"unknown service '{name}' "
                                   f"(known: {', '.join(KNOWN_SERVICES)})")
-            if name not in SUPPORTED_SERVICES:
-                raise ConfigError(f"{where}[{index}]", f"service '{name}' is not yet supported "
-                                  f"by DebianEngine (supported: {', '.join(SUPPORTED_SERVICES)})")
-        joins = "keystone" not in services
-        if joins and not has_parent:
+        if config.joins and not has_parent:
             raise ConfigError(where, "must include 'keystone' (every other service needs it), "
                               "unless this engine is a node of a MultihostEngine whose "
                               "controller runs Keystone")
         for index, name in enumerate(services):
-            if joins and name not in NODE_SERVICES:
+            if config.joins and name not in NODE_SERVICES:
                 raise ConfigError(f"{where}[{index}]", f"'{name}' runs on the controller: a "
                                   f"node that joins it runs {', '.join(NODE_SERVICES)}")
             missing = [need for need in NEEDS.get(name, ()) if need not in services]
-            if missing and not joins:
+            if missing and not config.joins:
                 raise ConfigError(where, f"'{name}' needs {', '.join(missing)} in the same "
                                   f"cloud: add them")
-        database = config.get("database", "mariadb")
-        if database != "mariadb":
+        if config.database != "mariadb":
             reason = (": under uwsgi's concurrent workers SQLite fails with 'database is "
-                      "locked'" if database == "sqlite" else "")
-            raise ConfigError(f"{path}.database".lstrip("."),
-                              f"'{database}' is not supported{reason}; use 'mariadb'")
+                      "locked'" if config.database == "sqlite" else "")
+            raise ConfigError(plugin.join_path(path, "database"),
+                              f"'{config.database}' is not supported{reason}; use 'mariadb'")
 
     def deploy(self) -> Endpoints:
         provider = self.provider()
         with self.deployment.step("create servers", f"1 x {provider.raw_config['type']}"):
-            server = provider.create_servers(image_uuid=self.config.get("image"),
-                                             type_id=self.config.get("flavor"), amount=1)[0]
+            server = provider.create_servers(image_uuid=self.config.image,
+                                             type_id=self.config.flavor, amount=1)[0]
         try:
             with self._step(server, "wait for SSH"):
                 server.ssh.wait_ready(timeout=SSH_READY_TIMEOUT)
@@ -140,21 +155,20 @@ class DebianEngine(Engine):
         finally:
             server.close()
 
-    def _joined_cloud(self) -> dict[str, Any]:
-        """The controller's cloud this node joins (it runs no Keystone of its own); waits
-        while the controller is still deploying."""
+    def _joined_cloud(self) -> tuple[OpenStackCloud, Server]:
+        """The controller's cloud this node joins (it runs no Keystone of its own), and the
+        controller's server; waits while the controller is still deploying."""
         cloud = (self.parent_endpoints or {}).get("openstack")
         servers = (self.parent_endpoints or {}).get("servers")
         if not cloud or not cloud.get("admin") or not servers:
             raise BenchbedError(f"{self.path}: DebianEngine without keystone joins its "
                                 f"MultihostEngine controller's cloud, but the controller "
                                 f"gave no Keystone admin credentials and server")
-        return cloud
+        return cloud, Server.from_dict(servers[0], deployment=self.deployment)
 
-    def _install(self, server: Server) -> dict[str, Any]:
-        joins = "keystone" not in self.config.get("services", DEFAULT_SERVICES)
-        own = [name for name in KNOWN_SERVICES
-               if name in self.config.get("services", DEFAULT_SERVICES)]
+    def _install(self, server: Server) -> Endpoints:
+        joins = self.config.joins
+        own = [name for name in KNOWN_SERVICES if name in self.config.services]
         queue = ["rabbitmq"] if any(name in own for name in MESSAGE_QUEUE_USERS) else []
         # A node keeps its databases in the controller's MariaDB: it needs only the client.
         services = [*([] if joins else ["mariadb", *queue]), *own]
@@ -163,14 +177,14 @@ class DebianEngine(Engine):
             chosen.insert(0, recipes()["mariadb-client"])
         passwords = self._passwords()
         with self._step(server, "check apt"):
-            proxy = apt.check(server, self.config.get("apt_proxy"))
+            proxy = apt.check(server, self.config.apt_proxy)
         with self._step(server, "record installed packages"):
             apt.record_baseline(server, [*(p for r in chosen for p in r.paths),
                                          *(dropin_directory(s) for r in chosen
                                            for s in r.services)])
-        if self.config.get("apt_proxy"):
+        if self.config.apt_proxy:
             with self._step(server, "configure apt proxy", proxy):
-                apt.set_proxy(server, self.config["apt_proxy"])
+                apt.set_proxy(server, self.config.apt_proxy)
         packages = [package for r in chosen for package in r.packages]
         # none on a re-run, or on a server started from a snapshot (`image save`)
         with self._step(server, "find missing packages"):
@@ -190,18 +204,15 @@ class DebianEngine(Engine):
             self._install_packages(server, tuple(packages))
         if joins or not missing:
             chosen = [replace(recipe, packages=()) for recipe in chosen]
-        joined = None
+        joined, controller = None, None
         if joins:
             with self._step(server, "wait for the controller"):
-                joined = self._joined_cloud()
+                joined, controller = self._joined_cloud()
             passwords["admin"] = joined["admin"]["password"]
-        context = Context(server=server, address=server.host,
-                          region=self.config.get("region_name", "RegionOne"),
+        context = Context(server=server, address=server.host, region=self.config.region_name,
                           passwords=passwords, step=lambda name, detail: self._step(
                               server, name, detail))
-        if joined:
-            controller = Server.from_dict(self.parent_endpoints["servers"][0],  # type: ignore[index]
-                                          deployment=self.deployment)
+        if joined and controller:
             context.database, context.database_host = controller, controller.host
             context.outputs["auth_url"] = joined["auth_url"]
             context.region = joined.get("region_name", context.region)
@@ -231,8 +242,8 @@ class DebianEngine(Engine):
                       "project_domain_name": "Default"},
         })
         hosts = context.outputs.get("compute_hosts")
-        return {**cloud, "services": own, "servers": [server.to_dict()],
-                **({"compute_hosts": hosts} if hosts else {})}
+        return stored({**cloud, "services": own, "servers": [server.to_dict()],
+                **({"compute_hosts": hosts} if hosts else {})})
 
     def _install_packages(self, server: Server, packages: tuple[str, ...]) -> None:
         if not packages:
@@ -242,9 +253,9 @@ class DebianEngine(Engine):
 
     def _passwords(self) -> dict[str, str]:
         """The configured passwords, the others generated; all registered for masking."""
-        database = self.config.get("database_password")
-        service = self.config.get("service_password")
-        passwords = {"admin": self.config.get("admin_password") or _generate(),
+        database = self.config.database_password
+        service = self.config.service_password
+        passwords = {"admin": self.config.admin_password or _generate(),
                      "rabbit": service or _generate(), "compute": service or _generate()}
         for name in ("keystone", "glance", "placement", "nova", "neutron"):
             passwords[f"{name}_database"] = database or _generate()
@@ -253,18 +264,11 @@ class DebianEngine(Engine):
             masking.register(value)
         return passwords
 
-    @contextmanager
-    def _step(self, server: Server, name: str, detail: str | None = None) -> Iterator[None]:
-        """A timeline step whose failure names the server and the step."""
-        where = f"{server.user}@{server.address}"
-        with self.deployment.step(name, detail or where, lane=server.name or server.host):
-            try:
-                yield
-            except DeployStepError:
-                raise
-            except Exception as error:
-                message = str(error).removeprefix(f"{where}: ") or type(error).__name__
-                raise DeployStepError(f"{where}: step '{name}' failed: {message}") from None
+    def _step(self, server: Server, name: str, detail: str | None = None
+              ) -> AbstractContextManager[None]:
+        """A step on the server, in the server's lane of the timeline."""
+        return server_step(self.deployment, server, name, detail,
+                           lane=server.name or server.host)
 
     def _purge(self, resource: Resource) -> None:
         server = Server.from_dict(resource.data["server"], deployment=self.deployment)
@@ -274,6 +278,8 @@ class DebianEngine(Engine):
                 apt.purge(server, list(reversed(services)))
         finally:
             server.close()
+
+    RESOURCES = {INSTALL_KIND: ResourceKind(delete=_purge)}
 
     def check(self) -> list[CheckResult]:
         from benchbed.engines.keystone_check import check_cloud, check_computes

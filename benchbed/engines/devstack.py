@@ -16,34 +16,38 @@ import secrets
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from benchbed import masking, plugin
-from benchbed.endpoints import Endpoints
+from benchbed.endpoints import Endpoints, stored
 from benchbed.engines import devstack_conf
 from benchbed.engines.base import (
-    SERVER_REQUEST_PROPERTIES,
     CheckResult,
     Engine,
+    ServerRequestConfig,
     provider_capabilities,
     validate_server_request,
 )
 from benchbed.engines.debian_services import apt
+from benchbed.engines.devstack_conf import Value
 from benchbed.engines.existing_cloud import normalize_cloud
-from benchbed.errors import BenchbedError, ConfigError
+from benchbed.engines.steps import DeployStepError, server_step, where
+from benchbed.errors import ConfigError
 from benchbed.hostnet.mirrors import GuestMirrors, address_towards
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS, ResourceKind
+from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.server import Server, run_script
+from benchbed.settings import setting
 
 DEFAULT_BRANCH = "stable/2025.1"
 # With neither git_mirror, git_base nor devstack_repo, DevStack comes from where the older
 # tool took it, and its repositories from DevStack's own GIT_BASE: servers that reach it only.
 OLDER_TOOL_DEVSTACK_REPO = "https://opendev.org/openstack/devstack.git"
-DEFAULT_TIMEOUT = 3600
 SSH_READY_TIMEOUT = 180
 POLL_INTERVAL = 1.0
 LOG_TAIL = 8
@@ -54,81 +58,100 @@ LOCAL_CONF = "/opt/stack/devstack/local.conf"
 CREATED_PATHS = ["/etc/sudoers.d/50_stack_sh", "/opt/stack", "/etc/openstack",
                  "/var/lib/benchbed-devstack"]
 LOCALRC_DEPRECATED = "DevstackEngine: 'localrc' is deprecated, use 'local_conf' (same keys)"
-SCALAR = {"type": ["string", "number", "boolean"]}
+SCALAR: dict[str, Any] = {"type": ["string", "number", "boolean"]}
 BRANCH = "^[A-Za-z0-9][A-Za-z0-9._/-]*$"
 # DevStack's xtrace prefix (PS4 '+ $(short_source):   '): file:function:line
 TRAPS = frozenset({"exit_trap", "err_trap", "die", "err", "backtrace", "kill_spinner"})
 XTRACE = re.compile(r"^\++ (?P<file>[^ :]+):(?P<function>[^ :]+):(?P<line>\d+) +: +(?P<cmd>.*)$")
 
 
-class DeployStepError(BenchbedError):
-    """A step failed on a server; the message names both."""
+SETTINGS: dict[str, Any] = {"type": "object", "additionalProperties": SCALAR}
 
 
-class DevstackEngine(Engine):
+@dataclass(frozen=True, kw_only=True)
+class DevstackEngineConfig(ServerRequestConfig):
+    local_conf: dict[str, Value] | None = setting(
+        "local.conf's [[local|localrc]] settings: shell variable -> value (a name ending in "
+        "+ appends to the variable).", None, schema=SETTINGS)
+    localrc: dict[str, Value] | None = setting(
+        "The older tool's name of local_conf (deprecated; the same keys); not with "
+        "local_conf.", None, schema=SETTINGS)
+    post_config: dict[str, dict[str, dict[str, Value]]] = setting(
+        "local.conf's [[post-config|FILE]] blocks: file (optionally after one DevStack "
+        "variable, $NOVA_CONF) -> ini section -> option -> value.", {},
+        schema={"type": "object", "additionalProperties": {
+            "type": "object", "additionalProperties": SETTINGS}})
+    enable_plugin: dict[str, str] = setting("DevStack plugins to enable: name -> 'URL' or "
+                                            "'URL BRANCH'.", {})
+    devstack_repo: str | None = setting(
+        "DevStack's git repository; by default openstack/devstack.git of the git server "
+        "(git_mirror, git_base), else opendev.org's.", None,
+        pattern="^(git|https?|file)://[^\\s]+$")
+    devstack_branch: str = setting("The branch of DevStack to run.", DEFAULT_BRANCH,
+                                   pattern=BRANCH)
+    stack_timeout: int = setting("Seconds within which stack.sh must end on every server.",
+                                 3600, minimum=60)
+    git_mirror: str | None = setting(
+        "A folder laid out as openstack/NAME.git that benchbed serves to the servers with a "
+        "git daemon; not with git_base.", None, pattern="^/")
+    git_base: str | None = setting("A git server the servers reach already (DevStack's "
+                                   "GIT_BASE); not with git_mirror.", None,
+                                   pattern="^(git|https?)://[^\\s'\"]+$")
+    pip_index_url: str | None = setting(
+        "A PyPI index the servers reach; by default benchbed's PyPI mirror on this "
+        "machine.", None, pattern="^https?://[^\\s'\"]+$")
+
+    def local_settings(self) -> dict[str, Value]:
+        """The [[local|localrc]] settings, under either name."""
+        return dict(self.local_conf or self.localrc or {})
+
+
+class DevstackEngine(Engine[DevstackEngineConfig]):
     """Real DevStack (stable/2025.1 by default) on the servers of any provider."""
 
-    CONFIG_SCHEMA = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "DevstackEngine"},
-            **SERVER_REQUEST_PROPERTIES,
-            "local_conf": {"type": "object", "additionalProperties": SCALAR},
-            "localrc": {"type": "object", "additionalProperties": SCALAR},
-            "post_config": {"type": "object", "additionalProperties": {
-                "type": "object", "additionalProperties": {
-                    "type": "object", "additionalProperties": SCALAR}}},
-            "enable_plugin": {"type": "object", "additionalProperties": {"type": "string"}},
-            "devstack_repo": {"type": "string", "pattern": "^(git|https?|file)://[^\\s]+$"},
-            "devstack_branch": {"type": "string", "pattern": BRANCH},
-            "stack_timeout": {"type": "integer", "minimum": 60},
-            "git_mirror": {"type": "string", "pattern": "^/"},
-            "git_base": {"type": "string", "pattern": "^(git|https?)://[^\\s'\"]+$"},
-            "pip_index_url": {"type": "string", "pattern": "^https?://[^\\s'\"]+$"},
-        },
-        "required": ["type", "provider"],
-        "additionalProperties": False,
-        "not": {"required": ["git_mirror", "git_base"]},
-    }
+    EXAMPLE = {"type": "DevstackEngine",
+               "provider": {"type": "LxcProvider", "host_provider": LOCALHOST_SERVERS}}
+
+    Config = DevstackEngineConfig
     NESTED = {"provider": PROVIDERS}
-    # newest first: a server's DevStack is undone before the mirrors it used are released
-    RESOURCES = {"devstack": ResourceKind(delete="_undo_devstack"),
-                 "mirrors": ResourceKind(delete="_release_mirrors")}
 
     @classmethod
-    def validate_config(cls, config: dict[str, Any], path: str, *,
+    def validate_config(cls, config: DevstackEngineConfig, path: str, *,
                         has_parent: bool = False) -> None:
-        validate_server_request(config["provider"], path, config.get("image"),
-                                config.get("flavor"))
-        if provider_capabilities(config["provider"]).shares_host:
+        if config.git_mirror is not None and config.git_base is not None:
+            raise ConfigError(path, "give git_mirror or git_base, not both")
+        validate_server_request(config.provider, path, config.image, config.flavor)
+        if provider_capabilities(config.provider).shares_host:
             raise ConfigError(plugin.join_path(path, "provider"),
-                              f"{config['provider']['type']} servers share this machine's "
+                              f"{config.provider['type']} servers share this machine's "
                               f"filesystem: DevStack would install itself on this machine")
-        if "local_conf" in config and "localrc" in config:
-            raise ConfigError(f"{path}.localrc".lstrip("."), "give local_conf or its "
+        if config.local_conf is not None and config.localrc is not None:
+            raise ConfigError(plugin.join_path(path, "localrc"), "give local_conf or its "
                               "deprecated alias localrc, not both")
-        devstack_conf.check(config, path)
-        if "localrc" in config:
+        devstack_conf.check(path, {"local_conf": config.local_conf or {},
+                                   "localrc": config.localrc or {}},
+                            config.enable_plugin, config.post_config)
+        if config.localrc is not None:
             warnings.warn(LOCALRC_DEPRECATED, FutureWarning, stacklevel=2)
 
     # -- deploy -----------------------------------------------------------------------------
 
     def deploy(self) -> Endpoints:
-        if "localrc" in self.config:
+        if self.config.localrc is not None:
             self.deployment.logger.warning(LOCALRC_DEPRECATED)
         provider = self.provider()
         amount = provider.default_amount()
         with self.deployment.step("create servers", f"{amount} x {provider.raw_config['type']}"):
-            servers = provider.create_servers(image_uuid=self.config.get("image"),
-                                              type_id=self.config.get("flavor"), amount=amount)
+            servers = provider.create_servers(image_uuid=self.config.image,
+                                              type_id=self.config.flavor, amount=amount)
         outlives = provider.capabilities(provider.config).outlives_deployment
         try:
-            run_parallel("waiting for SSH", servers, self._wait_ready, describe=_where)
+            run_parallel("waiting for SSH", servers, self._wait_ready, describe=where)
             sources = self._sources(servers)
             passwords = self._passwords()
             run_parallel("preparing servers for DevStack", servers,
                          lambda s: self._prepare(s, sources[s.host], passwords, outlives),
-                         describe=_where)
+                         describe=where)
             self._stack(servers)
             return self._endpoints(servers, passwords)
         finally:
@@ -141,8 +164,8 @@ class DevstackEngine(Engine):
 
     def _sources(self, servers: list[Server]) -> dict[str, dict[str, str]]:
         """Per server: GIT_BASE, devstack's repository and the pip index it uses."""
-        use_pypi = "pip_index_url" not in self.config
-        use_git = "git_mirror" in self.config
+        use_pypi = self.config.pip_index_url is None
+        use_git = self.config.git_mirror is not None
         mirrors: dict[str, GuestMirrors] = {}
         local = Server(host="localhost", deployment=self.deployment)
         for server in servers:
@@ -152,21 +175,21 @@ class DevstackEngine(Engine):
         for address, mirror in mirrors.items():
             with self.ledger.creating("mirrors", address, address=address), \
                     self.deployment.step("acquire guest mirrors", address):
-                mirror.acquire(self._mirror_user(), self.config.get("git_mirror"), use_pypi)
+                mirror.acquire(self._mirror_user(), self.config.git_mirror, use_pypi)
         sources = {}
         for server in servers:
-            mirror = mirrors[address_towards(local, server.host)] if mirrors else None
-            git_base = mirror.git_base if use_git and mirror else self.config.get("git_base")
-            repo = self.config.get("devstack_repo") or (
+            serving = mirrors[address_towards(local, server.host)] if mirrors else None
+            git_base = serving.git_base if use_git and serving else self.config.git_base
+            repo = self.config.devstack_repo or (
                 f"{git_base}/openstack/devstack.git" if git_base else OLDER_TOOL_DEVSTACK_REPO)
-            index = mirror.pip_index_url if use_pypi and mirror else \
-                self.config["pip_index_url"]
+            index = serving.pip_index_url if use_pypi and serving else \
+                self.config.pip_index_url or ""
             sources[server.host] = {"git_base": git_base or "", "repo": repo, "index": index}
         return sources
 
     def _passwords(self) -> dict[str, str]:
         """local_conf's passwords, else the controller's (on a node), else generated."""
-        given = self._local_conf()
+        given = self.config.local_settings()
         parent = (self.parent_endpoints or {}).get("devstack", {}).get("passwords", {})
         passwords = {key: str(given.get(key) or parent.get(key) or secrets.token_hex(16))
                      for key in PASSWORD_KEYS}
@@ -174,9 +197,6 @@ class DevstackEngine(Engine):
             masking.register(value)
         masking.register_from(given)
         return passwords
-
-    def _local_conf(self) -> dict[str, Any]:
-        return dict(self.config.get("local_conf") or self.config.get("localrc") or {})
 
     def _prepare(self, server: Server, source: dict[str, str], passwords: dict[str, str],
                  outlives: bool) -> None:
@@ -192,8 +212,8 @@ class DevstackEngine(Engine):
         index = urlsplit(source["index"])
         with self._step(server, "point pip at the mirror", source["index"]):
             self._guest(server, "pip", source["index"],
-                        index.hostname if index.scheme == "http" else "")
-        branch = self.config.get("devstack_branch", DEFAULT_BRANCH)
+                        index.hostname or "" if index.scheme == "http" else "")
+        branch = self.config.devstack_branch
         with self._step(server, "clone devstack", f"{source['repo']} {branch}"):
             self._guest(server, "clone", source["repo"], branch, timeout=300)
         with self._step(server, "write local.conf"):
@@ -203,15 +223,15 @@ class DevstackEngine(Engine):
                 ) -> str:
         settings: dict[str, Any] = {"HOST_IP": server.host, **passwords,
                                     "LOGFILE": STACK_LOGFILE,
-                                    # ksmtuned pulls in qemu (45 s) for nothing on a test bed
+                                    # ksmtuned pulls in qemu for nothing on a test bed
                                     "ENABLE_KSMTUNED": False}
         if source["git_base"]:
             settings["GIT_BASE"] = source["git_base"]
-        if "pip_index_url" not in self.config:
+        if self.config.pip_index_url is None:
             settings["DOWNLOAD_DEFAULT_IMAGES"] = False  # guests have no way out
-        settings.update(self._local_conf())
-        return devstack_conf.render(settings, plugins=self.config.get("enable_plugin"),
-                                    post_config=self.config.get("post_config"))
+        settings.update(self.config.local_settings())
+        return devstack_conf.render(settings, plugins=self.config.enable_plugin,
+                                    post_config=self.config.post_config)
 
     def _guest(self, server: Server, *args: str, timeout: float = 120) -> str:
         return run_script(server.ssh, "devstack/guest.sh", list(args), timeout=timeout).stdout
@@ -220,9 +240,9 @@ class DevstackEngine(Engine):
 
     def _stack(self, servers: list[Server]) -> None:
         """stack.sh on every server at once, followed until all end, under stack_timeout."""
-        timeout = self.config.get("stack_timeout", DEFAULT_TIMEOUT)
+        timeout = self.config.stack_timeout
         run_parallel("starting stack.sh", servers, lambda s: self._guest(s, "start"),
-                     describe=_where)
+                     describe=where)
         runs = {server.address: _Run(server) for server in servers}
         deadline = time.monotonic() + timeout
         with self.deployment.step("stack.sh", f"{len(servers)} server(s)"), \
@@ -252,12 +272,12 @@ class DevstackEngine(Engine):
         if state.strip() != "running":
             run.state = state.strip()
 
-    def _endpoints(self, servers: list[Server], passwords: dict[str, str]) -> dict[str, Any]:
+    def _endpoints(self, servers: list[Server], passwords: dict[str, str]) -> Endpoints:
         import yaml
 
         endpoints: dict[str, Any] = {
             "servers": [server.to_dict() for server in servers],
-            "devstack": {"branch": self.config.get("devstack_branch", DEFAULT_BRANCH),
+            "devstack": {"branch": self.config.devstack_branch,
                          "passwords": passwords},
         }
         controller = servers[0]
@@ -277,21 +297,11 @@ class DevstackEngine(Engine):
                           "user_domain_name": "Default", "project_domain_name": "Default"}}))
         elif self.parent_endpoints and "openstack" in self.parent_endpoints:
             endpoints["openstack"] = self.parent_endpoints["openstack"]
-        return endpoints
+        return stored(endpoints)
 
-    @contextmanager
-    def _step(self, server: Server, name: str, detail: str | None = None) -> Iterator[None]:
-        """A timeline step whose failure names the server and the step."""
-        where = _where(server)
-        with self.deployment.step(name, detail or where):
-            try:
-                yield
-            except DeployStepError:
-                raise
-            except Exception as error:
-                message = str(error).removeprefix(f"{where}: ") or type(error).__name__
-                message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
-                raise DeployStepError(f"{where}: step '{name}' failed: {message}") from None
+    def _step(self, server: Server, name: str, detail: str | None = None
+              ) -> AbstractContextManager[None]:
+        return server_step(self.deployment, server, name, detail)
 
     # -- cleanup and check ------------------------------------------------------------------
 
@@ -313,6 +323,10 @@ class DevstackEngine(Engine):
                 apt.purge(server, [])
         finally:
             server.close()
+
+    # newest first: a server's DevStack is undone before the mirrors it used are released
+    RESOURCES = {"devstack": ResourceKind(delete=_undo_devstack),
+                 "mirrors": ResourceKind(delete=_release_mirrors)}
 
     def check(self) -> list[CheckResult]:
         from benchbed.engines.keystone_check import check_cloud
@@ -352,7 +366,7 @@ class _Run:
 
     def failure(self, timeout: float) -> str:
         """One line: the server, where DevStack stopped, and the last lines it printed."""
-        where = _where(self.server)
+        at = where(self.server)
         if self.state == "timeout":
             what = f"stack.sh did not finish within stack_timeout {timeout:.0f} s"
         elif self.state == "lost":
@@ -364,7 +378,7 @@ class _Run:
             what += (f" in {trace['function']} ({trace['file']}:{trace['line']}: "
                      f"{trace['cmd'][:160]})")
         detail = " | ".join(self.errors[-2:] or self.tail[-3:])
-        return masking.scrub(f"{where}: step 'stack.sh' failed: {what}; last lines: {detail}")
+        return masking.scrub(f"{at}: step 'stack.sh' failed: {what}; last lines: {detail}")
 
 
 def _progress_line(runs: Any) -> str:
@@ -389,6 +403,3 @@ def _progress() -> Iterator[Any]:
     with Console(stderr=True).status("stack.sh") as status:
         yield lambda text: status.update(f"{text} ({time.monotonic() - started:.0f} s)")
 
-
-def _where(server: Server) -> str:
-    return f"{server.user}@{server.address}"

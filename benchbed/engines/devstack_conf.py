@@ -54,25 +54,30 @@ def post_config_value(text: str) -> str:
     return quoted.replace("\\", "\\\\")
 
 
-def check(config: Mapping[str, Any], path: str) -> None:
-    """Refuse what cannot be rendered literally, naming the config path."""
+def check(path: str, settings: Mapping[str, Mapping[str, Any]], plugins: Mapping[str, str],
+          post_config: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
+    """Refuse what cannot be rendered literally, naming the config path.
+
+    `settings`: the [[local|localrc]] settings by the config key that holds them
+    (local_conf, localrc); `plugins`: enable_plugin; `post_config`: the post-config blocks.
+    """
     def where(*parts: str) -> str:
         return ".".join(p for p in (path, *parts) if p)
 
-    for section in ("local_conf", "localrc"):
-        for key, value in (config.get(section) or {}).items():
+    for section, values in settings.items():
+        for key, value in values.items():
             if not KEY.fullmatch(key):
                 raise ConfigError(where(section, key), "is not a shell variable name "
                                   "(letters, digits, _; may end in + to append)")
             if isinstance(value, dict | list) or value is None:
                 raise ConfigError(where(section, key), "must be a string, number or boolean")
-    for name, spec in (config.get("enable_plugin") or {}).items():
+    for name, spec in plugins.items():
         if not PLUGIN_NAME.fullmatch(name):
             raise ConfigError(where("enable_plugin", name), "is not a plugin name")
         words = str(spec).split()
         if not 1 <= len(words) <= 2:
             raise ConfigError(where("enable_plugin", name), "must be 'URL' or 'URL BRANCH'")
-    for file, sections in (config.get("post_config") or {}).items():
+    for file, sections in post_config.items():
         if not file or not CONFIG_FILE.fullmatch(file):
             raise ConfigError(where("post_config", file), "must be a path, optionally after "
                               "one DevStack variable ($NOVA_CONF, ${KEYSTONE_CONF})")

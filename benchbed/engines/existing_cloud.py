@@ -4,7 +4,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from benchbed.endpoints import Endpoints
+from benchbed.endpoints import Endpoints, stored
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.errors import InputError
 from benchbed.settings import PluginConfig, Section, setting
@@ -91,7 +91,7 @@ def normalize_user(user: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def normalize_cloud(cloud: dict[str, Any]) -> dict[str, Any]:
+def normalize_cloud(cloud: dict[str, Any]) -> Endpoints:
     """The endpoints every OpenStack engine returns: the shape of Rally's existing@openstack."""
     endpoint_type = (cloud.get("endpoint_type") or "public").replace("URL", "")
     endpoints: dict[str, Any] = {
@@ -105,11 +105,15 @@ def normalize_cloud(cloud: dict[str, Any]) -> dict[str, Any]:
         endpoints["admin"] = normalize_user(cloud["admin"])
     if cloud.get("users"):
         endpoints["users"] = [normalize_user(user) for user in cloud["users"]]
-    return {"openstack": endpoints}
+    return stored({"openstack": endpoints})
 
 
 class ExistingCloud(Engine[ExistingCloudConfig]):
     """An OpenStack cloud that already runs; Keystone v2-style or v3 credentials."""
+
+    EXAMPLE = {
+        "type": "ExistingCloud", "auth_url": "http://192.0.2.10:5000/v3/",
+        "admin": {"username": "admin", "password": "secret", "project_name": "admin"}}
 
     Config = ExistingCloudConfig
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from benchbed.clients.nailgun import NailgunClient, NailgunError, NailgunNotFound
-from benchbed.endpoints import Endpoints
+from benchbed.endpoints import Endpoints, stored
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.engines.fuel_nodes import NodeGroup, choose_nodes, role_filters
@@ -127,6 +127,12 @@ def check_networks(networks: dict[str, FuelNetwork], path: str = "") -> None:
 
 class FuelEngine(Engine[FuelEngineConfig]):
     """OpenStack deployed by a Fuel master through its Nailgun API."""
+
+    EXAMPLE = {
+        "type": "FuelEngine", "deploy_name": "bench", "release": "Havana on CentOS 6.4",
+        "api_url": "http://192.0.2.2:8000/api/v1/", "mode": "multinode",
+        "net_provider": "nova_network", "networks": {},
+        "nodes": {"controller": {"amount": 1}, "compute": {"amount": 1}}}
 
     Config = FuelEngineConfig
 
@@ -253,7 +259,7 @@ class FuelEngine(Engine[FuelEngineConfig]):
                 if cluster_id is not None:
                     phases.enter(_phase(client.tasks(cluster_id), current["id"]))
 
-    def _cloud_endpoints(self, client: NailgunClient, cluster_id: int) -> dict[str, Any]:
+    def _cloud_endpoints(self, client: NailgunClient, cluster_id: int) -> Endpoints:
         editable = client.attributes(cluster_id)["editable"]
         access = editable["access"]
         ssl = editable.get("public_ssl") or {}
@@ -268,8 +274,8 @@ class FuelEngine(Engine[FuelEngineConfig]):
             "admin": {"username": access["user"]["value"],
                       "password": access["password"]["value"],
                       "project_name": access["tenant"]["value"]}})
-        return {**cloud, "fuel": {"api_url": self.config.api_url, "cluster_id": cluster_id,
-                                  "mode": self.config.mode}}
+        return stored({**cloud, "fuel": {"api_url": self.config.api_url, "cluster_id": cluster_id,
+                                  "mode": self.config.mode}})
 
     def _public_address(self, client: NailgunClient, cluster_id: int) -> str:
         """The public VIP (HA modes) or the controller's public address (multinode)."""

@@ -2,11 +2,12 @@
 
 from typing import Any
 
+from benchbed.endpoints import OpenStackCloud, User
 from benchbed.engines.base import CheckResult
 from benchbed.parallel import run_parallel
 
 
-def _session(cloud: dict[str, Any], user: dict[str, Any]) -> Any:
+def _session(cloud: "OpenStackCloud", user: "User") -> Any:
     from keystoneauth1 import session as ks_session
     from keystoneauth1.identity import v3
 
@@ -20,7 +21,7 @@ def _session(cloud: dict[str, Any], user: dict[str, Any]) -> Any:
     return ks_session.Session(auth=auth, verify=verify, timeout=30)
 
 
-def check_cloud(cloud: dict[str, Any]) -> list[CheckResult]:
+def check_cloud(cloud: "OpenStackCloud") -> list[CheckResult]:
     from keystoneauth1 import exceptions as ks_exceptions
 
     user = cloud.get("admin") or cloud["users"][0]
@@ -60,7 +61,7 @@ def check_cloud(cloud: dict[str, Any]) -> list[CheckResult]:
     return results
 
 
-def check_computes(cloud: dict[str, Any], hosts: list[str]) -> list[CheckResult]:
+def check_computes(cloud: "OpenStackCloud", hosts: list[str]) -> list[CheckResult]:
     """Every expected nova-compute is `up`, and Placement has a resource provider for it."""
     from keystoneauth1 import exceptions as ks_exceptions
 

@@ -232,7 +232,7 @@ class LxcEngine(Engine[LxcEngineConfig]):
     def check(self) -> list[CheckResult]:
         from benchbed.engines.keystone_check import check_computes
 
-        return check_computes(dict(self.endpoints["openstack"]), self.endpoints["compute_hosts"])
+        return check_computes(self.endpoints["openstack"], self.endpoints["compute_hosts"])
 
 
 def _template_provider(config: LxcEngineConfig, index: int) -> dict[str, Any]:

@@ -67,6 +67,8 @@ class Ec2ProviderConfig(PluginConfig):
 class Ec2Provider(ServerProvider[Ec2ProviderConfig]):
     """Amazon EC2 instances (any EC2-compatible API), tagged, and swept by `benchbed gc`."""
 
+    EXAMPLE = {"type": "Ec2Provider", "region": "eu-west-1"}
+
     Config = Ec2ProviderConfig
 
     @classmethod

@@ -96,6 +96,11 @@ class OpenStackProviderConfig(PluginConfig):
 class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
     """Servers (Nova) in an existing OpenStack cloud, from an existing or uploaded image."""
 
+    EXAMPLE = {
+        "type": "OpenStackProvider", "deployment_name": "bench",
+        "auth_url": "http://192.0.2.10:5000/v3/", "user": "admin", "password": "secret",
+        "tenant": "admin", "flavor_id": "m1.small", "image": {"uuid": "debian-12"}}
+
     Config = OpenStackProviderConfig
 
     @classmethod

@@ -154,8 +154,6 @@ class Elsewhere:
     ({"Config": NestedUndescribed}, "config key 'disks.size' has no description"),
     ({"Config": Unschemable}, "Config.json_schema() does not load"),
     ({"RESOURCES": {"box": "_delete_box"}}, "RESOURCES['box'] is not a ResourceKind"),
-    ({"RESOURCES": {"box": ResourceKind(delete="_delete_box")}},
-     "RESOURCES['box'].delete must be a function"),
     ({"RESOURCES": {"box": ResourceKind(delete=Elsewhere.delete)}},
      "RESOURCES['box'].delete (<function Elsewhere.delete"),
     ({"RESOURCES": {"box": ResourceKind(delete=Boxes._delete_box, requires=("disk",))}},
@@ -201,3 +199,8 @@ def test_a_teardown_that_fails_or_records_on_an_empty_ledger_is_caught(home: Pat
         broken(teardown=failing))
     assert "teardown() of an empty ledger left 1 ledger row(s)" in violations(
         broken(teardown=recording))
+
+
+def test_a_hook_named_by_a_string_is_refused_when_the_class_is_defined() -> None:
+    with pytest.raises(TypeError, match="functions of the plugin"):
+        ResourceKind(delete="_delete_box")  # type: ignore[arg-type]

@@ -1,7 +1,16 @@
-"""DevstackEngine's reading of stack.sh output: the one line a failure gives."""
+"""DevstackEngine's reading of stack.sh output: the one line a failure gives; its typed
+config; the install step that DebianEngine shares with it."""
 
-from benchbed.engines.devstack import _Run
+from pathlib import Path
+
+import pytest
+
+from benchbed.deployment import Deployment
+from benchbed.engines.devstack import DEFAULT_BRANCH, DevstackEngine, _Run
+from benchbed.engines.steps import DeployStepError, server_step
 from benchbed.server import Server
+
+SERVERS = {"type": "ExistingServers", "credentials": [{"host": "10.0.0.2", "user": "root"}]}
 
 # The end of a real failing stack.sh (stable/2025.1, pip could not resolve a package).
 FAILED = """\
@@ -37,3 +46,21 @@ def test_failure_names_server_function_command_and_last_lines() -> None:
 def test_timeout_and_lost_runs_say_so() -> None:
     assert "did not finish within stack_timeout 60 s" in _run(FAILED, "timeout").failure(60)
     assert "ended without an exit code" in _run("", "lost").failure(60)
+
+
+def test_defaults_live_in_the_typed_config_and_localrc_is_local_conf() -> None:
+    config = DevstackEngine.parse_config({"type": "DevstackEngine", "provider": SERVERS,
+                                          "localrc": {"VIRT_DRIVER": "fake"}})
+    assert (config.devstack_branch, config.stack_timeout) == (DEFAULT_BRANCH, 3600)
+    assert config.local_conf is None and config.enable_plugin == {}
+    assert config.local_settings() == {"VIRT_DRIVER": "fake"}
+
+
+def test_a_failed_step_names_server_and_step_on_one_line(home: Path) -> None:
+    deployment = Deployment.create("steps", {"type": "DevstackEngine", "provider": SERVERS})
+    server = Server(host="10.0.0.5")
+    with pytest.raises(DeployStepError) as failed, \
+            server_step(deployment, server, "clone devstack"):
+        raise RuntimeError("root@10.0.0.5:22: fatal: no such branch\n  hint: check it\n")
+    assert str(failed.value) == ("root@10.0.0.5:22: step 'clone devstack' failed: "
+                                 "fatal: no such branch; hint: check it")

@@ -48,9 +48,9 @@ def test_a_debian_compute_node_validates() -> None:
 
 
 def test_every_service_has_a_recipe() -> None:
-    from benchbed.engines.debian import SUPPORTED_SERVICES
+    from benchbed.engines.debian_services import KNOWN_SERVICES
 
-    assert set(SUPPORTED_SERVICES) <= set(recipes())
+    assert set(KNOWN_SERVICES) <= set(recipes())
 
 
 @pytest.mark.parametrize(("config", "message"), [
@@ -152,3 +152,17 @@ def test_services_are_configured_in_dependency_order_with_rabbitmq(
     assert configured == ["mariadb", "rabbitmq", "keystone", "glance", "placement", "neutron",
                           "nova"]
     assert endpoints["services"] == ["keystone", "glance", "placement", "neutron", "nova"]
+
+
+def test_debian_engine_declares_the_services_it_offers_and_joins() -> None:
+    """What MultihostEngine checks a node against its controller with, by capability."""
+    from benchbed.engines.debian import DebianEngine
+
+    controller = DebianEngine.parse_config(CONTROLLER)
+    assert DebianEngine.offered_services(controller) == set(CONTROLLER["services"])
+    assert DebianEngine.joined_services(controller) == frozenset()
+    node = DebianEngine.parse_config({"type": "DebianEngine", "provider": LXC,
+                                      "services": ["glance", "nova-compute"]})
+    assert DebianEngine.joined_services(node) == {"keystone", "nova"}
+    assert DebianEngine.parse_config({"type": "DebianEngine", "provider": LXC}).services == [
+        "keystone", "glance"]

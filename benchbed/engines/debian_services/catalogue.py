@@ -1,7 +1,7 @@
 """Register services in Keystone's catalogue through its REST API, find-or-create style.
 
 Run from benchbed's side with keystoneauth1: a handful of HTTP calls instead of one
-`openstack` CLI process (about two seconds of CPU each on the server) per object. The same
+`openstack` CLI process (seconds of CPU each on the server) per object. The same
 admin session reads Nova's compute services and Placement's resource providers.
 """
 

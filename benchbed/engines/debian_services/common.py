@@ -1,14 +1,16 @@
-"""Steps several recipes share: a MariaDB database per service, uwsgi sizing, waiting for APIs."""
+"""Steps several recipes share: a MariaDB database per service, the registration in Keystone,
+uwsgi sizing, waiting for APIs."""
 
 import re
 
 from benchbed.engines.debian_services import Context
+from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.errors import BenchbedError
 from benchbed.server import run_script
 
-# Debian runs Keystone under uwsgi with 8 processes x 32 threads (~940 MB alone); a
-# benchmark target on a small server does better with fewer, single-threaded workers
-# (DESIGN.md: 4 x 1 is about 500 MB and serves a Rally task at concurrency 3).
+# Debian runs Keystone under uwsgi with 8 processes x 32 threads, which takes much of a
+# small server's memory for Keystone alone; a benchmark target does better with fewer,
+# single-threaded workers, which still serve a Rally task at concurrency 3.
 UWSGI_PROCESSES = 4
 UWSGI_THREADS = 1
 
@@ -101,6 +103,17 @@ def authtoken(ctx: Context, user: str, password: str) -> str:
             + f"www_authenticate_uri = {keystone}\n")
 
 
+def register_service(ctx: Context, name: str, service_type: str, description: str,
+                     url: str) -> None:
+    """Make the service's Keystone user (`name`, in the `service` project, with its password
+    from `ctx.passwords[name]`), its catalogue entry and its endpoints at `url`."""
+    with ctx.step(f"{name}: register in keystone", f"{service_type} service at {url}"):
+        catalogue = Catalogue(ctx.outputs["auth_url"], ctx.passwords["admin"])
+        catalogue.service_user(name, ctx.passwords[name])
+        service_id = catalogue.service(service_type, name, description)
+        catalogue.endpoints(service_id, ctx.region, url)
+
+
 def service_url(address: str, port: int) -> str:
     """http://address:port, bracketing an IPv6 address."""
     host = f"[{address}]" if ":" in address else address
@@ -121,8 +134,8 @@ def tune_uwsgi(ctx: Context, ini: str) -> None:
     uwsgi's --http-socket does not keep connections alive but does not say so either:
     clients that reuse a pooled connection (Rally's users context) then get
     'Connection reset by peer'. `Connection: close` makes them open a new one.
-    Debian's `lazy-apps = true` makes each worker import the application itself: measured
-    23 CPU-s for a Keystone restart with 4 workers, against 5 CPU-s when the master loads it
+    Debian's `lazy-apps = true` makes each worker import the application itself, which
+    multiplies the CPU a restart costs by the number of workers; here the master loads it
     once and forks them. The master opens no database connection before the fork (each
     worker opens its own on first use), so nothing is shared that must not be.
     """
@@ -137,8 +150,8 @@ def restart(ctx: Context, service: str) -> None:
     """Restart a service that has its final configuration, without waiting for it.
 
     Its unit starts at boot only on the machine that configured it (restart.sh): a server
-    started from a snapshot would otherwise start it with the snapshot's passwords and keys,
-    measured 8 CPU-s for Keystone and Glance, only for this restart to replace it.
+    started from a snapshot would otherwise start it with the snapshot's passwords and keys
+    (seconds of CPU for Keystone and Glance), only for this restart to replace it.
     """
     run_script(ctx.server.ssh, "debian/restart.sh", [service, CONFIGURED_ON], timeout=120)
 

@@ -1,12 +1,12 @@
 """Glance with the file store: database, a service user in Keystone, the catalogue entry."""
 
 from benchbed.engines.debian_services import Context, Recipe
-from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.engines.debian_services.common import (
     authtoken,
     create_database,
     database_url,
     migrate,
+    register_service,
     restart,
     service_url,
     wait_http,
@@ -44,16 +44,13 @@ def configure(ctx: Context) -> None:
         write_config(ctx, "/etc/glance/glance-api.conf", text, "glance")
     with ctx.step("glance: db_sync", None):
         migrate(ctx, "glance", "glance-api", "runuser -u glance -- glance-manage db_sync")
-    # glance-api loads (about 5 CPU-s) while Keystone does and its user and endpoints are
+    # glance-api loads (seconds of CPU) while Keystone does and its user and endpoints are
     # made there: it asks Keystone about its user only when the first request comes
     with ctx.step("glance: start", "glance-api on port 9292"):
         restart(ctx, "glance-api")
     ctx.ready("keystone")
-    with ctx.step("glance: register in keystone", f"image service at {image_url(ctx.address)}"):
-        catalogue = Catalogue(ctx.outputs["auth_url"], ctx.passwords["admin"])
-        catalogue.service_user("glance", service_password)
-        service_id = catalogue.service("image", "glance", "OpenStack Image service")
-        catalogue.endpoints(service_id, ctx.region, image_url(ctx.address))
+    register_service(ctx, "glance", "image", "OpenStack Image service",
+                     image_url(ctx.address))
     with ctx.step("glance: wait", "http://127.0.0.1:9292/"):
         wait_http(ctx, "http://127.0.0.1:9292/")
 

@@ -76,7 +76,7 @@ def bootstrap(ctx: Context, url: str) -> None:
     Where they exist (a re-run, a server started from a snapshot) only the admin password
     and the endpoints' address can differ: they are written to Keystone's tables directly
     (the password as Keystone hashes it, bcrypt of 12 rounds), not through
-    `keystone-manage bootstrap`, whose start-up alone is about 6 CPU-s.
+    `keystone-manage bootstrap`, whose start-up alone costs seconds of CPU.
     """
     if not REGION.fullmatch(ctx.region) or not IDENTITY_URL.fullmatch(url):
         raise BenchbedError(f"region {ctx.region!r} or URL {url!r} cannot go into SQL")
@@ -120,7 +120,7 @@ def configure(ctx: Context) -> None:
         migrate(ctx, "keystone", "keystone", "runuser -u keystone -- keystone-manage db_sync")
     with ctx.step("keystone: fernet and credential keys", None):
         make_keys(ctx)
-    # uwsgi loads Keystone (about 5 CPU-s) while the admin user is made or updated (the
+    # uwsgi loads Keystone (seconds of CPU) while the admin user is made or updated (the
     # database is read per request) and the next service is configured and started
     with ctx.step("keystone: start", "uwsgi on port 5000"):
         restart(ctx, "keystone")

@@ -9,11 +9,11 @@ without a NIC here; with fake computes nothing would carry their traffic anyway.
 """
 
 from benchbed.engines.debian_services import Context, Recipe
-from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.engines.debian_services.common import (
     authtoken,
     create_database,
     database_url,
+    register_service,
     restart,
     restart_and_wait,
     service_url,
@@ -52,8 +52,8 @@ driver = noop
 
 # vxlan for projects' own networks (segments are only allocated: no agent builds them),
 # flat and vlan for networks an admin maps to a physical network. Every API worker writes
-# the whole VNI range into the database at start: 100000 took minutes, 1000 is enough for
-# a benchmark's networks.
+# the whole VNI range into the database at start, so the range is kept small: 1000 is
+# enough for a benchmark's networks.
 ML2_CONF = """\
 [ml2]
 type_drivers = flat,vlan,vxlan
@@ -82,11 +82,7 @@ def configure(ctx: Context) -> None:
     with ctx.step("neutron: database", None):
         create_database(ctx, "neutron", "neutron", db_password)
     url = network_url(ctx.address)
-    with ctx.step("neutron: register in keystone", f"network service at {url}"):
-        catalogue = Catalogue(ctx.outputs["auth_url"], ctx.passwords["admin"])
-        catalogue.service_user("neutron", service_password)
-        service_id = catalogue.service("network", "neutron", "OpenStack Networking")
-        catalogue.endpoints(service_id, ctx.region, url)
+    register_service(ctx, "neutron", "network", "OpenStack Networking", url)
     with ctx.step("neutron: configuration", "ML2, no agents"):
         text = NEUTRON_CONF.format(
             transport_url=transport_url("openstack", ctx.passwords["rabbit"],

@@ -9,12 +9,12 @@ hosts are mapped into the cell by the nova-compute recipe, once they have report
 import shlex
 
 from benchbed.engines.debian_services import Context, Recipe
-from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.engines.debian_services.common import (
     authtoken,
     create_database,
     credentials,
     database_url,
+    register_service,
     restart,
     restart_and_wait,
     service_url,
@@ -25,7 +25,7 @@ from benchbed.engines.debian_services.rabbitmq import transport_url
 
 PORT = 8774
 # One conductor and one scheduler process: on a small server each extra worker is another
-# ~100 MB of Python, and a Rally task at concurrency 5 does not keep one of them busy.
+# Python process's memory, and a Rally task at concurrency 5 does not keep one of them busy.
 CONDUCTOR_WORKERS = 1
 SCHEDULER_WORKERS = 1
 
@@ -85,11 +85,7 @@ def configure(ctx: Context) -> None:
         for name in ("nova_api", "nova", "nova_cell0"):
             create_database(ctx, name, "nova", db_password)
     url = compute_url(ctx.address)
-    with ctx.step("nova: register in keystone", f"compute service at {url}"):
-        catalogue = Catalogue(ctx.outputs["auth_url"], ctx.passwords["admin"])
-        catalogue.service_user("nova", service_password)
-        service_id = catalogue.service("compute", "nova", "OpenStack Compute")
-        catalogue.endpoints(service_id, ctx.region, url)
+    register_service(ctx, "nova", "compute", "OpenStack Compute", url)
     with ctx.step("nova: configuration", None):
         text = NOVA_CONF.format(
             address=ctx.address, region=ctx.region,

@@ -12,8 +12,8 @@ Each compute server gets accounts of its own in the controller's RabbitMQ and Ke
 `host` and `my_ip` are the server's hostname and address, found by nova-compute at start, so
 that clones of a prepared server (LxcEngine) differ without a config of their own; the host
 is mapped into the cell once it has reported in. Such clones boot with nova-compute held back
-(`hold_at_boot`): N of them starting it at once, at about 2.3 CPU-s each, compete with their
-own boots; `start_held` starts it once a clone is known to be itself.
+(`hold_at_boot`): N of them starting it at once, each start costing seconds of CPU, would
+compete with their own boots; `start_held` starts it once a clone is known to be itself.
 """
 
 from benchbed.engines.debian_services import Context, Recipe, rabbitmq
@@ -25,9 +25,9 @@ from benchbed.server import Server
 
 CONFIG_PATH = "/etc/nova/nova-compute.conf"
 JOIN_TIMEOUT = 300
-# The unit is Type=notify: `systemctl start` returns once nova-compute has reported in. Its
-# 90 s default was too short for 4 start-ups at once under a load average of 42 (other work),
-# and Restart=on-failure then started each again, unbounded by benchbed's batches.
+# The unit is Type=notify: `systemctl start` returns once nova-compute has reported in.
+# systemd's default start timeout proved too short for several start-ups at once on a busy
+# host, and Restart=on-failure then started each again, unbounded by benchbed's batches.
 START_TIMEOUT = 600
 # nova-compute starts at boot only where this file is; a clone gets it once checked
 RELEASED = "/etc/nova/benchbed-start-at-boot"

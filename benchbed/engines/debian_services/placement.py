@@ -1,12 +1,12 @@
 """Placement: its database, a service user in Keystone, the catalogue entry, uwsgi on 8778."""
 
 from benchbed.engines.debian_services import Context, Recipe
-from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.engines.debian_services.common import (
     authtoken,
     create_database,
     database_url,
     migrate,
+    register_service,
     restart_and_wait,
     service_url,
     tune_uwsgi,
@@ -38,11 +38,7 @@ def configure(ctx: Context) -> None:
     with ctx.step("placement: database", None):
         create_database(ctx, "placement", "placement", db_password)
     url = placement_url(ctx.address)
-    with ctx.step("placement: register in keystone", f"placement service at {url}"):
-        catalogue = Catalogue(ctx.outputs["auth_url"], ctx.passwords["admin"])
-        catalogue.service_user("placement", service_password)
-        service_id = catalogue.service("placement", "placement", "OpenStack Placement")
-        catalogue.endpoints(service_id, ctx.region, url)
+    register_service(ctx, "placement", "placement", "OpenStack Placement", url)
     with ctx.step("placement: configuration", None):
         text = PLACEMENT_CONF.format(
             connection=database_url(ctx, "placement", "placement", db_password),

@@ -43,7 +43,7 @@ def transport_url(user: str, password: str, host: str) -> str:
 def configure(ctx: Context) -> None:
     with ctx.step("rabbitmq: start", f"port {PORT}"):
         # started, not restarted: benchbed writes no config of its own for it, and a restart
-        # costs a re-run half a minute of Erlang start-up
+        # would cost a re-run another slow Erlang start-up
         ctx.run("service rabbitmq-server start", timeout=180)
         ctx.run(WAIT, timeout=150)
     with ctx.step("rabbitmq: account", "openstack"):
