@@ -30,6 +30,7 @@ from benchbed.endpoints import Endpoints
 from benchbed.engines.base import CheckResult, Engine, engine_class
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.hostnet.bridge import static_capacity
+from benchbed.networks import parse_ipv4_network
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ENGINES, PROVIDERS
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
@@ -115,11 +116,7 @@ class LxcEngine(Engine[LxcEngineConfig]):
             raise ConfigError(where("engine.provider"), "is LxcEngine's to give (the "
                               "template container on each host): remove it")
         typed = cls.parse_config(config)
-        try:
-            ipaddress.IPv4Network(typed.start_lxc_network, strict=True)
-        except ValueError as error:
-            raise ConfigError(where("start_lxc_network"),
-                              f"not an IPv4 network in CIDR form: {error}") from None
+        parse_ipv4_network(typed.start_lxc_network, where("start_lxc_network"))
         if not isinstance(typed.provider.get("credentials"), list):
             return config
         inner = _inner_config(typed, 0)
