@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchbed import lease, masking, paths
+from benchbed import lease, masking, paths, private_files
 from benchbed.db.sql import IntegrityViolation, Record, transaction, utcnow
 from benchbed.errors import BusyError, InputError, NotFoundError, StatusError
 from benchbed.lease import Holder
@@ -374,8 +374,7 @@ class Deployment:
         """Per-deployment logger writing to its log file, with secrets scrubbed."""
         logger = logging.getLogger(f"benchbed.deployment.{self.uuid}")
         if not logger.handlers:
-            if not self.log_path.exists():
-                paths.write_private(self.log_path, b"")
+            private_files.ensure(self.log_path)
             handler = logging.FileHandler(self.log_path)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             handler.addFilter(masking.ScrubFilter())

@@ -24,5 +24,5 @@ def deployment_key(deployment: "Deployment") -> tuple[Path, str]:
         public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                                serialization.PublicFormat.OpenSSH)
         paths.write_private(private_path, private)
-        public_path.write_bytes(public + f" benchbed-{deployment.name}\n".encode())
+        paths.write_private(public_path, public + f" benchbed-{deployment.name}\n".encode())
     return private_path, public_path.read_text().strip()

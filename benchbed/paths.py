@@ -3,9 +3,17 @@
 import os
 from pathlib import Path
 
+from benchbed import private_files
+from benchbed.errors import InputError
+
 
 def home() -> Path:
-    """Return (and create, mode 0700) the directory every benchbed file lives under."""
+    """Return (and create, mode 0700) the directory every benchbed file lives under.
+
+    One that exists already is used only if it belongs to this user and no one else can
+    write to it: the database and keys it holds would otherwise be another user's to read
+    or replace (docs/guarantees.md).
+    """
     configured = os.environ.get("BENCHBED_HOME")
     if configured:
         path = Path(configured)
@@ -13,7 +21,10 @@ def home() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir("benchbed", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        private_files.make_private_folder(path)
+    except InputError as error:
+        raise InputError(f"benchbed home (BENCHBED_HOME): {error}") from None
     return path
 
 
@@ -21,17 +32,11 @@ def deployment_dir(uuid: str, create: bool = True) -> Path:
     """Per-deployment directory for its SSH key, log and exported files."""
     path = home() / "deployments" / uuid
     if create:
-        path.parent.mkdir(exist_ok=True, mode=0o700)
-        path.mkdir(exist_ok=True, mode=0o700)
+        private_files.make_private_folder(path)
     return path
 
 
 def write_private(path: Path, content: str | bytes) -> None:
-    """Write a file that holds secrets: created with mode 0600 before any byte is written."""
-    data = content.encode() if isinstance(content, str) else content
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+    """Write a file that holds secrets: mode 0600 from its creation, never through a link
+    nor into a file benchbed did not create (benchbed.private_files)."""
+    private_files.write(path, content)

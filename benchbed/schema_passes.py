@@ -12,12 +12,11 @@ BENCHBED_HOME, mode 0600, next to the database that holds the configs themselves
 
 import hashlib
 import json
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from benchbed import paths
+from benchbed import paths, private_files
 
 # Bump when benchbed's own checks (plugin._pattern, _is_integer, _is_number) change meaning.
 REVISION = "1"
@@ -53,11 +52,7 @@ def remember(key: str | None) -> None:
         del known[:-KEEP]
         paths.write_private(path, "".join(f"{line}\n" for line in known))
         return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.write(fd, f"{key}\n".encode())
-    finally:
-        os.close(fd)
+    private_files.append(path, f"{key}\n")
 
 
 def _plain(value: Any) -> bool:

@@ -172,10 +172,7 @@ def export(name: str | None, fmt: str, output: str | None) -> None:
 
     content = api.export(_resolve(name), fmt)
     if output:
-        try:
-            paths.write_private(Path(output), content)
-        except OSError as error:
-            raise InputError(f"cannot write {output}: {error.strerror}") from None
+        paths.write_private(Path(output), content)
         render.note(f"wrote {output} (mode 0600)")
     else:
         sys.stdout.write(content)

@@ -23,6 +23,6 @@ def report(name: str | None, output: str | None, fmt: str) -> None:
     content = api.report(_resolve(name), fmt)
     if output:
         paths.write_private(Path(output), content)
-        render.note(f"wrote {output}")
+        render.note(f"wrote {output} (mode 0600)")
     else:
         sys.stdout.write(content)

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from benchbed.db.fastread import HEAD_REVISION
 from benchbed.db.url import database_url
-from benchbed.errors import BenchbedError
+from benchbed.errors import BenchbedError, InputError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -29,7 +29,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 @cache
 def engine() -> Engine:
     url = database_url()
-    db_engine = create_engine(url, future=True)
+    try:
+        db_engine = create_engine(url, future=True)
+    except (ArgumentError, ValueError) as error:  # NoSuchModuleError is an ArgumentError
+        raise InputError(f"BENCHBED_DATABASE_URL: {str(error).splitlines()[0][:300]}") from None
     if db_engine.dialect.name == "sqlite":
         event.listen(db_engine, "connect", _sqlite_pragmas)
     _migrate_if_needed(db_engine)

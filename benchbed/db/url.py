@@ -1,16 +1,43 @@
 """Which database benchbed uses (no SQLAlchemy import: the fast read path needs this too)."""
 
 import os
+import re
+from functools import cache
 
-from benchbed import paths
+from benchbed import paths, private_files
+from benchbed.errors import InputError
+
+# dialect[+driver]:// as SQLAlchemy reads it; the rest is SQLAlchemy's to judge (session.py)
+SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9_]*)(\+[A-Za-z0-9_]+)?://")
+SHAPE = "dialect[+driver]://user:password@host/database, or sqlite:////absolute/path"
 
 
 def database_url() -> str:
-    """BENCHBED_DATABASE_URL, else a private SQLite file under BENCHBED_HOME."""
-    url = os.environ.get("BENCHBED_DATABASE_URL")
-    if url:
-        return url
-    db_file = paths.home() / "benchbed.sqlite"
-    if not db_file.exists():
-        paths.write_private(db_file, b"")
-    return f"sqlite:///{db_file}"
+    """BENCHBED_DATABASE_URL, else a private SQLite file under BENCHBED_HOME.
+
+    A SQLite file is made private (mode 0600) before SQLite opens it, once per process for
+    each setting.
+    """
+    return _checked(os.environ.get("BENCHBED_DATABASE_URL") or None,
+                    os.environ.get("BENCHBED_HOME"))
+
+
+@cache
+def _checked(url: str | None, _home: str | None) -> str:
+    if url is None:
+        db_file = paths.home() / "benchbed.sqlite"
+        private_files.database(db_file)
+        return f"sqlite:///{db_file}"
+    scheme = SCHEME.match(url)
+    if not scheme:
+        raise InputError(f"BENCHBED_DATABASE_URL is not a database URL (expected {SHAPE})")
+    if scheme.group(1) == "sqlite":
+        path = url[scheme.end():].partition("?")[0]
+        if path in ("", "/", "/:memory:"):
+            raise InputError("BENCHBED_DATABASE_URL names an in-memory SQLite database, which "
+                             "keeps no deployment from one command to the next")
+        try:
+            private_files.database(path[1:])
+        except InputError as error:
+            raise InputError(f"BENCHBED_DATABASE_URL: {error}") from None
+    return url

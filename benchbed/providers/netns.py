@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchbed import hostcheck, local
+from benchbed import hostcheck, local, private_files
 from benchbed.errors import ConfigError, InputError
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
@@ -140,7 +140,7 @@ class NetnsProvider(ServerProvider[NetnsProviderConfig]):
                     public_key: str) -> None:
         namespace, data = resource.name, resource.data
         directory = Path(data["directory"])
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_files.make_private_folder(directory)
         local.run(["ip", "netns", "add", namespace])
         local.run(["ip", "link", "add", data["veth"], "type", "veth", "peer", "name", "eth0",
                    "netns", namespace])
@@ -152,9 +152,10 @@ class NetnsProvider(ServerProvider[NetnsProviderConfig]):
         host_key = directory / "ssh_host_ed25519_key"
         if not host_key.exists():
             local.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
-        (directory / "authorized_keys").write_text(public_key + "\n")
+        private_files.write(directory / "authorized_keys", public_key + "\n")
         config = directory / "sshd_config"
-        config.write_text(SSHD_CONFIG.format(address=data["address"], directory=directory))
+        private_files.write(config, SSHD_CONFIG.format(address=data["address"],
+                                                       directory=directory))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         local.run(["ip", "netns", "exec", namespace, SSHD, "-f", str(config),
                    "-E", str(directory / "sshd.log")])
