@@ -297,6 +297,6 @@ def database(path: str | Path) -> None:
     """
     target = _split(path)
     with _folder_of(target, shared=False) as folder_fd:
-        _ensure_in(target, folder_fd)
         for suffix in ("-wal", "-shm", "-journal"):
             _check_existing(target.with_name(target.name + suffix), folder_fd)
+        _ensure_in(target, folder_fd)
