@@ -5,10 +5,15 @@ from pathlib import Path
 
 
 def home() -> Path:
-    """Return (and create, mode 0700) the directory every benchbed file lives under."""
+    """Return (and create, mode 0700) the directory every benchbed file lives under.
+
+    Always absolute: the paths derived from it are stored (ledger rows, endpoints' key
+    files) and handed to daemons that change directory, so a relative BENCHBED_HOME is
+    read against the directory it was given in, once.
+    """
     configured = os.environ.get("BENCHBED_HOME")
     if configured:
-        path = Path(configured)
+        path = Path(configured).absolute()
     else:
         import platformdirs
 
