@@ -211,7 +211,7 @@ def destroy(name: str | None, force: bool, abandon: tuple[str, ...]) -> None:
     if abandon:
         for row in api.abandon(target, abandon, force=force):
             render.note(f"abandoned on {row['host']} (gone for good, left as it is): "
-                        f"{row['kind']} {row['name']} [{row['scope']}]")
+                        f"{row['kind']} {row['name']}")
     destroyed = api.destroy(target, force=force)
     render.note(f"deployment '{destroyed.name}' destroyed")
 
