@@ -141,15 +141,18 @@ def _how_to_finish(deployment: Deployment, error: BaseException) -> str:
             f"(forgets what is left on {'it' if len(hosts) == 1 else 'them'})")
 
 
-def _unreachable(error: BaseException) -> set[str]:
-    """The hosts that did not answer SSH, in an error or in the failures it gathers."""
+def _unreachable(error: BaseException | None) -> set[str]:
+    """The hosts that did not answer SSH: in an error, in the failures it gathers, or in
+    the error it was raised for (a step's one-line error keeps the original as context)."""
     from benchbed.parallel import ParallelError
 
+    if error is None:
+        return set()
     if isinstance(error, UnreachableError):
         return {error.host}
     if isinstance(error, ParallelError):
         return {host for _, failure in error.failures for host in _unreachable(failure)}
-    return set()
+    return _unreachable(error.__cause__ or error.__context__)
 
 
 def abandon(name: str, hosts: Sequence[str], force: bool = False) -> list[dict[str, str]]:
