@@ -11,6 +11,8 @@ whole point is to hand credentials to a benchmark client.
 """
 
 import re
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,7 @@ from benchbed import config as config_lib
 from benchbed import masking, paths, plugin
 from benchbed.deployment import Deployment, Status, is_uuid, validate_name
 from benchbed.engines.base import CheckResult, Engine
-from benchbed.errors import BenchbedError, InputError, NotFoundError
+from benchbed.errors import BenchbedError, InputError, NotFoundError, UnreachableError
 
 if TYPE_CHECKING:
     from benchbed.providers.base import Sweep
@@ -110,9 +112,84 @@ def _cleanup(deployment: Deployment) -> None:
             raise BenchbedError(f"cleanup left {left} resource(s) in the ledger; "
                                 f"re-run destroy")
     except BaseException as error:
-        deployment.set_status(Status.CLEANUP_FAILED, error=str(error))
+        how = _how_to_finish(deployment, error)
+        message = f"{error or type(error).__name__}{how}"
+        deployment.set_status(Status.CLEANUP_FAILED, error=message)
+        if how:
+            raise BenchbedError(message) from None
         raise
     deployment.set_status(Status.CLEANUP_FINISHED)
+
+
+def _how_to_finish(deployment: Deployment, error: BaseException) -> str:
+    """When what is left lives on servers that did not answer: how to finish without them.
+
+    A server may only be down for a while, so nothing is forgotten here; if it is gone for
+    good, only the user can say so (`abandon`).
+    """
+    from benchbed.ledger import lives_on
+
+    rows = deployment.all_resources()
+    hosts = [host for host in sorted(_unreachable(error))
+             if any(lives_on(row, host) for row in rows)]
+    if not hosts:
+        return ""
+    named = " and ".join(hosts)
+    flags = " ".join(f"--abandon {shlex.quote(host)}" for host in hosts)
+    return (f"; if {named} {'is' if len(hosts) == 1 else 'are'} gone for good, finish with: "
+            f"benchbed deployment destroy {shlex.quote(deployment.name)} {flags} "
+            f"(forgets what is left on {'it' if len(hosts) == 1 else 'them'})")
+
+
+def _unreachable(error: BaseException | None) -> set[str]:
+    """The hosts that did not answer SSH: in an error, in the failures it gathers, or in
+    the error it was raised for (a step's one-line error keeps the original as context)."""
+    from benchbed.parallel import ParallelError
+
+    if error is None:
+        return set()
+    if isinstance(error, UnreachableError):
+        return {error.host}
+    if isinstance(error, ParallelError):
+        return {host for _, failure in error.failures for host in _unreachable(failure)}
+    return _unreachable(error.__cause__ or error.__context__)
+
+
+def abandon(name: str, hosts: Sequence[str], force: bool = False) -> list[dict[str, str]]:
+    """Forget the ledger rows that live on servers gone for good, on the caller's word.
+
+    Nothing can reach those servers, so what the rows name is left as it is; the returned
+    rows (host, scope, kind, name) say what, and each is recorded in the timeline. A host
+    that no row lives on is refused before anything is forgotten. `destroy` then finishes.
+    """
+    from benchbed.ledger import lives_on, server_of
+
+    deployment = Deployment.get(name)
+    with deployment.lease(force=force):
+        rows = deployment.all_resources()
+        chosen = {host: [row for row in rows if lives_on(row, host)] for host in hosts}
+        unknown = [host for host, found in chosen.items() if not found]
+        if unknown:
+            servers = sorted({f"{server[0]}:{server[1]}" for row in rows
+                              if (server := server_of(row)) is not None})
+            raise InputError(f"no ledger row of deployment '{deployment.name}' lives on "
+                             f"{', '.join(repr(host) for host in unknown)} (rows live on: "
+                             f"{', '.join(servers) or 'no server'})")
+        abandoned: list[dict[str, str]] = []
+        forgotten: set[int] = set()
+        for host, found in chosen.items():
+            for row in found:
+                if row.id in forgotten:
+                    continue
+                with deployment.step("abandon", f"{row.kind} {row.name} on {host}"):
+                    deployment.logger.warning("abandoned %s %s (%s) on %s: gone for good, "
+                                              "by the user's word", row.kind, row.name,
+                                              row.scope, host)
+                    deployment.ledger(row.scope).forget(row)
+                forgotten.add(row.id)
+                abandoned.append({"host": host, "scope": row.scope, "kind": row.kind,
+                                  "name": row.name})
+    return abandoned
 
 
 def destroy(name: str, force: bool = False) -> Deployment:

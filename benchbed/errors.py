@@ -39,3 +39,15 @@ class SSHError(BenchbedError):
 
 class HostKeyChangedError(SSHError):
     """The server presented a different host key than the one recorded on first contact."""
+
+
+class UnreachableError(SSHError):
+    """A server did not answer SSH within the bound: down for now, or gone for good.
+
+    `host` is the server's host as configured, so that `destroy` can say how to finish
+    (`--abandon HOST`) when what is left lives on it.
+    """
+
+    def __init__(self, message: str, host: str) -> None:
+        self.host = host
+        super().__init__(message)

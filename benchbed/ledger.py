@@ -29,6 +29,28 @@ class Resource:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+# A row whose removal runs on a server records that server (`Server.to_dict()`) under one of
+# these keys: DebianEngine's and DevStack's installs ("server"), LxcProvider's containers,
+# images and host networks ("host"). A row that only names an SSH address ("ssh_address":
+# a netns host, a VM) is removed from elsewhere and does not live on the server.
+SERVER_KEYS = ("server", "host")
+
+
+def server_of(resource: Resource) -> tuple[str, int] | None:
+    """The server (host, port) that removing `resource` needs, if it lives on one."""
+    for key in SERVER_KEYS:
+        server = resource.data.get(key)
+        if isinstance(server, dict) and "host" in server:
+            return str(server["host"]), int(server.get("port", 22))
+    return None
+
+
+def lives_on(resource: Resource, host: str) -> bool:
+    """Whether `resource` lives on `host`, given as "HOST" or "HOST:PORT"."""
+    server = server_of(resource)
+    return server is not None and host in (server[0], f"{server[0]}:{server[1]}")
+
+
 class Ledger:
     """The rows of one deployment that belong to one plugin instance (its config scope)."""
 

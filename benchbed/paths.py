@@ -13,10 +13,14 @@ def home() -> Path:
     One that exists already is used only if it belongs to this user and no one else can
     write to it: the database and keys it holds would otherwise be another user's to read
     or replace (docs/guarantees.md).
+
+    Always absolute: the paths derived from it are stored (ledger rows, endpoints' key
+    files) and handed to daemons that change directory, so a relative BENCHBED_HOME is
+    read against the directory it was given in, once.
     """
     configured = os.environ.get("BENCHBED_HOME")
     if configured:
-        path = Path(configured)
+        path = Path(configured).absolute()
     else:
         import platformdirs
 

@@ -15,9 +15,40 @@ from pathlib import Path
 import paramiko
 
 from benchbed import masking
-from benchbed.errors import HostKeyChangedError, SSHError
+from benchbed.errors import HostKeyChangedError, SSHError, UnreachableError
 from benchbed.retry import retry
 from benchbed.server import Command, CommandResult, Server, command_failed, command_line
+
+# The bounds of telling a dead server from a slow one (docs/user-guide.md, "destroy").
+# One attempt: TCP connect, SSH banner and authentication, each within this many seconds.
+ATTEMPT_TIMEOUT = 10.0
+# A server that should be up (a command, a file, a cleanup) is retried this long before it
+# is given up as unreachable; `wait_ready` waits as long as its caller says (a boot).
+REACH_TIMEOUT = 30.0
+# Once connected: an SSH keepalive after this many idle seconds, and the kernel drops the
+# connection when what was sent is not acknowledged within TCP_USER_TIMEOUT: a server that
+# stops answering mid-command fails the command within about 40 s, not at its own timeout.
+KEEPALIVE_INTERVAL = 10
+TCP_USER_TIMEOUT_MS = 30_000
+
+# paramiko logs its own errors (`Exception (client): Error reading SSH protocol banner`,
+# with tracebacks) through the logging module; with no handler, Python prints them on
+# stderr. Each connection's records go to its deployment's log (`_connect_once`); what is
+# logged outside a deployment goes nowhere, never to the terminal.
+_library_logger = logging.getLogger("paramiko")
+_library_logger.addHandler(logging.NullHandler())
+_library_logger.propagate = False
+
+
+def _library_channel(deployment_logger: logging.Logger) -> logging.Logger:
+    """The logger a deployment's paramiko records go to: its log file (through the parent),
+    at INFO and above. Its own NullHandler keeps a record that comes after the deployment's
+    log was closed (a transport thread's last words) from Python's stderr fallback."""
+    channel = deployment_logger.getChild("paramiko")
+    if not channel.handlers:
+        channel.addHandler(logging.NullHandler())
+        channel.setLevel(logging.INFO)
+    return channel
 
 
 class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
@@ -50,24 +81,30 @@ class SSHClient:
     def _connect_once(self, timeout: float) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(TrustOnFirstUse(self.server))
+        if self.server.deployment is not None:
+            client.set_log_channel(_library_channel(self._logger).name)
         pkey = _load_key(self.server.key) if self.server.key else None
         sock = socket.create_connection((self.server.host, self.server.port), timeout=timeout)
         # SSH sends many small packets back and forth; with Nagle's algorithm each waits for
         # the peer's delayed ACK, which tripled the handshake and every channel open
         # (docs/benchmarks.md).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
         try:
             client.connect(self.server.host, port=self.server.port, username=self.server.user,
                            pkey=pkey, password=self.server.password, timeout=timeout,
                            banner_timeout=timeout, auth_timeout=timeout, sock=sock,
                            allow_agent=False, look_for_keys=False)
+            transport = client.get_transport()
+            if transport is not None:
+                transport.set_keepalive(KEEPALIVE_INTERVAL)
         except BaseException:
             client.close()
             sock.close()
             raise
         return client
 
-    def connect(self, timeout: float = 60) -> paramiko.SSHClient:
+    def connect(self, timeout: float = REACH_TIMEOUT) -> paramiko.SSHClient:
         """Connect, retrying unreachable hosts with backoff; bad credentials fail at once."""
         with self._lock:
             transport = self._client.get_transport() if self._client is not None else None
@@ -75,7 +112,7 @@ class SSHClient:
                 return self._client
             where = f"{self.server.user}@{self.server.address}"
             try:
-                self._client = retry(lambda: self._connect_once(min(timeout, 10)),
+                self._client = retry(lambda: self._connect_once(min(timeout, ATTEMPT_TIMEOUT)),
                                      timeout=timeout,
                                      retry_on=(OSError, EOFError, paramiko.SSHException),
                                      initial_delay=0.1, max_delay=2.0)
@@ -85,8 +122,9 @@ class SSHClient:
                 raise SSHError(f"{where}: authentication failed (wrong key or password)") \
                     from None
             except (OSError, EOFError, paramiko.SSHException) as error:
-                raise SSHError(f"{where}: unreachable after {timeout:.0f}s: "
-                               f"{masking.scrub(str(error)) or type(error).__name__}") from None
+                raise UnreachableError(f"{where}: unreachable after {timeout:.0f}s: "
+                                       f"{masking.scrub(str(error)) or type(error).__name__}",
+                                       self.server.host) from None
             return self._client
 
     def wait_ready(self, timeout: float = 120) -> None:
@@ -111,12 +149,16 @@ class SSHClient:
             channel.shutdown_write()
             stdout, stderr = self._collect(channel, where, timeout)
             exit_code = channel.recv_exit_status()
+            if exit_code == -1 and not transport.is_active():
+                # the connection died under the command (keepalive unanswered): no exit status
+                raise EOFError("the server stopped answering")
             channel.close()
         except TimeoutError:
             raise SSHError(f"{where}: command timed out after {timeout:.0f}s: "
                            f"{masking.scrub(command)[:120]}") from None
         except (paramiko.SSHException, OSError, EOFError) as error:
-            raise SSHError(f"{where}: connection lost: {error}") from None
+            raise SSHError(f"{where}: connection lost: "
+                           f"{masking.scrub(str(error)) or type(error).__name__}") from None
         result = CommandResult(exit_code, stdout, stderr)
         if check and exit_code != 0:
             raise command_failed(where, command, result)

@@ -192,11 +192,24 @@ def recreate(name: str | None, force: bool) -> None:
 @deployment.command()
 @click.argument("name", required=False)
 @force_option
-def destroy(name: str | None, force: bool) -> None:
-    """Remove everything the deployment created, then the deployment itself."""
+@click.option("--abandon", "abandon", multiple=True, metavar="HOST",
+              help="HOST is gone for good: forget what is left on it (named on stderr), "
+                   "then destroy the rest. Repeat for several hosts.")
+def destroy(name: str | None, force: bool, abandon: tuple[str, ...]) -> None:
+    """Remove everything the deployment created, then the deployment itself.
+
+    A server that does not answer fails the destroy, and the record stays, since the server
+    may come back. If it is gone for good, `--abandon HOST` is your word for it: what is
+    left on it is forgotten, named here and in the timeline, and the rest is destroyed.
+    """
     from benchbed import api
 
-    destroyed = api.destroy(_resolve(name), force=force)
+    target = _resolve(name)
+    if abandon:
+        for row in api.abandon(target, abandon, force=force):
+            render.note(f"abandoned on {row['host']} (gone for good, left as it is): "
+                        f"{row['kind']} {row['name']}")
+    destroyed = api.destroy(target, force=force)
     render.note(f"deployment '{destroyed.name}' destroyed")
 
 

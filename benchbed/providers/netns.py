@@ -23,15 +23,18 @@ from benchbed.server import Server
 from benchbed.settings import PluginConfig, setting
 
 SSHD = "/usr/sbin/sshd"
+# The sshd runs as root on this machine's filesystem: keys only, never a password (root's or
+# any account's), so that the hosts give no way in that this machine does not give already.
 SSHD_CONFIG = """\
 ListenAddress {address}
 Port 22
-HostKey {directory}/ssh_host_ed25519_key
-PidFile {directory}/sshd.pid
-AuthorizedKeysFile {directory}/authorized_keys .ssh/authorized_keys
-PermitRootLogin yes
-PasswordAuthentication yes
+HostKey {host_key}
+PidFile {pid_file}
+AuthorizedKeysFile {authorized_keys}
+PermitRootLogin prohibit-password
+PasswordAuthentication no
 KbdInteractiveAuthentication no
+PubkeyAuthentication yes
 UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
@@ -109,6 +112,10 @@ class NetnsProvider(ServerProvider[NetnsProviderConfig]):
                              f"host(s); {amount} requested")
         if os.geteuid() != 0:
             raise InputError("NetnsProvider needs root (network namespaces and a bridge)")
+        base = self.deployment.directory / "netns"
+        if any(character in str(base) for character in "\n\r"):
+            raise InputError(f"NetnsProvider: sshd cannot read a path with a line break "
+                             f"({str(base)!r}): choose a BENCHBED_HOME without one")
         key_path, public_key = deployment_key(self.deployment)
         bridge = f"bbn-{self.tag}"
         prefix = self._network.prefixlen
@@ -116,7 +123,6 @@ class NetnsProvider(ServerProvider[NetnsProviderConfig]):
             local.run(["ip", "link", "add", "name", bridge, "type", "bridge"])
             local.run(["ip", "addr", "add", f"{hosts[0]}/{prefix}", "dev", bridge])
             local.run(["ip", "link", "set", bridge, "up"])
-        base = self.deployment.directory / "netns"
         slots = [(index, str(hosts[index + 1])) for index in range(amount)]
 
         def create_host(slot: tuple[int, str]) -> Server:
@@ -154,8 +160,7 @@ class NetnsProvider(ServerProvider[NetnsProviderConfig]):
             local.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
         private_files.write(directory / "authorized_keys", public_key + "\n")
         config = directory / "sshd_config"
-        private_files.write(config, SSHD_CONFIG.format(address=data["address"],
-                                                       directory=directory))
+        private_files.write(config, sshd_config(data["address"], directory))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         local.run(["ip", "netns", "exec", namespace, SSHD, "-f", str(config),
                    "-E", str(directory / "sshd.log")])
@@ -182,6 +187,24 @@ class NetnsProvider(ServerProvider[NetnsProviderConfig]):
         "netns": ResourceKind(delete=_delete_netns, exists=_netns_exists,
                               requires=("bridge",)),
     }
+
+
+def sshd_config(address: str, directory: Path) -> str:
+    """The host's sshd_config: the one place paths reach sshd's own syntax.
+
+    sshd splits arguments at blanks and expands `%` tokens in AuthorizedKeysFile. Every path
+    (absolute, as everything under `paths.home()`: sshd daemonizes into `/`) is double-quoted
+    with backslash and quote escaped and, where tokens apply, its `%` doubled. A line break
+    cannot be quoted: `create_servers` refuses such a home before it creates anything.
+    """
+    def quoted(path: Path, tokens: bool = False) -> str:
+        text = str(path).replace("\\", "\\\\").replace('"', '\\"')
+        return '"' + (text.replace("%", "%%") if tokens else text) + '"'
+
+    return SSHD_CONFIG.format(address=address,
+                              host_key=quoted(directory / "ssh_host_ed25519_key"),
+                              pid_file=quoted(directory / "sshd.pid"),
+                              authorized_keys=quoted(directory / "authorized_keys", tokens=True))
 
 
 def _delete_link(name: str) -> None:

@@ -7,9 +7,11 @@ ExistingServers and ServersEngine drive them, and every test checks what is left
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -222,13 +224,42 @@ def password_user() -> tuple[str, str]:
         subprocess.run(["userdel", user], check=True)
 
 
+@pytest.fixture
+def password_port(hosts: dict, tmp_path: Path) -> Iterator[int]:
+    """The netns hosts' own sshd takes keys only: a second sshd of the test's own, in the
+    first host's namespace, takes passwords on port 2222."""
+    first = hosts["endpoints"]["servers"][0]
+    config = Path(hosts["log"]).parent / "netns" / first["name"] / "sshd_config"
+    own = tmp_path / "password_sshd_config"
+    own.write_text(config.read_text().replace("Port 22", "Port 2222").replace(
+        "PasswordAuthentication no", "PasswordAuthentication yes").replace(
+        'sshd.pid"', 'password-sshd.pid"'))
+    sshd = subprocess.Popen(["ip", "netns", "exec", first["name"], "/usr/sbin/sshd", "-D",
+                             "-e", "-f", str(own)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection((first["host"], 2222), timeout=2).close()
+                break
+            except OSError:
+                assert sshd.poll() is None and time.monotonic() < deadline, "no sshd on 2222"
+                time.sleep(0.2)
+        yield 2222
+    finally:
+        sshd.terminate()
+        sshd.wait(timeout=30)
+
+
 def test_password_login_and_wrong_credentials(bb: Cli, tmp_path: Path, hosts: dict,
-                                              password_user: tuple[str, str]) -> None:
+                                              password_user: tuple[str, str],
+                                              password_port: int) -> None:
     user, password = password_user
     server = hosts["endpoints"]["servers"][0]["host"]
     good = {"type": "ServersEngine", "ssh_timeout": 8, "provider": {
         "type": "ExistingServers",
-        "credentials": [{"host": server, "user": user, "password": "${BB_TEST_PW}"}]}}
+        "credentials": [{"host": server, "port": password_port, "user": user,
+                         "password": "${BB_TEST_PW}"}]}}
     bb.ok("deployment", "create", "--name", "pw", "--file",
           write_config(tmp_path, "pw.yaml", good), env={"BB_TEST_PW": password})
     outputs = [bb.ok("deployment", *args).stdout + bb.ok("deployment", *args).stderr
@@ -238,10 +269,11 @@ def test_password_login_and_wrong_credentials(bb: Cli, tmp_path: Path, hosts: di
     assert "***" in bb.ok("deployment", "config", "pw").stdout
 
     wrong = {**good, "provider": {**good["provider"], "credentials": [
-        {"host": server, "user": user, "password": "not-the-password"}]}}
+        {"host": server, "port": password_port, "user": user,
+         "password": "not-the-password"}]}}
     failed = bb("deployment", "create", "--name", "wrongpw",
                 "--file", write_config(tmp_path, "w.yaml", wrong))
-    assert_one_clear_line(failed, 1, f"{user}@{server}:22: authentication failed")
+    assert_one_clear_line(failed, 1, f"{user}@{server}:{password_port}: authentication failed")
 
     other_key = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)],
