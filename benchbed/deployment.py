@@ -18,6 +18,7 @@ from benchbed import lease, masking, paths, private_files
 from benchbed.db.sql import IntegrityViolation, Record, transaction, utcnow
 from benchbed.errors import BusyError, InputError, NotFoundError, StatusError
 from benchbed.lease import Holder
+from benchbed.terminal import safe
 
 if TYPE_CHECKING:
     from benchbed.ledger import Ledger, Resource
@@ -68,7 +69,7 @@ def _show_step(name: str, detail: str | None, outcome: str, seconds: float = 0.0
     and top-level steps stay, so that a deployment of many steps prints a few lines."""
     if not sys.stderr.isatty():
         return
-    text = f"{name}{f' ({detail})' if detail else ''}"
+    text = safe(f"{name}{f' ({detail})' if detail else ''}")
     if outcome == "running":
         width = shutil.get_terminal_size().columns - 1
         sys.stderr.write(f"\r\033[K{f'  ...    {text}'[:width]}")

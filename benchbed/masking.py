@@ -7,8 +7,20 @@ from typing import Any
 
 MASK = "***"
 SECRET_KEY_PATTERN = re.compile(r"(password|passwd|secret|token|private_key|^key$|_key$)", re.I)
-# scheme://user:password@host: the whole userinfo goes, whoever it names
-URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]*@")
+# scheme://user:password@host: the whole userinfo goes, whoever it names (a password may hold
+# '/', '?' or '#' where a lenient parser such as SQLAlchemy's takes it, so any but '@' counts)
+URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(?:[^/?#@\s]*|[^/:@\s]*:[^@\s]*)@")
+# Secrets that third-party text spells as an assignment: `password=...` in a URL's query or a
+# DSN, `'token': '...'` in a dict or JSON, `X-Auth-Token: ...` in a header.
+_SECRET_WORD = r"[\w.-]*(?:password|passwd|secret|token|api_?key|access_?key|private_?key)"
+# (a value masked already is left as it is, with what follows it)
+_VALUE = r"(?!\*\*\*)(?:'[^'\n]*'|\"[^\"\n]*\"|[^\s&;,'\"}\]]+)"
+SECRET_ASSIGNMENTS = (
+    re.compile(rf"(?i)\b({_SECRET_WORD}\s*=\s*){_VALUE}"),
+    re.compile(rf"(?i)(([\"']){_SECRET_WORD}\2\s*:\s*){_VALUE}"),
+    re.compile(r"(?i)\b((?:x-auth-token|x-subject-token|authorization)\s*:\s*)"
+               r"(?:(?:basic|bearer|token)\s+)?\S+"),
+)
 
 _known_secrets: set[str] = set()
 _lock = threading.Lock()
@@ -74,20 +86,53 @@ def mask(data: Any) -> Any:
     return data
 
 
+def register_url(url: str) -> None:
+    """Register the secrets a URL carries: its password, as written and percent-decoded
+    (read both as a strict parser does, up to the first '@', and as SQLAlchemy does, up to
+    the last), and the values of its secret-named query parameters."""
+    from urllib.parse import unquote, unquote_plus
+
+    rest = url.partition("://")[2]
+    authority, _, query = rest.partition("?")
+    candidates = []
+    for userinfo in {authority.partition("@")[0], authority.rpartition("@")[0]}:
+        if "@" in authority and ":" in userinfo:
+            candidates.append(userinfo.split(":", 1)[1])
+    for parameter in query.split("&"):
+        key, _, value = parameter.partition("=")
+        if is_secret_key(unquote_plus(key)):
+            candidates.append(value)
+    for secret in candidates:
+        for form in (secret, unquote(secret), unquote_plus(secret)):
+            register(form)
+
+
 def scrub(text: str) -> str:
-    """Replace every registered secret value, and the userinfo of every URL, in `text`."""
+    """`text` without a secret: every registered secret value, the userinfo of every URL
+    and the value of every secret-named assignment masked. Every message that leaves
+    benchbed (errors, logs, check details) passes here, third-party exception text included."""
     with _lock:
         secrets = sorted(_known_secrets, key=len, reverse=True)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    return URL_USERINFO.sub(rf"\1{MASK}@", text)
+    text = URL_USERINFO.sub(rf"\1{MASK}@", text)
+    for assignment in SECRET_ASSIGNMENTS:
+        text = assignment.sub(rf"\1{MASK}", text)
+    return text
 
 
 class ScrubFilter(logging.Filter):
-    """Logging filter that scrubs registered secrets from every record."""
+    """Logging filter that scrubs every record: its message, and the traceback and stack it
+    carries (an exception's text, a library's included, is formatted here, then scrubbed)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = scrub(record.getMessage())
         record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
         return True

@@ -96,8 +96,6 @@ def list_deployments(as_json: bool) -> None:
 @click.option("--steps", is_flag=True, help="Every step, not one line per server or node.")
 def show(name: str | None, as_json: bool, steps: bool) -> None:
     """Show a deployment: status, endpoints, resources, and where the time went."""
-    import yaml
-
     from benchbed import api
 
     details = api.show(_resolve(name))
@@ -109,8 +107,8 @@ def show(name: str | None, as_json: bool, steps: bool) -> None:
         if details[key]:
             render.text(f"{key:<11} {details[key]}")
     if details["endpoints"]:
-        render.text("endpoints:\n" + yaml.safe_dump(details["endpoints"], sort_keys=False)
-                    .rstrip().replace("\n", "\n  ").join(["  ", ""]))
+        render.text("endpoints:")
+        render.yaml(details["endpoints"], indent=2)
     if details["resources"]:
         render.table(["SCOPE", "KIND", "NAME", "STATE"],
                      [(r["scope"], r["kind"], r["name"], r["state"])
@@ -123,15 +121,13 @@ def show(name: str | None, as_json: bool, steps: bool) -> None:
 @json_option
 def config(name: str | None, as_json: bool) -> None:
     """Print the deployment's config, secrets masked."""
-    import yaml
-
     from benchbed import api
 
     masked = api.config(_resolve(name))
     if as_json:
         render.emit_json(masked)
     else:
-        render.text(yaml.safe_dump(masked, sort_keys=False))
+        render.yaml(masked)
 
 
 @deployment.command()

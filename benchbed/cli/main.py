@@ -52,36 +52,59 @@ def _run() -> int:
     from benchbed.errors import BenchbedError
 
     # a plugin's deprecation notice (FutureWarning) as one line, not file, line and source
-    warnings.formatwarning = lambda message, *_args, **_kwargs: f"benchbed: warning: {message}\n"
+    warnings.formatwarning = lambda message, *_args, **_kwargs: _line("warning", message) + "\n"
     try:
         cli.main(standalone_mode=False, prog_name="benchbed")
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as error:
-        error.show()
+        _click_error(error)
         return 2
     except click.Abort:
         sys.stderr.write("benchbed: aborted\n")
         return 130
     except SystemExit as done:
         if isinstance(done.code, str):
-            sys.stderr.write(done.code + "\n")
+            sys.stderr.write(_line(None, done.code) + "\n")
             return 1
         return done.code or 0
     except BenchbedError as error:
-        from benchbed import masking
-
-        sys.stderr.write(f"benchbed: error: {masking.scrub(str(error))}\n")
+        sys.stderr.write(_line("error", error) + "\n")
         return error.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("benchbed: interrupted\n")
         return 130
     except Exception as error:
         if os.environ.get("BENCHBED_DEBUG"):
-            raise
-        from benchbed import masking
-
-        sys.stderr.write(f"benchbed: internal error: {type(error).__name__}: "
-                         f"{masking.scrub(str(error))} (set BENCHBED_DEBUG=1 for a traceback)\n")
+            _traceback(error)
+        sys.stderr.write(_line("internal error", f"{type(error).__name__}: {error}")
+                         + " (set BENCHBED_DEBUG=1 for a traceback)\n")
         return 1
     return 0
+
+
+def _line(kind: str | None, message: object) -> str:
+    """The one way a message leaves on stderr: secrets masked (third-party text included,
+    such as a driver's error that quotes a database URL), then made one safe terminal line."""
+    from benchbed import masking
+    from benchbed.terminal import safe
+
+    text = safe(masking.scrub(str(message)))
+    return f"benchbed: {kind}: {text}" if kind else text
+
+
+def _click_error(error: click.ClickException) -> None:
+    """click's usage error as click prints it, each line through `_line`."""
+    import io
+
+    shown = io.StringIO()
+    error.show(file=shown)
+    sys.stderr.write("".join(_line(None, line) + "\n" for line in shown.getvalue().splitlines()))
+
+
+def _traceback(error: BaseException) -> None:
+    """BENCHBED_DEBUG's traceback, masked and safe line by line like every other message."""
+    import traceback
+
+    lines = "".join(traceback.format_exception(error)).splitlines()
+    sys.stderr.write("".join(_line(None, line) + "\n" for line in lines))

@@ -1,9 +1,16 @@
-"""Output: rich tables on a terminal, plain aligned text when piped, JSON on request."""
+"""Output: rich tables on a terminal, plain aligned text when piped, JSON on request.
+
+Every line for a human passes through `terminal.safe` (a value can neither move the cursor
+nor start a line of its own), and rich reads no markup in data: a value such as `[/]` or
+`[link=...]` prints as it is written. JSON stays exact (json.dumps escapes by itself).
+"""
 
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from benchbed.terminal import safe
 
 
 def emit_json(data: Any) -> None:
@@ -11,31 +18,51 @@ def emit_json(data: Any) -> None:
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    cells = [[safe(c) for c in columns]] + [[safe(c) for c in row] for row in rows]
     if sys.stdout.isatty():
         from rich.console import Console
-        from rich.table import Table
+        from rich.table import Column, Table
+        from rich.text import Text
 
-        rich_table = Table(*columns, title=title)
-        for row in rows:
-            rich_table.add_row(*(str(cell) for cell in row))
-        Console().print(rich_table)
+        # Text objects, not strings: rich would read a string's [markup] and :emoji: codes
+        rich_table = Table(*(Column(Text(c)) for c in cells[0]),
+                           title=Text(safe(title)) if title else None)
+        for row in cells[1:]:
+            rich_table.add_row(*(Text(cell) for cell in row))
+        Console(markup=False, emoji=False, highlight=False).print(rich_table)
         return
-    cells = [[str(c) for c in columns]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
              .rstrip() for row in cells]
     if title:
-        lines.insert(0, title)
+        lines.insert(0, safe(title))
     sys.stdout.write("\n".join(lines) + "\n")
 
 
 def text(message: str) -> None:
-    sys.stdout.write(message + ("" if message.endswith("\n") else "\n"))
+    """One line on stdout; a newline inside `message` is shown as an escape."""
+    sys.stdout.write(safe(message) + "\n")
 
 
 def note(message: str) -> None:
     """Progress and hints go to stderr so that stdout stays parseable."""
-    sys.stderr.write(message + "\n")
+    sys.stderr.write(safe(message) + "\n")
+
+
+def yaml(data: Any, indent: int = 0) -> None:
+    """`data` as YAML on stdout, a string that needs escapes double-quoted with them, so that
+    a value spans one line whatever it holds."""
+    import yaml as pyyaml
+
+    class Dumper(pyyaml.SafeDumper):
+        def represent_str(self, value: str) -> pyyaml.ScalarNode:
+            return self.represent_scalar("tag:yaml.org,2002:str", value,
+                                         style='"' if safe(value) != value else None)
+
+    Dumper.add_representer(str, Dumper.represent_str)
+    dumped = pyyaml.dump(data, Dumper=Dumper, sort_keys=False, width=1 << 30)
+    for line in dumped.splitlines():
+        sys.stdout.write(" " * indent + safe(line) + "\n")
 
 
 def timeline(details: dict[str, Any], every_step: bool) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from benchbed import masking
 from benchbed.db.fastread import HEAD_REVISION
 from benchbed.db.url import database_url
 from benchbed.errors import BenchbedError, InputError
@@ -69,7 +70,8 @@ def _migrate_if_needed(db_engine: Engine) -> None:
 
 
 def _safe_url(db_engine: Engine) -> str:
-    return db_engine.url.render_as_string(hide_password=True)
+    """The URL without its password, in the userinfo or in a query parameter."""
+    return masking.scrub(db_engine.url.render_as_string(hide_password=True))
 
 
 def _first_line(error: SQLAlchemyError) -> str:

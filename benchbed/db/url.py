@@ -4,7 +4,7 @@ import os
 import re
 from functools import cache
 
-from benchbed import paths, private_files
+from benchbed import masking, paths, private_files
 from benchbed.errors import InputError
 
 # dialect[+driver]:// as SQLAlchemy reads it; the rest is SQLAlchemy's to judge (session.py)
@@ -18,8 +18,11 @@ def database_url() -> str:
     A SQLite file is made private (mode 0600) before SQLite opens it, once per process for
     each setting.
     """
-    return _checked(os.environ.get("BENCHBED_DATABASE_URL") or None,
-                    os.environ.get("BENCHBED_HOME"))
+    url = os.environ.get("BENCHBED_DATABASE_URL") or None
+    if url:
+        # a driver's error may quote the URL or its password, whole or in part
+        masking.register_url(url)
+    return _checked(url, os.environ.get("BENCHBED_HOME"))
 
 
 @cache

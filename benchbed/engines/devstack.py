@@ -398,8 +398,12 @@ def _progress() -> Iterator[Any]:
         yield lambda text: None
         return
     from rich.console import Console
+    from rich.text import Text
+
+    from benchbed.terminal import safe
 
     started = time.monotonic()
     with Console(stderr=True).status("stack.sh") as status:
-        yield lambda text: status.update(f"{text} ({time.monotonic() - started:.0f} s)")
+        # a Text, not a string: a remote trace's [brackets] are not rich markup
+        yield lambda text: status.update(Text(safe(f"{text} ({time.monotonic() - started:.0f} s)")))
 
