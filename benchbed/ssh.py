@@ -19,6 +19,13 @@ from benchbed.errors import HostKeyChangedError, SSHError
 from benchbed.retry import retry
 from benchbed.server import Command, CommandResult, Server, command_failed, command_line
 
+# A command silent this long makes us ask whether the server is still there, and the
+# server has this long to answer: a stopped sshd or host, or a cut link, keeps the TCP
+# connection open (or retransmits for 15 min), so the command's own timeout (up to 30 min
+# for an install) would be the only bound.
+ALIVE_INTERVAL = 15.0
+ALIVE_TIMEOUT = 15.0
+
 
 class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
     """Record a server's host key with the deployment on first contact; refuse a changed one."""
@@ -126,6 +133,7 @@ class SSHClient:
                  ) -> tuple[str, str]:
         out, err = io.StringIO(), io.StringIO()
         deadline = time.monotonic() + timeout
+        heard = time.monotonic()
         streams = ((channel.recv_ready, channel.recv, out, "out"),
                    (channel.recv_stderr_ready, channel.recv_stderr, err, "err"))
         while True:
@@ -133,6 +141,7 @@ class SSHClient:
             for ready, receive, buffer, label in streams:
                 if ready():
                     idle = False
+                    heard = time.monotonic()
                     chunk = receive(65536).decode(errors="replace")
                     buffer.write(chunk)
                     for line in chunk.splitlines():
@@ -143,8 +152,26 @@ class SSHClient:
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError
+                if time.monotonic() - heard > ALIVE_INTERVAL:
+                    self._check_alive(channel, where)
+                    heard = time.monotonic()
                 time.sleep(0.01)
         return out.getvalue(), err.getvalue()
+
+    def _check_alive(self, channel: paramiko.Channel, where: str) -> None:
+        """Open and close a channel: a server that still runs confirms it at once, whatever
+        its command is doing. One that does not within ALIVE_TIMEOUT is given up, and the
+        connection with it."""
+        transport = channel.get_transport()
+        try:
+            transport.open_session(timeout=ALIVE_TIMEOUT).close()
+        except paramiko.SSHException:
+            if not transport.is_active():
+                raise
+            self.close()
+            raise SSHError(f"{where}: the server stopped answering (no reply within "
+                           f"{ALIVE_TIMEOUT:.0f}s after {ALIVE_INTERVAL:.0f}s of silence)") \
+                from None
 
     def put_file(self, content: str | bytes, remote_path: str, mode: int = 0o644) -> None:
         data = content.encode() if isinstance(content, str) else content
