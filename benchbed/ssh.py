@@ -119,6 +119,9 @@ class SSHClient:
             stdout, stderr = self._collect(channel, where, timeout)
             exit_code = channel.recv_exit_status()
             channel.close()
+            if exit_code == -1 and not transport.is_active():
+                # no exit status: the connection ended under the command, which did not end
+                raise paramiko.SSHException("the connection closed before the command ended")
         except TimeoutError:
             raise SSHError(f"{where}: command timed out after {timeout:.0f}s: "
                            f"{masking.scrub(command)[:120]}") from None
