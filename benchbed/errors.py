@@ -25,6 +25,10 @@ class NotFoundError(InputError):
     """A named deployment, image or plugin does not exist."""
 
 
+class DatabaseError(BenchbedError):
+    """The database refused or lost a statement (gone, restarting, disk full): one line."""
+
+
 class BusyError(BenchbedError):
     """Another live process holds the deployment."""
 

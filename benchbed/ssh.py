@@ -50,6 +50,13 @@ def _library_channel(deployment_logger: logging.Logger) -> logging.Logger:
         channel.setLevel(logging.INFO)
     return channel
 
+# A command silent this long makes us ask whether the server is still there, and the
+# server has this long to answer: a stopped sshd or host, or a cut link, keeps the TCP
+# connection open (or retransmits for 15 min), so the command's own timeout (up to 30 min
+# for an install) would be the only bound.
+ALIVE_INTERVAL = 15.0
+ALIVE_TIMEOUT = 15.0
+
 
 class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
     """Record a server's host key with the deployment on first contact; refuse a changed one."""
@@ -149,10 +156,11 @@ class SSHClient:
             channel.shutdown_write()
             stdout, stderr = self._collect(channel, where, timeout)
             exit_code = channel.recv_exit_status()
-            if exit_code == -1 and not transport.is_active():
-                # the connection died under the command (keepalive unanswered): no exit status
-                raise EOFError("the server stopped answering")
             channel.close()
+            if exit_code == -1 and not transport.is_active():
+                # no exit status: the connection ended under the command (its sshd killed,
+                # keepalives unanswered), which did not end
+                raise paramiko.SSHException("the connection closed before the command ended")
         except TimeoutError:
             raise SSHError(f"{where}: command timed out after {timeout:.0f}s: "
                            f"{masking.scrub(command)[:120]}") from None
@@ -168,6 +176,7 @@ class SSHClient:
                  ) -> tuple[str, str]:
         out, err = io.StringIO(), io.StringIO()
         deadline = time.monotonic() + timeout
+        heard = time.monotonic()
         streams = ((channel.recv_ready, channel.recv, out, "out"),
                    (channel.recv_stderr_ready, channel.recv_stderr, err, "err"))
         while True:
@@ -175,6 +184,7 @@ class SSHClient:
             for ready, receive, buffer, label in streams:
                 if ready():
                     idle = False
+                    heard = time.monotonic()
                     chunk = receive(65536).decode(errors="replace")
                     buffer.write(chunk)
                     for line in chunk.splitlines():
@@ -185,8 +195,26 @@ class SSHClient:
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError
+                if time.monotonic() - heard > ALIVE_INTERVAL:
+                    self._check_alive(channel, where)
+                    heard = time.monotonic()
                 time.sleep(0.01)
         return out.getvalue(), err.getvalue()
+
+    def _check_alive(self, channel: paramiko.Channel, where: str) -> None:
+        """Open and close a channel: a server that still runs confirms it at once, whatever
+        its command is doing. One that does not within ALIVE_TIMEOUT is given up, and the
+        connection with it."""
+        transport = channel.get_transport()
+        try:
+            transport.open_session(timeout=ALIVE_TIMEOUT).close()
+        except paramiko.SSHException:
+            if not transport.is_active():
+                raise
+            self.close()
+            raise SSHError(f"{where}: the server stopped answering (no reply within "
+                           f"{ALIVE_TIMEOUT:.0f}s after {ALIVE_INTERVAL:.0f}s of silence)") \
+                from None
 
     def put_file(self, content: str | bytes, remote_path: str, mode: int = 0o644) -> None:
         data = content.encode() if isinstance(content, str) else content

@@ -18,6 +18,7 @@ from typing import Any
 
 from benchbed.db.fastread import HEAD_REVISION
 from benchbed.db.url import database_url
+from benchbed.errors import DatabaseError
 
 # Columns stored as JSON text, and as timestamps, in SQLAlchemy's formats (models.py).
 JSON_COLUMNS = frozenset({"config", "endpoints", "data"})
@@ -132,36 +133,57 @@ def transaction() -> Iterator[Connection]:
                 cursor = connection.execute(sql, params)
             except sqlite3.IntegrityError as error:
                 raise IntegrityViolation(str(error)) from None
+            except sqlite3.Error as error:
+                raise _database_error(error) from None
             names = [column[0] for column in cursor.description or ()]
             return [_decode(names, row) for row in cursor.fetchall()], cursor.rowcount
 
         # the write lock first: a read-then-write transaction that waits for it cannot be
         # refused halfway because another writer committed since its read
-        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise _database_error(error) from None
         try:
             yield Connection(run, sqlite=True)
         except BaseException:
-            connection.execute("ROLLBACK")
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
-        connection.execute("COMMIT")
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            raise _database_error(error) from None
         return
     from sqlalchemy import text
-    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.exc import DBAPIError, IntegrityError
 
     from benchbed.db.session import transaction as sqlalchemy_transaction
 
-    with sqlalchemy_transaction() as db:
-        def run_sqlalchemy(sql: str, params: dict[str, Any]) -> tuple[list[Record], int]:
-            try:
-                result = db.execute(text(sql), params)
-            except IntegrityError as error:
-                raise IntegrityViolation(str(error.orig)) from None
-            if not result.returns_rows:
-                return [], result.rowcount
-            names = list(result.keys())
-            return [_decode(names, row) for row in result.all()], result.rowcount
+    def run_sqlalchemy(db: Any, sql: str, params: dict[str, Any]
+                       ) -> tuple[list[Record], int]:
+        try:
+            result = db.execute(text(sql), params)
+        except IntegrityError as error:
+            raise IntegrityViolation(str(error.orig)) from None
+        if not result.returns_rows:
+            return [], result.rowcount
+        names = list(result.keys())
+        return [_decode(names, row) for row in result.all()], result.rowcount
 
-        yield Connection(run_sqlalchemy, sqlite=False)
+    try:
+        with sqlalchemy_transaction() as db:
+            yield Connection(lambda sql, params: run_sqlalchemy(db, sql, params), sqlite=False)
+    except DBAPIError as error:
+        raise _database_error(error.orig or error) from None
+
+
+def _database_error(error: BaseException) -> DatabaseError:
+    """The driver's own first line, without the statement and its parameters (which may hold
+    secrets) that SQLAlchemy appends: a database that went away or a disk that is full is a
+    fault of the world, not an internal error."""
+    lines = str(error).strip().splitlines()
+    return DatabaseError(f"database: {lines[0] if lines else type(error).__name__}")
 
 
 def forget_connections() -> None:
