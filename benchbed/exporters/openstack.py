@@ -49,9 +49,10 @@ def openrc(deployment: "Deployment") -> str:
 def not_formatted(fmt: str, name: str, value: Any) -> None:
     """Refuse a '{' or '}' in a value the openstack client formats.
 
-    openstacksdk runs `value.format(**config)` over every top-level value it reads: all of
-    openrc's but OS_PASSWORD, and clouds.yaml's outside `auth`. A region `{auth}` would become
-    the credentials, password and all; `{0}` would crash it. No escape suits every reader
+    openstacksdk runs `value.format(**config)` over every top-level value it reads: from the
+    environment any OS_* value but the password may be one, from clouds.yaml any outside
+    `auth`. A region `{auth}` would become the credentials, password and all; `{0}` would
+    crash it. No escape suits every reader
     (Rally takes the environment as it is), so such a value is refused."""
     text = str(value)
     if "{" in text or "}" in text:
