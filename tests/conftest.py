@@ -180,3 +180,15 @@ def database(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.Mon
     _reset_db_caches()
     yield "postgresql"
     _reset_db_caches()
+
+
+class _InventoryLoader(yaml.SafeLoader):
+    """Reads an exported Ansible inventory's `!unsafe` strings as the strings they are."""
+
+
+_InventoryLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
+def read_inventory(text: str) -> Any:
+    """An exported Ansible inventory as data (yaml.safe_load refuses its `!unsafe` tags)."""
+    return yaml.load(text, Loader=_InventoryLoader)

@@ -39,8 +39,25 @@ def openrc(deployment: "Deployment") -> str:
         variables["OS_CACERT"] = cloud["https_cacert"]
     # json.dumps escapes every control character: the comment cannot end early
     lines = [f"# benchbed deployment {json.dumps(deployment.name)} ({deployment.uuid})"]
+    for name, value in variables.items():
+        if name != "OS_PASSWORD":
+            not_formatted("openrc", name, value)
     lines += [f"export {name}={single_quoted(value, name)}" for name, value in variables.items()]
     return "\n".join(lines) + "\n"
+
+
+def not_formatted(fmt: str, name: str, value: Any) -> None:
+    """Refuse a '{' or '}' in a value the openstack client formats.
+
+    openstacksdk runs `value.format(**config)` over every top-level value it reads: from the
+    environment any OS_* value but the password may be one, from clouds.yaml any outside
+    `auth`. A region `{auth}` would become the credentials, password and all; `{0}` would
+    crash it. No escape suits every reader
+    (Rally takes the environment as it is), so such a value is refused."""
+    text = str(value)
+    if "{" in text or "}" in text:
+        raise InputError(f"{fmt}: {name} is {text[:80]!r}; the openstack client would expand "
+                         f"its '{{' '}}' (str.format) and read another value in its place")
 
 
 def single_quoted(value: Any, name: str) -> str:
@@ -73,6 +90,9 @@ def clouds_yaml(deployment: "Deployment") -> str:
         entry["verify"] = False
     elif cloud.get("https_cacert"):
         entry["cacert"] = cloud["https_cacert"]
+    for name, value in entry.items():
+        if name != "auth":
+            not_formatted("clouds.yaml", name, value)
     return yaml.safe_dump({"clouds": {deployment.name: entry}}, sort_keys=False)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Cli, ledger_rows
+from tests.conftest import Cli, ledger_rows, read_inventory
 
 SEED_PASSWORD = "Seed-Pa55-Never-Shown"
 
@@ -96,7 +96,7 @@ def test_servers_lifecycle_with_real_ssh(bb: Cli, tmp_path: Path, home: Path) ->
                                 capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("reached-")
-    inventory = yaml.safe_load(bb.ok("deployment", "export", "life", "--format",
+    inventory = read_inventory(bb.ok("deployment", "export", "life", "--format",
                                      "ansible-inventory").stdout)
     hosts = inventory["all"]["children"]["life"]["hosts"]
     assert sorted(h["ansible_host"] for h in hosts.values()) == \

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import STATE_DIR
 from benchbed.images.lxc import LxcImageStore, image_name
 from benchbed.server import Server
-from tests.conftest import ledger_rows
+from tests.conftest import ledger_rows, read_inventory
 
 pytestmark = pytest.mark.root
 
@@ -133,7 +132,7 @@ def test_three_containers_reachable_with_real_ssh_then_nothing_left(
         machine_ids.add(machine_id)
     assert len(machine_ids) == 3, "each clone needs its own machine-id"
 
-    inventory = yaml.safe_load(
+    inventory = read_inventory(
         bb.ok("deployment", "export", "lxc3", "--format", "ansible-inventory").stdout)
     hosts = inventory["all"]["children"]["lxc3"]["hosts"]
     assert {host["ansible_host"] for host in hosts.values()} == {s["host"] for s in servers}
