@@ -53,8 +53,8 @@ def run_limited(home: Path, *args: str) -> tuple[int, str, float, int]:
         # prlimit execs the CLI in its own process: wait4 reports the CLI's own usage
         process = subprocess.Popen(["prlimit", f"--as={MEMORY_LIMIT}", "--cpu=30", BENCHBED,
                                     *args], stdout=handle, stderr=subprocess.STDOUT, env=env)
+    pid, deadline = 0, time.monotonic() + 120
     try:
-        deadline = time.monotonic() + 120
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
@@ -62,7 +62,7 @@ def run_limited(home: Path, *args: str) -> tuple[int, str, float, int]:
             assert time.monotonic() < deadline, "the CLI ran for two minutes"
             time.sleep(0.02)
     finally:
-        if process.returncode is None and pid == 0:
+        if pid == 0:  # still running: ended here, by its own pid
             process.kill()
             os.waitpid(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
