@@ -1,12 +1,14 @@
 """Networks that providers make on this machine, refused at validation when they would clash.
 
 A provider that makes a network here declares it (`ServerProvider.local_networks`). Before
-anything exists, each one is refused if it is not a private range (loopback, multicast,
-link-local, reserved and public ones are all refused), if it overlaps another network of
-the same config, a network of another deployment, or an address or route already on this
-machine. Providers whose deployments share one bridge per network (LXC, Virsh: the
-reference-counted `benchbed.hostnet`) may name exactly the same network as another such
-deployment; any other overlap is refused.
+anything exists, each one is refused if it is not a private range (RFC 1918: loopback,
+multicast, link-local, reserved and public ones are all refused), if it overlaps another
+network of the same config, a network of another deployment, or an address or route already
+on this machine. A provider's own validation refuses a network of another range, or too
+small, with `guest_network`, whether its host is this machine or another. Providers whose
+deployments share one bridge per network (LXC, Virsh: the reference-counted
+`benchbed.hostnet`) may name exactly the same network as another such deployment; any other
+overlap is refused.
 """
 
 import ipaddress
@@ -18,6 +20,9 @@ from typing import Any
 
 from benchbed import plugin
 from benchbed.errors import BenchbedError, ConfigError
+
+PRIVATE_RANGES = tuple(ipaddress.IPv4Network(network) for network in
+                       ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,37 @@ def parse_ipv4_network(text: str, path: str) -> ipaddress.IPv4Network:
         raise ConfigError(path, f"not an IPv4 network in CIDR form: {error}") from None
 
 
+def guest_network(text: str, path: str, smallest: int) -> ipaddress.IPv4Network:
+    """`text` as a network a provider makes a bridge for, with its guests on it: CIDR form,
+    a private range (`range_refusal`), and at least a /`smallest`. Only arithmetic on the
+    network's bounds: the cost is the same for a /8 as for a /30."""
+    network = parse_ipv4_network(text, path)
+    refusal = range_refusal(network)
+    if refusal:
+        raise ConfigError(path, f"{network} {refusal}")
+    if network.prefixlen > smallest:
+        raise ConfigError(path, f"needs at least a /{smallest} ({network} is a "
+                                f"/{network.prefixlen})")
+    return network
+
+
+def range_refusal(network: ipaddress.IPv4Network) -> str | None:
+    """Why guests cannot live on `network` (`is a loopback range`, ...), or None. Only the
+    private ranges of RFC 1918 are theirs: a public range is someone else's, and the special
+    ones (loopback, link-local, multicast, 0.0.0.0/8, 240.0.0.0/4, the documentation and
+    benchmark ranges) are not for hosts."""
+    for refused, what in ((network.is_loopback, "loopback"), (network.is_multicast, "multicast"),
+                          (network.is_link_local, "link-local"),
+                          (network.is_unspecified, "unspecified"),
+                          (network.is_reserved, "reserved")):
+        if refused:
+            return f"is a {what} range"
+    if not any(network.subnet_of(private) for private in PRIVATE_RANGES):
+        return (f"is not a private network range (RFC 1918: "
+                f"{', '.join(map(str, PRIVATE_RANGES))})")
+    return None
+
+
 def routed_networks(routes: list[dict[str, Any]]) -> Iterator[tuple[ipaddress.IPv4Network, str]]:
     """The destinations of routes as `ip -j -4 route` lists them, each with its device;
     default routes and the kernel's broadcast entries are left out."""
@@ -105,15 +141,9 @@ def overlapping_route(routes: list[dict[str, Any]], network: ipaddress.IPv4Netwo
 
 
 def _check_range(claim: Claim) -> None:
-    network = claim.network
-    for refused, what in ((network.is_loopback, "loopback"), (network.is_multicast, "multicast"),
-                          (network.is_link_local, "link-local"),
-                          (network.is_unspecified, "unspecified"),
-                          (network.is_reserved, "reserved")):
-        if refused:
-            raise ConfigError(claim.path, f"{network} is a {what} range")
-    if not network.is_private:
-        raise ConfigError(claim.path, f"{network} is not a private network range")
+    refusal = range_refusal(claim.network)
+    if refusal:
+        raise ConfigError(claim.path, f"{claim.network} {refusal}")
 
 
 def _other_deployments() -> Iterator[tuple[str, list[Claim]]]:

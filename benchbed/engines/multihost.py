@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchbed import plugin
+from benchbed import masking, plugin
 from benchbed.deployment import Status
 from benchbed.endpoints import Endpoints
 from benchbed.engines.base import CheckResult, Engine, engine_class
@@ -117,6 +117,11 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
             self.deployment.set_status(Status.SUBDEPLOY)
             later = [(index, substitute(raw, address)) for index, raw in nodes
                      if index not in early_indexes]
+            for index, config in later:
+                # validated with VALIDATION_ADDRESS; the real address (a host name, IPv6)
+                # may make a value its schema refuses: refused before any node deploys
+                plugin.validate(config, ENGINES, self.child_path("nodes", index),
+                                has_parent=True)
             failures: list[BaseException] = []
             deployed: dict[int, Endpoints] = {}
             try:
@@ -205,21 +210,24 @@ def _starts_early(node: dict[str, Any]) -> bool:
         substitute(node, VALIDATION_ADDRESS) == node
 
 
-def _check_placeholders(config: Any, path: str) -> None:
-    """Refuse `{controler_ip}`, `{controller_ip` and other braces that name nothing."""
+def _check_placeholders(config: Any, path: str, secret: bool = False) -> None:
+    """Refuse `{controler_ip}`, `{controller_ip` and other braces that name nothing; the
+    message quotes what it found unless the value is a secret (a password with a `{`)."""
     if isinstance(config, dict):
         for key, value in config.items():
             _check_placeholders(key, path)
-            _check_placeholders(value, plugin.join_path(path, str(key)))
+            _check_placeholders(value, plugin.join_path(path, str(key)),
+                                secret or masking.is_secret_key(str(key)))
     elif isinstance(config, list):
         for index, item in enumerate(config):
-            _check_placeholders(item, f"{path}[{index}]")
+            _check_placeholders(item, f"{path}[{index}]", secret)
     elif isinstance(config, str):
         for match in PLACEHOLDER_START.finditer(config):
             if not config.startswith(PLACEHOLDER, match.start()):
-                found = config[match.start():match.start() + len(PLACEHOLDER) + 4]
-                raise ConfigError(path, f"malformed placeholder near '{found}': the only one "
-                                  f"is {PLACEHOLDER}")
+                found = "(not shown: the value is a secret)" if secret else \
+                    f"near '{config[match.start():match.start() + len(PLACEHOLDER) + 4]}'"
+                raise ConfigError(path, f"malformed placeholder {found}: the only one is "
+                                  f"{PLACEHOLDER}")
 
 
 def _controller_part(endpoints: Endpoints) -> Endpoints:

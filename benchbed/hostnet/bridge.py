@@ -57,13 +57,14 @@ class HostNetwork:
         self.host = host
         self.network = network
         self.bridge = bridge_name(network)
-        addresses = list(network.hosts())
-        self.gateway = str(addresses[0])
+        # Addresses are counted from the network's bounds, never listed (a /8 has millions).
+        gateway = network.network_address + 1
+        self.gateway = str(gateway)
         # Guests configured with an address before they boot (LXC) take the lower part, DHCP
         # (VMs, anything else on the bridge) the rest, so the two never hand out one address.
         fixed = static_capacity(network)
-        self._static_range = (int(addresses[1]), int(addresses[fixed])) if fixed else None
-        self.dhcp_range = (str(addresses[1 + fixed]), str(addresses[-1]))
+        self._static_range = (int(gateway) + 1, int(gateway) + fixed) if fixed else None
+        self.dhcp_range = (str(gateway + 1 + fixed), str(network.broadcast_address - 1))
 
     @property
     def apt_proxy(self) -> str:

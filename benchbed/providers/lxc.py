@@ -24,7 +24,7 @@ from benchbed.hostnet.bridge import static_capacity
 from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, check_name, image_name
 from benchbed.keys import deployment_key
 from benchbed.ledger import CREATED, Resource
-from benchbed.networks import Claim, parse_ipv4_network
+from benchbed.networks import Claim, parse_ipv4_network, range_refusal
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS, ResourceKind, join_path
 from benchbed.providers.base import ServerProvider
@@ -120,11 +120,12 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
             raise ConfigError(where, f"{network} has room for {static_capacity(network)} "
                               f"container(s) (the lower half of its addresses), "
                               f"containers_per_host is {per_host}")
-        for index, _ in enumerate(config.host_credentials()):
+        # host 0's is start_lxc_network itself, checked when the hosts are not listed too
+        for index in range(max(len(config.host_credentials()), 1)):
             subnet = host_network(network, index)
-            if not subnet.is_private:
-                raise ConfigError(where, f"host {index} would get {subnet}, which is not a "
-                                  f"private network range")
+            refusal = range_refusal(subnet)
+            if refusal:
+                raise ConfigError(where, f"host {index} would get {subnet}, which {refusal}")
 
     @classmethod
     def local_networks(cls, config: LxcProviderConfig, path: str) -> Iterator[Claim]:

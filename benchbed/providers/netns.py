@@ -15,7 +15,7 @@ from benchbed import hostcheck, local, private_files
 from benchbed.errors import ConfigError, InputError
 from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
-from benchbed.networks import Claim, parse_ipv4_network
+from benchbed.networks import Claim, guest_network
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind, join_path
 from benchbed.providers.base import Capabilities, ServerProvider
@@ -64,9 +64,7 @@ class NetnsProvider(ServerProvider[NetnsProviderConfig]):
     @classmethod
     def validate_config(cls, config: NetnsProviderConfig, path: str, *,
                         has_parent: bool = False) -> None:
-        network = parse_ipv4_network(config.network, join_path(path, "network"))
-        if network.num_addresses < 4:
-            raise ConfigError(join_path(path, "network"), "needs at least a /30")
+        network = guest_network(config.network, join_path(path, "network"), smallest=30)
         room = cls.capacity(config)
         if config.amount > room:
             raise ConfigError(join_path(path, "amount"), f"{network} has room for {room} "
@@ -106,10 +104,12 @@ class NetnsProvider(ServerProvider[NetnsProviderConfig]):
                        amount: int = 1) -> list[Server]:
         if image_uuid or type_id:
             raise InputError("NetnsProvider hosts share this machine: no image or type to pick")
-        hosts = list(self._network.hosts())
-        if amount < 1 or amount > len(hosts) - 1:
-            raise InputError(f"NetnsProvider: {self._network} has room for {len(hosts) - 1} "
+        room = self.capacity(self.config)
+        if amount < 1 or amount > room:
+            raise InputError(f"NetnsProvider: {self._network} has room for {room} "
                              f"host(s); {amount} requested")
+        # the bridge's address, then one per host: counted, never listed (a /8 has millions)
+        first = self._network.network_address + 1
         if os.geteuid() != 0:
             raise InputError("NetnsProvider needs root (network namespaces and a bridge)")
         base = self.deployment.directory / "netns"
@@ -121,9 +121,9 @@ class NetnsProvider(ServerProvider[NetnsProviderConfig]):
         prefix = self._network.prefixlen
         with self.ledger.creating("bridge", bridge), self.deployment.step("create bridge", bridge):
             local.run(["ip", "link", "add", "name", bridge, "type", "bridge"])
-            local.run(["ip", "addr", "add", f"{hosts[0]}/{prefix}", "dev", bridge])
+            local.run(["ip", "addr", "add", f"{first}/{prefix}", "dev", bridge])
             local.run(["ip", "link", "set", bridge, "up"])
-        slots = [(index, str(hosts[index + 1])) for index in range(amount)]
+        slots = [(index, str(first + index + 1)) for index in range(amount)]
 
         def create_host(slot: tuple[int, str]) -> Server:
             index, address = slot

@@ -29,7 +29,7 @@ from benchbed.images import virsh as images
 from benchbed.images.virsh import POOL, Template, connect, ensure_pool, find_template
 from benchbed.keys import deployment_key
 from benchbed.ledger import CREATED, Resource
-from benchbed.networks import Claim, parse_ipv4_network
+from benchbed.networks import Claim, guest_network
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind, join_path
 from benchbed.providers.base import ServerProvider
@@ -104,8 +104,7 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
         if config.connection is not None and config.uri is not None:
             raise ConfigError(join_path(path, "uri"), "give either uri or connection")
         where = join_path(path, "network")
-        if parse_ipv4_network(config.network, where).prefixlen > 28:
-            raise ConfigError(where, "needs at least a /28")
+        guest_network(config.network, where, smallest=28)
 
     @classmethod
     def host_requirements(cls, config: VirshProviderConfig | None

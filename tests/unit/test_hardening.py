@@ -48,7 +48,7 @@ def netns(network: str, amount: int = 1) -> dict:
      "config provider.network: holds a value of type bytes"),
     ("type: ServersEngine\nprovider: {type: NetnsProvider, network: 10.254.180.0/24}\n"
      "1: one\n", "has a key of type int"),
-    ("type: ServersEngine\nwhen: 2024-01-01\nprovider: {type: NetnsProvider}\n",
+    ("type: ServersEngine\nwhen: !!timestamp 2024-01-01\nprovider: {type: NetnsProvider}\n",
      "config when: holds a value of type date"),
 ])
 def test_values_json_cannot_hold_or_of_the_wrong_type_are_refused(text: str, message: str

@@ -43,6 +43,11 @@ class LateNodeConfig(PluginConfig):
     address: str = setting("The controller's address, filled in by MultihostEngine.")
 
 
+@dataclass(frozen=True, kw_only=True)
+class EarlyNodeConfig(PluginConfig):
+    name: str = setting("A name that may hold {controller_ip}.", "")
+
+
 class Controller(Engine[ControllerConfig]):
     Config = ControllerConfig
 
@@ -59,7 +64,8 @@ class Controller(Engine[ControllerConfig]):
         return []
 
 
-class EarlyNode(Engine[PluginConfig]):
+class EarlyNode(Engine[EarlyNodeConfig]):
+    Config = EarlyNodeConfig
     STARTS_BEFORE_PARENT = True
 
     def deploy(self) -> dict[str, Any]:
