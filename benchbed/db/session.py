@@ -6,12 +6,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from benchbed.db.fastread import HEAD_REVISION
 from benchbed.db.url import database_url
-from benchbed.errors import BenchbedError
+from benchbed.errors import BenchbedError, InputError
+from benchbed.plugin import not_installed
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -29,11 +30,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 @cache
 def engine() -> Engine:
     url = database_url()
-    db_engine = create_engine(url, future=True)
+    try:
+        db_engine = create_engine(url, future=True)
+    except ModuleNotFoundError as error:
+        raise InputError(f"the database {make_url(url).render_as_string(hide_password=True)} "
+                         f"{_missing_driver(error)}") from None
     if db_engine.dialect.name == "sqlite":
         event.listen(db_engine, "connect", _sqlite_pragmas)
     _migrate_if_needed(db_engine)
     return db_engine
+
+
+# database drivers -> the extra of benchbed that installs each
+DRIVER_EXTRAS = {"psycopg2": "postgres"}
+
+
+def _missing_driver(error: ModuleNotFoundError) -> str:
+    """What to install for a driver SQLAlchemy could not import (the pip line of its extra)."""
+    module = error.name or str(error)
+    return not_installed(module, DRIVER_EXTRAS.get(module))
 
 
 def _migrate_if_needed(db_engine: Engine) -> None:
