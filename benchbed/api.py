@@ -10,14 +10,16 @@ whole point is to hand credentials to a benchmark client.
     api.destroy("lab")
 """
 
+import os
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchbed import config as config_lib
-from benchbed import masking, paths, plugin
+from benchbed import lease, masking, paths, plugin
 from benchbed.deployment import Deployment, Status, is_uuid, validate_name
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.errors import BenchbedError, InputError, NotFoundError, UnreachableError
@@ -80,11 +82,42 @@ def create(name: str, config: dict[str, Any], validated: bool = False) -> Deploy
     """
     validate_name(name)
     if not validated:
-        validate(config)
-    deployment = Deployment.create(name, config)
+        validate(config, check_networks=False)
+    with _claiming_networks(config):
+        deployment = Deployment.create(name, config)
     with deployment.lease():
         _deploy(deployment)
     return deployment
+
+
+# This machine's networks are shared by every BENCHBED_HOME on it: one lock for all of them.
+HOST_STATE = Path("/run/benchbed")
+
+
+@contextmanager
+def _claiming_networks(config: dict[str, Any]) -> Iterator[None]:
+    """Check the networks `config` would make on this machine (benchbed.networks) and, in
+    the block, record the deployment that claims them, as one step: two creates at once
+    cannot both pass the check. Only configs that make networks wait for the lock."""
+    from benchbed import networks
+
+    if next(networks.claims(config), None) is None:
+        yield
+        return
+    with lease.file_lock(_network_lock(), "the check of this machine's networks", timeout=60):
+        networks.check(config)
+        yield
+
+
+def _network_lock() -> Path:
+    """The machine's lock under /run; a user who cannot write there makes no network on this
+    machine either, and their creates are kept apart by a lock under their home."""
+    try:
+        HOST_STATE.mkdir(mode=0o755, exist_ok=True)
+    except OSError:
+        return paths.home() / "networks.lock"
+    return HOST_STATE / "networks.lock" if os.access(HOST_STATE, os.W_OK) else \
+        paths.home() / "networks.lock"
 
 
 def _deploy(deployment: Deployment) -> None:

@@ -213,7 +213,8 @@ class Deployment:
             if self.lease_owner is None:
                 return self._acquire(force)
             other = Holder.parse(self.lease_owner)
-            since = f"{self.lease_since:%Y-%m-%d %H:%M:%S} UTC"
+            since = (f"{self.lease_since:%Y-%m-%d %H:%M:%S} UTC"
+                     if isinstance(self.lease_since, datetime) else "an unknown time")
             alive = other.is_alive()
             if alive:
                 raise BusyError(f"deployment '{self.name}' is busy: held by "
@@ -230,6 +231,8 @@ class Deployment:
             if not taken:
                 raise BusyError(f"deployment '{self.name}' was taken by another process")
             self.logger.warning("broke the lease of %s", other.describe())
+            sys.stderr.write(f"broke the lease of deployment '{self.name}' held by "
+                             f"{other.describe()}\n")
             if alive is False:
                 ended = lease.end_leftover_commands(other)
                 if ended:

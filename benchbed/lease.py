@@ -1,12 +1,26 @@
-"""Who holds a deployment: host, pid and process start time, so a reused pid is not mistaken."""
+"""Who holds a deployment: host, pid and process start time, so a reused pid is not mistaken.
+
+Also the file locks that make a check and the write it allows one step for concurrent
+benchbed processes (a schema migration, a network claim).
+"""
 
 import contextlib
+import fcntl
 import os
+import re
 import signal
 import socket
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+from benchbed.errors import BenchbedError
 from benchbed.retry import wait_for
+
+# host:pid:start time, as `Holder.token` writes it
+_TOKEN = re.compile(r"(?P<host>[^\x00-\x1f\x7f]+):(?P<pid>[1-9][0-9]{0,9}):"
+                    r"(?P<start>[0-9]{1,20})")
 
 
 def _start_time(pid: int) -> str | None:
@@ -32,8 +46,12 @@ class Holder:
 
     @classmethod
     def parse(cls, token: str) -> "Holder":
-        host, pid, start_time = token.rsplit(":", 2)
-        return cls(host, int(pid), start_time)
+        """The holder a lease names; a token this code did not write (a hand-edited row)
+        gives an `UnreadableHolder`, which can be checked by no one and broken with --force."""
+        found = _TOKEN.fullmatch(token)
+        if found is None:
+            return UnreadableHolder("", 0, "", text=token)
+        return cls(found["host"], int(found["pid"]), found["start"])
 
     def token(self) -> str:
         return f"{self.host}:{self.pid}:{self.start_time}"
@@ -46,6 +64,24 @@ class Holder:
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
+
+
+@dataclass(frozen=True)
+class UnreadableHolder(Holder):
+    """A lease whose text is not a holder token (edited by hand): no process can be checked
+    or ended for it, so only --force breaks it."""
+
+    text: str = ""
+
+    def token(self) -> str:
+        return self.text
+
+    def is_alive(self) -> bool | None:
+        return None
+
+    def describe(self) -> str:
+        shown = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        return f"an unreadable holder {shown!a}"
 
 
 # Every command a holder starts inherits this variable: "<holder token>@<session id>". A
@@ -100,3 +136,32 @@ def end_leftover_commands(holder: Holder, timeout: float = 30) -> list[int]:
         wait_for(lambda: not leftover_commands(holder), timeout=timeout,
                  what="the commands to end", max_interval=0.1)
     return ended
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, what: str, timeout: float = 120) -> Iterator[None]:
+    """Hold an exclusive lock on `path` for the block, for `what` (a few words naming it).
+
+    The file is made mode 0600 if missing and never opened through a symlink; it is closed
+    on exec, so commands started meanwhile do not keep it. Holders keep it for short steps:
+    waiting longer than `timeout` seconds is an error, not a hang.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        raise BenchbedError(f"cannot open the lock file {path} for {what}: "
+                            f"{error.strerror}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise BenchbedError(f"timed out after {timeout:.0f}s waiting for {what} "
+                                        f"(another benchbed holds {path})") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)

@@ -1,9 +1,10 @@
 """Plugin registry (entry points) and whole-config validation, nested plugins included."""
 
+import importlib.util
 import math
 import re
 from abc import ABC
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
@@ -77,6 +78,10 @@ class Plugin(ABC, Generic[ConfigT]):
     # keys of the older tool's configs for features that cannot exist here -> why; refused
     # before anything else in the config is looked at, so the line names the real reason
     UNSUPPORTED_KEYS: ClassVar[dict[str, str]] = {}
+    # optional Python modules the plugin imports when it runs -> the extra of benchbed that
+    # installs each (pyproject's optional-dependencies): a config naming the plugin is refused
+    # at validation while one is missing, before any deployment row exists
+    EXTRAS: ClassVar[dict[str, str]] = {}
     # A minimal valid config of this plugin (nested plugins included), with which the
     # contract test (benchbed.contract) builds it on a throwaway deployment. Declared here
     # without a value on purpose: every plugin gives its own, and one without fails the
@@ -252,6 +257,26 @@ def normalize_legacy(config: Any, group: str) -> None:
             normalize_legacy(item, nested_group)
 
 
+def missing_extra(extras: Mapping[str, str]) -> str | None:
+    """What to tell the user when a module of `extras` (module -> extra) is not installed:
+    "needs boto3, which is not installed: pip install 'benchbed[ec2]'"; None when all are."""
+    for module, extra in extras.items():
+        try:
+            installed = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a finder refusing it, a module without a spec
+            installed = False
+        if not installed:
+            return not_installed(module, extra)
+    return None
+
+
+def not_installed(module: str, extra: str | None) -> str:
+    """The line for a missing optional module, with the pip line of the extra that has it."""
+    if extra is None:
+        return f"needs the Python module {module}, which is not installed"
+    return f"needs {module}, which is not installed: pip install 'benchbed[{extra}]'"
+
+
 def _is_integer(_checker: Any, instance: Any) -> bool:
     """An int, not a bool, not a float such as 2.0 (JSON Schema alone would take both)."""
     return isinstance(instance, int) and not isinstance(instance, bool)
@@ -374,6 +399,9 @@ def validate(config: Any, group: str = ENGINES, path: str = "", has_parent: bool
     if not isinstance(type_name, str):
         raise ConfigError(type_path, "is required and must name a plugin")
     plugin = get(group, type_name, type_path)
+    missing = missing_extra(plugin.EXTRAS)
+    if missing:
+        raise ConfigError(type_path, f"{type_name} {missing}")
     for key, reason in plugin.UNSUPPORTED_KEYS.items():
         if key in config:
             raise ConfigError(join_path(path, key), f"is not supported: {reason}")

@@ -6,13 +6,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from benchbed import masking
 from benchbed.db.fastread import HEAD_REVISION
 from benchbed.db.url import database_url
 from benchbed.errors import BenchbedError, InputError
+from benchbed.plugin import not_installed
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -32,6 +33,9 @@ def engine() -> Engine:
     url = database_url()
     try:
         db_engine = create_engine(url, future=True)
+    except ModuleNotFoundError as error:
+        raise InputError(f"the database {make_url(url).render_as_string(hide_password=True)} "
+                         f"{_missing_driver(error)}") from None
     except (ArgumentError, ValueError) as error:  # NoSuchModuleError is an ArgumentError
         raise InputError(f"BENCHBED_DATABASE_URL: {str(error).splitlines()[0][:300]}") from None
     if db_engine.dialect.name == "sqlite":
@@ -40,33 +44,96 @@ def engine() -> Engine:
     return db_engine
 
 
+# database drivers -> the extra of benchbed that installs each
+DRIVER_EXTRAS = {"psycopg2": "postgres"}
+
+
+def _missing_driver(error: ModuleNotFoundError) -> str:
+    """What to install for a driver SQLAlchemy could not import (the pip line of its extra)."""
+    module = error.name or str(error)
+    return not_installed(module, DRIVER_EXTRAS.get(module))
+
+
 def _migrate_if_needed(db_engine: Engine) -> None:
     """Upgrade to the head revision; the cheap version check keeps Alembic off the fast path.
 
+    Several commands may start at once on a fresh database: the upgrade runs under a lock
+    (`_migration_lock`) and only if the version, read again under it, is still not the head,
+    so one process migrates and the others find the schema made.
+    """
+    if _current_revision(db_engine, under_lock=False) == HEAD_REVISION:
+        return
+    with _migration_lock(db_engine):
+        if _current_revision(db_engine, under_lock=True) == HEAD_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection_engine"] = db_engine
+        command.upgrade(config, "head")
+
+
+def _current_revision(db_engine: Engine, under_lock: bool) -> str | None:
+    """The schema's revision, None when there is no schema yet.
+
     Only a missing version table means "no schema yet": any other error (a refused login,
-    an unreachable server, a corrupt file) stops here rather than running migrations.
+    an unreachable server, a corrupt file) stops here rather than running migrations. Read
+    without the lock, a version table that exists but cannot be read may be one another
+    process is making: that is settled under the lock.
     """
     try:
         with db_engine.connect() as conn:
             try:
-                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                current: str | None = conn.execute(
+                    text("SELECT version_num FROM alembic_version")).scalar()
             except SQLAlchemyError:
                 conn.rollback()
-                if inspect(conn).has_table("alembic_version"):
+                if under_lock and inspect(conn).has_table("alembic_version"):
                     raise
                 current = None
     except SQLAlchemyError as error:
         raise BenchbedError(f"cannot open the database {_safe_url(db_engine)}: "
                             f"{_first_line(error)}") from None
-    if current == HEAD_REVISION:
-        return
-    from alembic import command
-    from alembic.config import Config
+    return current
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection_engine"] = db_engine
-    command.upgrade(config, "head")
+
+# pg_advisory_lock's key for the schema migration ("benchbed" in ASCII)
+MIGRATION_LOCK_KEY = 0x62656E6368626564
+MIGRATION_LOCK_SECONDS = 120
+
+
+@contextmanager
+def _migration_lock(db_engine: Engine) -> Iterator[None]:
+    """Serialize migrations of one database: a file lock beside a SQLite file (where its
+    own -wal and -shm files live, so every home or URL naming that file shares it), a
+    PostgreSQL advisory lock on the server (shared by every machine using the database)."""
+    if db_engine.dialect.name == "postgresql":
+        try:
+            with db_engine.connect() as conn:
+                conn.execute(text(f"SET lock_timeout = '{MIGRATION_LOCK_SECONDS}s'"))
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                 {"key": MIGRATION_LOCK_KEY})
+        except SQLAlchemyError as error:
+            raise BenchbedError(f"cannot migrate the database {_safe_url(db_engine)}: "
+                                f"{_first_line(error)}") from None
+        return
+    database = db_engine.url.database
+    if db_engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        # an in-memory SQLite database has no other process; benchbed supports no third
+        # kind of database, and another one gets no lock
+        yield
+        return
+    from benchbed.lease import file_lock
+
+    with file_lock(Path(f"{database}.migrate-lock"), "the database schema migration",
+                   timeout=MIGRATION_LOCK_SECONDS):
+        yield
 
 
 def _safe_url(db_engine: Engine) -> str:

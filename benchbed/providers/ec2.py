@@ -68,6 +68,7 @@ class Ec2Provider(ServerProvider[Ec2ProviderConfig]):
     """Amazon EC2 instances (any EC2-compatible API), tagged, and swept by `benchbed gc`."""
 
     EXAMPLE = {"type": "Ec2Provider", "region": "eu-west-1"}
+    EXTRAS = {"boto3": "ec2"}
 
     Config = Ec2ProviderConfig
 

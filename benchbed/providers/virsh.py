@@ -95,6 +95,7 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
     """libvirt VMs (KVM where it works, else emulation) on an isolated host network."""
 
     EXAMPLE = {"type": "VirshProvider"}
+    EXTRAS = {"libvirt": "libvirt"}
 
     Config = VirshProviderConfig
 
