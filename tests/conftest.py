@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -90,20 +91,58 @@ class Cli:
             self("deployment", "destroy", "--force", deployment["name"])
 
 
+def log_says(home: Path, text: str) -> bool:
+    """Whether a deployment's log in `home` says `text` yet (a moment to kill at)."""
+    return any(text in log.read_text() for log in home.glob("deployments/*/deployment.log"))
+
+
 def kill_when(process: subprocess.Popen[str], moment: Callable[[], bool], timeout: float,
               never: str, interval: float = 0.05) -> None:
-    """kill -9 a running `benchbed` the moment `moment()` holds; it must still be running
-    then, and the moment must come within `timeout` seconds (else the test fails: `never`).
-    The process is killed and reaped whatever happens."""
+    """kill -9 a running `benchbed` the moment `moment()` holds (kill_now: it must still be
+    running then); the moment must come within `timeout` seconds, else the test fails with
+    `never`. The process is killed and reaped whatever happens."""
     deadline = time.monotonic() + timeout
     try:
         while not moment():
-            assert process.poll() is None, process.communicate()
+            assert process.poll() is None, \
+                f"it ended by itself (exit {process.returncode}) before the moment to kill " \
+                f"came: {_output(process)}"
             assert time.monotonic() < deadline, never
             time.sleep(interval)
-    finally:
-        process.kill()
+    except BaseException:
+        _reap(process)
+        raise
+    kill_now(process)
+
+
+def kill_now(process: subprocess.Popen[str]) -> None:
+    """kill -9 `process` and reap it; the test fails unless the kill is what ended it.
+
+    A process that ended by itself a moment before (its work done or failed) is then not
+    the mid-work kill the test claims to prove; its exit status tells the two apart, as a
+    check before the kill alone cannot (it may end between the check and the signal)."""
+    try:
+        assert process.poll() is None, \
+            f"it ended by itself (exit {process.returncode}) before the kill: {_output(process)}"
+        process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
+    finally:
+        _reap(process)
+    assert process.returncode == -signal.SIGKILL, \
+        f"it ended by itself (exit {process.returncode}), not by the kill: {_output(process)}"
+
+
+def _reap(process: subprocess.Popen[str]) -> None:
+    """Kill and wait for `process` if it still runs (cleanup after a failure)."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=30)
+
+
+def _output(process: subprocess.Popen[str]) -> str:
+    """What the ended process wrote to its pipes (their last lines), for a failure message."""
+    stdout, stderr = process.communicate(timeout=30)
+    return f"{(stdout or '')[-1500:]}{(stderr or '')[-1500:]}"
 
 
 def cli_for(home: Path) -> Cli:
