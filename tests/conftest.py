@@ -2,12 +2,14 @@
 
 import json
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,37 @@ import yaml
 from benchbed import masking
 from benchbed.db import session as db_session
 from benchbed.db import sql as db_sql
+
+FUZZ_SEED = "BENCHBED_FUZZ_SEED"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Property-based tests draw new examples each run, from one seed printed at the end
+    (pytest_terminal_summary), that BENCHBED_FUZZ_SEED (or --hypothesis-seed) gives back.
+
+    The seed goes to Hypothesis as its own --hypothesis-seed would (this hook runs before
+    Hypothesis's), and into the environment, which pytest-xdist's workers inherit. The
+    profile keeps no example database, so that a run depends on the seed alone."""
+    from hypothesis import settings
+
+    given = config.getoption("hypothesis_seed") or os.environ.get(FUZZ_SEED)
+    if given is None:
+        seed = secrets.randbits(32)
+    elif not str(given).isdigit():
+        raise pytest.UsageError(f"{FUZZ_SEED}={given!r}: the fuzz seed must be a number")
+    else:
+        seed = int(given)
+    os.environ[FUZZ_SEED] = str(seed)
+    config.option.hypothesis_seed = str(seed)
+    settings.register_profile("benchbed", database=None, derandomize=False,
+                              deadline=timedelta(seconds=2), print_blob=True)
+    settings.load_profile("benchbed")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(f"fuzz seed: {FUZZ_SEED}={os.environ[FUZZ_SEED]} draws this "
+                                f"run's examples again")
 
 
 def ledger_rows(home: Path) -> int:
