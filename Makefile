@@ -88,8 +88,9 @@ demo: host venv
 demo-check:
 	@tools/check-demo-lines.sh
 
+# every bench/*/run, then a table of each target (ratio, target, pass/FAIL); fails if any missed
 bench: host venv clients
-	for b in bench/*/run; do $$b; done
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) $(CLIENTS) build *.egg-info .logs .demo site docs/configuration.md

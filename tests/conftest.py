@@ -2,11 +2,14 @@
 
 import json
 import os
+import secrets
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,37 @@ import yaml
 from benchbed import masking
 from benchbed.db import session as db_session
 from benchbed.db import sql as db_sql
+
+FUZZ_SEED = "BENCHBED_FUZZ_SEED"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Property-based tests draw new examples each run, from one seed printed at the end
+    (pytest_terminal_summary), that BENCHBED_FUZZ_SEED (or --hypothesis-seed) gives back.
+
+    The seed goes to Hypothesis as its own --hypothesis-seed would (this hook runs before
+    Hypothesis's), and into the environment, which pytest-xdist's workers inherit. The
+    profile keeps no example database, so that a run depends on the seed alone."""
+    from hypothesis import settings
+
+    given = config.getoption("hypothesis_seed") or os.environ.get(FUZZ_SEED)
+    if given is None:
+        seed = secrets.randbits(32)
+    elif not str(given).isdigit():
+        raise pytest.UsageError(f"{FUZZ_SEED}={given!r}: the fuzz seed must be a number")
+    else:
+        seed = int(given)
+    os.environ[FUZZ_SEED] = str(seed)
+    config.option.hypothesis_seed = str(seed)
+    settings.register_profile("benchbed", database=None, derandomize=False,
+                              deadline=timedelta(seconds=2), print_blob=True)
+    settings.load_profile("benchbed")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(f"fuzz seed: {FUZZ_SEED}={os.environ[FUZZ_SEED]} draws this "
+                                f"run's examples again")
 
 
 def ledger_rows(home: Path) -> int:
@@ -90,20 +124,58 @@ class Cli:
             self("deployment", "destroy", "--force", deployment["name"])
 
 
+def log_says(home: Path, text: str) -> bool:
+    """Whether a deployment's log in `home` says `text` yet (a moment to kill at)."""
+    return any(text in log.read_text() for log in home.glob("deployments/*/deployment.log"))
+
+
 def kill_when(process: subprocess.Popen[str], moment: Callable[[], bool], timeout: float,
               never: str, interval: float = 0.05) -> None:
-    """kill -9 a running `benchbed` the moment `moment()` holds; it must still be running
-    then, and the moment must come within `timeout` seconds (else the test fails: `never`).
-    The process is killed and reaped whatever happens."""
+    """kill -9 a running `benchbed` the moment `moment()` holds (kill_now: it must still be
+    running then); the moment must come within `timeout` seconds, else the test fails with
+    `never`. The process is killed and reaped whatever happens."""
     deadline = time.monotonic() + timeout
     try:
         while not moment():
-            assert process.poll() is None, process.communicate()
+            assert process.poll() is None, \
+                f"it ended by itself (exit {process.returncode}) before the moment to kill " \
+                f"came: {_output(process)}"
             assert time.monotonic() < deadline, never
             time.sleep(interval)
-    finally:
-        process.kill()
+    except BaseException:
+        _reap(process)
+        raise
+    kill_now(process)
+
+
+def kill_now(process: subprocess.Popen[str]) -> None:
+    """kill -9 `process` and reap it; the test fails unless the kill is what ended it.
+
+    A process that ended by itself a moment before (its work done or failed) is then not
+    the mid-work kill the test claims to prove; its exit status tells the two apart, as a
+    check before the kill alone cannot (it may end between the check and the signal)."""
+    try:
+        assert process.poll() is None, \
+            f"it ended by itself (exit {process.returncode}) before the kill: {_output(process)}"
+        process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
+    finally:
+        _reap(process)
+    assert process.returncode == -signal.SIGKILL, \
+        f"it ended by itself (exit {process.returncode}), not by the kill: {_output(process)}"
+
+
+def _reap(process: subprocess.Popen[str]) -> None:
+    """Kill and wait for `process` if it still runs (cleanup after a failure)."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=30)
+
+
+def _output(process: subprocess.Popen[str]) -> str:
+    """What the ended process wrote to its pipes (their last lines), for a failure message."""
+    stdout, stderr = process.communicate(timeout=30)
+    return f"{(stdout or '')[-1500:]}{(stderr or '')[-1500:]}"
 
 
 def cli_for(home: Path) -> Cli:

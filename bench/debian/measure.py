@@ -10,8 +10,9 @@ Wall time on this shared 2-core machine is noisy, so each run also prints the CP
 seconds spent inside the container (its cgroup) and by the local processes (the CLI or
 ssh/curl): equal server CPU with unequal wall time means contention, not overhead.
 The order is script, benchbed, benchbed, script, so that drift hits both alike; ROUNDS
-(default 1) repeats that and the medians are compared. Target (issue 4): benchbed at
-most 1.15x the script.
+(default 3, at least 3) repeats that and the medians are compared. Target (issue 4): benchbed
+at most 1.15x the script. The script installs through benchbed's own apt.sh: the same apt and
+dpkg options on both sides.
 
 The third column (issue 14) is benchbed from a snapshot: one deployment through LxcProvider,
 `image save`, destroyed; then ROUNDS deployments whose `image` is that snapshot, each timed
@@ -24,7 +25,6 @@ SNAPSHOT_PREFIX (bbsnapb) move the run off the networks and names that others us
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.common import Target, Timings, finish, rounds
 from tests.integration.debian_lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +49,6 @@ LAB_PREFIX = os.environ.get("LAB_PREFIX", "bbdebb")
 SNAPSHOT_NETWORK = os.environ.get("SNAPSHOT_NETWORK", "10.254.202.0/24")
 SNAPSHOT_PREFIX = os.environ.get("SNAPSHOT_PREFIX", "bbsnapb")
 SNAPSHOT_IMAGE = f"{SNAPSHOT_PREFIX}-keystone-glance"
-ROUNDS = int(os.environ.get("ROUNDS", "1"))
 
 
 Run = tuple[float, float, float, str]  # wall, server CPU, local CPU seconds; detail
@@ -170,49 +170,46 @@ def _container_cpu(name: str) -> float:
     return float("nan")
 
 
-def main() -> None:
+def main() -> int:
+    runs = rounds()
     lab = Lab(LAB_PREFIX, LAB_SUBNET, "/var/cache/benchbed-bench/apt-cacher-ng")
     runners = {"script": run_script, "benchbed": run_benchbed}
-    results: dict[tuple[str, str], list[float]] = {}
-    server: dict[tuple[str, str], list[float]] = {}
+    results, server = Timings(), Timings()  # wall and container CPU, by "cache who"
     try:
         lab.start()
         plan = [("cold", "script"), ("cold", "benchbed"), ("warm", "benchbed"),
                 ("warm", "script")]
-        for cache, who in plan * ROUNDS:
+        for cache, who in plan * runs:
             if cache == "cold":
                 lab.clear_cache()
             name = f"{LAB_PREFIX}-{who}-{cache}"
             address = lab.clone(name)
             elapsed, server_cpu, local_cpu, detail = runners[who](lab, name, address)
             lab.destroy(name)
-            results.setdefault((cache, who), []).append(elapsed)
-            server.setdefault((cache, who), []).append(server_cpu)
+            results.add(f"{cache} {who}", elapsed)
+            server.add(f"{cache} {who}", server_cpu)
             print(f"{cache:<5} {who:<9} {elapsed:7.1f}s  server CPU {server_cpu:5.1f}s  "
                   f"local CPU {local_cpu:4.1f}s  {detail}", flush=True)
     finally:
         lab.stop()
-    verdicts = []
+    print(f"bench/debian: {runs} rounds, wall seconds:")
+    results.show()
+    targets = []
     for cache in ("cold", "warm"):
-        ours, theirs = (statistics.median(results[(cache, who)])
-                        for who in ("benchbed", "script"))
-        ratio = ours / theirs
-        verdicts.append(ratio <= TARGET)
-        print(f"{cache} cache: benchbed {ours:.1f}s, script {theirs:.1f}s (medians of "
-              f"{ROUNDS}), ratio {ratio:.2f}x "
-              f"(target <= {TARGET}x: {'met' if ratio <= TARGET else 'MISSED'}); "
-              f"server CPU {statistics.median(server[(cache, 'benchbed')]):.1f}s against "
-              f"{statistics.median(server[(cache, 'script')]):.1f}s")
-    snapshot = statistics.median(run_snapshots(ROUNDS))
-    warm = statistics.median(results[("warm", "benchbed")])
-    ratio = snapshot / warm
-    met = snapshot <= SNAPSHOT_TARGET_SECONDS and ratio <= SNAPSHOT_TARGET_RATIO
-    verdicts.append(met)
-    print(f"snapshot: benchbed {snapshot:.1f}s (median of {ROUNDS}), warm install "
-          f"{warm:.1f}s, ratio {ratio:.2f}x (target <= {SNAPSHOT_TARGET_SECONDS:.0f}s and "
-          f"<= {SNAPSHOT_TARGET_RATIO}x: {'met' if met else 'MISSED'})")
-    sys.exit(0 if all(verdicts) else 1)
-
+        targets.append(Target(f"{cache} cache: benchbed / script",
+                              results.ratio(f"{cache} benchbed", f"{cache} script"), TARGET))
+        print(f"  {cache} cache server CPU (medians): benchbed "
+              f"{server.median(f'{cache} benchbed'):.1f}s against script "
+              f"{server.median(f'{cache} script'):.1f}s")
+    snapshots = Timings()
+    for seconds in run_snapshots(runs):
+        snapshots.add("snapshot benchbed", seconds)
+    snapshots.show()
+    snapshot = snapshots.median("snapshot benchbed")
+    targets += [Target("snapshot: create + check", snapshot, SNAPSHOT_TARGET_SECONDS, "s"),
+                Target("snapshot / warm install", snapshot / results.median("warm benchbed"),
+                       SNAPSHOT_TARGET_RATIO)]
+    return finish("debian", targets)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

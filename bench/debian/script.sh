@@ -1,9 +1,14 @@
 #!/bin/sh
 # bench/debian's baseline: the DebianEngine's installation steps as one plain shell script
 # over SSH, ending with the same proof (token, catalogue, both endpoints answering).
+# The apt and dpkg work (update, download, install with services kept stopped) runs
+# benchbed's own apt.sh, so both sides install with the same options (--force-unsafe-io,
+# --force-confdef/confold, the lock timeout, no recommends): only the orchestration differs.
 # Usage: script.sh HOST KEY
 set -eu
 host=$1 key=$2
+apt_sh=$(dirname "$0")/../../benchbed/scripts/debian/apt.sh
+packages="mariadb-server python3-pymysql keystone glance-api"
 ssh="ssh -i $key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes root@$host"
 pw() { head -c 24 /dev/urandom | base64 | tr '+/' '-_'; }
 admin=$(pw) kdb=$(pw) gdb=$(pw) gsvc=$(pw)
@@ -12,8 +17,6 @@ url=http://$host
 $ssh sh -s <<EOF
 set -e
 command -v apt-get >/dev/null
-export DEBIAN_FRONTEND=noninteractive
-apt-get -q update
 debconf-set-selections <<'SEL'
 keystone keystone/configure_db boolean false
 keystone keystone/create-admin-tenant boolean false
@@ -23,13 +26,15 @@ glance-common glance/configure_rabbit boolean false
 glance-common glance/configure_ksat boolean false
 glance-api glance/configure_api-endpoint boolean false
 SEL
-packages="mariadb-server python3-pymysql keystone glance-api"
-apt-get -y -q install --no-install-recommends --download-only \$packages
-printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-chmod 755 /usr/sbin/policy-rc.d
-apt-get -y -q install --no-install-recommends \$packages
-rm -f /usr/sbin/policy-rc.d
+EOF
+$ssh sh -s -- update < "$apt_sh"
+# shellcheck disable=SC2086  # one package name per word
+$ssh sh -s -- download $packages < "$apt_sh"
+# shellcheck disable=SC2086  # one package name per word
+$ssh sh -s -- install $packages < "$apt_sh"
 
+$ssh sh -s <<EOF
+set -e
 service mariadb start
 until mysqladmin ping >/dev/null 2>&1; do sleep 0.5; done
 mysql <<SQL

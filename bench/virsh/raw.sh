@@ -1,9 +1,16 @@
 #!/bin/sh
 # One VM to SSH-ready with raw virsh commands, as a person would script it: an overlay on the
 # template, a domain booting the template's kernel, its DHCP lease, then ssh until it answers.
-# Usage: raw.sh NAME TEMPLATE BRIDGE PRIVATE_KEY LEASE_FILE
+# DOMAIN_TYPE is kvm or qemu, the one benchbed picks on this host (bench/virsh/run asks
+# VirshProvider's choose_domain_type); kvm gets the host's CPU passed through, as benchbed's.
+# Usage: raw.sh NAME TEMPLATE BRIDGE PRIVATE_KEY LEASE_FILE DOMAIN_TYPE
 set -eu
-name=$1 template=$2 bridge=$3 key=$4 leases=$5
+name=$1 template=$2 bridge=$3 key=$4 leases=$5 domain_type=$6
+case $domain_type in
+    kvm) cpu="<cpu mode='host-passthrough'/>" ;;
+    qemu) cpu="" ;;
+    *) echo "raw.sh: domain type must be kvm or qemu, not '$domain_type'" >&2; exit 2 ;;
+esac
 images=/var/lib/benchbed/images
 mac=52:54:00:$(od -An -N3 -tx1 /dev/urandom | sed 's/^ *//; s/ /:/g')
 pubkey=$(base64 -w0 "$key.pub")
@@ -12,7 +19,7 @@ virsh -q vol-create-as benchbed "$name.qcow2" 8G --format qcow2 \
     --backing-vol "$images/$template.qcow2" --backing-vol-format qcow2 >/dev/null
 xml=$(mktemp)
 cat > "$xml" <<XML
-<domain type='qemu'>
+<domain type='$domain_type'>
   <name>$name</name>
   <memory unit='MiB'>1024</memory>
   <vcpu>1</vcpu>
@@ -23,6 +30,7 @@ cat > "$xml" <<XML
     <cmdline>root=/dev/vda rw console=ttyS0 quiet bb.user=root bb.key=$pubkey systemd.machine_id=$machine_id systemd.hostname=$name</cmdline>
   </os>
   <features><acpi/></features>
+  $cpu
   <on_poweroff>destroy</on_poweroff>
   <devices>
     <disk type='volume' device='disk'>

@@ -2,10 +2,8 @@
 outside benchbed, and what DevStack leaves on one (to compare before and after a destroy)."""
 
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from tests import upstream
@@ -62,17 +60,6 @@ def leftovers(lab: Lab, address: str) -> dict[str, str]:
         "packages": lab.ssh(address, "dpkg-query -W -f='${db:Status-Status} "
                                      "${binary:Package}\\n' | grep -v '^not-installed' | sort"),
     }
-
-
-def wait_for_log(home: Path, text: str, timeout: float = 900) -> None:
-    """Wait until a deployment's log in `home` says `text` (a step of stack.sh)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for log in home.glob("deployments/*/deployment.log"):
-            if text in log.read_text():
-                return
-        time.sleep(0.5)
-    raise AssertionError(f"{text!r} never appeared in the deployment log")
 
 
 def create_fails(cli: Cli, config: str, name: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Cli, ledger_rows, read_inventory
+from tests.conftest import Cli, kill_when, ledger_rows, read_inventory
 
 SEED_PASSWORD = "Seed-Pa55-Never-Shown"
 
@@ -113,23 +113,25 @@ def test_kill_during_create_then_destroy_leaves_nothing(
         bb: Cli, tmp_path: Path, home: Path, kill_after_rows: int | str) -> None:
     config = write_config(tmp_path, "c.yaml", netns_config("10.211.3.0/24", 40))
     process = bb.popen("deployment", "create", "--name", "crash", "--file", config)
-    deadline = time.monotonic() + 60
     uuid = None
-    while time.monotonic() < deadline and process.poll() is None:
+
+    def moment() -> bool:
+        nonlocal uuid
         try:
             with sqlite3.connect(home / "benchbed.sqlite", timeout=1) as db:
                 row = db.execute("SELECT uuid, status FROM deployments").fetchone()
                 rows = db.execute("SELECT count(*) FROM resources").fetchone()[0]
         except sqlite3.OperationalError:
-            continue
-        if row:
-            uuid = row[0]
-            if (kill_after_rows == "finished" and row[1] == "deploy->finished") or \
-                    (kill_after_rows != "finished" and rows >= kill_after_rows):
-                break
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+            return False
+        if not row:
+            return False
+        uuid = row[0]
+        if kill_after_rows == "finished":
+            return bool(row[1] == "deploy->finished")
+        return bool(rows >= kill_after_rows)
+
+    kill_when(process, moment, timeout=60, never=f"never reached {kill_after_rows} row(s)",
+              interval=0.002)
     assert uuid is not None
 
     refused = bb("deployment", "destroy", "crash")

@@ -10,7 +10,6 @@ import ipaddress
 import json
 import os
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 import yaml
 
 from benchbed.hostnet import bridge_name
-from tests.conftest import Cli, cli_for, client, rally_env, write_yaml
+from tests.conftest import Cli, cli_for, client, kill_when, log_says, rally_env, write_yaml
 from tests.integration.debian_lab import Lab, sh
 
 pytestmark = pytest.mark.root
@@ -165,16 +164,6 @@ def _server_state(lab: Lab, address: str) -> dict[str, str]:
     }
 
 
-def _wait_for_step(home: Path, step: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for log in home.glob("deployments/*/deployment.log"):
-            if f"step started: {step}" in log.read_text():
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"step {step!r} never started")
-
-
 def test_rerun_on_half_installed_server_then_destroy_purges_it(lab: Lab, tmp_path: Path
                                                                 ) -> None:
     address = lab.clone("bbdebx-purge")
@@ -184,9 +173,8 @@ def test_rerun_on_half_installed_server_then_destroy_purges_it(lab: Lab, tmp_pat
                                                         admin_password="s3cret-Adm1n-pw"))
     # A first create is killed while its packages are being configured ...
     first = cli.popen("deployment", "create", "--file", config, "--name", "first")
-    _wait_for_step(tmp_path / "home", "keystone: db_sync")
-    first.kill()
-    first.wait()
+    kill_when(first, lambda: log_says(tmp_path / "home", "step started: keystone: db_sync"),
+              timeout=300, never="step 'keystone: db_sync' never started", interval=0.2)
     # ... and a second one on the same, half-installed server continues and finishes.
     created = cli("deployment", "create", "--file", config, "--name", "second", timeout=1200)
     assert created.returncode == 0, created.stderr

@@ -20,7 +20,16 @@ import yaml
 from benchbed.hostnet import bridge_name
 from benchbed.server import Server
 from tests import upstream
-from tests.conftest import Cli, cli_for, client, ledger_rows, rally_env, write_yaml
+from tests.conftest import (
+    Cli,
+    cli_for,
+    client,
+    kill_when,
+    ledger_rows,
+    log_says,
+    rally_env,
+    write_yaml,
+)
 from tests.integration.debian_lab import ImageLab, sh
 from tests.integration.devstack_lab import (
     HOSTILE,
@@ -30,7 +39,6 @@ from tests.integration.devstack_lab import (
     leftovers,
     mirror_processes,
     raw_server,
-    wait_for_log,
 )
 
 pytestmark = pytest.mark.root
@@ -151,9 +159,8 @@ def test_kill_9_during_stack_then_destroy_then_a_later_create(raw: tuple[ImageLa
         config = write_yaml(tmp_path / "ok.yaml", existing(
             lab, address, localrc={**KEYSTONE_ONLY, "BENCHBED_HOSTILE": HOSTILE}))
         killed = cli.popen("deployment", "create", "--file", config, "--name", "killed")
-        wait_for_log(home, ":create_keystone_accounts:", timeout=2700)
-        killed.kill()
-        killed.wait()
+        kill_when(killed, lambda: log_says(home, ":create_keystone_accounts:"), timeout=2700,
+                  never="stack.sh never reached create_keystone_accounts", interval=0.5)
         running = daemons(lab, address).split()
         assert {"apache2", "uwsgi", "memcached"} <= set(running), running
         assert {"mysqld", "mariadbd"} & set(running), running

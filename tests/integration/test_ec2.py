@@ -7,8 +7,6 @@ first run against real AWS must still confirm is in the README.
 
 import getpass
 import json
-import os
-import signal
 import socket
 import sqlite3
 import urllib.request
@@ -22,7 +20,7 @@ import boto3
 import pytest
 
 from benchbed.providers.ec2_api import database_id
-from tests.conftest import ledger_rows
+from tests.conftest import kill_when, ledger_rows
 from tests.moto import DEBIAN_AMI, FaultProxy, moto_server
 
 REGION = "us-east-1"
@@ -175,13 +173,13 @@ def test_kill_during_create_then_destroy_leaks_nothing(
     config = write_config(home, {"amount": 2, "image": ami}, {"endpoint_url": proxy.url})
     process = bb.popen("deployment", "create", "--file", config, "--name", "killed")
     try:
-        assert proxy.event(f"held {held}").wait(120), process.stderr.read()
-        if point == "after run_instances":
-            assert _instance_ids_saved(home), "ids must be saved as soon as EC2 answers"
+        # held at the proxy: the create cannot move on between the moment and the kill
+        kill_when(process, proxy.event(f"held {held}").is_set, timeout=120,
+                  never=f"the create never reached {held}")
     finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
         proxy.release.set()
+    if point == "after run_instances":
+        assert _instance_ids_saved(home), "ids must be saved as soon as EC2 answers"
     made = cloud(ec2)
     assert made["groups"], "the kill must leave something to clean up"
     if point != "before run_instances":

@@ -7,9 +7,7 @@ status codes and task life cycle, learnt from fuel-web's source. It is a stand-i
 
 import json
 import re
-import signal
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Cli, ledger_rows
+from tests.conftest import Cli, kill_when, ledger_rows
 from tests.integration.test_core_cli import assert_one_clear_line
 from tests.nailgun_sim import Simulator
 
@@ -196,15 +194,9 @@ def test_kill_during_deploy_then_destroy(bb: Cli, sim: Simulator, tmp_path: Path
     sim.hang_at = 60
     process = bb.popen("deployment", "create", "--name", "killed", "--file",
                        write(tmp_path, fuel_config(sim, timeout=600)))
-    try:
-        deadline = time.monotonic() + 60
-        while not any(t["name"] == "deployment" and t["status"] == "running"
-                      for t in list(sim.tasks.values())):
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.1)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.communicate()
+    kill_when(process, lambda: any(t["name"] == "deployment" and t["status"] == "running"
+                                   for t in list(sim.tasks.values())),
+              timeout=60, never="the Fuel deployment task never ran", interval=0.1)
     assert len(sim.clusters) == 1 and ledger_rows(home) == 1
     bb.ok("deployment", "destroy", "--force", "killed")
     assert_all_gone(sim, home)

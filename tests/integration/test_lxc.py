@@ -22,7 +22,7 @@ from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import STATE_DIR
 from benchbed.images.lxc import LxcImageStore, image_name
 from benchbed.server import Server
-from tests.conftest import ledger_rows, read_inventory
+from tests.conftest import kill_when, ledger_rows, read_inventory
 
 pytestmark = pytest.mark.root
 
@@ -305,13 +305,6 @@ def test_sizes_set_cgroup_limits(bb: Any, home: Path, prefix: str, base_image: s
     assert_no_leaks(prefix, home)
 
 
-def _until(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the moment to kill never came"
-        time.sleep(0.01)
-
-
 KILL_POINTS: dict[str, Callable[[str], Callable[[], bool]]] = {
     "before-cloning": lambda prefix: bridge_exists,
     "during-cloning": lambda prefix: lambda: bool(containers(prefix)),
@@ -325,11 +318,8 @@ def test_kill_during_create_then_destroy_leaks_nothing(
         bb: Any, home: Path, prefix: str, base_image: str, point: str) -> None:
     config = write_config(home, engine(prefix))
     process = bb.popen("deployment", "create", "--file", config, "--name", "killed")
-    try:
-        _until(KILL_POINTS[point](prefix))
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+    kill_when(process, KILL_POINTS[point](prefix), timeout=60,
+              never="the moment to kill never came", interval=0.01)
     assert ledger_rows(home) >= 1, "killed before anything was recorded"
     bb.ok("deployment", "destroy", "--force", "killed")
     assert bb.json("deployment", "list") == []

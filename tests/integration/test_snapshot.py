@@ -15,8 +15,7 @@ import pytest
 import yaml
 
 from benchbed.deployment import Deployment
-from benchbed.retry import wait_for
-from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
+from tests.conftest import Cli, cli_for, kill_when, ledger_rows, write_yaml
 from tests.integration.debian_lab import sh
 
 pytestmark = pytest.mark.root
@@ -86,11 +85,8 @@ def test_two_deployments_from_one_snapshot_share_no_secret(tmp_path: Path) -> No
         assert cli.json("deployment", "check", "origin")  # the origin still answers
         # kill -9 mid-copy: the half-made image is listed as such, and destroy removes it
         killed = cli.popen("image", "save", "origin", "--name", HALF_MADE)
-        wait_for(Path(f"/var/lib/lxc/.benchbed-building-{HALF_MADE}").exists, timeout=120,
-                 what="the killed save to start copying", interval=0.05,
-                 max_interval=0.05)
-        killed.kill()
-        killed.wait()
+        kill_when(killed, Path(f"/var/lib/lxc/.benchbed-building-{HALF_MADE}").exists,
+                  timeout=120, never="the killed save never started copying")
         assert _images(cli)[HALF_MADE]["state"] == "half-made"
         cli.ok("deployment", "destroy", "--force", "origin", timeout=600)
         assert HALF_MADE not in _images(cli) and not Path(f"/var/lib/lxc/{HALF_MADE}").exists()

@@ -22,9 +22,8 @@ from benchbed.deployment import Deployment
 from benchbed.hostnet import HostNetwork
 from benchbed.hostnet.bridge import STATE_DIR, bridge_name
 from benchbed.images.virsh import POOL, POOL_PATH
-from benchbed.retry import wait_for
 from benchbed.server import Server
-from tests.conftest import Cli, ledger_rows
+from tests.conftest import Cli, kill_when, ledger_rows
 from tests.integration.test_virsh import ssh, template, virsh  # noqa: F401 (template: fixture)
 
 pytestmark = pytest.mark.root
@@ -128,10 +127,8 @@ def test_two_deployments_boot_from_one_snapshot_each_a_machine_of_its_own(
 
     # kill -9 mid-save: listed as half-made, and destroy removes it
     killed = bb.popen("image", "save", f"{PREFIX}-origin", "--name", KILLED)
-    wait_for((POOL_PATH / f"{KILLED}.json").exists, timeout=120,
-             what="the killed save to claim its name", interval=0.05, max_interval=0.05)
-    killed.kill()
-    killed.wait()
+    kill_when(killed, (POOL_PATH / f"{KILLED}.json").exists, timeout=120,
+              never="the killed save never claimed its name")
     assert _images(bb)[KILLED]["state"] == "half-made"
     bb.ok("deployment", "destroy", "--force", f"{PREFIX}-origin")
     assert KILLED not in _images(bb) and IMAGE in _images(bb)

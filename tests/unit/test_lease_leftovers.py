@@ -11,6 +11,7 @@ from pathlib import Path
 
 from benchbed.deployment import Deployment
 from benchbed.lease import Holder, leftover_commands
+from tests.conftest import kill_now
 
 # the holder: creates a deployment (so it holds its lease), starts a command in its own
 # session and a daemon-like one in a new session, says their pids, and waits to be killed
@@ -42,8 +43,7 @@ def test_breaking_a_dead_holders_lease_ends_its_commands_not_its_daemons(home: P
         pids = {"command": started["command"], "daemon": started["daemon"]}
         dead = Holder.parse(started["token"])
         assert leftover_commands(dead) == [pids["command"]]
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
+        kill_now(holder)
         assert dead.is_alive() is False and _running(pids["command"])
 
         with Deployment.get("held").lease(force=True):
