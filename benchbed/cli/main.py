@@ -1,5 +1,6 @@
 """Entry point: the `benchbed` command and its error handling (one line, exit 1 or 2)."""
 
+import errno
 import logging
 import os
 import sys
@@ -74,13 +75,33 @@ def _run() -> int:
     except KeyboardInterrupt:
         sys.stderr.write("benchbed: interrupted\n")
         return 130
-    except Exception as error:
-        if os.environ.get("BENCHBED_DEBUG"):
-            _traceback(error)
-        sys.stderr.write(_line("internal error", f"{type(error).__name__}: {error}")
-                         + " (set BENCHBED_DEBUG=1 for a traceback)\n")
+    except OSError as error:
+        if error.errno not in WORLD_ERRNOS:
+            return _internal(error)
+        # the machine's fault, not benchbed's nor the input's: a full or failing disk
+        sys.stderr.write(_line("error", _os_error(error)) + "\n")
         return 1
+    except Exception as error:
+        return _internal(error)
     return 0
+
+
+def _internal(error: Exception) -> int:
+    """A bug: one line, the traceback only on request."""
+    if os.environ.get("BENCHBED_DEBUG"):
+        _traceback(error)
+    sys.stderr.write(_line("internal error", f"{type(error).__name__}: {error}")
+                     + " (set BENCHBED_DEBUG=1 for a traceback)\n")
+    return 1
+
+
+def _os_error(error: OSError) -> str:
+    where = f": {error.filename}" if error.filename else ""
+    return f"{error.strerror or os.strerror(error.errno or 0)}{where}"
+
+
+# errno values that say the world failed (disk full, quota, I/O error, read-only filesystem)
+WORLD_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 
 def _line(kind: str | None, message: object) -> str:
