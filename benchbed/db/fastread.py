@@ -12,7 +12,7 @@ from typing import Any
 
 from benchbed.db.url import database_url
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 LIST_COLUMNS = ("uuid", "name", "status", "created_at", "parent_uuid")
 
 

@@ -21,7 +21,8 @@ from benchbed.db.url import database_url
 from benchbed.errors import DatabaseError
 
 # Columns stored as JSON text, and as timestamps, in SQLAlchemy's formats (models.py).
-JSON_COLUMNS = frozenset({"config", "endpoints", "data"})
+JSON_COLUMNS = frozenset({"config", "endpoints", "data", "tags", "versions", "scenarios",
+                          "deployment_timeline", "atomic"})
 TIME_COLUMNS = frozenset({"created_at", "updated_at", "lease_since", "started_at",
                           "finished_at"})
 SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=30000",
