@@ -15,6 +15,7 @@ from benchbed.cli.gc import gc
 from benchbed.cli.image import image_group
 from benchbed.cli.plugin import plugin_group
 from benchbed.cli.report import report
+from benchbed.cli.task import task
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +30,7 @@ cli.add_command(plugin_group)
 cli.add_command(image_group)
 cli.add_command(gc)
 cli.add_command(doctor)
+cli.add_command(task)
 attach_examples(cli)
 
 

@@ -1,0 +1,13 @@
+"""`benchbed task`: run a benchmark against a deployment, look at its runs, compare two.
+
+Each verb lives in its own module (`task_run`, `task_report`, `task_compare`) and is added
+to this group here; all of them are thin over `benchbed.api`.
+"""
+
+import click
+
+
+@click.group("task")
+def task() -> None:
+    """Run a Rally task against a deployment, with the system's own CPU and memory beside
+    its iterations; list, show, report and compare the runs."""
