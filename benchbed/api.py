@@ -457,3 +457,42 @@ def doctor(config: dict[str, Any] | None = None) -> list[Any]:
     from benchbed import doctor as doctor_lib
 
     return doctor_lib.run(config)
+
+
+# -- benchmark runs --------------------------------------------------------------------------
+
+
+def task_compare(a: str, b: str, different_tasks: bool = False) -> dict[str, Any]:
+    """Run B against run A (ids or unique prefixes): per scenario and atomic action the
+    medians, p95s, ratio B/A with its bootstrap interval and a verdict; per service the
+    CPU-seconds per iteration (benchbed.tasks.compare).
+
+    Runs of different tasks (their digests differ) are refused unless `different_tasks`:
+    a verdict between two different workloads says nothing about the system, and a CI
+    pipeline that compared them by mistake would pass or fail on it. With the flag, the
+    result carries a warning saying so."""
+    from benchbed.tasks import compare, store
+
+    run_a, run_b = store.get(a), store.get(b)
+    if run_a.uuid == run_b.uuid:
+        raise InputError(f"A and B are the same run ({run_a.uuid}): compare two runs")
+    for label, run in (("A", run_a), ("B", run_b)):
+        if run.status == "running":
+            raise InputError(f"run {label} ({run.uuid}) is still running or was interrupted: "
+                             "it has no iterations to compare")
+    warnings = []
+    if run_a.task_digest != run_b.task_digest:
+        message = (f"runs of different tasks: A ran {run_a.task_name} "
+                   f"({run_a.task_digest[:12]}), B ran {run_b.task_name} "
+                   f"({run_b.task_digest[:12]})")
+        if not different_tasks:
+            raise InputError(f"{message}; pass --different-tasks to compare them anyway")
+        warnings.append(message)
+    iterations_a, iterations_b = store.iterations(run_a.uuid), store.iterations(run_b.uuid)
+    for label, run, iterations in (("A", run_a, iterations_a), ("B", run_b, iterations_b)):
+        if not iterations:
+            raise InputError(f"run {label} ({run.uuid}) has no iterations to compare "
+                             f"(status {run.status})")
+    result = compare.compare(run_a, iterations_a, store.samples(run_a.uuid),
+                             run_b, iterations_b, store.samples(run_b.uuid))
+    return dict(masking.mask({**result, "warnings": warnings}))
