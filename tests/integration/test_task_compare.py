@@ -9,13 +9,14 @@ them, samples per service).
 """
 
 import hashlib
+import itertools
 import json
 import shlex
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def _record(bench: Bench, label: str) -> str:
     run = TaskRun(uuid=str(uuid.uuid4()), deployment_uuid="-", deployment_name="cloud",
                   task_name=bench.task_file.name, task_text=text,
                   task_digest=hashlib.sha256(text.encode()).hexdigest(), config_digest="-",
-                  started_at=datetime.now(timezone.utc), sample_interval=0,
+                  started_at=datetime.now(UTC), sample_interval=0,
                   tags={"side": label})
     store.add(run)
     before = _cpu_samples(bench.container)
@@ -114,9 +115,8 @@ def _record(bench: Bench, label: str) -> str:
                             atomic=list(_atomic(item["atomic_actions"])))
                   for subtask in task["subtasks"] for workload in subtask["workloads"]
                   for index, item in enumerate(workload["data"])]
-    run.status, run.finished_at, run.rally_task_uuid = "finished", datetime.now(timezone.utc), \
-        task["uuid"]
-    run.sla_ok = task["pass_sla"]
+    run.status, run.finished_at = "finished", datetime.now(UTC)
+    run.rally_task_uuid, run.sla_ok = task["uuid"], task["pass_sla"]
     store.finish(run, iterations, before + after)
     assert len(iterations) == 10 and run.sla_ok, (label, task["pass_sla"])
     return run.uuid
@@ -144,7 +144,7 @@ def _cpu_samples(container: str) -> list[Sample]:
 
 def test_five_a_a_comparisons_give_no_verdict(bench: Bench, a_runs: list[str]) -> None:
     noise = []
-    for a, b in zip(a_runs, a_runs[1:], strict=False):
+    for a, b in itertools.pairwise(a_runs):
         result = bench.cli.json("task", "compare", a, b)
         rows = result["rows"]
         assert [row["action"] for row in rows] == [None, "keystone_v3.create_user"], rows
