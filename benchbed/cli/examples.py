@@ -43,6 +43,8 @@ EXAMPLES: dict[str, list[str]] = {
     "image save": ["benchbed image save lab --name keystone-glance"],
     "plugin": ["benchbed plugin list"],
     "plugin list": ["benchbed plugin list --json"],
+    "task compare": ["benchbed task compare 3f2a 9c41   # B against A, by id or its start",
+                     "benchbed task compare 3f2a 9c41 --fail-above 10   # exit 1: >10 % slower"],
 }
 
 
