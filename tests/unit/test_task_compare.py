@@ -122,12 +122,13 @@ def test_b_faster_is_faster(database: str) -> None:
 
 def test_verdict_words_and_the_practical_threshold() -> None:
     assert compare.verdict(1.23, 1.15, 1.31) == ("slower", "B is 23 % slower, CI 15-31 %")
-    assert compare.verdict(0.88, 0.80, 0.95) == ("faster", "B is 12 % faster, CI 5-20 %")
+    assert compare.verdict(0.78, 0.70, 0.85) == ("faster", "B is 22 % faster, CI 15-30 %")
     assert compare.verdict(1.01, 0.92, 1.08) == \
         ("none", "no difference this run can detect: noise ±8 %")
-    # the interval excludes 1, but a 3 % change is below what a shared machine can tell
-    assert compare.verdict(1.03, 1.01, 1.05)[0] == "none"
-    assert compare.verdict(0.97, 0.95, 0.99)[0] == "none"
+    # the interval excludes 1, but two runs of the same task differ by this much (16 %
+    # measured on a shared 2-core machine): below PRACTICAL_PCT, no verdict
+    assert compare.verdict(1.16, 1.08, 1.25)[0] == "none"
+    assert compare.verdict(0.86, 0.79, 0.94)[0] == "none"
 
 
 def test_rows_that_cannot_be_compared_say_why() -> None:
