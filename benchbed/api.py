@@ -457,3 +457,14 @@ def doctor(config: dict[str, Any] | None = None) -> list[Any]:
     from benchbed import doctor as doctor_lib
 
     return doctor_lib.run(config)
+
+
+# -- benchmark runs --------------------------------------------------------------------------
+
+
+def task_report(run: str, fmt: str = "html") -> str:
+    """A run's iterations, the system's CPU and memory and the deployment's timeline on one
+    time axis: a self-contained HTML page, or the same data as JSON; secrets masked."""
+    from benchbed.tasks import report as task_report_lib
+
+    return task_report_lib.render(run, fmt)

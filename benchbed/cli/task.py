@@ -6,8 +6,13 @@ to this group here; all of them are thin over `benchbed.api`.
 
 import click
 
+from benchbed.cli.task_report import report
+
 
 @click.group("task")
 def task() -> None:
     """Run a Rally task against a deployment, with the system's own CPU and memory beside
     its iterations; list, show, report and compare the runs."""
+
+
+task.add_command(report)
