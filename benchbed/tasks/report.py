@@ -198,7 +198,7 @@ def chart_spec(report: dict[str, Any]) -> dict[str, Any]:
     iterations = {
         "name": "iterations", "width": WIDTH, "height": 220,
         "title": "iterations: seconds per atomic action, at each iteration's start "
-                 "(\u25bc failed)",
+                 "(\u25bc and faded: failed)",
         "layer": [
             {"data": {"name": "atomic"}, "params": zoom,
              "mark": {"type": "bar", "clip": True},
@@ -208,12 +208,15 @@ def chart_spec(report: dict[str, Any]) -> dict[str, Any]:
                        "title": "seconds"},
                  "color": {"field": "action", "type": "nominal", "title": "atomic action"},
                  "order": {"field": "order"},
+                 "opacity": {"condition": {"test": "datum.failed", "value": 0.45},
+                             "value": 1},
                  "tooltip": [{"field": "scenario"}, {"field": "iteration"},
                              {"field": "action"}, {"field": "seconds"},
                              {"field": "start", "title": "started (UTC)"}]}},
             {"data": {"name": "iterations"}, "transform": [{"filter": "datum.failed"}],
-             "mark": {"type": "point", "shape": "triangle-down", "filled": True, "size": 90,
-                      "color": FAILED_COLOUR, "yOffset": -8, "clip": True},
+             "mark": {"type": "point", "shape": "triangle-down", "filled": True, "size": 110,
+                      "color": FAILED_COLOUR, "stroke": "#222", "strokeWidth": 1,
+                      "yOffset": -9, "clip": True},
              "encoding": {"x": time("start"),
                           "y": {"field": "duration", "type": "quantitative"},
                           "tooltip": [{"field": "scenario"}, {"field": "iteration"},
