@@ -216,7 +216,7 @@ def chart_spec(report: dict[str, Any]) -> dict[str, Any]:
             {"data": {"name": "iterations"}, "transform": [{"filter": "datum.failed"}],
              "mark": {"type": "point", "shape": "triangle-down", "filled": True, "size": 110,
                       "color": FAILED_COLOUR, "stroke": "#222", "strokeWidth": 1,
-                      "yOffset": -9, "clip": True},
+                      "clip": True},
              "encoding": {"x": time("start"),
                           "y": {"field": "duration", "type": "quantitative"},
                           "tooltip": [{"field": "scenario"}, {"field": "iteration"},
@@ -277,6 +277,7 @@ def render_html(report: dict[str, Any]) -> str:
     facts = {key: value for key, value in run.items() if key not in ("tags", "versions")}
     facts["tags"] = ", ".join(f"{k}={v}" for k, v in run["tags"].items())
     facts["versions"] = ", ".join(f"{k} {v}" for k, v in run["versions"].items())
+    facts["sla_ok"] = {True: "yes", False: "no", None: ""}[run["sla_ok"]]
     rows = "".join(f"<tr><th>{_e(key)}</th><td>{_e(value)}</td></tr>"
                    for key, value in facts.items() if value not in (None, ""))
     empty = [what for what, key in (("iterations", "iterations"), ("samples", "memory"),
