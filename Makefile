@@ -58,7 +58,7 @@ INTEGRATION_ORDER := test_devstack test_nova test_snapshot test_debian test_mult
 	test_virsh_snapshot test_fuel_keystone test_report test_lxc test_fuel test_core_cli \
 	test_doctor test_api test_hardening_cli test_ec2 test_fuzz_cli test_planted_files \
 	test_example_provider test_gone_servers test_terminal test_faults test_races \
-	test_export_readers
+	test_export_readers test_task_report
 INTEGRATION_FILES := $(patsubst %,tests/integration/%.py,$(INTEGRATION_ORDER))
 
 test: host venv clients lint docs
