@@ -43,8 +43,7 @@ EXAMPLES: dict[str, list[str]] = {
     "image save": ["benchbed image save lab --name keystone-glance"],
     "plugin": ["benchbed plugin list"],
     "plugin list": ["benchbed plugin list --json"],
-    "task": ["benchbed task run keystone.yaml --deployment lab --tag build=42",
-             "benchbed task list"],
+    "task": ["benchbed task report 7a5c --output run.html"],
     "task report": ["benchbed task report 7a5c --output run.html   # a run by a start of its id",
                     "benchbed task report 7a5c --format json"],
 }
