@@ -6,8 +6,14 @@ to this group here; all of them are thin over `benchbed.api`.
 
 import click
 
+from benchbed.cli.task_run import list_command, run_command, show_command
+
 
 @click.group("task")
 def task() -> None:
     """Run a Rally task against a deployment, with the system's own CPU and memory beside
     its iterations; list, show, report and compare the runs."""
+
+
+for verb in (run_command, list_command, show_command):
+    task.add_command(verb)
