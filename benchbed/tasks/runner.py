@@ -183,7 +183,8 @@ class RallyHome:
         return [self.rally, "--config-file", str(self.conf), *args]
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "HOME": str(self.path)}
+        # unbuffered: each iteration's line reaches the progress line as Rally writes it
+        return {**os.environ, "HOME": str(self.path), "PYTHONUNBUFFERED": "1"}
 
     def prepare(self, spec: str, task_file: str) -> None:
         """rally.conf, `rally db create`, `rally env create --spec`, `rally task validate`
