@@ -7,6 +7,7 @@ to this group here; all of them are thin over `benchbed.api`.
 import click
 
 from benchbed.cli.task_report import report
+from benchbed.cli.task_run import list_command, run_command, show_command
 
 
 @click.group("task")
@@ -15,4 +16,5 @@ def task() -> None:
     its iterations; list, show, report and compare the runs."""
 
 
-task.add_command(report)
+for verb in (run_command, list_command, show_command, report):
+    task.add_command(verb)
