@@ -81,7 +81,7 @@ docs: venv
 unit: venv
 	@$(BIN)/pytest -q tests/unit
 
-demo: host venv
+demo: host venv clients
 	@tools/demo.sh
 
 # `make demo` from a fresh clone, on a terminal: fails if it prints more than 40 lines
