@@ -52,6 +52,9 @@ CONTAINER_TREES = ("", "unified/", "memory/", "cpuacct/")
 KEYS = {"usage_usec": ("cpu", 1e-6, 0), "cpuacct.usage": ("cpu", 1e-9, 1),
         "anon": ("rss", 1, 0), "total_rss": ("rss", 1, 1)}
 REMOTE_TIMEOUT = 10.0
+# reaching a server that does not answer: tried this long per read, not SSH's usual 30 s,
+# which would also hold the server's SSH handle (closing it waits for the attempt)
+CONNECT_TIMEOUT = 5.0
 MAX_BACKOFF = 30.0
 # how long stop() waits for a server's thread still in a read (then it leaves it behind)
 JOIN_TIMEOUT = 2.0
@@ -154,6 +157,7 @@ class _Source:
                 raise SampleError(f"container {self.server.name} has no cgroup on this "
                                   f"machine (stopped?)")
             return read_tree(self.root, self.slice)
+        self.server.ssh.wait_ready(timeout=CONNECT_TIMEOUT)
         result = run_script(self.server.ssh, SCRIPT, [CGROUP_ROOT, SLICE],
                             timeout=REMOTE_TIMEOUT, check=False)
         if result.exit_code == 3:
