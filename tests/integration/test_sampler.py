@@ -25,10 +25,11 @@ from tests.conftest import Cli, cli_for, write_yaml
 
 pytestmark = pytest.mark.root
 
-NETWORK = "10.254.242.0/24"
+# this file's network: the lower half of 10.254.242.0/24 (bench/sampling has the upper)
+NETWORK = "10.254.242.0/25"
 PREFIX = "bbts"
 # nothing answers there: the upper half of this file's network, which no container gets
-SILENT = "10.254.242.250"
+SILENT = "10.254.242.120"
 MIB = 1024 * 1024
 HELD = 64 * MIB
 # a busy loop that holds at least HELD bytes of its own (a string of that many bytes, all
