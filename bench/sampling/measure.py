@@ -16,6 +16,7 @@ NETWORK (default 10.254.242.128/25) is the container's network.
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -77,13 +78,13 @@ def main() -> int:
     runs = rounds(3)
     seconds = whole_number("WINDOW", 20, 5)
     units = whole_number("UNITS", 16, 0)
-    work = Path(tempfile.mkdtemp(prefix="bbts-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="bbtsb-"))
     env = {**os.environ, "BENCHBED_HOME": str(work / "home")}
     config = work / "config.json"
     config.write_text(json.dumps({
         "type": "ServersEngine", "provider": {
             "type": "LxcProvider", "start_lxc_network": NETWORK,
-            "container_name_prefix": "bbts-bench", "host_provider": {
+            "container_name_prefix": "bbtsb", "host_provider": {
                 "type": "ExistingServers",
                 "credentials": [{"user": "root", "host": "localhost"}]}}}))
     created = False
@@ -98,7 +99,7 @@ def main() -> int:
         name = str(server.name)
         for index in range(units):
             subprocess.run(["lxc-attach", "-n", name, "--", "systemd-run",
-                            f"--unit=bbts-bench-{index}", "sleep", "infinity"], check=True,
+                            f"--unit=bbtsb-{index}", "sleep", "infinity"], check=True,
                            capture_output=True)
         services = len({sample.service for sample in _once(server)})
         print(f"bench/sampling: container {name} with {services} services, {seconds}s "
@@ -128,6 +129,7 @@ def main() -> int:
         if created:
             subprocess.run([BENCHBED, "deployment", "destroy", "sampled"], env=env,
                            capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _once(server: Server) -> list:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from benchbed import masking
 from benchbed.errors import BenchbedError
 from benchbed.server import Server, run_script
 from benchbed.tasks.model import Sample
@@ -253,11 +254,13 @@ class Sampler:
             self._stopping.wait(max(0.0, first + tick * self.interval - time.monotonic()))
 
     def _note(self, source: _Source, text: str) -> None:
-        note = f"{source.label} ({'local cgroups' if source.local else 'ssh'}): {text}"
+        note = masking.scrub(f"{source.label} ({'local cgroups' if source.local else 'ssh'}): "
+                             f"{text}")
         self.notes.append(note)
+        # the log, not the terminal: what to show of `notes` is the caller's choice
         logger = (source.server.deployment.logger if source.server.deployment
                   else logging.getLogger("benchbed.sampler"))
-        logger.warning("sampler: %s", note)
+        logger.info("sampler: %s", note)
 
 
 def _next_tick(first: float, interval: float, now: float, at_least: int = 0) -> int:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.root
 
 # this file's network: the lower half of 10.254.242.0/24 (bench/sampling has the upper)
 NETWORK = "10.254.242.0/25"
-PREFIX = "bbts"
+PREFIX = "bbtst"
 # nothing answers there: the upper half of this file's network, which no container gets
 SILENT = "10.254.242.120"
 MIB = 1024 * 1024
