@@ -59,8 +59,8 @@ class Lab:
     def rally_json(self, *args: str) -> Any:
         return json.loads(self.rally(*args, "--json").stdout)
 
-    def spec(self, name: str, **platform: Any) -> str:
-        path = self.work / f"{name}.yaml"
+    def spec(self, file_name: str, **platform: Any) -> str:
+        path = self.work / f"{file_name}.yaml"
         path.write_text(yaml.safe_dump({"benchbed@openstack": platform}))
         return str(path)
 
