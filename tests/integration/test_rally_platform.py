@@ -79,6 +79,18 @@ class Lab:
 NOTHING = {"containers": [], "bridges": [], "deployments": [], "ledger rows": 0}
 
 
+def test_bad_benchbed_config_fails_the_env_and_records_nothing(tmp_path: Path) -> None:
+    """Rally's env manager logs a platform's error and marks the env (its exit status stays
+    0): the error is benchbed's one line naming the config path, and no deployment exists."""
+    bad = Lab(tmp_path)
+    spec = bad.spec("bad", config={"type": "DebianEngine", "services": ["keystone"]},
+                    name="bad")
+    created = bad.rally("env", "create", "--name", "bad", "--spec", spec)
+    assert "ConfigError: config: 'provider' is required" in created.stderr + created.stdout
+    assert bad.rally_json("env", "show", "bad")["status"] == "FAILED TO CREATE"
+    assert bad.bb.json("deployment", "list") == []
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """`rally env create` of a benchbed@openstack Keystone, by a config file."""
