@@ -29,7 +29,7 @@ venv: $(BIN)/benchbed
 $(CLIENTS)/bin/rally:
 	@$(QUIETLY) "virtualenv $(CLIENTS): rally, rally-openstack, openstack" \
 		tools/venv.sh $(CLIENTS) $(PYTHON) 'rally==5.1.1' 'rally-openstack==4.1.0' \
-		python-openstackclient 'ansible-core==2.19.14'
+		python-openstackclient 'ansible-core==2.19.14' -e .
 	@touch $@
 
 clients: $(CLIENTS)/bin/rally
