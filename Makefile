@@ -27,9 +27,9 @@ venv: $(BIN)/benchbed
 
 # The real benchmark clients, in a venv of their own as users have them.
 $(CLIENTS)/bin/rally:
-	@$(QUIETLY) "virtualenv $(CLIENTS): rally, rally-openstack, openstack" \
+	@$(QUIETLY) "virtualenv $(CLIENTS): rally, rally-openstack, openstack, ansible, benchbed" \
 		tools/venv.sh $(CLIENTS) $(PYTHON) 'rally==5.1.1' 'rally-openstack==4.1.0' \
-		python-openstackclient 'ansible-core==2.19.14'
+		python-openstackclient 'ansible-core==2.19.14' -e .
 	@touch $@
 
 clients: $(CLIENTS)/bin/rally
@@ -54,11 +54,11 @@ shellcheck:
 # file owns its networks and names, so two never meet), longest first so that the last file
 # to start is a short one; on two cores this overlaps one file's waits (boots, SSH, polls,
 # single-threaded dpkg) with another's work. Unit tests first: a failure shows in a minute.
-INTEGRATION_ORDER := test_devstack test_nova test_snapshot test_debian test_multihost test_virsh \
-	test_virsh_snapshot test_fuel_keystone test_report test_lxc test_fuel test_core_cli \
-	test_doctor test_api test_hardening_cli test_ec2 test_fuzz_cli test_planted_files \
-	test_example_provider test_gone_servers test_terminal test_faults test_races \
-	test_export_readers
+INTEGRATION_ORDER := test_devstack test_nova test_snapshot test_task test_debian test_multihost \
+	test_virsh test_faults test_virsh_snapshot test_fuel_keystone test_report test_lxc \
+	test_gone_servers test_fuel test_core_cli test_export_readers test_races test_planted_files \
+	test_doctor test_api test_hardening_cli test_ec2 test_fuzz_cli test_terminal test_task_report \
+	test_example_provider test_sampler test_rally_platform
 INTEGRATION_FILES := $(patsubst %,tests/integration/%.py,$(INTEGRATION_ORDER))
 
 test: host venv clients lint docs
@@ -81,7 +81,7 @@ docs: venv
 unit: venv
 	@$(BIN)/pytest -q tests/unit
 
-demo: host venv
+demo: host venv clients
 	@tools/demo.sh
 
 # `make demo` from a fresh clone, on a terminal: fails if it prints more than 40 lines

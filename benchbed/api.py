@@ -13,7 +13,7 @@ whole point is to hand credentials to a benchmark client.
 import os
 import re
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from benchbed.errors import BenchbedError, InputError, NotFoundError, Unreachabl
 
 if TYPE_CHECKING:
     from benchbed.providers.base import Sweep
+    from benchbed.tasks.model import TaskRun
 
 # -- configs ---------------------------------------------------------------------------------
 
@@ -460,6 +461,39 @@ def doctor(config: dict[str, Any] | None = None) -> list[Any]:
 
 
 # -- benchmark runs --------------------------------------------------------------------------
+
+
+def task_run(deployment: str, task_file: str, tags: dict[str, str] | None = None,
+             interval: float = 1.0, rally: str | None = None,
+             progress: "Callable[[str], None] | None" = None) -> "TaskRun":
+    """Run a Rally task against a deployment with the system's samples beside it, and record
+    it; bad input (no such deployment, not an OpenStack, not a Rally task, no Rally) is
+    refused before anything is recorded. `run.sla_ok` says whether every SLA held."""
+    from benchbed.tasks import runner
+
+    return runner.run(deployment, task_file, tags, interval, rally, progress)
+
+
+def task_runs(deployment: str | None = None) -> "list[TaskRun]":
+    """Every benchmark run, oldest first; with `deployment`, that deployment name's."""
+    from benchbed.tasks import store
+
+    return store.runs(deployment)
+
+
+def task_show(run: str) -> dict[str, Any]:
+    """A run (by uuid or a unique prefix) with its iterations, secrets masked."""
+    from benchbed.tasks import runner
+
+    return runner.show(run)
+
+
+def task_report(run: str, fmt: str = "html") -> str:
+    """A run's iterations, the system's CPU and memory and the deployment's timeline on one
+    time axis: a self-contained HTML page, or the same data as JSON; secrets masked."""
+    from benchbed.tasks import report as task_report_lib
+
+    return task_report_lib.render(run, fmt)
 
 
 def task_compare(a: str, b: str, different_tasks: bool = False) -> dict[str, Any]:

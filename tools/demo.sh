@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: a real OpenStack (Keystone + Glance from Debian 12's packages) in one LXC
 # container on this machine, proven by `deployment check`, handed over as an openrc, with a
-# report of where the time went. Prints a few lines; the details are in `deployment show`.
+# report of where the time went, then a short Rally task against it with the system's own CPU
+# and memory beside its iterations. Prints a few lines; the details are in `deployment show`
+# and `task show`.
 #
 #   DEMO_NAME      deployment name (default: demo-openstack)
 #   DEMO_NETWORK   the containers' network (default: 10.254.100.0/24); the apt cache is kept
@@ -10,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bb=.venv/bin/benchbed
+clients=.venv-clients/bin
 name=${DEMO_NAME:-demo-openstack}
 network=${DEMO_NETWORK:-10.254.100.0/24}
 output=${DEMO_OUTPUT:-.demo}
@@ -42,7 +45,12 @@ took=$(( $(date +%s) - start ))
 mkdir -p "$output"
 $bb deployment export "$name" --format openrc --output "$output/$name.openrc" 2>/dev/null
 $bb deployment report "$name" --output "$output/$name-report.html" 2>/dev/null
-echo "== ready in ${took}s"
-echo "   use it:     source $output/$name.openrc; openstack image list"
+echo "== ready in ${took}s; a short benchmark: Rally's Keystone scenarios, CPU and memory sampled"
+run=$($bb task run samples/tasks/keystone-glance.yaml --deployment "$name" \
+  --rally "$clients/rally" --tag demo=1 --json | .venv/bin/python -c \
+  'import json, sys; print(json.load(sys.stdin)["uuid"])')
+$bb task report "$run" --output "$output/$name-task.html" 2>/dev/null
+echo "   use it:     source $output/$name.openrc; $clients/openstack image list"
 echo "   the report: $output/$name-report.html (where the time went; open it in a browser)"
+echo "   the run:    $bb task show ${run:0:8}; its page: $output/$name-task.html"
 echo "   destroy it: $bb deployment destroy $name  (container, bridge, DHCP, apt proxy)"

@@ -43,6 +43,15 @@ EXAMPLES: dict[str, list[str]] = {
     "image save": ["benchbed image save lab --name keystone-glance"],
     "plugin": ["benchbed plugin list"],
     "plugin list": ["benchbed plugin list --json"],
+    "task": ["benchbed task run keystone.yaml --deployment lab", "benchbed task list"],
+    "task list": ["benchbed task list --deployment lab --json"],
+    "task run": ["benchbed task run keystone.yaml --deployment lab --tag build=42",
+                 "benchbed task run keystone.yaml --deployment lab --interval 0.5 "
+                 "--rally /opt/rally/bin/rally --json"],
+    "task show": ["benchbed task show 3f2a   # a unique start of the run's uuid",
+                  "benchbed task show 3f2a --json"],
+    "task report": ["benchbed task report 7a5c --output run.html   # a run by a start of its id",
+                    "benchbed task report 7a5c --format json"],
     "task compare": ["benchbed task compare 3f2a 9c41   # B against A, by id or its start",
                      "benchbed task compare 3f2a 9c41 --fail-above 10   # exit 1: >10 % slower"],
 }

@@ -7,6 +7,8 @@ to this group here; all of them are thin over `benchbed.api`.
 import click
 
 from benchbed.cli.task_compare import compare
+from benchbed.cli.task_report import report
+from benchbed.cli.task_run import list_command, run_command, show_command
 
 
 @click.group("task")
@@ -15,4 +17,5 @@ def task() -> None:
     its iterations; list, show, report and compare the runs."""
 
 
-task.add_command(compare)
+for verb in (run_command, list_command, show_command, report, compare):
+    task.add_command(verb)

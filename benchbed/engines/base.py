@@ -114,6 +114,12 @@ class Engine(plugin.Plugin[ConfigT]):
     def check(self) -> list[CheckResult]:
         """Health probe: prove the deployed system answers; used by `deployment check`."""
 
+    def deployed_versions(self) -> dict[str, str]:
+        """What was deployed, by name: a package's version, a repository's commit. A benchmark
+        run records it, so that two runs are compared knowing whether the system changed.
+        Read from the deployed servers; {} where the engine cannot tell."""
+        return {}
+
     @property
     def endpoints(self) -> Endpoints:
         """What this engine deployed: the deployment's endpoints, or a node's part of them."""

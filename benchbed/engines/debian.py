@@ -245,6 +245,23 @@ class DebianEngine(Engine[DebianEngineConfig]):
         return stored({**cloud, "services": own, "servers": [server.to_dict()],
                 **({"compute_hosts": hosts} if hosts else {})})
 
+    def deployed_versions(self) -> dict[str, str]:
+        """The Debian version of each package of the services this engine installed."""
+        servers = self.endpoints.get("servers") or []
+        known = recipes()
+        packages = sorted({package for name in self.endpoints.get("services") or []
+                           if name in known for package in known[name].packages})
+        if not servers or not packages:
+            return {}
+        server = Server.from_dict(servers[0], deployment=self.deployment)
+        try:
+            # a package that is not there makes dpkg-query exit 1 after listing the others
+            listed = server.ssh.run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\n",
+                                     *packages], check=False, timeout=60).stdout
+        finally:
+            server.close()
+        return dict(line.split("\t", 1) for line in listed.splitlines() if "\t" in line)
+
     def _install_packages(self, server: Server, packages: tuple[str, ...]) -> None:
         if not packages:
             return

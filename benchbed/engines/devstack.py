@@ -54,6 +54,10 @@ LOG_TAIL = 8
 PASSWORD_KEYS = ("ADMIN_PASSWORD", "DATABASE_PASSWORD", "RABBIT_PASSWORD", "SERVICE_PASSWORD")
 STACK_LOGFILE = "/opt/stack/logs/stack.sh.log"
 LOCAL_CONF = "/opt/stack/devstack/local.conf"
+# each repository's name and HEAD; a fixed command (the repositories belong to `stack`)
+COMMITS_COMMAND = ("for d in /opt/stack/*/.git; do p=${d%/.git}; printf '%s %s\\n' "
+                   "\"${p##*/}\" \"$(git -c safe.directory='*' -C \"$p\" rev-parse HEAD)\"; "
+                   "done")
 # paths that cleanup removes on a server that outlives the deployment, if they were not there
 CREATED_PATHS = ["/etc/sudoers.d/50_stack_sh", "/opt/stack", "/etc/openstack",
                  "/var/lib/benchbed-devstack"]
@@ -327,6 +331,22 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
     # newest first: a server's DevStack is undone before the mirrors it used are released
     RESOURCES = {"devstack": ResourceKind(delete=_undo_devstack),
                  "mirrors": ResourceKind(delete=_release_mirrors)}
+
+    def deployed_versions(self) -> dict[str, str]:
+        """The commit of each git repository under /opt/stack (devstack, keystone, ...),
+        by project, from every server (the controller's first)."""
+        versions: dict[str, str] = {}
+        for entry in self.endpoints.get("servers") or []:
+            server = Server.from_dict(entry, deployment=self.deployment)
+            try:
+                listed = server.ssh.run(COMMITS_COMMAND, check=False, timeout=60).stdout
+            finally:
+                server.close()
+            for line in listed.splitlines():
+                project, _, commit = line.partition(" ")
+                if re.fullmatch(r"[0-9a-f]{40}", commit):
+                    versions.setdefault(project, commit)
+        return versions
 
     def check(self) -> list[CheckResult]:
         from benchbed.engines.keystone_check import check_cloud

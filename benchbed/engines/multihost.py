@@ -188,6 +188,23 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
                         for r in node.check()]
         return results
 
+    def deployed_versions(self) -> dict[str, str]:
+        """The controller's, then each node's; a node's version that differs from the
+        controller's of the same name is kept under the node's path."""
+        controller = self.nest("controller", Engine)
+        controller.endpoints = _controller_part(self.endpoints)
+        versions = controller.deployed_versions()
+        address = self.endpoints.get("controller_ip", "")
+        for index, endpoints in enumerate(self.endpoints.get("nodes", [])):
+            path = self.child_path("nodes", index)
+            node = self._node(path, substitute(self.config.nodes[index], address),
+                              controller.endpoints)
+            node.endpoints = endpoints
+            for name, version in node.deployed_versions().items():
+                versions[name if versions.setdefault(name, version) == version
+                         else f"{path}: {name}"] = version
+        return versions
+
     RESOURCES = {NODE_KIND: ResourceKind(delete=_destroy_node)}
 
 

@@ -36,9 +36,12 @@ pre { background: #f6f6f6; padding: .8em; overflow-x: auto; }
 #chart-error { color: #b00; }
 """
 
+# Draws every chart whose spec a `data-chart` script element holds, into the element it names;
+# body[data-chart] says when all are drawn (or that one failed), for people and tests alike.
 BOOT = """
-const spec = JSON.parse(document.getElementById("waterfall-spec").textContent);
-vegaEmbed("#waterfall", spec, {renderer: "svg", actions: false})
+const specs = [...document.querySelectorAll("script[data-chart]")];
+Promise.all(specs.map(spec => vegaEmbed("#" + spec.dataset.chart, JSON.parse(spec.textContent),
+                                        {renderer: "svg", actions: false})))
   .then(() => document.body.dataset.chart = "rendered")
   .catch(error => {
     document.body.dataset.chart = "failed";
@@ -55,17 +58,8 @@ def render(report: dict[str, Any]) -> str:
         "inconsistent" in status else ""
     facts = "".join(f"<tr><th>{_e(key)}</th><td>{_e(value)}</td></tr>"
                     for key, value in deployment.items() if value)
-    scripts = "\n".join(f"<script>{_vendored(name)}</script>" for name in VENDORED)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<title>benchbed report: {_e(deployment["name"])}</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<h1>{_e(deployment["name"])} <span class="status {status_class}">{_e(status)}</span></h1>
+    name = _e(deployment["name"])
+    body = f"""<h1>{name} <span class="status {status_class}">{_e(status)}</span></h1>
 <table class="facts">{facts}</table>
 <h2>Where the time went</h2>
 <div id="waterfall"></div><p id="chart-error"></p>
@@ -75,8 +69,34 @@ def render(report: dict[str, Any]) -> str:
 <h2>Endpoints</h2>
 <pre>{_e(_yaml(report["endpoints"]))}</pre>
 <h2>Config</h2>
-<pre>{_e(_yaml(report["config"]))}</pre>
-<script type="application/json" id="waterfall-spec">{_script_json(waterfall_spec(report))}</script>
+<pre>{_e(_yaml(report["config"]))}</pre>"""
+    return page(f"benchbed report: {deployment['name']}", body,
+                {"waterfall": waterfall_spec(report)})
+
+
+def page(title: str, body: str, charts: dict[str, dict[str, Any]], style: str = "") -> str:
+    """A self-contained page: `body` (HTML, escaped by the caller), then one Vega-Lite chart
+    per entry of `charts` (element id: spec), drawn into the element of that id that `body`
+    holds, with the vendored scripts inlined and a policy that forbids every request.
+
+    `body` holds an element `chart-error`, where a chart that fails says so. Every page of
+    benchbed is made here: the scripts and the policy have this one place.
+    """
+    specs = "\n".join(f'<script type="application/json" id="{_e(element)}-spec" '
+                      f'data-chart="{_e(element)}">{_script_json(spec)}</script>'
+                      for element, spec in charts.items())
+    scripts = "\n".join(f"<script>{_vendored(name)}</script>" for name in VENDORED)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<title>{_e(title)}</title>
+<style>{STYLE}{style}</style>
+</head>
+<body>
+{body}
+{specs}
 {scripts}
 <script>{BOOT}</script>
 </body>

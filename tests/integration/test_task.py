@@ -1,0 +1,264 @@
+"""`benchbed task run/list/show` against one real DebianEngine Keystone + Glance in LXC,
+with the real Rally of .venv-clients: the run, its iterations and its samples in the
+database, no secret in it, bad input refused before anything is recorded, and a run killed
+with -9 left `running` with nothing else broken.
+"""
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from benchbed.hostnet import bridge_name
+from tests.conftest import CLIENTS, Cli, cli_for, kill_when, write_yaml
+from tests.integration.debian_lab import sh
+
+pytestmark = pytest.mark.root
+
+LXC_NETWORK = "10.254.240.0/24"
+LXC_PREFIX = "bbtr"
+RALLY = str(CLIENTS / "rally")
+RALLY_MISSING = "Rally is not installed: pip install 'benchbed[rally]' or give --rally"
+TIMES = 4
+TASK_TABLES = ("task_runs", "task_iterations", "task_samples")
+
+
+class Cloud:
+    """The module's deployment: its CLI, work directory and admin password."""
+
+    def __init__(self, cli: Cli, work: Path) -> None:
+        self.cli, self.work = cli, work
+        clouds = yaml.safe_load((work / "clouds.yaml").read_text())
+        self.password: str = clouds["clouds"]["cloud"]["auth"]["password"]
+
+    @property
+    def home(self) -> Path:
+        return self.work / "home"
+
+    def db(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.home / "benchbed.sqlite") as connection:
+            return connection.execute(query, args).fetchall()
+
+    def task_rows(self) -> str:
+        """Every row of the task tables, as text."""
+        return "\n".join(repr(row) for table in TASK_TABLES
+                         for row in self.db(f"SELECT * FROM {table}"))
+
+    def run_uuids(self) -> list[str]:
+        return [row[0] for row in self.db("SELECT uuid FROM task_runs ORDER BY started_at")]
+
+    def rally_homes(self) -> list[Path]:
+        return list(self.home.glob("deployments/*/tasks/*"))
+
+    def deployment_log(self) -> str:
+        return "".join(log.read_text() for log in
+                       self.home.glob("deployments/*/deployment.log"))
+
+
+def _lxc_leftovers() -> dict[str, Any]:
+    bridge = bridge_name(ipaddress.IPv4Network(LXC_NETWORK))
+    containers = [n for n in sh("lxc-ls -1").split() if n.startswith(LXC_PREFIX + "-")]
+    bridges = [line for line in sh("ip -br addr").splitlines()
+               if bridge in line or "10.254.240." in line]
+    processes = [line for line in sh("ps -eo args").splitlines()
+                 if bridge in line or "10.254.240." in line]
+    return {"containers": containers, "bridges": bridges, "processes": processes}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    """One Keystone + Glance deployment in an LXC container, destroyed at the module's end."""
+    work = tmp_path_factory.mktemp("task-cloud")
+    cli = cli_for(work / "home")
+    config = {"type": "DebianEngine", "services": ["keystone", "glance"],
+              "provider": {"type": "LxcProvider", "start_lxc_network": LXC_NETWORK,
+                           "container_name_prefix": LXC_PREFIX,
+                           "host_provider": {"type": "ExistingServers", "credentials": [
+                               {"host": "localhost", "user": "root"}]}}}
+    try:
+        cli.ok("deployment", "create", "--file", write_yaml(work / "cloud.yaml", config),
+               "--name", "cloud", timeout=1500)
+        cli.ok("deployment", "export", "cloud", "--format", "clouds.yaml",
+               "--output", str(work / "clouds.yaml"))
+        yield Cloud(cli, work)
+    finally:
+        cli.destroy_all()
+        assert cli.json("deployment", "list") == []
+        assert _lxc_leftovers() == {"containers": [], "bridges": [], "processes": []}
+
+
+def _task(path: Path, image: Path, times: int = TIMES) -> Path:
+    path.write_text(json.dumps({
+        "KeystoneBasic.create_and_list_users": [{
+            "args": {}, "runner": {"type": "constant", "times": times, "concurrency": 2},
+            "sla": {"failure_rate": {"max": 0}}}],
+        "GlanceImages.create_and_delete_image": [{
+            "args": {"image_location": str(image), "container_format": "bare",
+                     "disk_format": "raw"},
+            "runner": {"type": "constant", "times": times, "concurrency": 2},
+            "context": {"users": {"tenants": 1, "users_per_tenant": 1}},
+            "sla": {"failure_rate": {"max": 0}}}],
+    }, indent=2))
+    return path
+
+
+def test_a_run_its_iterations_versions_and_samples_are_recorded_without_secrets(
+        cloud: Cloud, tmp_path: Path) -> None:
+    image = tmp_path / "tiny.img"
+    image.write_bytes(os.urandom(64 * 1024))
+    task = _task(tmp_path / "task.json", image)
+    done = cloud.cli("task", "run", str(task), "--deployment", "cloud", "--tag", "build=42",
+                     "--tag", "branch=main", "--interval", "0.5", "--rally", RALLY, "--json",
+                     timeout=900)
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["status"] == "finished" and run["sla_ok"] is True
+    assert run["tags"] == {"build": "42", "branch": "main"}
+    assert run["task_digest"] == hashlib.sha256(task.read_bytes()).hexdigest()
+    (config_text,) = cloud.db("SELECT config FROM deployments WHERE name = 'cloud'")[0]
+    canonical = json.dumps(json.loads(config_text), sort_keys=True, separators=(",", ":"))
+    assert run["config_digest"] == hashlib.sha256(canonical.encode()).hexdigest()
+
+    # the versions are the container's own packages
+    assert set(run["versions"]) == {"keystone", "glance-api"}
+    container = next(n for n in sh("lxc-ls -1").split() if n.startswith(LXC_PREFIX + "-"))
+    for package, version in run["versions"].items():
+        assert version == sh(f"lxc-attach -n {container} -- dpkg-query -W -f '${{Version}}' "
+                             f"{package}").strip()
+
+    shown = cloud.cli.ok("task", "show", run["uuid"][:8], "--json").stdout
+    details = json.loads(shown)
+    assert [(s["scenario"], s["iterations"], s["failed"], s["pass_sla"])
+            for s in details["scenarios"]] == [
+        ("KeystoneBasic.create_and_list_users", TIMES, 0, True),
+        ("GlanceImages.create_and_delete_image", TIMES, 0, True)]
+    assert all(s["sla"] and all(c["success"] for c in s["sla"]) for s in details["scenarios"])
+
+    rows = cloud.db("SELECT scenario, workload, iteration, started, duration, error, atomic "
+                    "FROM task_iterations WHERE run_uuid = ? ORDER BY workload, iteration",
+                    run["uuid"])
+    assert [(r[1], r[2]) for r in rows] == [(w, i) for w in (0, 1) for i in range(TIMES)]
+    for scenario, _, _, started, duration, error, atomic in rows:
+        actions = json.loads(atomic)
+        assert error is None and duration > 0 and started > 1.7e9
+        prefix = "keystone" if scenario.startswith("Keystone") else "glance"
+        assert actions and all(name.startswith(prefix) and seconds >= 0
+                               for name, seconds in actions), actions
+        assert sum(seconds for _, seconds in actions) <= duration + 0.01
+    started_at = [r[3] for r in rows]
+    assert max(started_at) - min(started_at) < 600
+
+    # what the Sampler's stop() returned is what the database holds
+    sampled = re.findall(rf"task run {run['uuid']}: the sampler returned (\d+) sample",
+                         cloud.deployment_log())
+    stored = cloud.db("SELECT count(*) FROM task_samples WHERE run_uuid = ?", run["uuid"])
+    assert sampled and int(sampled[-1]) == stored[0][0] == details["samples"]
+
+    assert len(cloud.password) >= 24
+    assert cloud.password not in shown
+    assert cloud.password not in cloud.task_rows()
+    assert cloud.rally_homes() == []
+    listed = cloud.cli.json("task", "list")
+    assert [r["uuid"] for r in listed] == [run["uuid"]]
+    text = cloud.cli.ok("task", "show", run["uuid"]).stdout
+    assert "GlanceImages.create_and_delete_image" in text and "build: '42'" in text
+
+
+def test_bad_input_exits_2_in_one_line_and_records_nothing(cloud: Cloud,
+                                                           tmp_path: Path) -> None:
+    task = _task(tmp_path / "task.json", tmp_path / "image.img", times=1)
+    not_yaml = tmp_path / "broken.yaml"
+    not_yaml.write_text("KeystoneBasic.create_user: [\n")
+    not_task = tmp_path / "list.yaml"
+    not_task.write_text("- just\n- a list\n")
+    wrong_names = tmp_path / "names.yaml"
+    wrong_names.write_text(yaml.safe_dump({"hello": "world"}))
+    unknown_scenario = tmp_path / "unknown.json"
+    unknown_scenario.write_text(json.dumps({"NoSuch.scenario": [{"runner": {
+        "type": "constant", "times": 1}}]}))
+    servers = tmp_path / "servers.yaml"
+    servers.write_text(yaml.safe_dump({"type": "ServersEngine", "provider": {
+        "type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}}))
+    cloud.cli.ok("deployment", "create", "--file", str(servers), "--name", "plain",
+                 "--no-use")
+    before = cloud.task_rows()
+    cases = {
+        "not YAML": (["task", "run", str(not_yaml), "--deployment", "cloud"],
+                     "is not YAML or JSON"),
+        "a list": (["task", "run", str(not_task), "--deployment", "cloud"],
+                   "is not a Rally task"),
+        "no scenario names": (["task", "run", str(wrong_names), "--deployment", "cloud"],
+                              "'hello' is not a scenario name"),
+        "unknown scenario": (["task", "run", str(unknown_scenario), "--deployment", "cloud"],
+                             "Rally refuses task file"),
+        "not an OpenStack": (["task", "run", str(task), "--deployment", "plain"],
+                             "is not an OpenStack"),
+        "unknown deployment": (["task", "run", str(task), "--deployment", "nosuch"],
+                               "nosuch"),
+        "unknown run": (["task", "show", "0123abcd"], "no task run '0123abcd'"),
+        "rally path": (["task", "run", str(task), "--deployment", "cloud", "--rally",
+                        str(tmp_path / "no-rally")], RALLY_MISSING),
+    }
+    for case, (args, says) in cases.items():
+        env = {"BENCHBED_RALLY": RALLY} if "--rally" not in args else {}
+        done = cloud.cli(*args, env=env, timeout=300)
+        assert done.returncode == 2, (case, done.stdout, done.stderr)
+        assert len(done.stderr.splitlines()) == 1 and says in done.stderr, (case, done.stderr)
+    for variable in (str(tmp_path / "gone"), str(tmp_path)):
+        done = cloud.cli("task", "run", str(task), "--deployment", "cloud",
+                         env={"BENCHBED_RALLY": variable})
+        assert (done.returncode, done.stderr) == (2, f"benchbed: error: {RALLY_MISSING}\n")
+    assert cloud.task_rows() == before
+    assert cloud.rally_homes() == []
+    cloud.cli.ok("deployment", "destroy", "plain")
+
+
+def test_a_run_killed_with_9_stays_running_and_breaks_nothing(cloud: Cloud,
+                                                              tmp_path: Path) -> None:
+    task = tmp_path / "long.json"
+    task.write_text(json.dumps({"KeystoneBasic.authenticate_user_and_validate_token": [{
+        "runner": {"type": "constant", "times": 400, "concurrency": 1}}]}))
+    before = cloud.run_uuids()
+    logged = len(cloud.deployment_log())
+    process = cloud.cli.popen("task", "run", str(task), "--deployment", "cloud",
+                              "--rally", RALLY)
+    # killed once Rally iterates, as its output in the deployment's log says
+    kill_when(process, lambda: "ITER: 2 END" in cloud.deployment_log()[logged:],
+              timeout=300, never="rally never ran an iteration")
+    (killed,) = [uuid for uuid in cloud.run_uuids() if uuid not in before]
+    shown = cloud.cli.json("task", "show", killed)
+    assert shown["status"] == "running" and shown["finished_at"] is None
+    assert "never finished" in shown["error"]
+    # Rally died with benchbed, left no other run behind, and the cloud still answers
+    deadline = time.monotonic() + 30
+    while killed in sh("ps -eo args") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert killed not in sh("ps -eo args")
+    assert all(r["ok"] for r in cloud.cli.json("deployment", "check", "cloud"))
+    assert [r["status"] for r in cloud.cli.json("task", "list")
+            if r["uuid"] == killed] == ["running"]
+
+
+def test_an_sla_that_fails_exits_1_in_one_line(cloud: Cloud, tmp_path: Path) -> None:
+    task = tmp_path / "strict.yaml"
+    task.write_text(yaml.safe_dump({"KeystoneBasic.authenticate_user_and_validate_token": [{
+        "runner": {"type": "constant", "times": 2, "concurrency": 1},
+        "sla": {"max_avg_duration": 0.000001}}]}))
+    done = cloud.cli("task", "run", str(task), "--deployment", "cloud", "--tag", "run=strict",
+                     env={"BENCHBED_RALLY": RALLY}, timeout=600)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        "benchbed: the SLA did not hold: 1 of 1 workload(s) failed its SLA"]
+    run = next(r for r in cloud.cli.json("task", "list") if r["tags"] == {"run": "strict"})
+    assert (run["status"], run["sla_ok"]) == ("finished", False)
+    # only the killed run's Rally home is left, if that test ran first
+    assert run["uuid"] not in [path.name for path in cloud.rally_homes()]
