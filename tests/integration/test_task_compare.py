@@ -99,8 +99,8 @@ def test_five_a_a_comparisons_give_no_verdict(bench: Bench, a_runs: list[str]) -
         rows = result["rows"]
         assert [row["action"] for row in rows] == [None, "keystone_v3.create_user"], rows
         assert all(row["a"]["n"] == row["b"]["n"] == 10 for row in rows)
-        print(f"A/A {a[:8]} {b[:8]}: {[(row['a']['median'], row['b']['median'], row['text'])
-                                        for row in rows]}")
+        shown = [(row["a"]["median"], row["b"]["median"], row["text"]) for row in rows]
+        print(f"A/A {a[:8]} {b[:8]}: {shown}")
         verdicts += [row["verdict"] for row in rows]
         noise += [max(-row["ci_pct"][0], row["ci_pct"][1]) for row in rows]
         keystone = next(row for row in result["services"] if row["service"] == "keystone")
