@@ -2,7 +2,7 @@
 once (SQLite and PostgreSQL); two creates of overlapping networks cannot both pass the
 network check; a lease edited by hand is broken by --force.
 
-Runs as root: NetnsProvider makes real SSH hosts on bridges of its own, in 10.254.210.0/24.
+Runs as root: NetnsProvider makes real SSH hosts on bridges of its own, in 10.254.212.0/24.
 """
 
 import json
@@ -74,7 +74,7 @@ def run_together(commands: list[tuple[str, ...]], env: dict[str, str]
 def test_a_first_run_of_many_commands_at_once_migrates_once(bb: Cli, home: Path,
                                                             tmp_path: Path) -> None:
     assert not home.exists()
-    config = write_yaml(tmp_path / "c.yaml", netns_config("10.254.210.128/29"))
+    config = write_yaml(tmp_path / "c.yaml", netns_config("10.254.212.128/29"))
     commands = [("deployment", "list", "--json")] * 8 + \
         [("deployment", "create", "--no-use", "--name", "first", "--file", config)]
     results = run_together(commands, dict(os.environ))
@@ -91,8 +91,8 @@ def test_a_first_run_of_many_commands_at_once_migrates_once(bb: Cli, home: Path,
 
 
 @pytest.mark.parametrize("first, second", [
-    ("10.254.210.0/29", "10.254.210.0/28"),   # one inside the other
-    ("10.254.210.16/29", "10.254.210.16/29"),  # the very same network, not shareable
+    ("10.254.212.0/29", "10.254.212.0/28"),   # one inside the other
+    ("10.254.212.16/29", "10.254.212.16/29"),  # the very same network, not shareable
 ])
 def test_two_creates_of_overlapping_networks_at_once_one_wins(
         bb: Cli, home: Path, tmp_path: Path, first: str, second: str) -> None:
