@@ -110,10 +110,11 @@ def test_destroy_leaves_nothing_on_disk(bb: Cli, tmp_path: Path, home: Path) -> 
     assert not folder.exists()
     assert not (home / "current").exists()
     left = {str(p.relative_to(home)) for p in home.rglob("*")}
-    # what stays is the home's own: the database, and the digests of configs that passed
-    # validation (benchbed/schema_passes.py: hashes, no config text)
+    # what stays is the home's own: the database, the lock its first migration is made under
+    # (empty), and the digests of configs that passed validation (benchbed/schema_passes.py:
+    # hashes, no config text)
     assert left <= {"benchbed.sqlite", "benchbed.sqlite-shm", "benchbed.sqlite-wal",
-                    "deployments", "schema-passes"}, left
+                    "benchbed.sqlite.migrate-lock", "deployments", "schema-passes"}, left
     assert ledger_rows(home) == 0
 
 

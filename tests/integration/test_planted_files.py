@@ -243,7 +243,8 @@ def test_a_database_named_by_url_is_created_private(tmp_path: Path) -> None:
                          env={"BENCHBED_DATABASE_URL": f"sqlite:///{database}"})
         assert result.returncode == 0, f"run {listed}: {result.stderr}"
     names = sorted(path.name for path in folder.iterdir())
-    assert names == ["bb.sqlite", "bb.sqlite-shm", "bb.sqlite-wal"]
+    # the database, SQLite's two companions, and the (empty) lock migrations are made under
+    assert names == ["bb.sqlite", "bb.sqlite-shm", "bb.sqlite-wal", "bb.sqlite.migrate-lock"]
     assert {oct(stat.S_IMODE(path.stat().st_mode)) for path in folder.iterdir()} == {"0o600"}
 
 
