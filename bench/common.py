@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 MIN_ROUNDS = 3
 # `make bench` (bench/report.py) names a file here; each bench appends its targets to it
@@ -80,12 +81,27 @@ def finish(bench: str, targets: Sequence[Target]) -> int:
     return 0 if targets and all(target.met for target in targets) else 1
 
 
+def _bench_name() -> str:
+    """bench/NAME of the running measure.py, to prefix a failure with."""
+    return f"bench/{Path(sys.argv[0]).resolve().parent.name}"
+
+
 def time_command(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
-    """Wall seconds of one run; the command must succeed."""
+    """Wall seconds of one run; a failing command ends the bench with its stderr."""
+    return time_parallel([argv], env)
+
+
+def time_parallel(argvs: Sequence[Sequence[str]], env: dict[str, str] | None = None) -> float:
+    """Wall seconds until every command, all started at once, has ended; each must succeed."""
     start = time.perf_counter()
-    subprocess.run(list(argv), env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.PIPE)
-    return time.perf_counter() - start
+    processes = [subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for argv in argvs]
+    stderrs = [process.communicate()[1] for process in processes]
+    elapsed = time.perf_counter() - start
+    for argv, process, stderr in zip(argvs, processes, stderrs, strict=True):
+        if process.returncode != 0:
+            sys.exit(f"{_bench_name()}: {' '.join(argv)} failed: {stderr.strip()}")
+    return elapsed
 
 
 def compare(name_a: str, argv_a: Sequence[str], env_a: dict[str, str] | None,

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Target, finish, rounds
+from bench.common import Target, finish, rounds, time_command, time_parallel
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
@@ -40,26 +40,6 @@ def config(amount: int) -> dict:
                          "start_lxc_network": NETWORK, "container_name_prefix": "bblxc-bench",
                          "host_provider": {"type": "ExistingServers", "credentials": [
                              {"user": "root", "host": "localhost"}]}}}
-
-
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.monotonic()
-    result = subprocess.run(argv, env=env, capture_output=True, text=True)
-    elapsed = time.monotonic() - start
-    if result.returncode != 0:
-        sys.exit(f"bench/lxc: {' '.join(argv)} failed: {result.stderr.strip()}")
-    return elapsed
-
-
-def timed_parallel(argvs: list[list[str]], env: dict[str, str]) -> float:
-    start = time.monotonic()
-    processes = [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True) for argv in argvs]
-    failed = [p.stderr.read() for p in processes if p.wait() != 0]
-    elapsed = time.monotonic() - start
-    if failed:
-        sys.exit(f"bench/lxc: raw script failed: {failed[0].strip()}")
-    return elapsed
 
 
 def main() -> int:
@@ -79,11 +59,11 @@ def main() -> int:
                        check=True)
 
         def benchbed(amount: int, name: str) -> float:
-            return timed([BENCHBED, "deployment", "create", "--file",
+            return time_command([BENCHBED, "deployment", "create", "--file",
                           str(work / f"{amount}.json"), "--name", name], env)
 
         def destroy(name: str) -> float:
-            return timed([BENCHBED, "deployment", "destroy", name], env)
+            return time_command([BENCHBED, "deployment", "destroy", name], env)
 
         def steps(name: str) -> list[dict]:
             return json.loads(subprocess.run(
@@ -108,7 +88,7 @@ def main() -> int:
             for amount in (1, 8):
                 names = [f"bblxc-raw-{os.getpid()}-{round_}-{i}" for i in range(amount)]
                 raw_names.extend(names)
-                times[f"raw {amount}"].append(timed_parallel(
+                times[f"raw {amount}"].append(time_parallel(
                     [["sh", RAW, name, IMAGE, bridge, str(key)] for name in names], env))
                 for name in names:
                     subprocess.run(["sh", RAW_DESTROY, name, bridge], check=True,

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Target, Timings, finish, rounds
+from bench.common import Target, Timings, finish, rounds, time_command
 from benchbed.hostnet import HostNetwork
 from benchbed.hostnet.bridge import STATE_DIR
 from benchbed.images.virsh import connect
@@ -39,15 +39,6 @@ def config(amount: int) -> dict:
     return {"type": "ServersEngine", "amount": amount, "flavor": "small",
             "provider": {"type": "VirshProvider", "template_name": TEMPLATE,
                          "network": NETWORK, "domain_type": "auto"}}
-
-
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.monotonic()
-    result = subprocess.run(argv, env=env, capture_output=True, text=True)
-    elapsed = time.monotonic() - start
-    if result.returncode != 0:
-        sys.exit(f"bench/virsh: {' '.join(argv)} failed: {result.stderr.strip()}")
-    return elapsed
 
 
 def remove_raw(name: str) -> None:
@@ -82,12 +73,12 @@ def main() -> int:
             if label == "raw 1":
                 name = f"bbvirsh-raw-{os.getpid()}-{round_}"
                 raw_names.append(name)
-                times.add(label, timed(["sh", RAW, name, TEMPLATE, network.bridge, str(key),
+                times.add(label, time_command(["sh", RAW, name, TEMPLATE, network.bridge, str(key),
                                         leases, domain_type], env))
                 remove_raw(name)
                 return
             amount, name = label[-1], f"b{label[-1]}-{round_}"
-            times.add(label, timed([BENCHBED, "deployment", "create", "--file",
+            times.add(label, time_command([BENCHBED, "deployment", "create", "--file",
                                     str(work / f"{amount}.json"), "--name", name], env))
             shown = json.loads(subprocess.run([BENCHBED, "deployment", "show", name, "--json"],
                                               env=env, check=True, capture_output=True,
