@@ -2,7 +2,6 @@
 
 import shlex
 import sys
-from pathlib import Path
 
 import click
 
@@ -164,14 +163,9 @@ def use(name: str) -> None:
               help="Write to this file (mode 0600) instead of stdout.")
 def export(name: str | None, fmt: str, output: str | None) -> None:
     """Print what a benchmark client needs (credentials included)."""
-    from benchbed import api, paths
+    from benchbed import api
 
-    content = api.export(_resolve(name), fmt)
-    if output:
-        paths.write_private(Path(output), content)
-        render.note(f"wrote {output} (mode 0600)")
-    else:
-        sys.stdout.write(content)
+    render.document(api.export(_resolve(name), fmt), output)
 
 
 @deployment.command()

@@ -8,6 +8,7 @@ nor start a line of its own), and rich reads no markup in data: a value such as 
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from benchbed.terminal import safe
@@ -47,6 +48,18 @@ def text(message: str) -> None:
 def note(message: str) -> None:
     """Progress and hints go to stderr so that stdout stays parseable."""
     sys.stderr.write(safe(message) + "\n")
+
+
+def document(content: str, output: str | None) -> None:
+    """A whole document (an export, a report) to stdout, or to `output` readable by its owner
+    only, since exports and reports can carry credentials."""
+    if output is None:
+        sys.stdout.write(content)
+        return
+    from benchbed import paths
+
+    paths.write_private(Path(output), content)
+    note(f"wrote {output} (mode 0600)")
 
 
 def yaml(data: Any, indent: int = 0) -> None:

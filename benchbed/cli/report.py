@@ -1,7 +1,5 @@
 """`benchbed deployment report`: where the time went, as a self-contained HTML page or JSON."""
 
-import sys
-from pathlib import Path
 
 import click
 
@@ -17,12 +15,7 @@ from benchbed.cli import render
 def report(name: str | None, output: str | None, fmt: str) -> None:
     """Report a deployment: a waterfall of its timeline (one lane per server), its status,
     config, ledger and endpoints, secrets masked. The HTML needs no network to open."""
-    from benchbed import api, paths
+    from benchbed import api
     from benchbed.cli.deployment import _resolve
 
-    content = api.report(_resolve(name), fmt)
-    if output:
-        paths.write_private(Path(output), content)
-        render.note(f"wrote {output} (mode 0600)")
-    else:
-        sys.stdout.write(content)
+    render.document(api.report(_resolve(name), fmt), output)

@@ -1,7 +1,5 @@
 """`benchbed task report`: a run on one time axis, as a self-contained HTML page or JSON."""
 
-import sys
-from pathlib import Path
 
 import click
 
@@ -18,11 +16,6 @@ def report(run: str, output: str | None, fmt: str) -> None:
     """Report a run (its uuid or a unique start of it): the iterations per atomic action,
     each service's CPU and memory and the deployment's own timeline on one time axis, with
     the run's facts and SLA, secrets masked. The HTML needs no network to open."""
-    from benchbed import api, paths
+    from benchbed import api
 
-    content = api.task_report(run, fmt)
-    if output:
-        paths.write_private(Path(output), content)
-        render.note(f"wrote {output} (mode 0600)")
-    else:
-        sys.stdout.write(content)
+    render.document(api.task_report(run, fmt), output)
