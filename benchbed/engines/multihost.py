@@ -173,17 +173,26 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
         self._node(resource.name, resource.data["config"], _controller_part(self.endpoints)
                    or None).cleanup()
 
-    def check(self) -> list[CheckResult]:
+    def _deployed(self) -> tuple[Engine, list[tuple[str, Engine]]]:
+        """The controller and each (path, node) engine of a deployed tree, with the endpoints
+        each recorded, for the verbs that ask them after `deploy`."""
         controller = self.nest("controller", Engine)
         controller.endpoints = _controller_part(self.endpoints)
-        results = [CheckResult(f"controller: {r.target}", r.ok, r.detail)
-                   for r in controller.check()]
         address = self.endpoints.get("controller_ip", "")
+        nodes = []
         for index, endpoints in enumerate(self.endpoints.get("nodes", [])):
             path = self.child_path("nodes", index)
             node = self._node(path, substitute(self.config.nodes[index], address),
                               controller.endpoints)
             node.endpoints = endpoints
+            nodes.append((path, node))
+        return controller, nodes
+
+    def check(self) -> list[CheckResult]:
+        controller, nodes = self._deployed()
+        results = [CheckResult(f"controller: {r.target}", r.ok, r.detail)
+                   for r in controller.check()]
+        for path, node in nodes:
             results += [CheckResult(f"{path}: {r.target}", r.ok, r.detail)
                         for r in node.check()]
         return results
@@ -191,15 +200,9 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
     def deployed_versions(self) -> dict[str, str]:
         """The controller's, then each node's; a node's version that differs from the
         controller's of the same name is kept under the node's path."""
-        controller = self.nest("controller", Engine)
-        controller.endpoints = _controller_part(self.endpoints)
+        controller, nodes = self._deployed()
         versions = controller.deployed_versions()
-        address = self.endpoints.get("controller_ip", "")
-        for index, endpoints in enumerate(self.endpoints.get("nodes", [])):
-            path = self.child_path("nodes", index)
-            node = self._node(path, substitute(self.config.nodes[index], address),
-                              controller.endpoints)
-            node.endpoints = endpoints
+        for path, node in nodes:
             for name, version in node.deployed_versions().items():
                 versions[name if versions.setdefault(name, version) == version
                          else f"{path}: {name}"] = version
