@@ -78,13 +78,22 @@ class Connection:
 
 
 def _decode(names: list[str], row: Any) -> Record:
+    """A row as Python values; a value benchbed never writes (the database edited by hand or
+    damaged) is a DatabaseError naming the column, not a traceback."""
     record = Record(zip(names, row, strict=True))
     for name, value in record.items():
-        if isinstance(value, str):
+        if not isinstance(value, str):
+            continue
+        try:
             if name in JSON_COLUMNS:
                 record[name] = json.loads(value)
             elif name in TIME_COLUMNS:
                 record[name] = datetime.fromisoformat(value)
+        except ValueError:
+            kind = "JSON" if name in JSON_COLUMNS else "a time"
+            raise DatabaseError(f"database: column {name} holds {value[:40]!r}, which is "
+                                f"not {kind}; the database was changed outside benchbed"
+                                ) from None
     return record
 
 

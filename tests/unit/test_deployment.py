@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,21 @@ def test_fast_list_reads_what_the_models_read(database: str) -> None:
         return
     assert fast == Deployment.list_rows()
     assert [row["name"] for row in fast] == ["fast-a", "fast-b"]
+
+
+@pytest.mark.parametrize(("column", "value", "kind"), [
+    ("lease_since", "yesterday-ish", "a time"), ("config", "{not json", "JSON")])
+def test_a_value_benchbed_never_writes_is_one_database_error(
+        home: Path, column: str, value: str, kind: str) -> None:
+    """A database edited by hand (SQLite stores any text in any column) gives one line naming
+    the column, not a traceback."""
+    import sqlite3
+
+    from benchbed.errors import DatabaseError
+
+    Deployment.create("edited", CONFIG).release()
+    with sqlite3.connect(home / "benchbed.sqlite") as connection:
+        connection.execute(f"UPDATE deployments SET {column} = ?", (value,))
+    with pytest.raises(DatabaseError, match=f"column {column} holds .*, which is not {kind}; "
+                                            "the database was changed outside benchbed"):
+        Deployment.get("edited")
