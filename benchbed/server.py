@@ -88,6 +88,9 @@ class Server:
     name: str | None = None
     # what the provider wants users to know about the server (e.g. how it is virtualized)
     facts: dict[str, Any] = field(default_factory=dict)
+    # the server (as `to_dict` gives it) that SSH goes through when this machine has no route
+    # to `host`: a container on another LXC host is reached through that host
+    jump: dict[str, Any] | None = None
     deployment: "Deployment | None" = field(default=None, repr=False, compare=False)
     _shell: "Shell | None" = field(default=None, init=False, repr=False, compare=False)
 
@@ -116,7 +119,8 @@ class Server:
 
     def to_dict(self) -> dict[str, Any]:
         data = {"host": self.host, "port": self.port, "user": self.user, "key": self.key,
-                "password": self.password, "name": self.name, "facts": self.facts or None}
+                "password": self.password, "name": self.name, "facts": self.facts or None,
+                "jump": self.jump}
         return {key: value for key, value in data.items() if value is not None}
 
     @classmethod
@@ -125,7 +129,8 @@ class Server:
         return cls(host=data["host"], port=int(data.get("port", 22)),
                    user=data.get("user", "root"), key=data.get("key"),
                    password=data.get("password"), name=data.get("name"),
-                   facts=dict(data.get("facts") or {}), deployment=deployment)
+                   facts=dict(data.get("facts") or {}),
+                   jump=dict(data["jump"]) if data.get("jump") else None, deployment=deployment)
 
     def close(self) -> None:
         if self._shell is not None:

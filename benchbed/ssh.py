@@ -78,6 +78,8 @@ class SSHClient:
         self.server = server
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
+        # the connection to the jump server, when the server is reached through one
+        self._jump: Server | None = None
 
     @property
     def _logger(self) -> logging.Logger:
@@ -91,12 +93,7 @@ class SSHClient:
         if self.server.deployment is not None:
             client.set_log_channel(_library_channel(self._logger).name)
         pkey = _load_key(self.server.key) if self.server.key else None
-        sock = socket.create_connection((self.server.host, self.server.port), timeout=timeout)
-        # SSH sends many small packets back and forth; with Nagle's algorithm each waits for
-        # the peer's delayed ACK, which tripled the handshake and every channel open
-        # (docs/benchmarks.md).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
+        sock = self._open_socket(timeout)
         try:
             client.connect(self.server.host, port=self.server.port, username=self.server.user,
                            pkey=pkey, password=self.server.password, timeout=timeout,
@@ -110,6 +107,29 @@ class SSHClient:
             sock.close()
             raise
         return client
+
+    def _open_socket(self, timeout: float) -> socket.socket | paramiko.Channel:
+        """A TCP connection to the server's SSH port: direct, or a `direct-tcpip` channel
+        of the jump server's own connection (its keepalives cover this one too)."""
+        if self.server.jump is not None:
+            if self._jump is None:
+                self._jump = Server.from_dict(self.server.jump, deployment=self.server.deployment)
+            jump_client = self._jump.ssh
+            if not isinstance(jump_client, SSHClient):
+                raise SSHError(f"{self.server.address}: the jump server "
+                               f"{self._jump.address} is this machine; connect directly")
+            transport = jump_client.connect().get_transport()
+            if transport is None:
+                raise paramiko.SSHException(f"the connection to {self._jump.address} closed")
+            return transport.open_channel("direct-tcpip", (self.server.host, self.server.port),
+                                          ("127.0.0.1", 0), timeout=timeout)
+        sock = socket.create_connection((self.server.host, self.server.port), timeout=timeout)
+        # SSH sends many small packets back and forth; with Nagle's algorithm each waits for
+        # the peer's delayed ACK, which tripled the handshake and every channel open
+        # (docs/benchmarks.md).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
+        return sock
 
     def connect(self, timeout: float = REACH_TIMEOUT) -> paramiko.SSHClient:
         """Connect, retrying unreachable hosts with backoff; bad credentials fail at once."""
@@ -234,6 +254,9 @@ class SSHClient:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            if self._jump is not None:
+                self._jump.close()
+                self._jump = None
 
 
 def _load_key(key: str) -> paramiko.PKey:

@@ -83,8 +83,10 @@ class LxcEngine(Engine[LxcEngineConfig]):
     Config = LxcEngineConfig
     # the template's packages go in while the controller installs (its engine waits for it)
     STARTS_BEFORE_PARENT = True
-    UNSUPPORTED_KEYS = {"tunnel_to": "SSH tunnels to the nodes are not implemented here "
-                                      "(remove the key)"}
+    UNSUPPORTED_KEYS = {"tunnel_to": "the older tool's IPIP tunnel between hosts (this kernel "
+                                      "has no IPIP): LxcProvider routes several hosts to each "
+                                      "other by `routing: static` or `routing: vxlan` (remove "
+                                      "the key)"}
     NESTED = {"provider": PROVIDERS, "engine": ENGINES}
 
     @classmethod

@@ -3,6 +3,9 @@
 Hosts come from a nested `host_provider` and are driven through `server.ssh.run` (directly for
 `localhost`). Each host gets its slice of `start_lxc_network` (host i: the i-th network of that
 size), served by the shared, reference-counted bridge/dnsmasq/apt proxy of `benchbed.hostnet`.
+With several hosts, the slices are routed to each other (`benchbed.hostnet.routes`: static
+routes or VXLAN, `routing`), and containers that this machine has no route to are reached by
+an SSH jump through their host.
 Every container is in the ledger before `lxc-copy` runs; host-side scripts hold a per-container
 lock, so a destroy that races a killed `create` waits for its half-done clone and removes it.
 An `image` that is a snapshot (`benchbed image save`) is cloned from its base image with the
@@ -21,6 +24,7 @@ from benchbed import hostcheck, hostnet, plugin, sizes
 from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import static_capacity
+from benchbed.hostnet.routes import ROUTINGS, HostRoutes, Peer, routed_here, supernet
 from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, check_name, image_name
 from benchbed.keys import deployment_key
 from benchbed.ledger import CREATED, Resource
@@ -60,6 +64,10 @@ class LxcProviderConfig(PluginConfig):
         "The IPv4 network (CIDR) of the first host's bridge; host i gets the i-th network of "
         "the same size after it. Containers take the lower half of its addresses.",
         DEFAULT_NETWORK)
+    routing: str = setting(
+        "How several hosts forward between their slices: `static` routes over the hosts' own "
+        "network, or `vxlan` for networks that drop forwarded packets (nothing with one host).",
+        "static", enum=list(ROUTINGS))
     forward_ssh: bool = setting("The older tool's port forwarding to the containers: only "
                                 "false is accepted (they are reached on their host's "
                                 "bridge).", False)
@@ -67,6 +75,10 @@ class LxcProviderConfig(PluginConfig):
     def host_network(self, index: int) -> ipaddress.IPv4Network:
         """Host `index`'s slice of start_lxc_network."""
         return host_network(ipaddress.IPv4Network(self.start_lxc_network), index)
+
+    def supernet(self, hosts: int) -> ipaddress.IPv4Network:
+        """The network that holds the slices of `hosts` hosts: the containers' one route."""
+        return supernet([self.host_network(index) for index in range(hosts)])
 
     def host_credentials(self) -> list[dict[str, Any]]:
         """The hosts' SSH credentials when host_provider lists them (ExistingServers), so
@@ -89,6 +101,7 @@ class Host:
     image: str
     release: str | None  # set when the image is a base image benchbed builds on demand
     layer_on: str | None = None  # the snapshot stacked under the clones, if `image` is one
+    routes: HostRoutes | None = None  # to the other hosts' slices, when there are others
 
 
 class LxcProvider(ServerProvider[LxcProviderConfig]):
@@ -101,8 +114,10 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
     EXAMPLE = {"type": "LxcProvider", "host_provider": LOCALHOST_SERVERS}
 
     Config = LxcProviderConfig
-    UNSUPPORTED_KEYS = {"tunnel_to": "SSH tunnels to the containers are not implemented "
-                                      "(remove the key)"}
+    UNSUPPORTED_KEYS = {"tunnel_to": "the older tool's IPIP tunnel between hosts (this kernel "
+                                      "has no IPIP): several hosts are routed to each other "
+                                      "by `routing: static` or `routing: vxlan` (remove the "
+                                      "key)"}
     NESTED = {"host_provider": PROVIDERS}
 
     @classmethod
@@ -121,11 +136,24 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
                               f"container(s) (the lower half of its addresses), "
                               f"containers_per_host is {per_host}")
         # host 0's is start_lxc_network itself, checked when the hosts are not listed too
-        for index in range(max(len(config.host_credentials()), 1)):
+        credentials = config.host_credentials()
+        for index in range(max(len(credentials), 1)):
             subnet = host_network(network, index)
             refusal = range_refusal(subnet)
             if refusal:
                 raise ConfigError(where, f"host {index} would get {subnet}, which {refusal}")
+        if len(credentials) > 1:
+            covering = config.supernet(len(credentials))
+            refusal = range_refusal(covering)
+            if refusal:
+                raise ConfigError(where, f"the hosts' slices are routed as {covering}, which "
+                                  f"{refusal}")
+            for index, credential in enumerate(credentials):
+                if not _is_ipv4(credential.get("host") if isinstance(credential, dict) else None):
+                    raise ConfigError(join_path(path, f"host_provider.credentials[{index}]"
+                                                      f".host"), "with several LXC hosts, each "
+                                      "is given by its IPv4 address: the other hosts route "
+                                      "its containers' network to it")
 
     @classmethod
     def local_networks(cls, config: LxcProviderConfig, path: str) -> Iterator[Claim]:
@@ -194,6 +222,15 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
         hosts = [Host(server, HostNetwork(server, self.config.host_network(index)), image,
                       release)
                  for index, server in enumerate(servers)]
+        if len(hosts) > 1:
+            covering = self.config.supernet(len(hosts))
+            for host in hosts:
+                if not _is_ipv4(host.server.host):
+                    raise InputError(f"{_describe_host(host)}: with several LXC hosts, each "
+                                     f"is given by its IPv4 address (routes point to it)")
+                host.routes = HostRoutes(host.server, covering, self.config.routing, [
+                    Peer(other.network.network, other.network.gateway, other.server.host)
+                    for other in hosts if other is not host])
         run_parallel("checking LXC hosts", hosts, self._check_host, describe=_describe_host)
         run_parallel("preparing LXC hosts", hosts, self._prepare_host, describe=_describe_host)
         _, public_key = deployment_key(self.deployment)
@@ -243,6 +280,14 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
                                   network=str(host.network.network)), \
                 self.deployment.step("acquire network", host.network.bridge):
             host.network.acquire(self.holder)
+        if host.routes is not None:
+            routes = host.routes
+            with self.ledger.creating("routes", f"{routes.name}@{host.server.host}",
+                                      host=host.server.to_dict(), network=str(routes.network),
+                                      routing=routes.routing), \
+                    self.deployment.step("acquire routes",
+                                         f"{routes.network} ({routes.routing})"):
+                routes.acquire(self.holder)
 
     def _create_container(self, name: str, host: Host, limits: tuple[int, int],
                           public_key: str, layer_on: str | None) -> Server:
@@ -255,6 +300,8 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
         args = [name, host.image, network.bridge, network.apt_proxy, str(limits[0]),
                 str(limits[1]), public_key, network.state_dir, str(first), str(last),
                 str(network.network.prefixlen), layer_on or ""]
+        if host.routes is not None:
+            args += [str(host.routes.network), network.gateway]
         with self.ledger.creating("container", name, host=host.server.to_dict(),
                                   image=host.image, state=network.state_dir) as resource:
             with self.deployment.step("create container", name, lane=name):
@@ -263,11 +310,14 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
             address = result.stdout.strip().splitlines()[-1]
             resource.data.update(address=address, ssh_address=f"{address}:22")
         key_path, _ = deployment_key(self.deployment)
+        direct = host.server.is_local or routed_here(address)
         server = Server(host=address, user="root", key=str(key_path), name=name,
+                        jump=None if direct else host.server.to_dict(),
                         deployment=self.deployment)
         with self.deployment.step("wait for SSH", f"{name} {address}", lane=name):
-            wait_for(lambda: _port_open(address), timeout=READY_TIMEOUT,
-                     what=f"SSH on {name} ({address})", interval=0.02, max_interval=0.02)
+            if direct:
+                wait_for(lambda: _port_open(address), timeout=READY_TIMEOUT,
+                         what=f"SSH on {name} ({address})", interval=0.02, max_interval=0.02)
             server.ssh.wait_ready(timeout=READY_TIMEOUT)
         return server
 
@@ -326,9 +376,18 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
         finally:
             host.close()
 
+    def _release_routes(self, resource: Resource) -> None:
+        host = Server.from_dict(resource.data["host"], deployment=self.deployment)
+        try:
+            HostRoutes(host, ipaddress.IPv4Network(resource.data["network"]),
+                       resource.data["routing"]).release(self.holder)
+        finally:
+            host.close()
+
     RESOURCES = {
         "hostnet": ResourceKind(delete=_release_network),
-        "container": ResourceKind(delete=_delete_container, requires=("hostnet",)),
+        "routes": ResourceKind(delete=_release_routes),
+        "container": ResourceKind(delete=_delete_container, requires=("hostnet", "routes")),
         # a snapshot being saved; once complete it belongs to the image store, not to us
         "image": ResourceKind(delete=_discard_image),
     }
@@ -352,6 +411,14 @@ def host_network(start: ipaddress.IPv4Network, index: int) -> ipaddress.IPv4Netw
     """Host `index`'s network: the index-th network of start's size, counting from start."""
     first = int(start.network_address) + index * start.num_addresses
     return ipaddress.IPv4Network((first, start.prefixlen))
+
+
+def _is_ipv4(host: object) -> bool:
+    try:
+        ipaddress.IPv4Address(str(host))
+    except ValueError:
+        return False
+    return True
 
 
 def _port_open(address: str, port: int = 22) -> bool:

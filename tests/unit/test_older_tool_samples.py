@@ -18,7 +18,8 @@ VALID = ["existing.json", "existing-keystone-v3.json", "existing-with-given-endp
 REFUSED = {
     "devstack-by-cobbler.json": ("controller.provider.type",
                                  "CobblerProvider is not supported"),
-    "devstack-in-lxc.json": ("provider.tunnel_to", "is not supported: SSH tunnels"),
+    "devstack-in-lxc.json": ("provider.tunnel_to",
+                             "is not supported: the older tool's IPIP tunnel"),
     # LXC containers here are Debian's: no Ubuntu archive is reachable from this machine
     "devstack-lxc-engine-in-existing-servers.json": ("controller.provider.distribution",
                                                      "'ubuntu' is not one of ['debian']"),
