@@ -84,10 +84,12 @@ class HostRoutes:
                                 f"{self.host.host}: {error}") from None
 
 
-def routed_here(address: str) -> bool:
-    """Whether this machine has a route to `address` other than its default one: if not,
-    benchbed reaches it through its host (an SSH jump)."""
+def on_link_here(address: str) -> bool:
+    """Whether this machine is on `address`'s own network (a route without a gateway): then
+    it reaches the container directly. Containers route only to their supernet, so from
+    anywhere else their answers would have no way back: benchbed goes through their host
+    (an SSH jump)."""
     found = ipaddress.IPv4Address(address)
+    routes = ip_json("route", "show", "table", "main")
     return any(found in network for network, _ in routed_networks(
-        ip_json("route", "show", "table", "main")))
-
+        [route for route in routes if "gateway" not in route]))

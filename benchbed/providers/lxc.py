@@ -4,8 +4,8 @@ Hosts come from a nested `host_provider` and are driven through `server.ssh.run`
 `localhost`). Each host gets its slice of `start_lxc_network` (host i: the i-th network of that
 size), served by the shared, reference-counted bridge/dnsmasq/apt proxy of `benchbed.hostnet`.
 With several hosts, the slices are routed to each other (`benchbed.hostnet.routes`: static
-routes or VXLAN, `routing`), and containers that this machine has no route to are reached by
-an SSH jump through their host.
+routes or VXLAN, `routing`), and containers on a network this machine is not on are reached
+by an SSH jump through their host.
 Every container is in the ledger before `lxc-copy` runs; host-side scripts hold a per-container
 lock, so a destroy that races a killed `create` waits for its half-done clone and removes it.
 An `image` that is a snapshot (`benchbed image save`) is cloned from its base image with the
@@ -24,7 +24,7 @@ from benchbed import hostcheck, hostnet, plugin, sizes
 from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import static_capacity
-from benchbed.hostnet.routes import ROUTINGS, HostRoutes, Peer, routed_here, supernet
+from benchbed.hostnet.routes import ROUTINGS, HostRoutes, Peer, on_link_here, supernet
 from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, check_name, image_name
 from benchbed.keys import deployment_key
 from benchbed.ledger import CREATED, Resource
@@ -310,7 +310,7 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
             address = result.stdout.strip().splitlines()[-1]
             resource.data.update(address=address, ssh_address=f"{address}:22")
         key_path, _ = deployment_key(self.deployment)
-        direct = host.server.is_local or routed_here(address)
+        direct = host.server.is_local or on_link_here(address)
         server = Server(host=address, user="root", key=str(key_path), name=name,
                         jump=None if direct else host.server.to_dict(),
                         deployment=self.deployment)

@@ -1,0 +1,141 @@
+"""Routed host networks: an LxcProvider over two hosts (network namespaces with their own
+sshd, /run and /var/lib/lxc: tests/nshosts.py) whose container networks are routed to each
+other, by static routes and by VXLAN. A container on host B reaches one on host A from its
+own address, benchbed reaches every container (through an SSH jump: this machine is not on
+their networks), and destroy leaves no route, device, container or ledger row on any host.
+Underlay 10.254.50.0/24, container networks inside 10.254.52.0/22, names `bbrt`.
+"""
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
+from tests.nshosts import NsHost, namespace_hosts
+
+pytestmark = pytest.mark.root
+
+PREFIX = "bbrt"
+UNDERLAY = "10.254.50.0/24"
+# two hosts: host 0 gets the first /24, host 1 the next; the containers route to the /23
+NETWORKS = {"static": "10.254.52.0/24", "vxlan": "10.254.54.0/24"}
+SUPERNETS = {"static": "10.254.52.0/23", "vxlan": "10.254.54.0/23"}
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[NsHost], Path]]:
+    with namespace_hosts(PREFIX, UNDERLAY, 2, tmp_path_factory.mktemp("nshosts")) as made:
+        yield made
+
+
+def provider(hosts: list[NsHost], key: Path, routing: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "LxcProvider", "start_lxc_network": NETWORKS[routing],
+            "container_name_prefix": f"{PREFIX}-{routing[:2]}", "containers_per_host": 2,
+            "routing": routing, **extra,
+            "host_provider": {"type": "ExistingServers",
+                              "credentials": [host.credential(key) for host in hosts]}}
+
+
+def ours(host: NsHost, routing: str) -> list[str]:
+    return [name for name in host.containers() if name.startswith(f"{PREFIX}-{routing[:2]}-")]
+
+
+def attach(host: NsHost, name: str, command: str) -> str:
+    return host.run(f"lxc-attach -n {name} -- sh -c '{command}'").stdout
+
+
+def source_seen(server_host: NsHost, server: str, client_host: NsHost, client: str,
+                address: str) -> str:
+    """Open a TCP connection from `client` to `server`'s sshd and hold it while `server`
+    lists who is connected to it: the peer address it sees."""
+    holding = client_host.popen(f"lxc-attach -n {client} -- bash -c 'exec 3<>/dev/tcp/"
+                                f"{address}/22; head -c 7 <&3; sleep 20'")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            seen = attach(server_host, server, "ss -Htn state established sport = :22")
+            if seen.strip():
+                return seen
+            time.sleep(0.2)
+        out, err = holding.communicate(timeout=5) if holding.poll() is not None else ("", "")
+        raise AssertionError(f"no connection from {client} reached {server}: {out} {err}")
+    finally:
+        holding.kill()
+        holding.wait()
+
+
+def leftovers(host: NsHost, routing: str) -> list[str]:
+    """What a deployment could leave on a host: containers, routes into the container
+    networks, bridges and VXLAN devices, reference state."""
+    found = ours(host, routing)
+    found += [route for route in host.routes() if route.startswith("10.254.5")
+              and not route.startswith("10.254.50.")]
+    found += [link for link in host.links() if link.startswith(("bblxc", "bbvx"))]
+    found += host.run("ls /run/benchbed/routes /run/benchbed/hostnet 2>/dev/null | "
+                      "grep -v -e '^/' -e '\\.lock$' -e '^$' || true").stdout.split()
+    return found
+
+
+@pytest.mark.parametrize("routing", ["static", "vxlan"])
+def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
+        hosts: tuple[list[NsHost], Path], tmp_path: Path, routing: str) -> None:
+    machines, key = hosts
+    home = tmp_path / "home"
+    cli = cli_for(home)
+    name = f"{PREFIX}-{routing}"
+    config = {"type": "ServersEngine", "provider": provider(machines, key, routing)}
+    try:
+        cli.ok("deployment", "create", "--file", write_yaml(tmp_path / "d.yaml", config),
+               "--name", name, timeout=600)
+        on_host = [ours(machine, routing) for machine in machines]
+        assert [len(names) for names in on_host] == [2, 2], on_host
+        servers = json.loads(cli.ok("deployment", "export", name, "--format",
+                                    "json").stdout)["servers"]
+        address = {server["name"]: server["host"] for server in servers}
+        assert all(server.get("jump", {}).get("host") in (m.address for m in machines)
+                   for server in servers), servers
+        # benchbed reaches every container (ServersEngine's check logs in to each)
+        results = cli.json("deployment", "check", name)
+        assert len(results) == 4 and all(r["ok"] for r in results), results
+        a, b = on_host[0][0], on_host[1][0]
+        seen = source_seen(machines[0], a, machines[1], b, address[a])
+        assert f"{address[b]}:" in seen, seen
+        routes = attach(machines[1], b, "ip -4 route")
+        assert "default" not in routes and f"{SUPERNETS[routing]} via " in routes, routes
+        host_routes = "\n".join(machines[0].routes())
+        if routing == "static":
+            assert f"{address[b].rsplit('.', 1)[0]}.0/24 via {machines[1].address}" \
+                in host_routes, host_routes
+        else:
+            assert any(link.startswith("bbvx") for link in machines[0].links())
+            assert " dev bbvx" in host_routes, host_routes
+        destroyed = cli("deployment", "destroy", name, timeout=600)
+        assert destroyed.returncode == 0, destroyed.stderr
+        assert [leftovers(machine, routing) for machine in machines] == [[], []]
+        assert ledger_rows(home) == 0
+    finally:
+        cli.destroy_all()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"routing": "ipip"}, "provider.routing: 'ipip' is not one of"),
+    ({"tunnel_to": ["10.254.50.10"]}, "provider.tunnel_to: is not supported: the older "
+                                      "tool's IPIP tunnel"),
+])
+def test_ipip_and_tunnel_to_are_refused_in_one_line(tmp_path: Path, extra: dict[str, Any],
+                                                     message: str) -> None:
+    cli: Cli = cli_for(tmp_path / "home")
+    hosts = [NsHost(f"{PREFIX}-x{index}", f"10.254.50.{20 + index}", tmp_path)
+             for index in range(2)]
+    config = {"type": "ServersEngine",
+              "provider": {**provider(hosts, tmp_path / "key", "static"), **extra}}
+    result = cli("deployment", "create", "--file", write_yaml(tmp_path / "bad.yaml", config),
+                 "--name", f"{PREFIX}-bad")
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "routing" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert json.loads(cli.ok("deployment", "list", "--json").stdout) == []

@@ -1,0 +1,158 @@
+"""Hosts as network namespaces, for tests of deployments that span several machines.
+
+Each host is an sshd in a network namespace of its own and a mount namespace of its own
+(`unshare -m --propagation private`), with private `/run` (a tmpfs) and `/var/lib/lxc` (a
+directory of the test's), so that LXC, the host networks' state and their daemons are the
+host's own. The hosts sit on an underlay bridge of the test's, each with one address on
+it; no NAT, no route out. This machine's LXC base image is bind-mounted read-only into each
+host's `/var/lib/lxc` (clones stack on it; nothing writes to it). They share the kernel,
+the cgroups and both cores with this machine: good for routing and SSH, not for timings.
+(benchbed's NetnsProvider gives sshd in a network namespace too, but on this machine's
+filesystem, where two hosts' LXC would be one.)
+"""
+
+import ipaddress
+import os
+import shlex
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchbed.images.lxc import DEFAULT_RELEASE, image_name
+from benchbed.providers.netns import SSHD, sshd_config
+
+LXC_PATH = Path("/var/lib/lxc")
+# what each host's private mount namespace is made of, then its sshd (values as arguments)
+START = """set -eu
+directory=$1 image=$2 config=$3 log=$4
+mount -t tmpfs -o mode=755 benchbed-host-run /run
+mkdir -p /run/sshd /run/lock /run/cgroup "$directory/lxc/$image"
+# a sysfs of the host's network namespace (LXC finds its bridges there), the cgroups kept
+mount --rbind /sys/fs/cgroup /run/cgroup
+mount -t sysfs benchbed-host-sys /sys
+mount --move /run/cgroup /sys/fs/cgroup
+mount --bind "/var/lib/lxc/$image" "$directory/lxc/$image"
+mount -o remount,bind,ro "$directory/lxc/$image"
+mount --rbind "$directory/lxc" /var/lib/lxc
+exec "$0" -f "$config" -E "$log"
+"""
+
+
+def run(command: list[str], check: bool = True, timeout: float = 120
+        ) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} exited {result.returncode}: "
+                           f"{result.stderr.strip()[-800:]}")
+    return result
+
+
+@dataclass
+class NsHost:
+    """One namespace host: its namespace, its address on the underlay, its directory."""
+
+    namespace: str
+    address: str
+    directory: Path
+
+    @property
+    def sshd_pid(self) -> int:
+        return int((self.directory / "sshd.pid").read_text().split()[0])
+
+    def run(self, command: str, check: bool = True, timeout: float = 120
+            ) -> subprocess.CompletedProcess[str]:
+        """A shell command on the host: in its network and mount namespaces."""
+        return run(["nsenter", "-t", str(self.sshd_pid), "-m", "-n", "sh", "-c", command],
+                   check=check, timeout=timeout)
+
+    def popen(self, command: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(["nsenter", "-t", str(self.sshd_pid), "-m", "-n", "sh", "-c",
+                                 command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def containers(self) -> list[str]:
+        return self.run("lxc-ls -1").stdout.split()
+
+    def links(self) -> list[str]:
+        return [line.split()[0].split("@")[0] for line in
+                self.run("ip -br link show").stdout.splitlines()]
+
+    def routes(self) -> list[str]:
+        return self.run("ip -4 route show").stdout.splitlines()
+
+    def credential(self, key: Path) -> dict[str, str]:
+        return {"host": self.address, "user": "root", "key": str(key)}
+
+
+@contextmanager
+def namespace_hosts(prefix: str, underlay: str, count: int, work: Path
+                    ) -> Iterator[tuple[list[NsHost], Path]]:
+    """`count` hosts named PREFIX-h0, ... on the bridge PREFIX-ul of network `underlay` (this
+    machine has its first address, host i the (10+i)-th), with the SSH key that logs in to
+    them. Everything, leftover containers included, is removed on the way out."""
+    network = ipaddress.IPv4Network(underlay)
+    bridge = f"{prefix}-ul"
+    key = work / "hosts_key"
+    image = image_name(DEFAULT_RELEASE)
+    if not (LXC_PATH / image / "benchbed-image.json").exists():
+        raise RuntimeError(f"no LXC base image {image} on this machine: build it first "
+                           f"(benchbed image build --provider lxc)")
+    hosts: list[NsHost] = []
+    try:
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+        run(["ip", "link", "add", "name", bridge, "type", "bridge"])
+        run(["ip", "addr", "add", f"{network.network_address + 1}/{network.prefixlen}",
+             "dev", bridge])
+        run(["ip", "link", "set", bridge, "up"])
+        for index in range(count):
+            host = NsHost(f"{prefix}-h{index}", str(network.network_address + 10 + index),
+                          work / f"h{index}")
+            hosts.append(host)
+            _start(host, bridge, network.prefixlen, key, image)
+        yield hosts, key
+    finally:
+        for host in hosts:
+            _stop(host, prefix)
+        run(["ip", "link", "delete", bridge], check=False)
+
+
+def _start(host: NsHost, bridge: str, prefix: int, key: Path, image: str) -> None:
+    host.directory.mkdir(mode=0o700)
+    (host.directory / "lxc").mkdir()
+    veth = f"{host.namespace}v"
+    run(["ip", "netns", "add", host.namespace])
+    run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns",
+         host.namespace])
+    run(["ip", "link", "set", veth, "master", bridge, "up"])
+    inside = ["ip", "-n", host.namespace]
+    run([*inside, "addr", "add", f"{host.address}/{prefix}", "dev", "eth0"])
+    run([*inside, "link", "set", "eth0", "up"])
+    run([*inside, "link", "set", "lo", "up"])
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+         str(host.directory / "ssh_host_ed25519_key")])
+    (host.directory / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
+    config = host.directory / "sshd_config"
+    config.write_text(sshd_config(host.address, host.directory))
+    # nsenter, not `ip netns exec`: that one mounts a new /sys without the cgroups LXC needs
+    run(["nsenter", f"--net=/run/netns/{host.namespace}", "unshare", "-m",
+         "--propagation", "private", "sh", "-c", START, SSHD, str(host.directory), image,
+         str(config), str(host.directory / "sshd.log")])
+
+
+def _stop(host: NsHost, prefix: str) -> None:
+    """Remove the host's leftover containers of `prefix`, stop what runs in its namespace
+    (by pid), then remove the namespace and its link."""
+    if (host.directory / "sshd.pid").exists():
+        host.run(f"for name in $(lxc-ls -1); do case $name in {shlex.quote(prefix)}*) "
+                 f"lxc-destroy -f -n \"$name\";; esac; done", check=False, timeout=300)
+    listed = run(["ip", "netns", "pids", host.namespace], check=False)
+    for pid in listed.stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+    run(["ip", "link", "delete", f"{host.namespace}v"], check=False)
+    run(["ip", "netns", "delete", host.namespace], check=False)
