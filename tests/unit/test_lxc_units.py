@@ -8,6 +8,7 @@ import pytest
 from benchbed import plugin
 from benchbed.errors import BenchbedError, ConfigError, InputError
 from benchbed.hostnet import HostNetwork, bridge_name
+from benchbed.hostnet.routes import supernet
 from benchbed.images.lxc import check_name, parse_mirrors
 from benchbed.networks import overlapping_route
 from benchbed.providers.lxc import LxcProvider, host_network
@@ -121,3 +122,46 @@ def test_every_host_network_must_stay_private() -> None:
         LxcProvider.validate_config(LxcProvider.parse_config(
             {"type": "LxcProvider", "host_provider": hosts, "start_lxc_network": "172.16.0.0/12"}),
             "provider")
+
+
+TWO_HOSTS = {"type": "ExistingServers", "credentials": [
+    {"user": "root", "host": "192.0.2.10"}, {"user": "root", "host": "192.0.2.11"}]}
+
+
+@pytest.mark.parametrize(("start", "hosts", "covering"), [
+    ("10.9.0.0/24", 2, "10.9.0.0/23"),
+    ("10.9.0.0/24", 3, "10.9.0.0/22"),
+    ("10.9.1.0/24", 2, "10.9.0.0/22"),  # not on a /23 boundary: the route covers more
+    ("10.9.0.0/24", 1, "10.9.0.0/24"),
+])
+def test_containers_route_to_the_smallest_network_of_every_slice(start: str, hosts: int,
+                                                                 covering: str) -> None:
+    slices = [host_network(ipaddress.IPv4Network(start), i) for i in range(hosts)]
+    assert str(supernet(slices)) == covering
+
+
+@pytest.mark.parametrize(("keys", "path"), [
+    ({"routing": "ipip"}, "provider.routing"),
+    ({"host_provider": {**TWO_HOSTS, "credentials": [{"user": "root", "host": "localhost"},
+                                                     {"user": "root", "host": "192.0.2.11"}]}},
+     "provider.host_provider.credentials[0].host"),
+    ({"host_provider": TWO_HOSTS, "start_lxc_network": "172.31.255.0/24"},
+     "provider.start_lxc_network"),  # the second slice, 172.32.0.0/24, is not private
+])
+def test_routed_hosts_refuse_what_cannot_be_routed(keys: dict[str, Any], path: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        check(**keys)
+    assert raised.value.path == path
+
+
+def test_vxlan_routing_of_two_hosts_passes() -> None:
+    check(host_provider=TWO_HOSTS, routing="vxlan", start_lxc_network="10.9.0.0/24")
+
+
+def test_a_jump_server_survives_the_ledger_and_endpoints() -> None:
+    host = Server(host="192.0.2.10", key="/k")
+    container = Server(host="10.9.1.5", name="c", jump=host.to_dict())
+    assert Server.from_dict(container.to_dict()) == container
+    assert "jump" not in host.to_dict()
+    assert Server.from_dict(container.to_dict()).jump == {"host": "192.0.2.10", "port": 22,
+                                                          "user": "root", "key": "/k"}
