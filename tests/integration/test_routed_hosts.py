@@ -6,6 +6,7 @@ their networks), and destroy leaves no route, device, container or ledger row on
 Underlay 10.254.50.0/24, container networks inside 10.254.52.0/22, names `bbrt`.
 """
 
+import ipaddress
 import json
 import time
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from benchbed.hostnet.routes import HostRoutes, Peer
+from benchbed.server import Server
 from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
 from tests.nshosts import NsHost, namespace_hosts
 
@@ -106,6 +109,9 @@ def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
         assert f"{address[b]}:" in seen, seen
         routes = attach(machines[1], b, "ip -4 route")
         assert "default" not in routes and f"{SUPERNETS[routing]} via " in routes, routes
+        outside = attach(machines[1], b, f"ip route get {UNDERLAY.split('/')[0][:-1]}1 "
+                                         f"2>&1 || true")
+        assert "unreachable" in outside, outside  # not even the hosts' own network
         host_routes = "\n".join(machines[0].routes())
         if routing == "static":
             assert f"{address[b].rsplit('.', 1)[0]}.0/24 via {machines[1].address}" \
@@ -141,3 +147,33 @@ def test_ipip_and_tunnel_to_are_refused_in_one_line(tmp_path: Path, extra: dict[
     assert message in result.stderr and "routing" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert json.loads(cli.ok("deployment", "list", "--json").stdout) == []
+
+
+@pytest.mark.parametrize("routing", ["static", "vxlan"])
+def test_routes_are_shared_by_reference_count_and_forwarding_is_put_back(
+        hosts: tuple[list[NsHost], Path], routing: str) -> None:
+    """Two holders of one supernet's routes on a host: the first release keeps them, the
+    last removes routes and device and puts IP forwarding back as it was."""
+    machines, key = hosts
+    network = ipaddress.IPv4Network("10.254.55.0/24")
+    forward = "cat /proc/sys/net/ipv4/ip_forward"
+    machines[0].run("echo 0 > /proc/sys/net/ipv4/ip_forward")
+    server = Server(host=machines[0].address, key=str(key))
+    routes = HostRoutes(server, ipaddress.IPv4Network("10.254.54.0/23"), routing,
+                        [Peer(network, "10.254.55.1", machines[1].address)])
+    try:
+        routes.acquire("first")
+        routes.acquire("second")
+        assert machines[0].run(forward).stdout.strip() == "1"
+        routes.release("first")
+        assert any(route.startswith(f"{network} ") for route in machines[0].routes())
+        routes.release("second")
+        routes.release("second")  # already released: fine
+        assert not any(route.startswith("10.254.5") and not route.startswith("10.254.50.")
+                       for route in machines[0].routes()), machines[0].routes()
+        assert not any(link.startswith("bbvx") for link in machines[0].links())
+        assert machines[0].run(forward).stdout.strip() == "0"
+    finally:
+        for holder in ("first", "second"):
+            routes.release(holder)
+        server.close()
