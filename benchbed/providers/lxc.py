@@ -301,7 +301,8 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
                 str(limits[1]), public_key, network.state_dir, str(first), str(last),
                 str(network.network.prefixlen), layer_on or ""]
         if host.routes is not None:
-            args += [str(host.routes.network), network.gateway]
+            args += [str(host.routes.network), network.gateway,
+                     host.routes.name if host.routes.routing == "vxlan" else ""]
         with self.ledger.creating("container", name, host=host.server.to_dict(),
                                   image=host.image, state=network.state_dir) as resource:
             with self.deployment.step("create container", name, lane=name):

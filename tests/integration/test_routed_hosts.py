@@ -8,7 +8,6 @@ Underlay 10.254.50.0/24, container networks inside 10.254.52.0/22, names `bbrt`.
 
 import ipaddress
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,24 +50,32 @@ def attach(host: NsHost, name: str, command: str) -> str:
     return host.run(f"lxc-attach -n {name} -- sh -c '{command}'").stdout
 
 
+# A tiny listener (the image has perl-base, no python): one connection on port 9000, then
+# the address it came from and how many bytes it carried.
+LISTENER = ("perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 9000, "
+            "Listen => 1, ReuseAddr => 1) or die $!; $c = $s->accept; $n = 0; "
+            "while (($r = sysread($c, $b, 65536)) > 0) { $n += $r } "
+            "print $c->peerhost, \" $n\\n\"'")
+SENT = 4 * 1024 * 1024
+
+
 def source_seen(server_host: NsHost, server: str, client_host: NsHost, client: str,
                 address: str) -> str:
-    """Open a TCP connection from `client` to `server`'s sshd and hold it while `server`
-    lists who is connected to it: the peer address it sees."""
-    holding = client_host.popen(f"lxc-attach -n {client} -- bash -c 'exec 3<>/dev/tcp/"
-                                f"{address}/22; head -c 7 <&3; sleep 20'")
+    """Send SENT bytes over TCP from `client` to a listener on `server` (at `address`):
+    the source address the listener saw, and the bytes that arrived."""
+    listening = server_host.popen(f"lxc-attach -n {server} -- {LISTENER}")
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            seen = attach(server_host, server, "ss -Htn state established sport = :22")
-            if seen.strip():
-                return seen
-            time.sleep(0.2)
-        out, err = holding.communicate(timeout=5) if holding.poll() is not None else ("", "")
-        raise AssertionError(f"no connection from {client} reached {server}: {out} {err}")
+        attach(server_host, server, "for i in $(seq 100); do ss -Hltn sport = :9000 | "
+                                    "grep -q . && exit 0; sleep 0.1; done; exit 1")
+        client_host.run(f"lxc-attach -n {client} -- bash -c 'head -c {SENT} /dev/zero "
+                        f"> /dev/tcp/{address}/9000'", timeout=60)
+        out, err = listening.communicate(timeout=30)
+        assert listening.returncode == 0, err
+        return out
     finally:
-        holding.kill()
-        holding.wait()
+        if listening.poll() is None:
+            listening.kill()
+            listening.wait()
 
 
 def leftovers(host: NsHost, routing: str) -> list[str]:
@@ -105,8 +112,9 @@ def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
         results = cli.json("deployment", "check", name)
         assert len(results) == 4 and all(r["ok"] for r in results), results
         a, b = on_host[0][0], on_host[1][0]
+        # from its own address, whole (4 MiB: segments sized to the path's MTU)
         seen = source_seen(machines[0], a, machines[1], b, address[a])
-        assert f"{address[b]}:" in seen, seen
+        assert seen.split() == [address[b], str(SENT)], seen
         routes = attach(machines[1], b, "ip -4 route")
         assert "default" not in routes and f"{SUPERNETS[routing]} via " in routes, routes
         outside = attach(machines[1], b, f"ip route get {UNDERLAY.split('/')[0][:-1]}1 "
@@ -118,6 +126,7 @@ def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
                 in host_routes, host_routes
         else:
             assert " dev bbvx" in host_routes, host_routes
+            assert f"{SUPERNETS[routing]} via " in routes and " mtu 1450" in routes, routes
             # the connection came through the VXLAN device, not around it
             received = machines[0].run("cat /sys/class/net/bbvx*/statistics/rx_packets").stdout
             assert int(received) > 0, received

@@ -1,12 +1,14 @@
 #!/bin/sh
 # Clone and start one container; prints its address:
 #   sh -s -- NAME IMAGE BRIDGE PROXY CPUS MEMORY_MB PUBLIC_KEY STATE FIRST LAST PREFIX [LAYER_ON
-#             [SUPERNET GATEWAY]]
+#             [SUPERNET GATEWAY [DEVICE]]]
 # LAYER_ON, when not empty, is a stopped overlay container whose own layers go under the
 # clone's (overlayfs stacks them): a clone of a prepared container without copying its
 # files, which `lxc-copy -s` of an overlay clone would do. SUPERNET, when not empty, is the
 # deployment's network across several hosts: the container gets one route to it, through
-# GATEWAY (its bridge), set from the host in its network namespace once it runs.
+# GATEWAY (its bridge), set from the host in its network namespace once it runs; with the
+# MTU of DEVICE when the other hosts are behind one (VXLAN: 50 bytes less than the
+# underlay's), so that TCP between hosts sizes its segments to fit.
 # The address is fixed before boot (no DHCP round trip, no dhclient at boot): the next one
 # in FIRST..LAST (integers, round robin from the last one given) that no container config,
 # reservation under STATE/addresses or dnsmasq lease holds, reserved under a lock;
@@ -14,7 +16,7 @@
 # reused address still pointing at the previous container's MAC made SSH wait 30-45 s.
 set -eu
 name=$1 image=$2 bridge=$3 proxy=$4 cpus=$5 memory=$6 pubkey=$7 state=$8 first=$9
-last=${10} prefix=${11} layer_on=${12:-} supernet=${13:-} gateway=${14:-}
+last=${10} prefix=${11} layer_on=${12:-} supernet=${13:-} gateway=${14:-} device=${15:-}
 lxcpath=$(lxc-config lxc.lxcpath)
 if [ -n "$layer_on" ]; then
     layers=$(sed -n 's/^lxc.rootfs.path *= *overlay:\(.*\)$/\1/p' "$lxcpath/$layer_on/config")
@@ -100,6 +102,9 @@ lxc-start -n "$name" -d 9>&-
 if [ -n "$supernet" ]; then
     lxc-wait -n "$name" -s RUNNING -t 30
     pid=$(lxc-info -n "$name" -p -H)
-    nsenter --net="/proc/$pid/ns/net" ip route replace "$supernet" via "$gateway"
+    mtu=
+    if [ -n "$device" ]; then mtu="mtu $(cat "/sys/class/net/$device/mtu")"; fi
+    # shellcheck disable=SC2086 # $mtu is two words or none
+    nsenter --net="/proc/$pid/ns/net" ip route replace "$supernet" via "$gateway" $mtu
 fi
 echo "$address"
