@@ -115,6 +115,9 @@ def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
         # from its own address, whole (4 MiB: segments sized to the path's MTU)
         seen = source_seen(machines[0], a, machines[1], b, address[a])
         assert seen.split() == [address[b], str(SENT)], seen
+        # the route is set at every start of the container, not once
+        machines[1].run(f"lxc-stop -n {b} -t 30 && lxc-start -n {b} -d && "
+                        f"lxc-wait -n {b} -s RUNNING -t 30", timeout=90)
         routes = attach(machines[1], b, "ip -4 route")
         assert "default" not in routes and f"{SUPERNETS[routing]} via " in routes, routes
         outside = attach(machines[1], b, f"ip route get {UNDERLAY.split('/')[0][:-1]}1 "

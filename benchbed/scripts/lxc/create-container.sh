@@ -6,8 +6,8 @@
 # clone's (overlayfs stacks them): a clone of a prepared container without copying its
 # files, which `lxc-copy -s` of an overlay clone would do. SUPERNET, when not empty, is the
 # deployment's network across several hosts: the container gets one route to it, through
-# GATEWAY (its bridge), set from the host in its network namespace once it runs; with the
-# MTU of DEVICE when the other hosts are behind one (VXLAN: 50 bytes less than the
+# GATEWAY (its bridge), set by a start-host hook in its network namespace at every start;
+# with the MTU of DEVICE when the other hosts are behind one (VXLAN: 50 bytes less than the
 # underlay's), so that TCP between hosts sizes its segments to fit.
 # The address is fixed before boot (no DHCP round trip, no dhclient at boot): the next one
 # in FIRST..LAST (integers, round robin from the last one given) that no container config,
@@ -23,6 +23,8 @@ if [ -n "$layer_on" ]; then
     [ -n "$layers" ] || { echo "$layer_on: not an overlay container" >&2; exit 1; }
     lxc-info -n "$layer_on" -s | grep -q STOPPED || { echo "$layer_on: not stopped" >&2; exit 1; }
 fi
+case $supernet$gateway in *[!0-9./]*) echo "not an IPv4 network: $supernet" >&2; exit 2 ;; esac
+case $device in *[!a-z0-9]*) echo "not a device name: $device" >&2; exit 2 ;; esac
 mkdir -p /run/lock "$state/addresses"
 exec 9>>"/run/lock/benchbed-lxc-$name.lock"
 flock 9
@@ -74,6 +76,11 @@ if [ "$memory" -gt 0 ]; then
         echo "lxc.cgroup2.memory.max = ${memory}M" >> "$config"
     fi
 fi
+if [ -n "$supernet" ]; then
+    printf 'lxc.hook.start-host = /bin/sh -c %s\n' "'mtu=\$(cat /sys/class/net/$device/mtu \
+2>/dev/null); nsenter --net=/proc/\$LXC_PID/ns/net ip route replace $supernet via $gateway \
+\${mtu:+mtu \$mtu}'" >> "$config"
+fi
 mkdir -p "$upper/etc/ssh" "$upper/root/.ssh" "$upper/etc/apt/apt.conf.d" "$upper/etc/network" \
     "$upper/etc/systemd/system"
 tr -d - < /proc/sys/kernel/random/uuid > "$upper/etc/machine-id"
@@ -99,12 +106,4 @@ for limit in max_user_instances=8192 max_user_watches=1048576; do
     [ "$(cat "$file")" -ge "${limit#*=}" ] || echo "${limit#*=}" > "$file"
 done
 lxc-start -n "$name" -d 9>&-
-if [ -n "$supernet" ]; then
-    lxc-wait -n "$name" -s RUNNING -t 30
-    pid=$(lxc-info -n "$name" -p -H)
-    mtu=
-    if [ -n "$device" ]; then mtu="mtu $(cat "/sys/class/net/$device/mtu")"; fi
-    # shellcheck disable=SC2086 # $mtu is two words or none
-    nsenter --net="/proc/$pid/ns/net" ip route replace "$supernet" via "$gateway" $mtu
-fi
 echo "$address"
