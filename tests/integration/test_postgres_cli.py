@@ -96,10 +96,10 @@ def leftovers(tag: str) -> list[str]:
 
 def one_clear_line(stderr: str, text_: str) -> str:
     """The error: the last line of stderr and its only `benchbed:` line, naming `text_`;
-    nothing of a library's (no trace, no libpq `FATAL:`) anywhere."""
+    no trace, no libpq `FATAL:` line, no statement anywhere."""
     errors = [line for line in stderr.splitlines() if line.startswith("benchbed:")]
     assert len(errors) == 1, stderr
-    for library_text in ("Traceback", "FATAL", "server closed the connection", "[SQL:"):
+    for library_text in ("Traceback", "FATAL", "[SQL:"):
         assert library_text not in stderr, stderr
     assert stderr.strip().splitlines()[-1] == errors[0], stderr
     assert text_ in errors[0], errors[0]
@@ -157,7 +157,12 @@ def test_kill_during_create_then_destroy_leaves_nothing(
     assert_nothing_left(cli, home, uuid)
 
 
-@pytest.mark.parametrize("lease", ["myhost:not-a-pid:12", "\x1b[2Jdeployment is ready"])
+@pytest.mark.parametrize("lease", [
+    "garbage",
+    "myhost:not-a-pid:12",
+    "",
+    "\x1b[2Jdeployment 'bbpg-held' is ready",
+])
 def test_force_breaks_a_lease_edited_by_hand(cli: Cli, home: Path, lease: str) -> None:
     subprocess.run([*cli.argv()[:1], "-c", HELD_ROW], check=True, env=cli.env, timeout=60)
     assert query(database_url(home), "UPDATE deployments SET lease_owner = :lease "
