@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import TypeVar
 
-from benchbed.errors import BenchbedError
+from benchbed.errors import BenchbedError, DatabaseError
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -55,6 +55,10 @@ def run_parallel(
     if failures:
         if len(failures) == 1 and len(items) == 1 and isinstance(failures[0][1], BenchbedError):
             raise failures[0][1]
+        # the database is every task's: its loss is the one cause, said once
+        lost = next((error for _, error in failures if isinstance(error, DatabaseError)), None)
+        if lost is not None:
+            raise lost
         raise ParallelError(label, failures)
     return [results[index] for index in range(len(items))]
 

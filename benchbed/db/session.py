@@ -1,5 +1,6 @@
 """Database engine and transactions; the schema is migrated with Alembic on first use."""
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from benchbed import masking
 from benchbed.db.fastread import HEAD_REVISION
@@ -32,7 +33,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def engine() -> Engine:
     url = database_url()
     try:
-        db_engine = create_engine(url, future=True)
+        # pre-ping: a pooled connection a server restart has cut is replaced, not used
+        db_engine = create_engine(url, future=True, pool_pre_ping=True)
     except ModuleNotFoundError as error:
         raise InputError(f"the database {make_url(url).render_as_string(hide_password=True)} "
                          f"{_missing_driver(error)}") from None
@@ -149,5 +151,44 @@ def _first_line(error: SQLAlchemyError) -> str:
 @contextmanager
 def transaction() -> Iterator[Connection]:
     """A transaction: committed when the block ends, rolled back on error."""
-    with engine().begin() as connection:
+    db_engine = engine()
+    with _connect(db_engine) as connection, connection.begin():
         yield connection
+
+
+# How long a new connection waits for a PostgreSQL server that is restarting (refusing,
+# shutting down or starting up): a restart takes a few seconds; a server that is down for
+# good is still named within the bound docs/guarantees.md states.
+RESTART_SECONDS = 20
+RESTARTING = ("the database system is shutting down", "the database system is starting up",
+              "Connection refused", "server closed the connection unexpectedly",
+              "terminating connection due to administrator command")
+
+
+# When the wait for the present outage ends, shared by the threads of this process: an
+# outage is waited for once, then every further connection fails at once (None: no outage).
+_outage_ends: float | None = None
+
+
+def _connect(db_engine: Engine) -> Connection:
+    """A connection; to a PostgreSQL server that is restarting, once it accepts again."""
+    global _outage_ends
+    if db_engine.dialect.name == "sqlite":
+        return db_engine.connect()
+    delay = 0.1
+    while True:
+        try:
+            connection = db_engine.connect()
+        except OperationalError as error:
+            if not any(text_ in str(error) for text_ in RESTARTING):
+                raise
+            now = time.monotonic()
+            if _outage_ends is None:
+                _outage_ends = now + RESTART_SECONDS
+            if now >= _outage_ends:
+                raise
+            time.sleep(min(delay, _outage_ends - now))
+            delay = min(delay * 2, 1.0)
+            continue
+        _outage_ends = None
+        return connection

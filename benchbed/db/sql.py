@@ -9,6 +9,7 @@ schema itself lives in benchbed/db/models.py and its migrations, for both.
 """
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -185,15 +186,41 @@ def transaction() -> Iterator[Connection]:
         with sqlalchemy_transaction() as db:
             yield Connection(lambda sql, params: run_sqlalchemy(db, sql, params), sqlite=False)
     except DBAPIError as error:
-        raise _database_error(error.orig or error) from None
+        raise _database_error(error.orig or error, _server(url)) from None
 
 
-def _database_error(error: BaseException) -> DatabaseError:
+def _server(url: str) -> str:
+    """host:port of a database server, without the URL's user and password."""
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+# libpq's words for a connection a stopping or restarting server cut or refused
+CONNECTION_LOST = ("server closed the connection", "terminating connection",
+                   "connection already closed", "could not receive data from server",
+                   "SSL connection has been closed", "the database system is shutting down",
+                   "the database system is starting up", "Connection refused")
+# libpq's prefix of a failed connection, and the severity word of the server's message
+LIBPQ_PREFIX = re.compile(r'^connection to server (?:at|on) "[^"]*"(?: \([^)]*\))?, '
+                          r"port \d+ failed: |^(?:FATAL|ERROR|PANIC):\s+")
+
+
+def _database_error(error: BaseException, server: str | None = None) -> DatabaseError:
     """The driver's own first line, without the statement and its parameters (which may hold
     secrets) that SQLAlchemy appends: a database that went away or a disk that is full is a
-    fault of the world, not an internal error."""
+    fault of the world, not an internal error. A PostgreSQL server that stopped or restarted
+    mid-command is said so, in words of benchbed's, not libpq's `FATAL:` lines."""
     lines = str(error).strip().splitlines()
-    return DatabaseError(f"database: {lines[0] if lines else type(error).__name__}")
+    first = lines[0] if lines else type(error).__name__
+    while LIBPQ_PREFIX.match(first):
+        first = LIBPQ_PREFIX.sub("", first, count=1)
+    first = " ".join(first.split())
+    if server is not None and any(text in first for text in CONNECTION_LOST):
+        return DatabaseError(f"database: the connection to PostgreSQL at {server} was lost "
+                             f"({first}): the server stopped or restarted mid-command")
+    return DatabaseError(f"database: {first}")
 
 
 def forget_connections() -> None:

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Cli, kill_when, ledger_rows, read_inventory
+from tests.conftest import Cli, ledger_rows, read_inventory
 
 SEED_PASSWORD = "Seed-Pa55-Never-Shown"
 
@@ -108,78 +107,8 @@ def test_servers_lifecycle_with_real_ssh(bb: Cli, tmp_path: Path, home: Path) ->
     assert ledger_rows(home) == 0
 
 
-# Killed with 1 and with 4 ledger rows recorded: a crash before and after its hosts exist. No
-# case kills "after deploy->finished": the process then ends within microseconds, so a kill
-# there would most often find it gone, and kill_when demands a process still running.
-@pytest.mark.parametrize("kill_after_rows", [1, 4])
-def test_kill_during_create_then_destroy_leaves_nothing(
-        bb: Cli, tmp_path: Path, home: Path, kill_after_rows: int) -> None:
-    config = write_config(tmp_path, "c.yaml", netns_config("10.211.3.0/24", 40))
-    process = bb.popen("deployment", "create", "--name", "crash", "--file", config)
-    uuid = None
-
-    def moment() -> bool:
-        nonlocal uuid
-        try:
-            with sqlite3.connect(home / "benchbed.sqlite", timeout=1) as db:
-                row = db.execute("SELECT uuid, status FROM deployments").fetchone()
-                rows = db.execute("SELECT count(*) FROM resources").fetchone()[0]
-        except sqlite3.OperationalError:
-            return False
-        if not row:
-            return False
-        uuid = row[0]
-        return bool(rows >= kill_after_rows)
-
-    kill_when(process, moment, timeout=60, never=f"never reached {kill_after_rows} row(s)",
-              interval=0.002)
-    assert uuid is not None
-
-    refused = bb("deployment", "destroy", "crash")
-    assert_one_clear_line(refused, 1, "which is no longer running; re-run with --force")
-    bb.ok("deployment", "destroy", "--force", "crash")
-    assert leftovers(tag_of(uuid)) == []
-    assert bb.json("deployment", "list") == []
-    assert ledger_rows(home) == 0
-
-
-def test_second_actor_gets_busy_error_naming_the_holder(bb: Cli, tmp_path: Path, home: Path
-                                                        ) -> None:
-    bb.ok("deployment", "create", "--name", "shared",
-          "--file", write_config(tmp_path, "c.yaml", netns_config("10.211.4.0/24", 60)))
-    recreating = bb.popen("deployment", "recreate", "shared")
-    holder = None
-    for _ in range(2000):
-        with sqlite3.connect(home / "benchbed.sqlite", timeout=1) as db:
-            holder = db.execute("SELECT lease_owner FROM deployments").fetchone()[0]
-        if holder:
-            break
-        time.sleep(0.002)
-    assert holder, "recreate never took the lease"
-    busy = bb("deployment", "destroy", "shared")
-    assert_one_clear_line(busy, 1, f"is busy: held by pid {recreating.pid} on")
-    assert recreating.wait(timeout=120) == 0, recreating.stderr.read()
-    details = bb.json("deployment", "show", "shared")
-    assert details["status"] == "deploy->finished"
-    assert details["held_by"] is None
-    assert all(c["ok"] for c in bb.json("deployment", "check", "shared"))
-
-
-def test_two_destroys_at_once_one_wins(bb: Cli, tmp_path: Path, home: Path) -> None:
-    bb.ok("deployment", "create", "--name", "race",
-          "--file", write_config(tmp_path, "c.yaml", netns_config("10.211.5.0/24", 4)))
-    uuid = bb.json("deployment", "show", "race")["uuid"]
-    first, second = (bb.popen("deployment", "destroy", "race") for _ in range(2))
-    outcomes = sorted([first.wait(timeout=120), second.wait(timeout=120)])
-    errors = first.stderr.read() + second.stderr.read()
-    assert outcomes[0] == 0
-    if outcomes[1] == 1:
-        assert "is busy: held by pid" in errors
-    else:
-        assert outcomes[1] == 2
-        assert "no deployment named 'race'" in errors
-    assert leftovers(tag_of(uuid)) == []
-    assert ledger_rows(home) == 0
+# kill -9 during a create, a second actor on a busy deployment and two destroys at once
+# run on SQLite and on PostgreSQL in test_postgres_cli.py
 
 
 def test_existing_servers_and_changed_host_key(bb: Cli, tmp_path: Path, hosts: dict) -> None:

@@ -1,13 +1,13 @@
 """Commands at once, through the real CLI: a first run on a fresh home migrates the schema
 once (SQLite and PostgreSQL); two creates of overlapping networks cannot both pass the
-network check; a lease edited by hand is broken by --force.
+network check. (A lease edited by hand, broken by --force: test_postgres_cli.py, on SQLite
+and PostgreSQL.)
 
 Runs as root: NetnsProvider makes real SSH hosts on bridges of its own, in 10.254.212.0/24.
 """
 
 import json
 import os
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -122,40 +122,3 @@ def test_two_creates_of_overlapping_networks_at_once_one_wins(
     assert leftovers(listed[0]["uuid"]) == []
     assert bb.json("deployment", "list") == []
     assert ledger_rows(home) == 0
-
-
-# A row with its lease as a crashed holder would leave it; then the lease is edited.
-HELD_ROW = """
-from benchbed.deployment import Deployment
-Deployment.create("held", {"type": "ExistingCloud", "auth_url": "http://127.0.0.1:9/v3",
-                           "admin": {"username": "a", "password": "b", "project_name": "p"}})
-"""
-
-
-@pytest.mark.parametrize("lease", [
-    "garbage",
-    "myhost:not-a-pid:12",
-    "",
-    "\x1b[2Jdeployment 'held' is ready",
-])
-def test_force_breaks_a_lease_edited_by_hand(bb: Cli, home: Path, lease: str) -> None:
-    subprocess.run([*bb.argv()[:1], "-c", HELD_ROW], check=True, env=bb.env, timeout=60)
-    with sqlite3.connect(home / "benchbed.sqlite") as db:
-        db.execute("UPDATE deployments SET lease_owner = ? WHERE name = 'held'", (lease,))
-
-    refused = bb("deployment", "destroy", "held")
-    assert refused.returncode == 1
-    shown = ascii(lease)
-    assert error_lines(refused) == [
-        f"benchbed: error: deployment 'held' is held by an unreadable holder {shown} since "
-        f"{refused.stderr.split(' since ')[1].split(',')[0]}, which cannot be checked; "
-        f"re-run with --force to break the lease"]
-    assert "\x1b" not in refused.stderr
-    assert [d["name"] for d in bb.json("deployment", "list")] == ["held"]
-
-    broken = bb("deployment", "destroy", "--force", "held")
-    assert broken.returncode == 0, broken.stderr
-    assert broken.stderr.splitlines()[0] == \
-        f"broke the lease of deployment 'held' held by an unreadable holder {shown}"
-    assert "\x1b" not in broken.stderr
-    assert bb.json("deployment", "list") == []
