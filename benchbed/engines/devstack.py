@@ -91,10 +91,11 @@ class DevstackEngineConfig(ServerRequestConfig):
         "variable, $NOVA_CONF) -> ini section -> option -> value.", {},
         schema={"type": "object", "additionalProperties": {
             "type": "object", "additionalProperties": SETTINGS}})
-    disable_service: list[str] = setting(
-        "DevStack services to turn off (local.conf's disable_service); [] keeps DevStack's "
-        "defaults and whatever ENABLED_SERVICES names.", DEFAULT_DISABLED,
-        schema={"type": "array", "items": {"type": "string", "pattern": SERVICE}})
+    disable_service: list[str] | None = setting(
+        "DevStack services to turn off (local.conf's disable_service); by default Cinder, "
+        "Swift, Horizon, Tempest, noVNC, dstat and etcd3, unless local_conf sets "
+        "ENABLED_SERVICES (or appends to it); [] keeps DevStack's own defaults.", None,
+        schema={"type": ["array", "null"], "items": {"type": "string", "pattern": SERVICE}})
     enable_plugin: dict[str, str] = setting("DevStack plugins to enable: name -> 'URL' or "
                                             "'URL BRANCH'.", {})
     devstack_repo: str | None = setting(
@@ -118,6 +119,14 @@ class DevstackEngineConfig(ServerRequestConfig):
     def local_settings(self) -> dict[str, Value]:
         """The [[local|localrc]] settings, under either name."""
         return dict(self.local_conf or self.localrc or {})
+
+    def disabled_services(self) -> list[str]:
+        """disable_service as given, else the default list unless the config chooses
+        ENABLED_SERVICES itself (the older tool's configs stay as they were)."""
+        if self.disable_service is not None:
+            return list(self.disable_service)
+        chosen = {"ENABLED_SERVICES", "ENABLED_SERVICES+"} & set(self.local_settings())
+        return [] if chosen else list(DEFAULT_DISABLED)
 
 
 class DevstackEngine(Engine[DevstackEngineConfig]):
@@ -248,7 +257,7 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         settings.update(self.config.local_settings())
         return devstack_conf.render(settings, plugins=self.config.enable_plugin,
                                     post_config=self.config.post_config,
-                                    disabled=self.config.disable_service)
+                                    disabled=self.config.disabled_services())
 
     def _guest(self, server: Server, *args: str, timeout: float = 120) -> str:
         return run_script(server.ssh, "devstack/guest.sh", list(args), timeout=timeout).stdout
