@@ -249,7 +249,10 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
                                     # ksmtuned pulls in qemu for nothing on a test bed
                                     "ENABLE_KSMTUNED": False,
                                     # no Open vSwitch kernel datapath in a container
-                                    "OVS_DATAPATH_TYPE": "netdev"}
+                                    "OVS_DATAPATH_TYPE": "netdev",
+                                    # no /dev/net/tun in an LXC container: OVS cannot make
+                                    # br-ex's device and DevStack waits for it
+                                    "OVN_L3_CREATE_PUBLIC_NETWORK": False}
         if source["git_base"]:
             settings["GIT_BASE"] = source["git_base"]
         if self.config.pip_index_url is None:
