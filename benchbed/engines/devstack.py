@@ -70,6 +70,12 @@ XTRACE = re.compile(r"^\++ (?P<file>[^ :]+):(?P<function>[^ :]+):(?P<line>\d+) +
 
 
 SETTINGS: dict[str, Any] = {"type": "object", "additionalProperties": SCALAR}
+# DevStack's default services that a benchmark of Nova, Neutron, Glance or Keystone does not
+# need: Cinder, Swift, Horizon, Tempest, noVNC, dstat, and etcd3 (only Cinder uses it; DevStack
+# downloads it from GitHub).
+DEFAULT_DISABLED = ["c-api", "c-sch", "c-vol", "c-bak", "s-proxy", "s-object", "s-container",
+                    "s-account", "horizon", "tempest", "n-novnc", "dstat", "etcd3"]
+SERVICE = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +91,11 @@ class DevstackEngineConfig(ServerRequestConfig):
         "variable, $NOVA_CONF) -> ini section -> option -> value.", {},
         schema={"type": "object", "additionalProperties": {
             "type": "object", "additionalProperties": SETTINGS}})
+    disable_service: list[str] | None = setting(
+        "DevStack services to turn off (local.conf's disable_service); by default Cinder, "
+        "Swift, Horizon, Tempest, noVNC, dstat and etcd3, unless local_conf sets "
+        "ENABLED_SERVICES (or appends to it); [] keeps DevStack's own defaults.", None,
+        schema={"type": ["array", "null"], "items": {"type": "string", "pattern": SERVICE}})
     enable_plugin: dict[str, str] = setting("DevStack plugins to enable: name -> 'URL' or "
                                             "'URL BRANCH'.", {})
     devstack_repo: str | None = setting(
@@ -108,6 +119,14 @@ class DevstackEngineConfig(ServerRequestConfig):
     def local_settings(self) -> dict[str, Value]:
         """The [[local|localrc]] settings, under either name."""
         return dict(self.local_conf or self.localrc or {})
+
+    def disabled_services(self) -> list[str]:
+        """disable_service as given, else the default list unless the config chooses
+        ENABLED_SERVICES itself (the older tool's configs stay as they were)."""
+        if self.disable_service is not None:
+            return list(self.disable_service)
+        chosen = {"ENABLED_SERVICES", "ENABLED_SERVICES+"} & set(self.local_settings())
+        return [] if chosen else list(DEFAULT_DISABLED)
 
 
 class DevstackEngine(Engine[DevstackEngineConfig]):
@@ -228,14 +247,20 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         settings: dict[str, Any] = {"HOST_IP": server.host, **passwords,
                                     "LOGFILE": STACK_LOGFILE,
                                     # ksmtuned pulls in qemu for nothing on a test bed
-                                    "ENABLE_KSMTUNED": False}
+                                    "ENABLE_KSMTUNED": False,
+                                    # no Open vSwitch kernel datapath in a container
+                                    "OVS_DATAPATH_TYPE": "netdev",
+                                    # no /dev/net/tun in an LXC container: OVS cannot make
+                                    # br-ex's device and DevStack waits for it
+                                    "OVN_L3_CREATE_PUBLIC_NETWORK": False}
         if source["git_base"]:
             settings["GIT_BASE"] = source["git_base"]
         if self.config.pip_index_url is None:
             settings["DOWNLOAD_DEFAULT_IMAGES"] = False  # guests have no way out
         settings.update(self.config.local_settings())
         return devstack_conf.render(settings, plugins=self.config.enable_plugin,
-                                    post_config=self.config.post_config)
+                                    post_config=self.config.post_config,
+                                    disabled=self.config.disabled_services())
 
     def _guest(self, server: Server, *args: str, timeout: float = 120) -> str:
         return run_script(server.ssh, "devstack/guest.sh", list(args), timeout=timeout).stdout

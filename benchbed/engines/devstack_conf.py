@@ -9,7 +9,7 @@ cannot carry literally (globs, backslashes, runs of spaces) is refused at valida
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from benchbed.errors import ConfigError
@@ -98,12 +98,16 @@ def check(path: str, settings: Mapping[str, Mapping[str, Any]], plugins: Mapping
 
 
 def render(settings: Mapping[str, Value], *, plugins: Mapping[str, str] | None = None,
-           post_config: Mapping[str, Mapping[str, Mapping[str, Value]]] | None = None) -> str:
-    """local.conf text: settings in order, then `enable_plugin` lines, then post-config."""
+           post_config: Mapping[str, Mapping[str, Mapping[str, Value]]] | None = None,
+           disabled: Sequence[str] = ()) -> str:
+    """local.conf text: settings in order, a `disable_service` line, then `enable_plugin`
+    lines, then post-config."""
     lines = ["[[local|localrc]]"]
     for key, value in settings.items():
         operator = "+=" if key.endswith("+") else "="
         lines.append(f"{key.removesuffix('+')}{operator}{bash_literal(scalar(value))}")
+    if disabled:
+        lines.append(" ".join(["disable_service", *map(bash_literal, disabled)]))
     for name, spec in (plugins or {}).items():
         lines.append(" ".join(["enable_plugin", name, *map(bash_literal, spec.split())]))
     for file, sections in (post_config or {}).items():

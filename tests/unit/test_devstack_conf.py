@@ -1,5 +1,6 @@
 """local.conf rendering, read back by real bash and by DevStack's own merge_config_file."""
 
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -88,6 +89,26 @@ def test_post_config_value_arrives_literally_through_devstack(meta_config: Path,
     assert not Path("/tmp/pwned-bb").exists()
 
 
+def test_default_services_through_devstack_stackrc(meta_config: Path, tmp_path: Path) -> None:
+    """DevStack's own stackrc and disable_service: the default off list leaves a whole cloud
+    (Nova, Neutron with OVN, Glance, Placement) without Cinder, Horizon, Tempest, noVNC."""
+    from benchbed.engines.devstack import DEFAULT_DISABLED
+
+    localrc = tmp_path / "localrc"
+    localrc.write_text(devstack_conf.render({}, disabled=DEFAULT_DISABLED).split("\n", 1)[1])
+    default = re.search(r"if ! isset ENABLED_SERVICES ; then\n(.*?)\nfi\n",
+                        (meta_config / "stackrc").read_text(), re.S)
+    assert default
+    script = (f"source {meta_config}/functions-common; {default[1]}\n"
+              f"source {localrc}; echo $ENABLED_SERVICES")
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    enabled = set(result.stdout.strip().split(","))
+    assert {"key", "g-api", "placement-api", "n-api", "n-cpu", "q-svc", "ovn-northd",
+            "ovn-controller", "mysql", "rabbit"} <= enabled
+    assert enabled.isdisjoint({"c-api", "c-vol", "horizon", "tempest", "n-novnc", "etcd3"})
+
+
 def _check(config: dict) -> None:
     plugin.validate({"type": "DevstackEngine", "git_base": "git://10.0.0.1",
                      "provider": {"type": "ExistingServers",
@@ -110,6 +131,7 @@ def _check(config: dict) -> None:
     ({"devstack_repo": "-oProxyCommand=x"}, "devstack_repo"),
     ({"git_mirror": "/srv/git"}, ""),
     ({"stack_timeout": 5}, "stack_timeout"),
+    ({"disable_service": ["$(id)"]}, "disable_service[0]"),
 ])
 def test_bad_input_names_the_config_path(config: dict, path: str) -> None:
     with pytest.raises(ConfigError) as raised:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from benchbed.deployment import Deployment
-from benchbed.engines.devstack import DEFAULT_BRANCH, DevstackEngine, _Run
+from benchbed.engines.devstack import DEFAULT_BRANCH, DEFAULT_DISABLED, DevstackEngine, _Run
 from benchbed.engines.steps import DeployStepError, server_step
 from benchbed.server import Server
 
@@ -54,6 +54,19 @@ def test_defaults_live_in_the_typed_config_and_localrc_is_local_conf() -> None:
     assert (config.devstack_branch, config.stack_timeout) == (DEFAULT_BRANCH, 3600)
     assert config.local_conf is None and config.enable_plugin == {}
     assert config.local_settings() == {"VIRT_DRIVER": "fake"}
+
+
+def test_default_services_off_unless_the_config_chooses_enabled_services() -> None:
+    def disabled(**engine: object) -> list[str]:
+        return DevstackEngine.parse_config({"type": "DevstackEngine", "provider": SERVERS,
+                                            **engine}).disabled_services()
+
+    assert disabled(local_conf={"VIRT_DRIVER": "fake"}) == DEFAULT_DISABLED
+    assert disabled(localrc={"ENABLED_SERVICES": "key,mysql,horizon"}) == []
+    assert disabled(local_conf={"ENABLED_SERVICES+": ",c-api"}) == []
+    assert disabled(disable_service=["tempest"], local_conf={"ENABLED_SERVICES": "key"}) \
+        == ["tempest"]
+    assert disabled(disable_service=[]) == []
 
 
 def test_a_failed_step_names_server_and_step_on_one_line(home: Path) -> None:

@@ -17,6 +17,7 @@ home=/opt/stack
 devstack=$home/devstack
 sudoers=/etc/sudoers.d/50_stack_sh
 ksm=/sys/kernel/mm/ksm
+iscsid_drop_in=/etc/systemd/system/iscsid.service.d/50-benchbed-no-container.conf
 path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 action=$1
 shift
@@ -62,6 +63,15 @@ prereqs() {
     if [ -e "$ksm/run" ] && [ ! -w "$ksm/run" ]; then
         mount -t tmpfs -o size=4k,mode=755 benchbed-no-ksm "$ksm"
         : > "$state/ksm.mounted"
+    fi
+    # DevStack's configure_nova restarts iscsid whenever n-cpu is on; iscsid cannot run in
+    # a container. The condition makes systemd skip it there (a restart then succeeds) and
+    # changes nothing on a VM or a machine.
+    if [ ! -e "$iscsid_drop_in" ]; then
+        mkdir -p "${iscsid_drop_in%/*}"
+        printf '[Unit]\nConditionVirtualization=!container\n' > "$iscsid_drop_in"
+        : > "$state/iscsid.drop-in"
+        if command -v systemctl >/dev/null; then systemctl daemon-reload; fi
     fi
 }
 
@@ -170,6 +180,11 @@ cleanup() {
         done
     fi
     if [ -f "$state/ksm.mounted" ]; then umount "$ksm" 2>/dev/null || true; fi
+    if [ -f "$state/iscsid.drop-in" ]; then
+        rm -f "$iscsid_drop_in"
+        rmdir "${iscsid_drop_in%/*}" 2>/dev/null || true
+        if command -v systemctl >/dev/null; then systemctl daemon-reload; fi
+    fi
     if [ -f "$state/pip.conf.before" ]; then cp -p "$state/pip.conf.before" /etc/pip.conf
     else rm -f /etc/pip.conf
     fi
