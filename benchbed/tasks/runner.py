@@ -275,7 +275,8 @@ class RallyHome:
         return task_uuid
 
     def report(self, task_uuid: str) -> dict[str, Any]:
-        out = self.path / "report.json"
+        # one file per task: two runs may share the home
+        out = self.path / f"report-{task_uuid}.json"
         self.call("task", "report", "--uuid", task_uuid, "--json", "--out", str(out))
         try:
             data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
