@@ -224,8 +224,8 @@ class RallyHome:
                   str(self.path / "spec.json"))
         paths.write_private(self.path / SPEC_DIGEST, digest)
 
-    def call(self, *args: str, timeout: float = 600) -> str:
-        """A short Rally command, its output in the deployment's log; its output."""
+    def call(self, *args: str, timeout: float = 600) -> None:
+        """A short Rally command, its output in the deployment's log."""
         with _leashed(self.argv(*args), self.logger, stdout=subprocess.PIPE,
                       stderr=subprocess.STDOUT, env=self.env()) as process:
             try:
@@ -238,7 +238,6 @@ class RallyHome:
         if process.returncode != 0:
             raise BenchbedError(f"rally {' '.join(args[:2])} exited {process.returncode}: "
                                 f"{_last_words(output)}")
-        return str(output)
 
     def start(self, task_file: str, planned: int | None, progress: Progress | None,
               on_start: Callable[[], None]) -> str:
