@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--window-size=1280,900"]
 # Installed before the page's own scripts: records every Content-Security-Policy violation,
 # i.e. every request the page tried to make and the policy stopped.
+PNG = b"\x89PNG\r\n\x1a\n"
+# `task report`'s panels: the group of marks each series draws in (Vega-Lite's names)
+TASK_PANELS = {"atomic": "iterations_layer_0_marks", "failed": "iterations_layer_1_marks",
+               "cpu": "cpu_marks", "memory": "memory_marks", "deployment": "deployment_marks"}
 RECORD_VIOLATIONS = ("window.__violations = []; document.addEventListener("
                      "'securitypolicyviolation', e => window.__violations.push("
                      "e.violatedDirective + ' ' + e.blockedURI));")
@@ -137,3 +142,34 @@ class Browser:
         os.close(self._commands)
         os.close(self._replies)
         shutil.rmtree(self._profile, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def rendered(html: Path, screenshot: Path, secrets: Sequence[str],
+             smallest_png: int) -> Iterator[Browser]:
+    """A report page open in headless Chromium once its charts rendered. Leaving it checks
+    what every report must hold: no secret in the page as drawn, no request beyond the page
+    itself, no Content-Security-Policy violation, and a screenshot of a drawn page."""
+    assert shutil.which(CHROMIUM), "chromium is missing: tools/host-packages.sh installs it"
+    browser = Browser()
+    try:
+        browser.open(html.as_uri())
+        assert browser.wait_for("document.body && document.body.dataset.chart") == "rendered", \
+            browser.evaluate("document.getElementById('chart-error').textContent")
+        yield browser
+        page = browser.evaluate("document.documentElement.outerHTML")
+        assert [secret for secret in secrets if secret in page] == []
+        browser.screenshot(screenshot)
+        assert browser.requested_urls() == [html.as_uri()]
+        assert browser.evaluate("window.__violations") == []
+    finally:
+        browser.close()
+    assert screenshot.read_bytes()[:8] == PNG
+    assert screenshot.stat().st_size > smallest_png
+
+
+def task_marks(browser: Browser) -> dict[str, int]:
+    """How many marks each panel of a `task report` drew."""
+    return {name: browser.evaluate(
+        f"document.querySelectorAll('#timeline svg g.{group} > path').length")
+        for name, group in TASK_PANELS.items()}

@@ -1,17 +1,26 @@
-"""Runs the real `rally` against a deployment, in a Rally home of its own per run.
+"""Runs the real `rally` against a deployment, in a Rally home kept for that deployment.
 
 Rally keeps its database in /tmp/rally.sqlite unless rally.conf names one, and every
-environment it knows in that one database: each run gets its own home under the deployment's
-directory (rally.conf, its own SQLite database, the exported spec), which is removed when
-the run ends. What Rally measured is read from `rally task report --json` (Rally 5.x's
-format: tasks > subtasks > workloads > data) into `Iteration`s and per-workload scenarios.
+environment it knows in that one database: each deployment gets one home of its own under
+its directory (rally.conf, its own SQLite database, the exported spec), made once (`rally db
+create`, `rally env create`) and kept while the exported spec's digest stays the same; the
+digest file is written last, so a home whose making was interrupted is made again. A lock
+beside it keeps two runs from making it at once (made under an exclusive lock, used under a
+shared one); `deployment destroy` removes it with the deployment's folder. `rally task start`
+validates the task itself: a task Rally refuses is bad input, its recorded run deleted. What
+Rally measured is read from `rally task report --json` (Rally 5.x's format: tasks > subtasks
+> workloads > data) into `Iteration`s and per-workload scenarios.
 
-The run is recorded (`running`) before `rally task start`; a run whose process is killed
-stays `running` (`task show` says it never finished) and its Rally, which dies with it
-(PR_SET_PDEATHSIG), leaves only its home behind.
+The run is recorded (`running`) before `rally task start`, and holds a lock file of its own
+while it runs: a run whose process was killed is found `running` with its lock free, and is
+recorded as aborted when next read (benchbed.tasks.store). Rally runs in a process group of
+its own that dies with benchbed: Rally itself through PR_SET_PDEATHSIG with SIGKILL (Rally
+handles SIGTERM), its worker processes through a watchdog in the group that kills the whole
+group when benchbed's end of its pipe closes, also when benchbed was killed with -9.
 """
 
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
@@ -47,9 +56,17 @@ RALLY_TASK_UUID = re.compile(r"\bTask\s+([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 ITERATION_END = re.compile(r"ITER:\s*\d+\s+END")
 # Rally's own statuses of a task that ran to its end (its SLA held or not)
 RALLY_COMPLETED = ("finished", "sla_failed")
-RALLY_TIMEOUT = 60 * 60 * 24
+# Rally's exit codes for a task it refuses (rally/exceptions.py: ValidationError,
+# InvalidConfigException, InvalidTaskException, InvalidTaskConfig, InvalidScenarioArgument)
+RALLY_REFUSED = frozenset({110, 112, 113, 114, 115})
 OUTPUT_TAIL = 5
 PR_SET_PDEATHSIG = 1
+# the deployment's Rally home, its lock and the digest of the spec it was made from
+HOME_FOLDER = "rally"
+HOME_LOCK = "rally.lock"
+SPEC_DIGEST = "spec.sha256"
+# in Rally's process group: waits for benchbed's end of the pipe to close, then ends the group
+WATCHDOG = "import os, signal, sys; sys.stdin.buffer.read(); os.killpg(0, signal.SIGKILL)"
 # loaded here, not in the forked child, where loading a library could wait forever for a
 # lock that another thread (the sampler's) held at the fork
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -186,9 +203,18 @@ class RallyHome:
         # unbuffered: each iteration's line reaches the progress line as Rally writes it
         return {**os.environ, "HOME": str(self.path), "PYTHONUNBUFFERED": "1"}
 
-    def prepare(self, spec: str, task_file: str) -> None:
-        """rally.conf, `rally db create`, `rally env create --spec`, `rally task validate`
-        (Rally's word on the task: refused here, nothing is recorded)."""
+    def made_from(self, digest: str) -> bool:
+        """Whether the home was made, to its end, from the spec of this digest."""
+        try:
+            return (self.path / SPEC_DIGEST).read_text(encoding="utf-8") == digest
+        except OSError:
+            return False
+
+    def make(self, spec: str, digest: str) -> None:
+        """A fresh home: rally.conf, `rally db create`, `rally env create --spec`; the spec's
+        digest last, as the mark that the home is whole."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        private_files.make_private_folder(self.path)
         private_files.make_private_folder(self.conf.parent)
         paths.write_private(self.conf, "[database]\nconnection = sqlite:///"
                             f"{self.path / 'rally.sqlite'}\n")
@@ -196,70 +222,105 @@ class RallyHome:
         self.call("db", "create")
         self.call("env", "create", "--name", "benchbed", "--spec",
                   str(self.path / "spec.json"))
-        validated = self.call("task", "validate", "--task", task_file, check=False)
-        if validated.returncode != 0:
-            raise InputError(f"Rally refuses task file {task_file}: "
-                             f"{_last_words(validated.stdout)}")
+        paths.write_private(self.path / SPEC_DIGEST, digest)
 
-    def call(self, *args: str, check: bool = True, timeout: float = 600
-             ) -> subprocess.CompletedProcess[str]:
+    def call(self, *args: str, timeout: float = 600) -> None:
         """A short Rally command, its output in the deployment's log."""
-        try:
-            done = subprocess.run(self.argv(*args), capture_output=True, text=True,
-                                  env=self.env(), timeout=timeout,
-                                  stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        except subprocess.TimeoutExpired:
-            raise BenchbedError(f"rally {args[0]} {args[1]} did not answer within "
-                                f"{timeout:.0f} s") from None
-        output = done.stdout + done.stderr
-        self.logger.debug("rally %s: exit %d\n%s", " ".join(args[:2]), done.returncode,
+        with _leashed(self.argv(*args), self.logger, stdout=subprocess.PIPE,
+                      stderr=subprocess.STDOUT, env=self.env()) as process:
+            try:
+                output, _ = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise BenchbedError(f"rally {args[0]} {args[1]} did not answer within "
+                                    f"{timeout:.0f} s") from None
+        self.logger.debug("rally %s: exit %d\n%s", " ".join(args[:2]), process.returncode,
                           masking.scrub(output))
-        done.stdout = output
-        if check and done.returncode != 0:
-            raise BenchbedError(f"rally {' '.join(args[:2])} exited {done.returncode}: "
+        if process.returncode != 0:
+            raise BenchbedError(f"rally {' '.join(args[:2])} exited {process.returncode}: "
                                 f"{_last_words(output)}")
-        return done
 
-    def start(self, task_file: str, planned: int | None, progress: Progress | None) -> str:
+    def start(self, task_file: str, planned: int | None, progress: Progress | None,
+              on_start: Callable[[], None]) -> str:
         """`rally task start`; returns Rally's uuid of the task, with one progress line per
-        iteration ended. Rally's exit status is not the verdict: the report is."""
-        process = subprocess.Popen(self.argv("task", "start", "--task", task_file),
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, text=True, env=self.env(),
-                                   preexec_fn=_die_with_parent)
-        assert process.stdout is not None
-        task_uuid: str | None = None
-        ended = 0
-        tail: list[str] = []
-        of = f"/{planned}" if planned else ""
-        for line in process.stdout:
-            self.logger.debug("rally task start: %s", masking.scrub(line.rstrip()))
-            if line.strip():
-                tail = [*tail, line.strip()][-OUTPUT_TAIL:]
-            found = RALLY_TASK_UUID.search(line)
-            if task_uuid is None and found:
-                task_uuid = found.group(1)
-            if ITERATION_END.search(line):
-                ended += 1
-                if progress:
-                    progress(f"rally: {ended}{of} iterations done")
-        code = process.wait()
+        iteration ended, and `on_start()` called once Rally runs. Rally's exit status is not
+        the verdict (the report is), except for a task Rally refuses: InputError."""
+        with _leashed(self.argv("task", "start", "--task", task_file), self.logger,
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env()
+                      ) as process:
+            on_start()
+            assert process.stdout is not None
+            task_uuid: str | None = None
+            ended = 0
+            tail: list[str] = []
+            of = f"/{planned}" if planned else ""
+            for line in process.stdout:
+                self.logger.debug("rally task start: %s", masking.scrub(line.rstrip()))
+                if line.strip():
+                    tail = [*tail, line.strip()][-OUTPUT_TAIL:]
+                found = RALLY_TASK_UUID.search(line)
+                if task_uuid is None and found:
+                    task_uuid = found.group(1)
+                if ITERATION_END.search(line):
+                    ended += 1
+                    if progress:
+                        progress(f"rally: {ended}{of} iterations done")
+            code = process.wait()
+        if code in RALLY_REFUSED:
+            raise InputError(f"Rally refuses task file {task_file}: "
+                             f"{_last_words(chr(10).join(tail))}")
         if task_uuid is None:
             raise BenchbedError(f"rally task start exited {code} without starting a task: "
                                 f"{_last_words(chr(10).join(tail))}")
         return task_uuid
 
     def report(self, task_uuid: str) -> dict[str, Any]:
-        out = self.path / "report.json"
+        # one file per task: two runs may share the home
+        out = self.path / f"report-{task_uuid}.json"
         self.call("task", "report", "--uuid", task_uuid, "--json", "--out", str(out))
-        data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        try:
+            data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        finally:
+            out.unlink(missing_ok=True)
         return data
 
 
+@contextmanager
+def _leashed(argv: list[str], logger: Any, **options: Any
+             ) -> Iterator["subprocess.Popen[str]"]:
+    """A Rally command in a process group of its own that cannot outlive benchbed: Rally
+    gets SIGKILL when benchbed ends (PR_SET_PDEATHSIG), and a watchdog in the group kills
+    the whole group, Rally's worker processes included, once benchbed's end of the
+    watchdog's pipe closes: when the command is over, on an error, or when benchbed dies."""
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, text=True, process_group=0,
+                               preexec_fn=_die_with_parent, **options)
+    watchdog: subprocess.Popen[bytes] | None = None
+    try:
+        try:
+            watchdog = subprocess.Popen([sys.executable, "-I", "-S", "-c", WATCHDOG],
+                                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, process_group=process.pid)
+        except (OSError, subprocess.SubprocessError):
+            # the group is gone already: Rally and everything it started have ended
+            watchdog = None
+        logger.info("rally %s: pid %d, process group %d, watchdog pid %s", " ".join(argv[3:5]),
+                    process.pid, process.pid, watchdog.pid if watchdog else "-")
+        yield process
+    finally:
+        if watchdog is not None:
+            assert watchdog.stdin is not None
+            watchdog.stdin.close()
+            watchdog.wait()
+        else:
+            process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
 def _die_with_parent() -> None:
-    """In the Rally child: end it when benchbed ends (a `task run` killed with -9 leaves no
-    Rally running against the cloud on its own)."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    """In the Rally child: SIGKILL when benchbed ends (Rally handles SIGTERM, so a `task run`
+    killed with -9 would leave it running against the cloud on its own)."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _last_words(output: str) -> str:
@@ -330,7 +391,7 @@ def run(deployment_name: str, task_file: str, tags: Mapping[str, str] | None = N
         interval: float = 1.0, rally: str | None = None, progress: Progress | None = None
         ) -> TaskRun:
     """Run `task_file` with Rally against the deployment and record it with the system's
-    samples; the run as stored. Bad input raises InputError before anything is recorded."""
+    samples; the run as stored. Bad input raises InputError with nothing left recorded."""
     from benchbed import api
     from benchbed import report as report_lib
     from benchbed.exporters import render
@@ -349,28 +410,30 @@ def run(deployment_name: str, task_file: str, tags: Mapping[str, str] | None = N
     rally_path = find_rally(rally)
     task_text, task = read_task(task_file)
     run_uuid = str(uuid_lib.uuid4())
-    with _rally_home(rally_path, deployment, run_uuid) as home:
-        if progress:
-            progress("rally: preparing its environment")
-        home.prepare(render(deployment, "rally-spec"), task_file)
-        versions = api.engine_for(deployment).deployed_versions()
+    with _rally_home(rally_path, deployment, render(deployment, "rally-spec"),
+                     progress) as home, store.running(deployment.directory, run_uuid):
         task_run = TaskRun(
             uuid=run_uuid, deployment_uuid=deployment.uuid, deployment_name=deployment.name,
             task_name=Path(task_file).name, task_text=masking.scrub(task_text),
             task_digest=hashlib.sha256(task_text.encode()).hexdigest(),
             config_digest=config_digest(deployment.config), started_at=utcnow(),
-            sample_interval=interval, tags=dict(tags or {}), versions=versions,
+            sample_interval=interval, tags=dict(tags or {}), versions={},
             deployment_timeline=masking.mask(report_lib.timeline(deployment.timeline())))
         store.add(task_run)
         servers = servers_of(deployment)
         sampler = Sampler(servers, interval)
         iterations: list[Iteration] = []
         samples: list[Sample] = []
+
+        def while_rally_starts() -> None:
+            # Rally loads its plugins for seconds before its first iteration
+            task_run.versions = api.engine_for(deployment).deployed_versions()
+
         try:
             sampler.start()
             try:
                 task_run.rally_task_uuid = home.start(task_file, planned_iterations(task),
-                                                      progress)
+                                                      progress, while_rally_starts)
             finally:
                 samples = sampler.stop()
                 deployment.logger.info("task run %s: the sampler returned %d sample(s) of %d "
@@ -382,29 +445,61 @@ def run(deployment_name: str, task_file: str, tags: Mapping[str, str] | None = N
                 task_run.error = f"Rally's task ended {status}"
             task_run.sla_ok = task_run.status == "finished" and bool(task_run.scenarios) and \
                 all(scenario["pass_sla"] for scenario in task_run.scenarios)
+        except InputError:
+            store.delete(run_uuid)
+            raise
         except BaseException as error:
             task_run.status, task_run.sla_ok = "failed", False
             task_run.error = masking.scrub(str(error) or type(error).__name__)
+            _finish(task_run, iterations, samples)
             raise
         finally:
-            task_run.finished_at = utcnow()
-            store.finish(task_run, iterations, samples)
             for server in servers:
                 server.close()
+        _finish(task_run, iterations, samples)
     return task_run
 
 
+def _finish(task_run: TaskRun, iterations: list[Iteration], samples: list[Sample]) -> None:
+    task_run.finished_at = utcnow()
+    store.finish(task_run, iterations, samples)
+
+
 @contextmanager
-def _rally_home(rally: str, deployment: Deployment, run_uuid: str) -> Iterator[RallyHome]:
-    """The run's Rally home under the deployment's directory, removed when the run ends
-    (it holds the cloud's credentials in Rally's database)."""
-    path = deployment.directory / "tasks" / run_uuid
-    private_files.make_private_folder(path.parent)
-    private_files.make_private_folder(path)
+def _rally_home(rally: str, deployment: Deployment, spec: str, progress: Progress | None
+                ) -> Iterator[RallyHome]:
+    """The deployment's Rally home, made for this spec unless it already is, and used under
+    a shared lock (so that no other run makes it again meanwhile). It holds the cloud's
+    credentials in Rally's database: it lives in the deployment's private folder, which
+    `deployment destroy` removes."""
+    digest = hashlib.sha256(spec.encode()).hexdigest()
+    home = RallyHome(rally, deployment.directory / HOME_FOLDER, deployment.logger)
+    descriptor = os.open(deployment.directory / HOME_LOCK,
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, private_files.PRIVATE_FILE)
     try:
-        yield RallyHome(rally, path, deployment.logger)
+        while True:
+            _lock(descriptor, fcntl.LOCK_EX, progress)
+            if not home.made_from(digest):
+                if progress:
+                    progress("rally: making its environment for this deployment")
+                home.make(spec, digest)
+            # not atomic (flock(2)): another run may take the exclusive lock in between
+            fcntl.flock(descriptor, fcntl.LOCK_SH)
+            if home.made_from(digest):
+                break
+        yield home
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        os.close(descriptor)
+
+
+def _lock(descriptor: int, kind: int, progress: Progress | None) -> None:
+    """flock, saying so on the progress line when another run holds the home."""
+    try:
+        fcntl.flock(descriptor, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if progress:
+            progress("rally: waiting for another task run of this deployment")
+        fcntl.flock(descriptor, kind)
 
 
 def show(run_id: str) -> dict[str, Any]:
@@ -417,8 +512,7 @@ def show(run_id: str) -> dict[str, Any]:
     data.update({
         "task_text": found.task_text, "scenarios": found.scenarios,
         "error": found.error or (None if found.status != "running" else
-                                 "the run never finished (its process was stopped) or is "
-                                 "still under way"),
+                                 "still under way, or its process runs elsewhere"),
         "iterations": [{"scenario": item.scenario, "workload": item.workload,
                         "iteration": item.iteration, "started": item.started,
                         "duration": item.duration, "error": item.error,

@@ -1,7 +1,9 @@
-"""`benchbed task run/list/show` against one real DebianEngine Keystone + Glance in LXC,
-with the real Rally of .venv-clients: the run, its iterations and its samples in the
-database, no secret in it, bad input refused before anything is recorded, and a run killed
-with -9 left `running` with nothing else broken.
+"""`benchbed task run/list/show/report` against one real DebianEngine Keystone + Glance in
+LXC, with the real Rally of .venv-clients: the run, its iterations and its samples in the
+database, its report drawn in headless Chromium, no secret in any of it, bad input refused
+with nothing recorded, one Rally home per deployment (there while the deployment is, gone
+with it), and a run killed with -9 (also while its Rally home is being made) leaving no
+Rally process and recorded as aborted, with the next run unharmed.
 """
 
 import hashlib
@@ -19,6 +21,7 @@ import pytest
 import yaml
 
 from benchbed.hostnet import bridge_name
+from tests.browser import rendered, task_marks
 from tests.conftest import CLIENTS, Cli, cli_for, kill_when, write_yaml
 from tests.integration.debian_lab import sh
 
@@ -56,7 +59,13 @@ class Cloud:
     def run_uuids(self) -> list[str]:
         return [row[0] for row in self.db("SELECT uuid FROM task_runs ORDER BY started_at")]
 
-    def rally_homes(self) -> list[Path]:
+    def rally_home(self) -> Path:
+        """The Rally home of the deployment `cloud`."""
+        (uuid,) = self.db("SELECT uuid FROM deployments WHERE name = 'cloud'")[0]
+        return self.home / "deployments" / uuid / "rally"
+
+    def run_leftovers(self) -> list[Path]:
+        """What runs left in the deployments' folders besides the Rally home and its lock."""
         return list(self.home.glob("deployments/*/tasks/*"))
 
     def deployment_log(self) -> str:
@@ -93,6 +102,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     finally:
         cli.destroy_all()
         assert cli.json("deployment", "list") == []
+        # the Rally home, with the cloud's credentials in its database, went with it
+        assert list((work / "home").glob("deployments/*")) == []
         assert _lxc_leftovers() == {"containers": [], "bridges": [], "processes": []}
 
 
@@ -166,11 +177,33 @@ def test_a_run_its_iterations_versions_and_samples_are_recorded_without_secrets(
     assert len(cloud.password) >= 24
     assert cloud.password not in shown
     assert cloud.password not in cloud.task_rows()
-    assert cloud.rally_homes() == []
+    assert cloud.run_leftovers() == []
+    home = cloud.rally_home()
+    spec = cloud.cli.ok("deployment", "export", "cloud", "--format", "rally-spec").stdout
+    assert (home / "spec.sha256").read_text() == hashlib.sha256(spec.encode()).hexdigest()
+    assert home.stat().st_mode & 0o777 == 0o700
     listed = cloud.cli.json("task", "list")
     assert [r["uuid"] for r in listed] == [run["uuid"]]
     text = cloud.cli.ok("task", "show", run["uuid"]).stdout
     assert "GlanceImages.create_and_delete_image" in text and "build: '42'" in text
+    _check_report(cloud, run["uuid"], tmp_path)
+
+
+def _check_report(cloud: Cloud, run_uuid: str, tmp_path: Path) -> None:
+    """The real run's report: the iterations, each sampled service's CPU and memory and the
+    deployment's timeline drawn in Chromium, and the admin password in neither form."""
+    html = tmp_path / "run.html"
+    cloud.cli.ok("task", "report", run_uuid, "--output", str(html))
+    as_json = cloud.cli.ok("task", "report", run_uuid, "--format", "json").stdout
+    assert cloud.password not in html.read_text() + as_json
+    data = json.loads(as_json)
+    series = {row["series"] for row in data["memory"]}
+    assert any("keystone" in name for name in series), series
+    with rendered(html, tmp_path / "run.png", [cloud.password], 50_000) as browser:
+        marks = task_marks(browser)
+    assert marks == {"atomic": len(data["atomic"]), "failed": 0, "cpu": len(series),
+                     "memory": len(series), "deployment": len(data["deployment_timeline"])}
+    assert min(marks["atomic"], marks["cpu"], marks["deployment"]) > 0, marks
 
 
 def test_bad_input_exits_2_in_one_line_and_records_nothing(cloud: Cloud,
@@ -218,34 +251,66 @@ def test_bad_input_exits_2_in_one_line_and_records_nothing(cloud: Cloud,
                          env={"BENCHBED_RALLY": variable})
         assert (done.returncode, done.stderr) == (2, f"benchbed: error: {RALLY_MISSING}\n")
     assert cloud.task_rows() == before
-    assert cloud.rally_homes() == []
+    assert cloud.run_leftovers() == []
     cloud.cli.ok("deployment", "destroy", "plain")
 
 
-def test_a_run_killed_with_9_stays_running_and_breaks_nothing(cloud: Cloud,
-                                                              tmp_path: Path) -> None:
+def _rally_group(cloud: Cloud, logged: int, command: str) -> int:
+    """The process group of the Rally command the deployment's log names since `logged`."""
+    found = re.findall(rf"rally {command}: pid \d+, process group (\d+), watchdog pid \d+",
+                       cloud.deployment_log()[logged:])
+    assert found, f"no 'rally {command}' in the log"
+    return int(found[-1])
+
+
+def _group_ends(group: int, timeout: float = 30) -> bool:
+    """Whether every process of the group has ended within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_run_killed_with_9_leaves_no_rally_and_is_recorded_aborted(cloud: Cloud,
+                                                                      tmp_path: Path) -> None:
     task = tmp_path / "long.json"
     task.write_text(json.dumps({"KeystoneBasic.authenticate_user_and_validate_token": [{
-        "runner": {"type": "constant", "times": 400, "concurrency": 1}}]}))
+        "runner": {"type": "constant", "times": 400, "concurrency": 2}}]}))
+    home = cloud.rally_home()
+
+    # killed while its Rally home is made again (as for a changed spec): a home left half
+    # made is not taken for whole by the runs after it
+    (home / "spec.sha256").write_text("not the spec's digest")
+    logged = len(cloud.deployment_log())
+    process = cloud.cli.popen("task", "run", str(task), "--deployment", "cloud",
+                              "--rally", RALLY)
+    kill_when(process, lambda: "rally env create: pid" in cloud.deployment_log()[logged:],
+              timeout=300, never="the Rally home was never made again")
+    assert _group_ends(_rally_group(cloud, logged, "env create"))
+    assert not (home / "spec.sha256").exists()
+
     before = cloud.run_uuids()
     logged = len(cloud.deployment_log())
     process = cloud.cli.popen("task", "run", str(task), "--deployment", "cloud",
                               "--rally", RALLY)
-    # killed once Rally iterates, as its output in the deployment's log says
+    # killed once Rally iterates (its worker processes run then), as its output in the
+    # deployment's log says
     kill_when(process, lambda: "ITER: 2 END" in cloud.deployment_log()[logged:],
-              timeout=300, never="rally never ran an iteration")
+              timeout=600, never="rally never ran an iteration")
+    group = _rally_group(cloud, logged, "task start")
+    assert _group_ends(group), sh(f"ps -o pid,pgid,args -g {group}")
     (killed,) = [uuid for uuid in cloud.run_uuids() if uuid not in before]
     shown = cloud.cli.json("task", "show", killed)
-    assert shown["status"] == "running" and shown["finished_at"] is None
-    assert "never finished" in shown["error"]
-    # Rally died with benchbed, left no other run behind, and the cloud still answers
-    deadline = time.monotonic() + 30
-    while killed in sh("ps -eo args") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert killed not in sh("ps -eo args")
-    assert all(r["ok"] for r in cloud.cli.json("deployment", "check", "cloud"))
+    assert (shown["status"], shown["sla_ok"], shown["finished_at"]) == ("failed", False, None)
+    assert shown["error"].startswith("aborted:")
     assert [r["status"] for r in cloud.cli.json("task", "list")
-            if r["uuid"] == killed] == ["running"]
+            if r["uuid"] == killed] == ["failed"]
+    assert cloud.run_leftovers() == []
+    assert all(r["ok"] for r in cloud.cli.json("deployment", "check", "cloud"))
 
 
 def test_an_sla_that_fails_exits_1_in_one_line(cloud: Cloud, tmp_path: Path) -> None:
@@ -260,5 +325,5 @@ def test_an_sla_that_fails_exits_1_in_one_line(cloud: Cloud, tmp_path: Path) -> 
         "benchbed: the SLA did not hold: 1 of 1 workload(s) failed its SLA"]
     run = next(r for r in cloud.cli.json("task", "list") if r["tags"] == {"run": "strict"})
     assert (run["status"], run["sla_ok"]) == ("finished", False)
-    # only the killed run's Rally home is left, if that test ran first
-    assert run["uuid"] not in [path.name for path in cloud.rally_homes()]
+    assert cloud.run_leftovers() == []
+    assert (cloud.rally_home() / "spec.sha256").exists()

@@ -9,7 +9,6 @@ Content-Security-Policy violation, and no secret is anywhere in it.
 """
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,9 @@ from typing import Any
 import pytest
 
 from benchbed.deployment import Deployment
-from tests.browser import Browser
+from tests.browser import Browser, rendered, task_marks
 from tests.conftest import Cli
 from tests.unit.test_task_report import DEPLOYMENT_SECRET, RUN_UUID, SEED, seeded_run, store_run
-
-PANELS = {"atomic": "iterations_layer_0_marks", "failed": "iterations_layer_1_marks",
-          "cpu": "cpu_marks", "memory": "memory_marks", "deployment": "deployment_marks"}
 
 
 @pytest.fixture
@@ -47,15 +43,9 @@ def test_task_report_in_chromium(reported: dict[str, Any], tmp_path: Path) -> No
     assert reported["missing"].stderr.strip() == "benchbed: error: no task run '00000000'"
     text = html_path.read_text() + json.dumps(data)
     assert SEED not in text and DEPLOYMENT_SECRET not in text
-    assert shutil.which("chromium"), "chromium is missing: tools/host-packages.sh installs it"
-    browser = Browser()
-    try:
-        browser.open(html_path.as_uri())
-        assert browser.wait_for("document.body && document.body.dataset.chart") == "rendered", \
-            browser.evaluate("document.getElementById('chart-error').textContent")
-        marks = {name: browser.evaluate(
-            f"document.querySelectorAll('#timeline svg g.{group} > path').length")
-            for name, group in PANELS.items()}
+    screenshot = tmp_path / "task-report.png"
+    with rendered(html_path, screenshot, [SEED, DEPLOYMENT_SECRET], 50_000) as browser:
+        marks = task_marks(browser)
         series = {row["series"] for row in data["memory"]}
         assert marks == {"atomic": len(data["atomic"]),
                          "failed": sum(i["failed"] for i in data["iterations"]),
@@ -76,16 +66,7 @@ def test_task_report_in_chromium(reported: dict[str, Any], tmp_path: Path) -> No
             time.sleep(0.2)
             after = _time_domains(browser)
         assert after[0] != before[0] and after == [after[0]] * 4, (before, after)
-        assert SEED not in browser.evaluate("document.documentElement.outerHTML")
         assert browser.evaluate("document.querySelectorAll('#failures tbody tr').length") == 4
-        screenshot = tmp_path / "task-report.png"
-        browser.screenshot(screenshot)
-        assert browser.requested_urls() == [html_path.as_uri()]
-        assert browser.evaluate("window.__violations") == []
-    finally:
-        browser.close()
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert screenshot.stat().st_size > 50_000
 
 
 def _time_domains(browser: Browser) -> list[str]:

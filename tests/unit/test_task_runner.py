@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from benchbed import masking
+from benchbed.db.sql import utcnow
 from benchbed.deployment import Deployment, Status
 from benchbed.errors import InputError, NotFoundError
 from benchbed.tasks import runner, store
-from benchbed.tasks.model import Iteration
+from benchbed.tasks.model import Iteration, TaskRun
 
 
 def _report(password: str) -> dict[str, Any]:
@@ -198,38 +199,67 @@ def test_bad_input_is_refused_before_anything_is_recorded(home: Path, tmp_path: 
         list((cloud.directory / "tasks").iterdir()) == []
 
 
-def test_rally_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
-    """The child of a killed `task run` ends too (PR_SET_PDEATHSIG), as Rally's would."""
-    pidfile = tmp_path / "child.pid"
+def test_rally_and_its_children_die_with_the_process_that_started_it(tmp_path: Path
+                                                                    ) -> None:
+    """A killed `task run` leaves nothing of Rally's process group: a child that ignores
+    SIGTERM (as Rally handles it) and the worker it started, as Rally's runner does."""
+    pidfile = tmp_path / "group"
     parent = subprocess.Popen([sys.executable, "-c", (
-        "import subprocess, sys, time\n"
-        "from benchbed.tasks.runner import _die_with_parent\n"
-        "child = subprocess.Popen(['sleep', '60'], preexec_fn=_die_with_parent)\n"
-        f"open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
-        "time.sleep(60)\n")])
+        "import logging, subprocess, time\n"
+        "from benchbed.tasks.runner import _leashed\n"
+        "with _leashed(['sh', '-c', 'trap \"\" TERM; sleep 60 & sleep 60', 'rally', "
+        "'task', 'start'], logging.getLogger()) as child:\n"
+        f"    open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
+        "    time.sleep(60)\n")])
     try:
         for _ in range(200):
             if pidfile.exists() and pidfile.read_text():
                 break
             subprocess.run(["sleep", "0.05"], check=True)
-        child = int(pidfile.read_text())
+        group = int(pidfile.read_text())
+        assert os.getpgid(group) == group and len(_members(group)) == 4  # sh, 2 sleeps, watchdog
         parent.kill()
         parent.wait(timeout=10)
         for _ in range(100):
-            if not _alive(child):
+            if not _members(group):
                 break
             subprocess.run(["sleep", "0.05"], check=True)
-        assert not _alive(child)
+        assert _members(group) == []
     finally:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, reaped by init soon, counts as ended)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z" and os.path.exists(f"/proc/{pid}")
+def _members(group: int) -> list[int]:
+    """The running (not zombie) processes of a process group."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[2]) == group and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_running_run_whose_process_is_gone_is_recorded_aborted(home: Path) -> None:
+    cloud = _deployment("cloud", {"openstack": {"auth_url": "http://127.0.0.1:9/v3"}})
+    run = TaskRun(uuid="0a1b2c3d-0000-4000-8000-000000000001", deployment_uuid=cloud.uuid,
+                  deployment_name="cloud", task_name="t.json", task_text="{}", task_digest="d",
+                  config_digest="c", started_at=utcnow(), sample_interval=1.0)
+    with store.running(cloud.directory, run.uuid):
+        store.add(run)
+        assert (store.get(run.uuid).status, store.get(run.uuid).error) == ("running", None)
+    # its process ended by itself: no lock file, nothing to tell; a lock file left free
+    # (its process killed) says the run was aborted
+    assert store.get(run.uuid).status == "running"
+    (cloud.directory / "tasks" / f"{run.uuid}.lock").touch()
+    aborted = store.runs()[0]
+    assert (aborted.status, aborted.sla_ok, aborted.error) == ("failed", False, store.ABORTED)
+    assert store.get(run.uuid).error == store.ABORTED
+    assert list((cloud.directory / "tasks").iterdir()) == []
+    store.delete(run.uuid)
+    assert store.runs() == []
