@@ -54,8 +54,8 @@ def authenticate(cloud: "OpenStackCloud", user: "User", user_path: str, url_path
 def _reason(error: Exception) -> str:
     """The innermost cause of a keystoneauth/urllib3 error, on one short line."""
     text = " ".join(str(error).split())
-    for pattern in (r"certificate verify failed: [^'\\\])(]+",
-                    r"\[Errno -?\d+\] [^'\\\])(]+", r"timed out"):
+    for pattern in (r"certificate verify failed: [^'\"\\)(]+",
+                    r"\[Errno -?\d+\] [^'\"\\)(]+", r"timed out"):
         found = re.search(pattern, text)
         if found:
             return found.group(0).strip()

@@ -7,6 +7,7 @@ import pytest
 
 from benchbed import api
 from benchbed.engines.existing_cloud import config_from_env, normalize_cloud, v3_auth_url
+from benchbed.engines.keystone_check import _reason
 from benchbed.errors import ConfigError
 
 
@@ -56,3 +57,19 @@ def test_fromenv_keeps_the_ca_as_an_absolute_path(tmp_path: Path,
     config = config_from_env({"OS_AUTH_URL": "https://k:5000/v3", "OS_USERNAME": "a",
                               "OS_PASSWORD": "p", "OS_CACERT": "ca.pem"})
     assert config["https_cacert"] == str(tmp_path / "ca.pem")
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    ("Unable to establish connection to http://10.0.0.9:5000/v3: HTTPConnectionPool(host="
+     "'10.0.0.9', port=5000): Max retries exceeded with url: /v3 (Caused by NewConnectionError("
+     "'<urllib3.connection.HTTPConnection object at 0x7f>: Failed to establish a new "
+     "connection: [Errno 113] No route to host'))", "[Errno 113] No route to host"),
+    ('SSL exception connecting to https://k:5001/v3: HTTPSConnectionPool(host=\'k\', port=5001)'
+     ': Max retries exceeded (Caused by SSLError(SSLCertVerificationError(1, "[SSL: '
+     'CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer '
+     'certificate (_ssl.c:992)")))',
+     "certificate verify failed: unable to get local issuer certificate"),
+    ("Connection to k timed out. (connect timeout=20)", "timed out"),
+])
+def test_a_keystone_error_is_reduced_to_its_cause(error: str, reason: str) -> None:
+    assert _reason(Exception(error)) == reason
