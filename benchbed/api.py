@@ -75,15 +75,24 @@ def engine_for(deployment: Deployment) -> "Engine[Any]":
     return engine_class(deployment.config)(deployment)
 
 
-def create(name: str, config: dict[str, Any], validated: bool = False) -> Deployment:
-    """Validate, record, deploy. The deployment row exists only if the config was valid.
+def create(name: str, config: dict[str, Any], validated: bool = False,
+           preflight: bool = True) -> Deployment:
+    """Validate, ask the world, record, deploy. The deployment row exists only if the config
+    was valid and the world as the engine's preflight expects (an ExistingCloud's Keystone
+    gives its users tokens).
 
     `validated` says the caller has just run `validate` on this very config (the CLI does,
-    to fail before it prints anything), so that it is not checked twice.
+    to fail before it prints anything), so that it is not checked twice. `preflight=False`
+    records a cloud that cannot be asked now (`deployment check` asks later).
     """
+    from benchbed.engines.base import engine_class
+
     validate_name(name)
     if not validated:
         validate(config, check_networks=False)
+    if preflight:
+        engine = engine_class(config)
+        engine.preflight(engine.parse_config(config))
     with _claiming_networks(config):
         deployment = Deployment.create(name, config)
     with deployment.lease():

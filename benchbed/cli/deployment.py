@@ -39,7 +39,11 @@ def deployment() -> None:
 @click.option("--name", required=True, help="Unique name of the deployment.")
 @click.option("--fromenv", is_flag=True, help="Register the cloud described by the OS_* variables.")
 @click.option("--no-use", is_flag=True, help="Do not make it the current deployment.")
-def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> None:
+@click.option("--no-preflight", is_flag=True,
+              help="Record it without asking the world first (an ExistingCloud whose Keystone "
+                   "is down now: `check` asks later).")
+def create(config_file: str | None, name: str, fromenv: bool, no_use: bool,
+           no_preflight: bool) -> None:
     """Deploy (or register) a system and record it."""
     from benchbed import api
     from benchbed.deployment import validate_name
@@ -49,7 +53,7 @@ def create(config_file: str | None, name: str, fromenv: bool, no_use: bool) -> N
         raise click.UsageError("give exactly one of --file and --fromenv")
     config = api.load_config(config_file) if config_file else api.config_from_env()
     render.note(f"creating deployment '{name}' ({config['type']})")
-    created = api.create(name, config, validated=True)
+    created = api.create(name, config, validated=True, preflight=not no_preflight)
     if not no_use:
         api.use(created.uuid)
     render.note(f"deployment '{created.name}' is ready ({created.uuid}); "

@@ -102,6 +102,11 @@ class Engine(plugin.Plugin[ConfigT]):
         """Give this (inner) engine the parent endpoints of `engine`, known yet or not."""
         self._parent = engine._parent
 
+    @classmethod
+    def preflight(cls, config: ConfigT) -> None:
+        """Ask the world what the config assumes of it, before anything is recorded (the root
+        engine of `create`); raise to refuse. Most engines make what they need: nothing."""
+
     @abstractmethod
     def deploy(self) -> Endpoints:
         """Deploy and return the endpoints (secrets included; they are masked on display)."""

@@ -1,12 +1,15 @@
 """ExistingCloud: register an OpenStack cloud that is already running (the older tool's format)."""
 
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from benchbed.endpoints import Endpoints, stored
 from benchbed.engines.base import CheckResult, Engine
-from benchbed.errors import InputError
+from benchbed.errors import ConfigError, InputError
+from benchbed.plugin import join_path
 from benchbed.settings import PluginConfig, Section, setting
 
 ENDPOINT_TYPES = Literal["public", "internal", "admin", "publicURL", "internalURL", "adminURL",
@@ -91,15 +94,31 @@ def normalize_user(user: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Keystone's v2.0 API, which the older tool's configs name, is gone since Queens (2018)
+V2_PATH = re.compile(r"/v2\.0/?$")
+
+
+def v3_auth_url(auth_url: str) -> str:
+    """A `/v2.0` identity URL as the same Keystone's v3 one. v2.0 knew no domains: its users
+    and tenants are v3's users and projects of the Default domain, so the mapping is exact."""
+    return V2_PATH.sub("/v3", auth_url)
+
+
+def ca_path(path: str) -> str:
+    """The CA bundle as an absolute path: the exports hand it to clients run elsewhere."""
+    return str(Path(path).expanduser().resolve())
+
+
 def normalize_cloud(cloud: dict[str, Any]) -> Endpoints:
     """The endpoints every OpenStack engine returns: the shape of Rally's existing@openstack."""
     endpoint_type = (cloud.get("endpoint_type") or "public").replace("URL", "")
+    cacert = cloud.get("https_cacert")
     endpoints: dict[str, Any] = {
-        "auth_url": cloud["auth_url"],
+        "auth_url": v3_auth_url(cloud["auth_url"]),
         "region_name": cloud.get("region_name") or "RegionOne",
         "endpoint_type": endpoint_type,
         "https_insecure": bool(cloud.get("https_insecure", False)),
-        "https_cacert": cloud.get("https_cacert") or "",
+        "https_cacert": ca_path(cacert) if cacert else "",
     }
     if cloud.get("admin"):
         endpoints["admin"] = normalize_user(cloud["admin"])
@@ -117,8 +136,35 @@ class ExistingCloud(Engine[ExistingCloudConfig]):
 
     Config = ExistingCloudConfig
 
+    @staticmethod
+    def _keys(config: ExistingCloudConfig) -> tuple[CloudKeys, str]:
+        """The cloud's keys and their config path (at the top, or under creds.openstack)."""
+        return (config.creds.openstack, "creds.openstack") if config.creds else (config, "")
+
+    @classmethod
+    def validate_config(cls, config: ExistingCloudConfig, path: str, *,
+                        has_parent: bool = False) -> None:
+        cloud, where = cls._keys(config)
+        if cloud.https_cacert:
+            check_ca_file(cloud.https_cacert,
+                          join_path(join_path(path, where), "https_cacert"))
+
+    @classmethod
+    def preflight(cls, config: ExistingCloudConfig) -> None:
+        """A token for the admin and every user: a cloud that cannot be reached, or that
+        refuses the credentials, is not recorded."""
+        from benchbed.engines.keystone_check import authenticate
+
+        cloud, where = cls._keys(config)
+        endpoints = normalize_cloud(cloud.to_dict())["openstack"]
+        named = [("admin", endpoints["admin"])] if endpoints.get("admin") else []
+        named += [(join_path("", "users", index), user)
+                  for index, user in enumerate(endpoints.get("users", []))]
+        for key, user in named:
+            authenticate(endpoints, user, join_path(where, key), join_path(where, "auth_url"))
+
     def _cloud(self) -> CloudKeys:
-        return self.config.creds.openstack if self.config.creds else self.config
+        return self._keys(self.config)[0]
 
     def deploy(self) -> Endpoints:
         cloud = self._cloud()
@@ -132,6 +178,21 @@ class ExistingCloud(Engine[ExistingCloudConfig]):
         from benchbed.engines.keystone_check import check_cloud
 
         return check_cloud(self.endpoints["openstack"])
+
+
+def check_ca_file(path: str, config_path: str) -> None:
+    """A CA bundle must be a readable file of PEM certificates: clients would otherwise fail
+    at their first request, each with its own words."""
+    from cryptography import x509
+
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except OSError as error:
+        raise ConfigError(config_path, f"cannot read {path!r}: {error.strerror}") from None
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ConfigError(config_path, f"{path!r} holds no PEM certificate") from None
 
 
 def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -156,5 +217,5 @@ def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
     if env.get("OS_INSECURE", "").lower() in ("1", "true", "yes"):
         config["https_insecure"] = True
     if env.get("OS_CACERT"):
-        config["https_cacert"] = env["OS_CACERT"]
+        config["https_cacert"] = ca_path(env["OS_CACERT"])
     return config

@@ -1,13 +1,18 @@
 """Prove an OpenStack cloud: a token, the service catalogue, and every endpoint answering."""
 
+import re
 from typing import Any
 
 from benchbed.endpoints import OpenStackCloud, User
 from benchbed.engines.base import CheckResult
+from benchbed.errors import BenchbedError, ConfigError
 from benchbed.parallel import run_parallel
 
+# A Keystone that does not answer within this is not waited for (`create` asks it first)
+AUTH_TIMEOUT = 20
 
-def _session(cloud: "OpenStackCloud", user: "User") -> Any:
+
+def _session(cloud: "OpenStackCloud", user: "User", timeout: float = 30) -> Any:
     from keystoneauth1 import session as ks_session
     from keystoneauth1.identity import v3
 
@@ -18,7 +23,43 @@ def _session(cloud: "OpenStackCloud", user: "User") -> Any:
     verify: bool | str = not cloud.get("https_insecure", False)
     if verify and cloud.get("https_cacert"):
         verify = cloud["https_cacert"]
-    return ks_session.Session(auth=auth, verify=verify, timeout=30)
+    return ks_session.Session(auth=auth, verify=verify, timeout=timeout)
+
+
+def authenticate(cloud: "OpenStackCloud", user: "User", user_path: str, url_path: str
+                 ) -> None:
+    """Get a token for `user`, or raise one line: credentials Keystone refuses are the
+    config's fault (ConfigError, exit 2); a Keystone that cannot be reached or whose
+    certificate does not verify is the world's (exit 1)."""
+    from keystoneauth1 import exceptions as ks_exceptions
+
+    where = f"Keystone at {cloud['auth_url']}"
+    try:
+        _session(cloud, user, timeout=AUTH_TIMEOUT).get_token()
+    except ks_exceptions.Unauthorized:
+        raise ConfigError(user_path, f"{where} refused the credentials of "
+                                       f"'{user['username']}' (project "
+                                       f"'{user['project_name']}')") from None
+    except ks_exceptions.SSLError as error:
+        raise BenchbedError(f"{where}: TLS failed: {_reason(error)}") from None
+    except (ks_exceptions.ConnectFailure, ks_exceptions.ConnectTimeout) as error:
+        raise BenchbedError(f"{where} cannot be reached: {_reason(error)}") from None
+    except ks_exceptions.DiscoveryFailure as error:
+        raise ConfigError(url_path, f"{cloud['auth_url']} is no Keystone identity API: "
+                                    f"{_reason(error)}") from None
+    except ks_exceptions.ClientException as error:
+        raise BenchbedError(f"{where}: {_reason(error)}") from None
+
+
+def _reason(error: Exception) -> str:
+    """The innermost cause of a keystoneauth/urllib3 error, on one short line."""
+    text = " ".join(str(error).split())
+    for pattern in (r"certificate verify failed: [^'\"\\)(]+",
+                    r"\[Errno -?\d+\] [^'\"\\)(]+", r"timed out"):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(0).strip()
+    return text[:200]
 
 
 def check_cloud(cloud: "OpenStackCloud") -> list[CheckResult]:

@@ -20,7 +20,7 @@ from benchbed import api
 password = "api-seeded-" + "s3cret-value"
 cloud = {"type": "ExistingCloud", "auth_url": "http://192.0.2.10:5000/v3",
          "admin": {"username": "admin", "password": password, "project_name": "admin"}}
-api.create("api-cloud", cloud)
+api.create("api-cloud", cloud, preflight=False)
 hosts = {"type": "ServersEngine", "amount": 2,
          "provider": {"type": "NetnsProvider", "network": "10.254.151.0/29"}}
 api.create("api-hosts", hosts)

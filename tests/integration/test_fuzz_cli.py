@@ -180,7 +180,7 @@ def test_validate_never_crashes(fuzz_file: Path, content: bytes) -> None:
 def test_create_never_crashes_and_exit_2_leaves_no_row(fuzz_file: Path, content: bytes,
                                                        name: str) -> None:
     fuzz_file.write_bytes(content)
-    code, _, err = cli("deployment", "create", "--no-use", "--name", name,
+    code, _, err = cli("deployment", "create", "--no-preflight", "--no-use", "--name", name,
                        "--file", str(fuzz_file))
     assert_well_behaved(code, err)
     present = names_in_database()
@@ -196,7 +196,7 @@ def test_create_never_crashes_and_exit_2_leaves_no_row(fuzz_file: Path, content:
 @given(name=NAMES)
 def test_generated_names_through_create(fuzz_file: Path, name: str) -> None:
     fuzz_file.write_text(json.dumps(CLOUD))
-    code, _, err = cli("deployment", "create", "--no-use", "--name", name,
+    code, _, err = cli("deployment", "create", "--no-preflight", "--no-use", "--name", name,
                        "--file", str(fuzz_file))
     assert_well_behaved(code, err)
     if code == 0:

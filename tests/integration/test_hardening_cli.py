@@ -123,8 +123,9 @@ def test_current_deployment_file_is_a_uuid_read_exactly(bb: Cli, tmp_path: Path,
     cloud = {"type": "ExistingCloud", "auth_url": "http://127.0.0.1:9/v3",
              "admin": {"username": "admin", "password": "p"}}
     config = write_config(tmp_path, "cloud.yaml", cloud)
-    bb.ok("deployment", "create", "--name", "one", "--file", config)
-    bb.ok("deployment", "create", "--name", "two", "--file", config, "--no-use")
+    bb.ok("deployment", "create", "--no-preflight", "--name", "one", "--file", config)
+    bb.ok("deployment", "create", "--no-preflight", "--name", "two", "--file", config,
+          "--no-use")
     assert bb.json("deployment", "show")["name"] == "one"
     # a padded name in the file selects nothing, rather than "two" after stripping
     (home / "current").write_text("  two \n")
@@ -139,7 +140,7 @@ def test_current_deployment_file_is_a_uuid_read_exactly(bb: Cli, tmp_path: Path,
 def test_export_into_a_missing_folder_is_one_line(bb: Cli, tmp_path: Path) -> None:
     cloud = {"type": "ExistingCloud", "auth_url": "http://127.0.0.1:9/v3",
              "admin": {"username": "admin", "password": "p"}}
-    bb.ok("deployment", "create", "--name", "exp", "--file",
+    bb.ok("deployment", "create", "--no-preflight", "--name", "exp", "--file",
           write_config(tmp_path, "cloud.yaml", cloud))
     (tmp_path / "file").write_text("")
     for target in (tmp_path / "missing" / "openrc", tmp_path / "file" / "openrc"):
@@ -194,7 +195,7 @@ def test_secrets_of_any_type_stay_out_of_errors_and_show(bb: Cli, tmp_path: Path
     assert "24681357" not in result.stderr
     cloud = {"type": "ExistingCloud", "auth_url": "http://admin:Url-Secret-8@127.0.0.1:9/v3",
              "admin": {"username": "admin", "password": "p"}}
-    bb.ok("deployment", "create", "--name", "urls", "--file",
+    bb.ok("deployment", "create", "--no-preflight", "--name", "urls", "--file",
           write_config(tmp_path, "cloud.yaml", cloud))
     shown = [bb.ok("deployment", *args).stdout for args in
              (("show", "urls"), ("show", "urls", "--json"), ("config", "urls"),
@@ -210,7 +211,7 @@ def test_database_and_its_files_are_private(bb: Cli, tmp_path: Path, home: Path)
     """Secrets at rest: the database and everything under the home are the user's only."""
     cloud = {"type": "ExistingCloud", "auth_url": "http://127.0.0.1:9/v3",
              "admin": {"username": "admin", "password": "At-Rest-Secret-5"}}
-    bb.ok("deployment", "create", "--name", "rest", "--file",
+    bb.ok("deployment", "create", "--no-preflight", "--name", "rest", "--file",
           write_config(tmp_path, "cloud.yaml", cloud))
     assert oct(home.stat().st_mode & 0o777) == "0o700"
     for path in home.rglob("*"):

@@ -141,7 +141,8 @@ def test_show_check_config_list_and_errors_on_a_terminal(bb: Cli, home: Path,
                                                          tmp_path: Path) -> None:
     uuids = []
     for variant in (0, 1):
-        code, output = on_pty("deployment", "create", "--name", f"bbs-hostile{variant}",
+        code, output = on_pty("deployment", "create", "--no-preflight", "--name",
+                              f"bbs-hostile{variant}",
                               "--file", write_yaml(tmp_path / f"c{variant}.yaml",
                                                    hostile_config(keystone, variant)))
         shown = assert_terminal_safe(output)
