@@ -58,7 +58,7 @@ INTEGRATION_ORDER := test_devstack test_nova test_snapshot test_task test_debian
 	test_multihost test_virsh test_faults test_virsh_snapshot test_fuel_keystone test_report test_lxc \
 	test_gone_servers test_fuel test_core_cli test_export_readers test_races test_planted_files \
 	test_doctor test_api test_hardening_cli test_ec2 test_fuzz_cli test_terminal test_task_report \
-	test_example_provider test_sampler test_rally_platform test_routed_hosts test_postgres_cli test_ansible
+	test_example_provider test_sampler test_rally_platform test_routed_hosts test_postgres_cli test_ansible test_existing_cloud
 INTEGRATION_FILES := $(patsubst %,tests/integration/%.py,$(INTEGRATION_ORDER))
 
 test: host venv clients lint docs
