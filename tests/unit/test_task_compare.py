@@ -157,7 +157,7 @@ def test_drift_is_how_far_the_halves_of_a_run_are_apart() -> None:
     assert compare.drift([1.0] * 10) == 0
     assert compare.drift(steady) == pytest.approx(math.log(1.1 / 1.05))
     stepped = [value * (1.5 if index >= 5 else 1) for index, value in enumerate(steady)]
-    assert compare.drift(stepped) == pytest.approx(math.log(1.5))
+    assert compare.drift(stepped) == pytest.approx(math.log(1.5 * 1.05 / 1.1))
     assert compare.drift(stepped[::-1]) == compare.drift(stepped)  # faster or slower: a drift
     # an odd count: the middle iteration is the second half's
     assert compare.drift([1.0, 1.0, 2.0, 2.0, 2.0]) == pytest.approx(math.log(2))
@@ -209,10 +209,12 @@ def test_verdict_words_the_practical_threshold_and_the_drift() -> None:
     assert compare.verdict(0.86, 0.79, 0.94)[0] == "none"
     # the threshold is the same both ways: 1/1.22 is as far from 1 as 1.22
     assert compare.verdict(1 / 1.22, 1 / 1.30, 1 / 1.15)[0] == "faster"
-    # a run that drifted by 20 % within itself: 50 % between two runs can be the machine
-    assert compare.verdict(1.5, 1.3, 1.7) == ("slower", "B is 50 % slower, CI 30-70 %")
+    # a run whose halves are 25 % apart: 50 % between two runs can be the machine (twice
+    # 25 % on the log scale is 56 %); 20 % apart, it cannot (44 %)
     assert compare.verdict(1.5, 1.3, 1.7, drifted=math.log(1.2)) == \
-        ("none", "no difference this run can detect: noise ±65 %")
+        ("slower", "B is 50 % slower, CI 30-70 %")
+    assert compare.verdict(1.5, 1.3, 1.7, drifted=math.log(1.25)) == \
+        ("none", "no difference this run can detect: noise ±56 %")
 
 
 def test_rows_that_cannot_be_compared_say_why() -> None:
