@@ -278,7 +278,8 @@ def test_fail_above_exit_codes_through_the_real_cli(home: Path) -> None:
     rng = random.Random(30)
     a = _stored(_iterations(_durations(rng, 30)))
     again = _stored(_iterations(_durations(rng, 30)))
-    slower = _stored(_iterations(_durations(rng, 30, scale=1.3)))
+    # 60 % slower: 30 % at this spread is within what the runs' halves drift by (2 x 12 %)
+    slower = _stored(_iterations(_durations(rng, 30, scale=1.6)))
     other = _stored(_iterations(_durations(rng, 30)), digest="c" * 64)
     cli = Cli()
 
@@ -288,7 +289,7 @@ def test_fail_above_exit_codes_through_the_real_cli(home: Path) -> None:
     failing = cli("task", "compare", a, slower, "--fail-above", "10")
     assert failing.returncode == 1, failing.stderr
     assert "regression above 10 %: KeystoneBasic.create_user: B is " in failing.stderr
-    assert cli("task", "compare", a, slower, "--fail-above", "90").returncode == 0
+    assert cli("task", "compare", a, slower, "--fail-above", "150").returncode == 0
     assert cli("task", "compare", slower, a, "--fail-above", "0").returncode == 0  # faster
     same = cli("task", "compare", a, again, "--fail-above", "0", "--json")
     assert same.returncode == 0, same.stderr
