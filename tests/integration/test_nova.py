@@ -1,6 +1,7 @@
 """Nova at scale, as root, with real LXC and Debian's packages: a controller (Keystone, Glance,
 Placement, Neutron, Nova) and an LxcEngine of fake compute nodes cloned from one prepared
-container; the real `openstack` and `rally` clients against it; kill -9 while the clones
+container; the real `openstack` and `rally` clients against it, and `benchbed task run` of
+samples/tasks/nova-boot.yaml with every server's services sampled; kill -9 while the clones
 start, then destroy leaving nothing. Network 10.254.190.0/24. About 8 minutes on an idle
 2-core machine (create 4 min, Rally 70 s, the kill test 2.5 min).
 
