@@ -189,9 +189,21 @@ CLIENTS = Path(__file__).resolve().parents[1] / ".venv-clients" / "bin"
 
 def client(*args: str, env: dict[str, str] | None = None, timeout: float = 300
            ) -> subprocess.CompletedProcess[str]:
-    """Run a real benchmark client (`openstack`, `rally`) from .venv-clients; assert it passed."""
-    result = subprocess.run([str(CLIENTS / args[0]), *args[1:]], capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    """Run a real benchmark client (`openstack`, `rally`) from .venv-clients; assert it passed.
+
+    In a session of its own, killed with all of it on a timeout: `rally task start` forks its
+    runner's workers, which outlived a killed parent and kept loading the machine and the
+    cloud (found as orphans after test_nova's Rally timed out at load average 45)."""
+    process = subprocess.Popen([str(CLIENTS / args[0]), *args[1:]], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, **(env or {})})
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert result.returncode == 0, f"{' '.join(args)}: {result.stdout[-1500:]}" \
                                    f"{result.stderr[-1500:]}"
     return result

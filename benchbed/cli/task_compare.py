@@ -21,9 +21,10 @@ def compare(a: str, b: str, as_json: bool, fail_above: float | None,
             different_tasks: bool) -> None:
     """Compare run B with run A (ids or unique prefixes): per scenario and atomic action the
     median and p95 of each, the ratio B/A with a bootstrap 95 % interval and a verdict, and
-    each service's CPU-seconds per iteration. A verdict needs the interval to exclude 1 and a
-    change above 20 % (what two runs of the same task differ by on a shared machine);
-    anything less is reported as noise."""
+    each service's CPU-seconds per iteration. A verdict needs the interval to exclude 1, a
+    change above 20 % (what two runs of the same task differ by on a shared machine) and
+    above twice the larger drift between the halves of either run; anything less is
+    reported as noise."""
     from benchbed import api
     from benchbed.tasks.compare import regressions
 

@@ -1,6 +1,7 @@
 """Nova at scale, as root, with real LXC and Debian's packages: a controller (Keystone, Glance,
 Placement, Neutron, Nova) and an LxcEngine of fake compute nodes cloned from one prepared
-container; the real `openstack` and `rally` clients against it; kill -9 while the clones
+container; the real `openstack` and `rally` clients against it, and `benchbed task run` of
+samples/tasks/nova-boot.yaml with every server's services sampled; kill -9 while the clones
 start, then destroy leaving nothing. Network 10.254.190.0/24. About 8 minutes on an idle
 2-core machine (create 4 min, Rally 70 s, the kill test 2.5 min).
 
@@ -11,6 +12,7 @@ packages are in, so only the recipes' steps run again.
 
 import json
 import os
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import (
+    CLIENTS,
     Cli,
     cli_for,
     client,
@@ -32,6 +35,7 @@ from tests.integration.debian_lab import sh
 pytestmark = pytest.mark.root
 
 NETWORK = "10.254.190.0/24"
+REPOSITORY = Path(__file__).resolve().parents[2]
 COMPUTES = 3
 LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}
 CONTROLLER_SERVICES = ["keystone", "glance", "placement", "neutron", "nova"]
@@ -84,6 +88,20 @@ def nova(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]
         cli.destroy_all()
         assert containers("bbnvc") == [] and containers("bbnvn") == []
         assert ledger_rows(work / "home") == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_image(nova: tuple[Cli, Path]) -> str:
+    """The public image the Rally tasks boot (`bb-tiny`, as samples/tasks/nova-boot.yaml says):
+    the fake driver never reads it, so any few bytes do. Uploaded once: a second image of
+    that name would make Rally's lookup by name ambiguous."""
+    _, work = nova
+    image = work / "tiny.img"
+    image.write_bytes(os.urandom(64 * 1024))
+    client("openstack", "--os-cloud", "nova", "image", "create", "--file", str(image),
+           "--disk-format", "raw", "--container-format", "bare", "--public", "bb-tiny",
+           env={"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")})
+    return "bb-tiny"
 
 
 def test_check_proves_every_endpoint_compute_and_provider(nova: tuple[Cli, Path]) -> None:
@@ -139,14 +157,10 @@ def test_clones_stand_on_the_template_without_copying_it(nova: tuple[Cli, Path])
 
 
 def test_rally_boots_servers_and_creates_networks_without_failures(
-        nova: tuple[Cli, Path], tmp_path: Path) -> None:
+        nova: tuple[Cli, Path], tiny_image: str, tmp_path: Path) -> None:
     _, work = nova
-    env = {"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}
-    image = tmp_path / "tiny.img"
-    image.write_bytes(os.urandom(64 * 1024))
-    client("openstack", "--os-cloud", "nova", "image", "create", "--file", str(image),
-            "--disk-format", "raw", "--container-format", "bare", "--public", "bb-tiny",
-            env=env)
+    assert RALLY_TASK["NovaServers.boot_and_delete_server"][0]["args"]["image"] == \
+        {"name": tiny_image}
     env = rally_env(tmp_path, work / "spec.json")
     task = tmp_path / "task.json"
     task.write_text(json.dumps(RALLY_TASK))
@@ -159,6 +173,45 @@ def test_rally_boots_servers_and_creates_networks_without_failures(
     for workload in workloads:
         assert workload["total_iteration_count"] == 10, workload["name"]
         assert workload["failed_iteration_count"] == 0, workload["name"]
+
+
+def test_task_run_boots_servers_and_samples_controller_and_computes(
+        nova: tuple[Cli, Path], tiny_image: str) -> None:
+    """`benchbed task run` of samples/tasks/nova-boot.yaml (boot_and_delete_server, 6 at
+    concurrency 2): the run, its iterations with Nova's atomic actions, and per-service samples
+    of the controller's container and of every compute node's."""
+    cli, _ = nova
+    task = REPOSITORY / "samples" / "tasks" / "nova-boot.yaml"
+    assert f"image: {{name: {tiny_image}}}" in task.read_text()
+    done = cli("task", "run", str(task), "--deployment", "nova", "--tag", "proof=nova",
+               "--rally", str(CLIENTS / "rally"), "--json", timeout=900)
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    run = json.loads(done.stdout)
+    assert run["status"] == "finished" and run["sla_ok"] is True, run
+    shown = cli.json("task", "show", run["uuid"])
+    assert [(s["scenario"], s["iterations"], s["failed"], s["pass_sla"])
+            for s in shown["scenarios"]] == [("NovaServers.boot_and_delete_server", 6, 0, True)]
+    iterations = shown["iterations"]
+    assert len(iterations) == 6 and all(item["error"] is None for item in iterations)
+    for item in iterations:
+        actions = [name for name, _ in item["atomic"]]
+        assert {"nova.boot_server", "nova.delete_server"} <= set(actions), actions
+        assert sum(seconds for _, seconds in item["atomic"]) <= item["duration"] + 0.01
+
+    endpoints = cli.json("deployment", "show", "nova")["endpoints"]
+    controller = endpoints["servers"][0]["name"]
+    computes = endpoints["nodes"][0]["compute_hosts"]
+    services = set(shown["services"])
+    assert {f"{controller}/nova-conductor", f"{controller}/mariadb"} <= services, services
+    assert {f"{name}/nova-compute" for name in computes} <= services, services
+    # the run's own work shows in the counters: the controller's conductor and database
+    # worked for the servers, and the compute nodes that got one spawned it
+    report = json.loads(cli.ok("task", "report", run["uuid"], "--format", "json").stdout)
+    busy: dict[str, float] = defaultdict(float)
+    for point in report["cpu"]:
+        busy[point["series"]] += point["cpu"]
+    assert busy[f"{controller}/nova-conductor"] > 0 and busy[f"{controller}/mariadb"] > 0
+    assert sum(busy[f"{name}/nova-compute"] for name in computes) > 0, dict(busy)
 
 
 def test_kill_while_the_clones_start_then_destroy_leaves_nothing(
