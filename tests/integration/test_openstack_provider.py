@@ -8,129 +8,36 @@ address on the LXC bridge (no router, no NAT). The guest image is the virsh temp
 config-drive seed (benchbed.images.openstack), uploaded as kernel, initrd and disk.
 """
 
-import json
+import os
 import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from keystoneauth1 import session as ks_session
-from keystoneauth1.identity import v3
 
-from benchbed.images import openstack as guest_image
-from tests.conftest import Cli, cli_for, client, ledger_rows, write_yaml
-from tests.integration.debian_lab import sh
+from tests.conftest import cli_for, client, kill_when, ledger_rows, write_yaml
+from tests.integration.guest_cloud import FLAVOR, HUGE_FLAVOR, Cloud, guest_cloud, openstack
 
 pytestmark = pytest.mark.root
 
 NETWORK = "10.254.40.0/24"
 GUESTS = "10.254.41"
-LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}
-SERVICES = ["keystone", "glance", "placement", "neutron", "nova", "nova-compute-qemu"]
-FLAVOR = "bb.guest"
-# Debian with systemd under TCG: 384 MB boots; the template's disk is 8 GB
-FLAVOR_SPEC = ["--ram", "384", "--vcpus", "1", "--disk", "8"]
-
-
-@dataclass
-class Cloud:
-    cli: Cli
-    work: Path
-    env: dict[str, str]
-    auth: dict[str, str]
-    network_id: str
-    image_id: str
-
-    def session(self) -> ks_session.Session:
-        return ks_session.Session(auth=v3.Password(
-            auth_url=self.auth["auth_url"], username=self.auth["username"],
-            password=self.auth["password"], project_name=self.auth["project_name"],
-            user_domain_name="Default", project_domain_name="Default"))
-
-    def state(self) -> dict[str, set[str]]:
-        """What a provider may leave behind: servers, ports, key pairs, groups, images."""
-        s = self.session()
-
-        def get(service: str, path: str, key: str) -> list[dict[str, Any]]:
-            body = s.get(path, endpoint_filter={"service_type": service,
-                                                "interface": "public"}).json()
-            return list(body[key])
-
-        return {
-            "servers": {x["id"] for x in get("compute", "/servers?all_tenants=1", "servers")},
-            "ports": {x["id"] for x in get("network", "/v2.0/ports", "ports")},
-            "key_pairs": {x["keypair"]["name"]
-                          for x in get("compute", "/os-keypairs", "keypairs")},
-            "groups": {x["id"] for x in get("network", "/v2.0/security-groups",
-                                            "security_groups") if x["name"] != "default"},
-            "images": {x["id"] for x in get("image", "/v2/images", "images")},
-        }
-
-    def provider(self, **extra: Any) -> dict[str, Any]:
-        return {"type": "OpenStackProvider", "deployment_name": "bbos",
-                "auth_url": self.auth["auth_url"], "user": self.auth["username"],
-                "password": self.auth["password"], "tenant": self.auth["project_name"],
-                "flavor_id": FLAVOR, "image": {"uuid": self.image_id},
-                "nics": [{"net-id": self.network_id}], "ssh_user": "root", **extra}
-
-
-def openstack(cloud_env: dict[str, str], *args: str) -> Any:
-    out = client("openstack", "--os-cloud", "cloud", *args, "-f", "json", env=cloud_env,
-                 timeout=900).stdout
-    return json.loads(out)
-
-
-def bridge_of(gateway: str) -> str:
-    return sh(f"ip -o -4 addr show to {gateway}").split()[1]
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    work = tmp_path_factory.mktemp("openstack")
-    cli = cli_for(work / "home")
-    config = {"type": "DebianEngine", "services": SERVICES,
-              "provider": {"type": "LxcProvider", "start_lxc_network": NETWORK,
-                           "container_name_prefix": "bbosc", "host_provider": LOCALHOST}}
-    bridge = None
-    try:
-        cli.ok("deployment", "create", "--file", write_yaml(work / "cloud.yaml", config),
-               "--name", "cloud", timeout=3600)
-        cli.ok("deployment", "export", "cloud", "--format", "clouds.yaml", "--output",
-               str(work / "clouds.yaml"))
-        env = {"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}
-        auth = yaml.safe_load((work / "clouds.yaml").read_text())["clouds"]["cloud"]["auth"]
-        bridge = bridge_of(NETWORK.replace("0/24", "1"))
-        sh(f"ip addr replace {GUESTS}.1/24 dev {bridge}")
-        network = openstack(env, "network", "create", "--share", "--provider-network-type",
-                            "flat", "--provider-physical-network", "provider", "guests")
-        openstack(env, "subnet", "create", "--network", network["id"], "--subnet-range",
-                  f"{GUESTS}.0/24", "--no-dhcp", "--gateway", "none", "--allocation-pool",
-                  f"start={GUESTS}.10,end={GUESTS}.250", "guests")
-        openstack(env, "flavor", "create", *FLAVOR_SPEC, FLAVOR)
-        built = guest_image.build()
-        kernel = openstack(env, "image", "create", "--disk-format", "aki", "--container-format",
-                           "aki", "--file", str(built.kernel), "--public", "bb-kernel")
-        initrd = openstack(env, "image", "create", "--disk-format", "ari", "--container-format",
-                           "ari", "--file", str(built.initrd), "--public", "bb-initrd")
-        disk = openstack(env, "image", "create", "--disk-format", "qcow2", "--container-format",
-                         "bare", "--file", str(built.disk), "--public",
-                         "--property", f"kernel_id={kernel['id']}",
-                         "--property", f"ramdisk_id={initrd['id']}", "bb-debian")
-        yield Cloud(cli, work, env, auth, network["id"], disk["id"])
-    finally:
-        cli.destroy_all()
-        if bridge:
-            subprocess.run(["ip", "addr", "del", f"{GUESTS}.1/24", "dev", bridge], check=False)
-        assert not [n for n in sh("lxc-ls -1").split() if n.startswith("bbosc-")]
-        assert ledger_rows(work / "home") == 0
+    with guest_cloud(tmp_path_factory.mktemp("openstack"), NETWORK, GUESTS, "bbosc") as made:
+        yield made
 
 
-def servers_config(cloud: Cloud, path: Path, amount: int, **provider: Any) -> str:
-    return write_yaml(path, {"type": "ServersEngine", "amount": amount,
-                             "ssh_timeout": 600, "provider": cloud.provider(**provider)})
+def servers_config(cloud: Cloud, path: Path, amount: int, engine: dict[str, Any] | None = None,
+                   **provider: Any) -> str:
+    return write_yaml(path, {"type": "ServersEngine", "amount": amount, "ssh_timeout": 600,
+                             **(engine or {}), "provider": cloud.provider(**provider)})
 
 
 def test_one_guest_boots_and_answers_ssh_through_the_exported_config(
@@ -159,3 +66,107 @@ def test_one_guest_boots_and_answers_ssh_through_the_exported_config(
         assert ledger_rows(tmp_path / "home") == 0
     finally:
         cli.destroy_all()
+
+
+def test_a_server_that_never_becomes_active_fails_with_one_line_and_leaves_nothing(
+        cloud: Cloud, tmp_path: Path) -> None:
+    """A flavor no compute can hold: Nova puts the server in ERROR (no valid host)."""
+    before = cloud.state()
+    cli = cli_for(tmp_path / "home")
+    try:
+        result = cli("deployment", "create", "--file", servers_config(
+            cloud, tmp_path / "s.yaml", 1, flavor_id=HUGE_FLAVOR), "--name", "huge",
+            timeout=900)
+        assert result.returncode == 1, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("benchbed: ")]
+        assert len(lines) == 1 and "is ERROR: No valid host was found" in lines[0], \
+            result.stderr
+        assert "Traceback" not in result.stderr
+        assert cloud.state() == before
+        assert ledger_rows(tmp_path / "home") == 0
+    finally:
+        cli.destroy_all()
+
+
+def test_gc_deletes_servers_of_deployments_that_no_longer_exist(
+        cloud: Cloud, tmp_path: Path) -> None:
+    before = cloud.state()
+    cli = cli_for(tmp_path / "home")
+    provider = tmp_path / "provider.yaml"
+    provider.write_text(yaml.safe_dump(cloud.provider()))
+    try:
+        cli.ok("deployment", "create", "--file", servers_config(
+            cloud, tmp_path / "s.yaml", 1, {"wait_for_ssh": False}), "--name", "live",
+            timeout=1200)
+        live = cloud.state()["servers"] - before["servers"]
+        orphan = openstack(cloud.env, "server", "create", "--flavor", FLAVOR, "--image",
+                           cloud.image_id, "--network", cloud.network_id, "--property",
+                           f"benchbed_deployment={uuid.uuid4()}", "--property",
+                           f"benchbed_database={_database_id(tmp_path / 'home')}",
+                           "bbos-orphan")["id"]
+        elsewhere = openstack(cloud.env, "server", "create", "--flavor", FLAVOR, "--image",
+                              cloud.image_id, "--network", cloud.network_id, "--property",
+                              f"benchbed_deployment={uuid.uuid4()}", "--property",
+                              "benchbed_database=another-database", "bbos-elsewhere")["id"]
+        listed = cli.json("gc", "--file", str(provider))
+        assert [s["id"] for s in listed["strays"]] == [orphan]
+        assert listed["strays"][0]["reason"] == "its deployment no longer exists"
+        assert listed["left_alone_elsewhere"] == 1 and listed["deleted"] is False
+        deleted = cli.json("gc", "--file", str(provider), "--delete")
+        assert [s["id"] for s in deleted["strays"]] == [orphan] and deleted["deleted"]
+        servers = cloud.state()["servers"]
+        assert orphan not in servers and live | {elsewhere} <= servers
+        openstack_delete(cloud.env, elsewhere)
+        cli.ok("deployment", "destroy", "live", timeout=900)
+        assert cloud.state() == before
+    finally:
+        cli.destroy_all()
+
+
+@pytest.mark.parametrize("moment", ["key pair imported", "servers building", "servers active"])
+def test_kill_during_create_then_destroy_leaves_the_cloud_as_it_was(
+        cloud: Cloud, tmp_path: Path, moment: str) -> None:
+    before = cloud.state()
+    cli = cli_for(tmp_path / "home")
+    config = servers_config(cloud, tmp_path / "s.yaml", 2)
+
+    def reached() -> bool:
+        now = cloud.state()
+        if moment == "key pair imported":
+            return bool(now["key_pairs"] - before["key_pairs"])
+        new = now["servers"] - before["servers"]
+        if moment == "servers building":
+            return bool(new)
+        return len(new) == 2 and all(_status(cloud, server) == "ACTIVE" for server in new)
+
+    process = cli.popen("deployment", "create", "--file", config, "--name", "killed")
+    try:
+        kill_when(process, reached, timeout=900, interval=0.3,
+                  never=f"the create never reached '{moment}'")
+        assert cloud.state() != before, "the kill must leave something to clean up"
+        assert ledger_rows(tmp_path / "home") > 0
+        cli.ok("deployment", "destroy", "--force", "killed", timeout=900)
+        assert cloud.state() == before
+        assert ledger_rows(tmp_path / "home") == 0
+    finally:
+        cli.destroy_all()
+
+
+def _status(cloud: Cloud, server_id: str) -> str:
+    found = cloud.session().get(f"/servers/{server_id}", endpoint_filter={
+        "service_type": "compute", "interface": "public"}).json()
+    return str(found["server"]["status"])
+
+
+def _database_id(home: Path) -> str:
+    """This home's database id, as gc computes it (benchbed.providers.ec2_api)."""
+    result = subprocess.run([sys.executable, "-c", "from benchbed.providers.ec2_api import "
+                             "database_id; print(database_id())"], capture_output=True,
+                            text=True, check=True, env={**os.environ,
+                                                        "BENCHBED_HOME": str(home)})
+    return result.stdout.strip()
+
+
+def openstack_delete(cloud_env: dict[str, str], server_id: str) -> None:
+    client("openstack", "--os-cloud", "cloud", "server", "delete", "--wait", server_id,
+           env=cloud_env, timeout=600)
