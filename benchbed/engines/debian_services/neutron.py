@@ -41,6 +41,10 @@ rpc_state_report_workers = {rpc_workers}
 [database]
 connection = {connection}
 
+# Zed marks the Linux bridge driver experimental: without this, ML2 refuses to load it
+[experimental]
+linuxbridge = true
+
 [oslo_concurrency]
 lock_path = /var/lib/neutron/lock
 

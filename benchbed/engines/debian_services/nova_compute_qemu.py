@@ -59,6 +59,9 @@ transport_url = {transport_url}
 [agent]
 report_interval = 10
 
+[experimental]
+linuxbridge = true
+
 [linux_bridge]
 physical_interface_mappings = {physical}:{interface}
 
