@@ -56,8 +56,13 @@ AGENT_CONF = """\
 [DEFAULT]
 transport_url = {transport_url}
 
+# Debian's sudoers lets the neutron user run neutron-rootwrap only, not sudo alone
 [agent]
 report_interval = 10
+root_helper = sudo /usr/bin/neutron-rootwrap /etc/neutron/rootwrap.conf
+
+[privsep]
+helper_command = sudo /usr/bin/neutron-rootwrap /etc/neutron/rootwrap.conf privsep-helper
 
 [experimental]
 linuxbridge = true
