@@ -187,6 +187,12 @@ class OpenStackCloud:
         return [s["id"] for s in listed if s["name"] == name
                 and s.get("metadata", {}).get("benchbed_deployment") == deployment_uuid]
 
+    def tagged_servers(self) -> list[dict[str, Any]]:
+        """The project's servers that carry a benchbed deployment's metadata."""
+        listed = self._call("compute", "GET", "/servers/detail", what="list servers"
+                            ).json()["servers"]
+        return [s for s in listed if s.get("metadata", {}).get("benchbed_deployment")]
+
     def delete_server(self, server_id: str) -> None:
         self._call("compute", "DELETE", f"/servers/{server_id}",
                    what=f"delete server {server_id}", ok=(204, 404))

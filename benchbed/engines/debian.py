@@ -34,9 +34,10 @@ from benchbed.settings import setting
 
 # What a MultihostEngine node may run when it joins its controller's cloud: Nova's and
 # Neutron's servers talk to the controller's RabbitMQ as its own `openstack` account.
-NODE_SERVICES = ("glance", "placement", "nova-compute")
+NODE_SERVICES = ("glance", "placement", "nova-compute", "nova-compute-qemu")
 # What each service needs in the same cloud (nova-compute on a node: the controller's).
-NEEDS = {"nova": ("placement", "glance", "neutron"), "nova-compute": ("nova",)}
+NEEDS = {"nova": ("placement", "glance", "neutron"), "nova-compute": ("nova",),
+         "nova-compute-qemu": ("nova",)}
 MESSAGE_QUEUE_USERS = ("nova", "neutron")
 SSH_READY_TIMEOUT = 180
 INSTALL_KIND = "debian-packages"
@@ -133,6 +134,9 @@ class DebianEngine(Engine[DebianEngineConfig]):
             if missing and not config.joins:
                 raise ConfigError(where, f"'{name}' needs {', '.join(missing)} in the same "
                                   f"cloud: add them")
+        if {"nova-compute", "nova-compute-qemu"} <= set(services):
+            raise ConfigError(where, "'nova-compute' (fake driver) and 'nova-compute-qemu' "
+                              "(real guests) are one nova-compute each: choose one")
         if config.database != "mariadb":
             reason = (": under uwsgi's concurrent workers SQLite fails with 'database is "
                       "locked'" if config.database == "sqlite" else "")

@@ -8,6 +8,7 @@ security group found by a name someone else may use) and waits until it is gone.
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -18,12 +19,15 @@ from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind, join_path
-from benchbed.providers.base import ServerProvider, check_ssh_cidr
+from benchbed.providers.base import ServerProvider, Stray, Sweep, check_ssh_cidr
+from benchbed.providers.ec2_api import database_id
 from benchbed.retry import wait_for
 from benchbed.server import Server
 from benchbed.settings import PluginConfig, Section, setting
 
 ACTIVE_TIMEOUT = 600
+# which benchbed database a server's deployment is in (gc touches only its own database's)
+DATABASE_KEY = "benchbed_database"
 GONE_TIMEOUT = 300
 IMAGE_TIMEOUT = 1800
 # what a cloud calls its flavors and images: anything printable, no control characters
@@ -147,7 +151,8 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
         groups = self._security_group()
         request: dict[str, Any] = {
             "imageRef": image, "flavorRef": flavor, "key_name": key_name,
-            "metadata": {"benchbed_deployment": self.deployment.uuid, "benchbed_path": self.path},
+            "metadata": {"benchbed_deployment": self.deployment.uuid, "benchbed_path": self.path,
+                         DATABASE_KEY: database_id()},
             "config_drive": self.config.config_drive}
         if groups:
             request["security_groups"] = [{"name": name} for name in groups]
@@ -263,11 +268,9 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
         for server_id in [saved] if saved else self.cloud.servers_named(resource.name,
                                                                         self.deployment.uuid):
             self.cloud.delete_server(server_id)
-            wait_for(partial(self._gone, server_id), timeout=GONE_TIMEOUT,
+            wait_for(partial(_gone, self.cloud, server_id), timeout=GONE_TIMEOUT,
                      what=f"server {server_id} deleted", interval=0.5, max_interval=5.0)
 
-    def _gone(self, server_id: str) -> bool:
-        return self.cloud.server(server_id) is None
 
     def delete_group(self, resource: Resource) -> None:
         group_id = resource.data.get("group_id")
@@ -286,6 +289,35 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
                     name=resource.name, tag=f"benchbed:{self.deployment.uuid}")]:
             self.cloud.delete_image(image_id)
 
+    # -- gc ------------------------------------------------------------------------------------
+
+    @classmethod
+    def find_strays(cls, config: OpenStackProviderConfig, live: Callable[[], set[str]]
+                    ) -> Sweep:
+        """Servers whose metadata names a deployment gone from this database; those of
+        another database are counted, never touched."""
+        sweep, alive = Sweep(), live()
+        database = database_id()
+        for server in OpenStackCloud(config, where="gc").tagged_servers():
+            metadata = server["metadata"]
+            if metadata.get(DATABASE_KEY) != database:
+                sweep.elsewhere += 1
+            elif metadata["benchbed_deployment"] not in alive:
+                sweep.strays.append(Stray("server", server["id"],
+                                          metadata["benchbed_deployment"],
+                                          "its deployment no longer exists"))
+        return sweep
+
+    @classmethod
+    def delete_strays(cls, config: OpenStackProviderConfig, strays: list[Stray]) -> None:
+        """Delete the servers (Nova deletes the ports it made for them) and wait for each."""
+        cloud = OpenStackCloud(config, where="gc")
+        for stray in strays:
+            cloud.delete_server(stray.id)
+        for stray in strays:
+            wait_for(partial(_gone, cloud, stray.id), timeout=GONE_TIMEOUT,
+                     what=f"server {stray.id} deleted", interval=0.5, max_interval=5.0)
+
     RESOURCES = {
         "image": ResourceKind(delete=delete_image),
         "key_pair": ResourceKind(delete=delete_key_pair),
@@ -293,6 +325,10 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
         "server": ResourceKind(delete=delete_server,
                                requires=("image", "key_pair", "security_group")),
     }
+
+
+def _gone(cloud: OpenStackCloud, server_id: str) -> bool:
+    return cloud.server(server_id) is None
 
 
 def _ssh_host(server: dict[str, Any]) -> str:

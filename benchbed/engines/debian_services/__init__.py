@@ -13,7 +13,8 @@ from benchbed.server import Command, Server
 
 # The services a DebianEngine installs, in the order they are installed and configured (each
 # needs those before it); rabbitmq comes with nova or neutron, mariadb with any database.
-KNOWN_SERVICES = ("keystone", "glance", "placement", "neutron", "nova", "nova-compute")
+KNOWN_SERVICES = ("keystone", "glance", "placement", "neutron", "nova", "nova-compute",
+                  "nova-compute-qemu")
 
 
 @dataclass
@@ -79,10 +80,12 @@ def recipes() -> dict[str, Recipe]:
         neutron,
         nova,
         nova_compute,
+        nova_compute_qemu,
         placement,
         rabbitmq,
     )
 
     return {recipe.name: recipe for recipe in (
         mariadb.RECIPE, mariadb.CLIENT_RECIPE, rabbitmq.RECIPE, keystone.RECIPE, glance.RECIPE,
-        placement.RECIPE, neutron.RECIPE, nova.RECIPE, nova_compute.RECIPE)}
+        placement.RECIPE, neutron.RECIPE, nova.RECIPE, nova_compute.RECIPE,
+        nova_compute_qemu.RECIPE)}

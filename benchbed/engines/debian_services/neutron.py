@@ -1,12 +1,11 @@
 """Neutron's server with ML2: neutron-api (uwsgi on 9696) and neutron-rpc-server.
 
-No agent runs: networks, subnets, routers, floating IPs, ports and security groups are API
-and database work, which is what the control plane is benchmarked on (the `router` plugin
+No agent runs here: networks, subnets, routers, floating IPs, ports and security groups are
+API and database work, which is what the control plane is benchmarked on (the `router` plugin
 gives the API of the last two; without an L3 agent nothing routes). Rally's cleanup lists
-floating IPs and logs an error for each context where that API is missing. Binding a port to a host
-needs an L2 agent (Open vSwitch or Linux bridge) on that host, so servers are booted
-without a NIC here; with fake computes nothing would carry their traffic anyway.
-"""
+floating IPs and logs an error for each context where that API is missing. Binding a port to a
+host needs an L2 agent there: the `linuxbridge` mechanism driver binds ports on hosts that run
+the nova-compute-qemu recipe (its Linux bridge agent); fake computes boot servers without a NIC."""
 
 from benchbed.engines.debian_services import Context, Recipe
 from benchbed.engines.debian_services.common import (
@@ -42,6 +41,10 @@ rpc_state_report_workers = {rpc_workers}
 [database]
 connection = {connection}
 
+# Zed marks the Linux bridge driver experimental: without this, ML2 refuses to load it
+[experimental]
+linuxbridge = true
+
 [oslo_concurrency]
 lock_path = /var/lib/neutron/lock
 
@@ -58,7 +61,7 @@ ML2_CONF = """\
 [ml2]
 type_drivers = flat,vlan,vxlan
 tenant_network_types = vxlan
-mechanism_drivers =
+mechanism_drivers = linuxbridge
 extension_drivers = port_security
 
 [ml2_type_flat]
@@ -101,13 +104,16 @@ def configure(ctx: Context) -> None:
         restart_and_wait(ctx, "neutron-api", f"http://127.0.0.1:{PORT}/")
 
 
+# Every question of the packages' own set-up is answered "no": benchbed writes the configs.
+NEUTRON_PRESEED = tuple(f"{package} {question} boolean false" for package, question in (
+    ("neutron-common", "neutron/configure_db"), ("neutron-common", "neutron/configure_rabbit"),
+    ("neutron-common", "neutron/configure_ksat"), ("neutron-common", "neutron/configure_nova"),
+    ("neutron-api", "neutron/configure_api-endpoint")))
+
 RECIPE = Recipe(
     name="neutron",
     packages=("neutron-api", "neutron-rpc-server"),
-    preseed=tuple(f"{package} {question} boolean false" for package, question in (
-        ("neutron-common", "neutron/configure_db"), ("neutron-common", "neutron/configure_rabbit"),
-        ("neutron-common", "neutron/configure_ksat"), ("neutron-common", "neutron/configure_nova"),
-        ("neutron-api", "neutron/configure_api-endpoint"))),
+    preseed=NEUTRON_PRESEED,
     paths=("/etc/neutron", "/var/lib/neutron", "/var/log/neutron"),
     services=("neutron-api", "neutron-rpc-server"),
     configure=configure,

@@ -1,0 +1,174 @@
+"""OpenStackProvider end to end against a cloud that boots real guests, as root, from the CLI.
+
+The cloud is one DebianEngine container (10.254.40.0/24, prefix bbosc) running Keystone,
+Glance, Placement, Neutron, Nova and nova-compute-qemu: libvirt under QEMU software
+emulation, Neutron's Linux bridge agent on the container's eth0. The guests' flat provider
+network is 10.254.41.0/24 on that same segment: the host reaches them through a second
+address on the LXC bridge (no router, no NAT). The guest image is the virsh template with a
+config-drive seed (benchbed.images.openstack), uploaded as kernel, initrd and disk.
+"""
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import cli_for, client, kill_when, ledger_rows, write_yaml
+from tests.integration.guest_cloud import FLAVOR, HUGE_FLAVOR, Cloud, guest_cloud, openstack
+
+pytestmark = pytest.mark.root
+
+NETWORK = "10.254.40.0/24"
+GUESTS = "10.254.41"
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    with guest_cloud(tmp_path_factory.mktemp("openstack"), NETWORK, GUESTS, "bbosc") as made:
+        yield made
+
+
+def servers_config(cloud: Cloud, path: Path, amount: int, engine: dict[str, Any] | None = None,
+                   **provider: Any) -> str:
+    return write_yaml(path, {"type": "ServersEngine", "amount": amount, "ssh_timeout": 600,
+                             **(engine or {}), "provider": cloud.provider(**provider)})
+
+
+def test_one_guest_boots_and_answers_ssh_through_the_exported_config(
+        cloud: Cloud, tmp_path: Path) -> None:
+    before = cloud.state()
+    cli = cli_for(tmp_path / "home")
+    try:
+        cli.ok("deployment", "create", "--file", servers_config(cloud, tmp_path / "s.yaml", 1),
+               "--name", "one", timeout=1200)
+        servers = cli.json("deployment", "show", "one")["endpoints"]["servers"]
+        assert len(servers) == 1 and servers[0]["host"].startswith(f"{GUESTS}.")
+        ssh_config = tmp_path / "ssh_config"
+        cli.ok("deployment", "export", "one", "--format", "ssh-config", "--output",
+               str(ssh_config))
+        result = subprocess.run(["ssh", "-F", str(ssh_config), "-o", "BatchMode=yes",
+                                 servers[0]["name"], "hostname; cat /proc/cmdline"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split()[0] == servers[0]["name"]
+        made = cloud.state()
+        assert len(made["servers"] - before["servers"]) == 1
+        assert len(made["key_pairs"] - before["key_pairs"]) == 1
+        assert len(made["groups"] - before["groups"]) == 1
+        cli.ok("deployment", "destroy", "one", timeout=900)
+        assert cloud.state() == before
+        assert ledger_rows(tmp_path / "home") == 0
+    finally:
+        cli.destroy_all()
+
+
+def test_a_server_that_never_becomes_active_fails_with_one_line_and_leaves_nothing(
+        cloud: Cloud, tmp_path: Path) -> None:
+    """A flavor no compute can hold: Nova puts the server in ERROR (no valid host)."""
+    before = cloud.state()
+    cli = cli_for(tmp_path / "home")
+    try:
+        result = cli("deployment", "create", "--file", servers_config(
+            cloud, tmp_path / "s.yaml", 1, flavor_id=HUGE_FLAVOR), "--name", "huge",
+            timeout=900)
+        assert result.returncode == 1, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("benchbed: ")]
+        assert len(lines) == 1 and "is ERROR: No valid host was found" in lines[0], \
+            result.stderr
+        assert "Traceback" not in result.stderr
+        # the failed deployment keeps its ledger, so that destroy removes what it made
+        cli.ok("deployment", "destroy", "huge", timeout=900)
+        assert cloud.state() == before
+        assert ledger_rows(tmp_path / "home") == 0
+    finally:
+        cli.destroy_all()
+
+
+def test_gc_deletes_servers_of_deployments_that_no_longer_exist(
+        cloud: Cloud, tmp_path: Path) -> None:
+    before = cloud.state()
+    cli = cli_for(tmp_path / "home")
+    provider = tmp_path / "provider.yaml"
+    provider.write_text(yaml.safe_dump(cloud.provider()))
+    try:
+        cli.ok("deployment", "create", "--file", servers_config(
+            cloud, tmp_path / "s.yaml", 1, {"wait_for_ssh": False}), "--name", "live",
+            timeout=1200)
+        live = cloud.state()["servers"] - before["servers"]
+        orphan = openstack(cloud.env, "server", "create", "--flavor", FLAVOR, "--image",
+                           cloud.image_id, "--network", cloud.network_id, "--property",
+                           f"benchbed_deployment={uuid.uuid4()}", "--property",
+                           f"benchbed_database={_database_id(tmp_path / 'home')}",
+                           "bbos-orphan")["id"]
+        elsewhere = openstack(cloud.env, "server", "create", "--flavor", FLAVOR, "--image",
+                              cloud.image_id, "--network", cloud.network_id, "--property",
+                              f"benchbed_deployment={uuid.uuid4()}", "--property",
+                              "benchbed_database=another-database", "bbos-elsewhere")["id"]
+        listed = cli.json("gc", "--file", str(provider))
+        assert [s["id"] for s in listed["strays"]] == [orphan]
+        assert listed["strays"][0]["reason"] == "its deployment no longer exists"
+        assert listed["left_alone_elsewhere"] == 1 and listed["deleted"] is False
+        deleted = cli.json("gc", "--file", str(provider), "--delete")
+        assert [s["id"] for s in deleted["strays"]] == [orphan] and deleted["deleted"]
+        servers = cloud.state()["servers"]
+        assert orphan not in servers and live | {elsewhere} <= servers
+        openstack_delete(cloud.env, elsewhere)
+        cli.ok("deployment", "destroy", "live", timeout=900)
+        assert cloud.state() == before
+    finally:
+        cli.destroy_all()
+
+
+@pytest.mark.parametrize("moment", ["key pair imported", "servers building", "servers active"])
+def test_kill_during_create_then_destroy_leaves_the_cloud_as_it_was(
+        cloud: Cloud, tmp_path: Path, moment: str) -> None:
+    before = cloud.state()
+    cli = cli_for(tmp_path / "home")
+    config = servers_config(cloud, tmp_path / "s.yaml", 2)
+
+    def reached() -> bool:
+        now = cloud.state()
+        if moment == "key pair imported":
+            return bool(now["key_pairs"] - before["key_pairs"])
+        new = now["servers"] - before["servers"]
+        if moment == "servers building":
+            return bool(new)
+        return len(new) == 2 and all(_status(cloud, server) == "ACTIVE" for server in new)
+
+    process = cli.popen("deployment", "create", "--file", config, "--name", "killed")
+    try:
+        kill_when(process, reached, timeout=900, interval=0.3,
+                  never=f"the create never reached '{moment}'")
+        assert cloud.state() != before, "the kill must leave something to clean up"
+        assert ledger_rows(tmp_path / "home") > 0
+        cli.ok("deployment", "destroy", "--force", "killed", timeout=900)
+        assert cloud.state() == before
+        assert ledger_rows(tmp_path / "home") == 0
+    finally:
+        cli.destroy_all()
+
+
+def _status(cloud: Cloud, server_id: str) -> str:
+    found = cloud.session().get(f"/servers/{server_id}", endpoint_filter={
+        "service_type": "compute", "interface": "public"}).json()
+    return str(found["server"]["status"])
+
+
+def _database_id(home: Path) -> str:
+    """This home's database id, as gc computes it (benchbed.providers.ec2_api)."""
+    result = subprocess.run([sys.executable, "-c", "from benchbed.providers.ec2_api import "
+                             "database_id; print(database_id())"], capture_output=True,
+                            text=True, check=True, env={**os.environ,
+                                                        "BENCHBED_HOME": str(home)})
+    return result.stdout.strip()
+
+
+def openstack_delete(cloud_env: dict[str, str], server_id: str) -> None:
+    client("openstack", "--os-cloud", "cloud", "server", "delete", "--wait", server_id,
+           env=cloud_env, timeout=600)
