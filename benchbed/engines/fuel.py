@@ -15,7 +15,13 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from benchbed.clients.nailgun import Backoff, NailgunClient, NailgunError, NailgunNotFound
+from benchbed.clients.nailgun import (
+    Backoff,
+    NailgunClient,
+    NailgunError,
+    NailgunNotFound,
+    TaskFailed,
+)
 from benchbed.endpoints import Endpoints, stored
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.engines.existing_cloud import normalize_cloud
@@ -292,11 +298,17 @@ class FuelEngine(Engine[FuelEngineConfig]):
         """Poll a task to its end; the deploy task's subtasks become timeline steps."""
         phases = _Phases(self.deployment)
         with percent_progress(what) as progress, phases:
-            for current in client.poll_task(task, deadline=deadline, what=what,
-                                            timeout=timeout):
-                progress(int(current.get("progress") or 0))
+            try:
+                for current in client.poll_task(task, deadline=deadline, what=what,
+                                                timeout=timeout):
+                    progress(int(current.get("progress") or 0))
+                    if cluster_id is not None:
+                        phases.enter(_phase(client.tasks(cluster_id), current["id"]))
+            except TaskFailed:
+                # polls back off, so the phase that failed may never have been seen running
                 if cluster_id is not None:
-                    phases.enter(_phase(client.tasks(cluster_id), current["id"]))
+                    phases.enter(_phase(client.tasks(cluster_id), task["id"]))
+                raise
 
     def _cloud_endpoints(self, client: NailgunClient, cluster_id: int, fuel: str
                          ) -> Endpoints:
