@@ -7,6 +7,7 @@ in `error` fails at once. Paths, payloads and status codes follow fuel-web's
 (docs/fuel.md has the table of what differs).
 """
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,6 +99,10 @@ class NailgunClient:
                                      timeout=self.request_timeout)
         try:
             token = session.get_token()
+        except ks_exceptions.SSLError as error:
+            raise NailgunInputError(f"config https_cacert: the TLS certificate of Keystone at "
+                                    f"{creds.auth_url} is not verified by "
+                                    f"{_trust(self.verify)}: {_ssl_reason(error)}") from None
         except ks_exceptions.Unauthorized as error:
             raise NailgunInputError(f"config keystone: Keystone at {creds.auth_url} refused "
                                     f"the credentials: {error}") from None
@@ -113,14 +118,17 @@ class NailgunClient:
             self._token = self._keystone_token()
         return {"X-Auth-Token": self._token} if self._token else {}
 
-    def request(self, method: str, path: str, payload: Any = None) -> Any:
-        """Send one request; return the decoded JSON body (None for an empty answer)."""
+    def request(self, method: str, path: str, payload: Any = None, *, public: bool = False
+                ) -> Any:
+        """Send one request; return the decoded JSON body (None for an empty answer).
+        `public`: a path Nailgun serves without a token (urls.py public_urls)."""
         url = urljoin(self.base, path)
         where = f"{method} {url}"
         for attempt in (1, 2):
             try:
                 response = self.session.request(method, url, json=payload,
-                                                headers=self._headers(), verify=self.verify,
+                                                headers={} if public else self._headers(),
+                                                verify=self.verify,
                                                 timeout=self.request_timeout)
             except requests.exceptions.SSLError as error:
                 raise NailgunInputError(
@@ -159,7 +167,7 @@ class NailgunClient:
 
     def version(self) -> dict[str, Any]:
         """GET version/ (public, no token): `release` is the Fuel release, e.g. "8.0"."""
-        answer = self.get("version/")
+        answer = self.request("GET", "version/", public=True)
         if not isinstance(answer, dict) or not answer.get("release"):
             raise NailgunError(f"Nailgun at {self.base} answered version/ without a release: "
                                f"{str(answer)[:100]}")
@@ -293,3 +301,9 @@ def _reason(error: requests.RequestException) -> str:
 def _trust(verify: bool | str) -> str:
     return f"the CA in {verify}" if isinstance(verify, str) else \
         "the system's CAs (give https_cacert, or https_insecure)"
+
+
+def _ssl_reason(error: Exception) -> str:
+    """OpenSSL's own words ("certificate verify failed: ..."), not the wrapped reprs."""
+    found = re.search(r"certificate verify failed: [^(')\]]+", str(error))
+    return found.group(0).strip() if found else "certificate verify failed"

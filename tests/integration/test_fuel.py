@@ -413,7 +413,7 @@ def test_not_a_nailgun(bb: Cli, tmp_path: Path, home: Path, content_type: str, b
                     write(tmp_path, {"type": "FuelEngine", "deploy_name": "bbfu x",
                                      "api_url": url, "release": "Kilo on Ubuntu 14.04",
                                      "mode": "ha_compact", "net_provider": "neutron",
-                                     "nodes": {"controller": {"amount": 1},
+                                     "networks": {}, "nodes": {"controller": {"amount": 1},
                                                "compute": {"amount": 1}}}))
         assert_one_clear_line(result, code, message.format(url=url))
         assert ledger_rows(home) == 0
