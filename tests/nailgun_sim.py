@@ -1,25 +1,35 @@
 """A Nailgun simulator: the stand-in for a Fuel master, which cannot run here.
 
-A real HTTP server on 127.0.0.1 serving the part of `/api/v1/` that FuelEngine uses, with
-the paths, payloads, status codes and state machines of fuel-web (nailgun/api/v1/urls.py,
-handlers/, validators/, serializers/, task/fake.py): 201 on create, 202 with a task for
+A real HTTP(S) server on 127.0.0.1 serving the part of `/api/v1/` that FuelEngine uses, as
+the Nailgun of one Fuel release answers it (`Simulator(release=...)`, or
+`python -m tests.nailgun_sim --release 8.0`): 5.0, 6.1, 7.0, 8.0, 9.0, 10.0 and 11.0. Each
+difference in RELEASES was read in openstack/fuel-web at that release's tag (urls.py,
+handlers/cluster.py, tasks.py, node.py, version.py, objects/serializers/, consts.py,
+settings.yaml, fixtures/openstack.yaml, task/fake.py). Common to all: 201 on create, 202 for
 deferred work, 204 on delete, 400 with {"message", "errors"} for refusals ("No changes to
 deploy"), 404 for unknown ids; nodes go discover -> provisioning -> provisioned ->
 deploying -> ready; a `deploy` supertask runs `provision` then `deployment` subtasks.
-Tasks advance one step each time a client reads a task by id (fake mode's tick).
+Tasks advance with wall-clock time on a clock thread (fake mode's threads), whatever the
+client does; after a cluster is deleted its nodes come back in discovery after a delay.
 
-Switches (attributes of Simulator): `fail_at` + `fail_message` fail the deployment subtask
-once it reaches that progress; `hang_at` stops it there forever; `verify_error` fails
-network verification; `token` requires X-Auth-Token; `keystone_user` requires a token from
-the simulated master Keystone at /keystone/v3/auth/tokens.
+Switches (attributes of Simulator): `seconds` (how long each phase takes); `fail_at` +
+`fail_message` fail the deployment once the deploy task reaches that progress; `hang_at`
+stops it there forever; `verify_error` fails network verification; `token` requires
+X-Auth-Token; `keystone_user` requires a token from the simulated master Keystone at
+/keystone/v3/auth/tokens (both only from 6.1: 5.0 has no authentication); `tls` serves
+HTTPS. `times` has the moment of every request, `rate(window)` the busiest window.
 """
 
+import argparse
 import itertools
 import json
 import re
 import secrets
+import ssl
 import threading
+import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address, ip_network
@@ -27,24 +37,59 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 GiB = 1 << 30
-RELEASES = [
-    {"id": 1, "name": "Havana on CentOS 6.4", "version": "2013.2-5.0", "state": "available",
-     "operating_system": "CentOS", "is_deployable": True,
-     "description": "This option will install the OpenStack Havana packages using a CentOS "
-                    "based operating system.",
-     "modes_metadata": {"multinode": {"description": "Multinode"},
-                        "ha_compact": {"description": "HA compact"},
-                        "ha_full": {"description": "HA full"}},
-     "roles_metadata": {r: {"name": r.title()} for r in ("controller", "compute", "cinder",
-                                                          "ceph-osd", "mongo", "base-os")}},
-    {"id": 2, "name": "Mitaka on Ubuntu 14.04", "version": "mitaka-9.0", "state": "available",
-     "operating_system": "Ubuntu", "is_deployable": True, "description": "Mitaka",
-     "modes_metadata": {"ha_compact": {"description": "HA compact"}},
-     "roles_metadata": {r: {"name": r.title()} for r in ("controller", "compute", "cinder",
-                                                          "ceph-osd", "mongo", "base-os",
-                                                          "virt", "ironic")}},
-]
-DEPLOY_STEP = 50       # progress a subtask makes per tick: few ticks, as polls back off
+
+
+@dataclass(frozen=True)
+class Release:
+    """What one Fuel release's Nailgun answers differently, each fact read in fuel-web at
+    that release's tag (files under nailgun/nailgun/)."""
+
+    version: str
+    names: tuple[str, ...]          # fixtures/openstack.yaml, the releases' `name`
+    os_version: str                 # fixtures/openstack.yaml, the releases' `version`
+    modes: tuple[str, ...]          # fixtures/openstack.yaml `modes_metadata`: multinode
+                                    # is gone from 7.0
+    auth: bool                      # settings.yaml AUTH (none at 5.0; version handler's
+                                    # `auth_required` from 6.1)
+    delete_task: bool               # api/v1/handlers/cluster.py ClusterHandler.DELETE:
+                                    # `raise self.http(202, '{}')` to 8.0, the task from 9.0
+    pending: bool                   # consts.py TASK_STATUSES: 'pending' from 8.0
+    task_fields: tuple[str, ...]    # objects/serializers/task.py (api/serializers at 5.0):
+                                    # parent_id, dry_run, graph_type, time_* from 10.0
+    public_tls: bool | None         # fixtures/openstack.yaml editable.public_ssl.services:
+                                    # absent to 6.1, true at 7.0, false from 8.0
+    version_keys: tuple[str, ...]   # settings.yaml VERSION + handlers/version.py
+
+
+TASK_FIELDS = ("id", "cluster", "uuid", "name", "result", "message", "status", "progress")
+TASK_FIELDS_10 = (*TASK_FIELDS, "parent_id", "dry_run", "graph_type", "time_start", "time_end")
+OLD_VERSION = ("release", "api", "nailgun_sha", "astute_sha", "fuellib_sha", "ostf_sha")
+RELEASES: dict[str, Release] = {r.version: r for r in (
+    Release("5.0", ("Icehouse on CentOS 6.5", "Icehouse on Ubuntu 12.04.4"), "2014.1-5.0",
+            ("ha_compact", "multinode"), False, False, False, TASK_FIELDS, None,
+            (*OLD_VERSION, "mirantis")),
+    Release("6.1", ("Juno on CentOS 6.5", "Juno on Ubuntu 14.04.1"), "2014.2.2-6.1",
+            ("ha_compact", "multinode"), True, False, False, TASK_FIELDS, None,
+            (*OLD_VERSION, "feature_groups", "auth_required", "release_versions")),
+    Release("7.0", ("Kilo on CentOS 6.5", "Kilo on Ubuntu 14.04"), "2015.1.0-7.0",
+            ("ha_compact",), True, False, False, TASK_FIELDS, True,
+            (*OLD_VERSION, "feature_groups", "auth_required", "release_versions")),
+    Release("8.0", ("Liberty on CentOS 6.5", "Liberty on Ubuntu 14.04"), "liberty-8.0",
+            ("ha_compact",), True, False, True, TASK_FIELDS, False,
+            ("release", "auth_required")),
+    Release("9.0", ("Mitaka on CentOS 6.5", "Mitaka on Ubuntu 14.04",
+                    "Mitaka on Ubuntu+UCA 14.04"), "mitaka-9.0",
+            ("ha_compact",), True, True, True, TASK_FIELDS, False, ("release", "auth_required")),
+    Release("10.0", ("Newton on CentOS 6.5", "Newton on Ubuntu 16.04",
+                     "Newton on Ubuntu+UCA 16.04"), "newton-10.0",
+            ("ha_compact",), True, True, True, TASK_FIELDS_10, False,
+            ("release", "auth_required")),
+    Release("11.0", ("Ocata on CentOS 6.5", "Newton on Ubuntu 16.04",
+                     "Ocata on Ubuntu+UCA 16.04"), "ocata-11.0",
+            ("ha_compact",), True, True, True, TASK_FIELDS_10, False,
+            ("release", "auth_required")),
+)}
+ROLES = ("controller", "compute", "cinder", "ceph-osd", "mongo", "base-os", "virt", "ironic")
 WEIGHTS = {"provision": 0.4, "deployment": 1.0}
 NODE_PHASES = {"provision": ("provisioning", "provisioned"), "deployment": ("deploying", "ready")}
 
@@ -90,15 +135,27 @@ def default_nodes() -> list[dict]:
 
 
 class Simulator:
-    """State of one simulated master; `serve()` starts the HTTP server on a free port."""
+    """State of one simulated master of `release`; `serve()` starts the HTTP(S) server.
 
-    def __init__(self, nodes: list[dict] | None = None) -> None:
+    Tasks run on a clock thread (fake mode's FakeThread sleeps between steps): how far a
+    task is depends on the time since it started, never on how often a client reads it.
+    """
+
+    def __init__(self, nodes: list[dict] | None = None, release: str = "11.0",
+                 tls: tuple[str, str] | None = None) -> None:
+        if release not in RELEASES:
+            raise ValueError(f"unknown release {release!r} (known: {', '.join(RELEASES)})")
+        self.release = RELEASES[release]
+        self.tls = tls
         self.lock = threading.RLock()
         self.nodes: dict[int, dict] = {n["id"]: n for n in (nodes or default_nodes())}
         self.clusters: dict[int, dict] = {}
         self.tasks: dict[int, dict] = {}
         self.ids = itertools.count(1)
         self.node_ids = itertools.count(max(self.nodes, default=0) + 1)
+        # seconds each phase takes (fake mode's tick_interval x tick_count, shortened)
+        self.seconds = {"provision": 1.5, "deployment": 2.5, "verify_networks": 1.0,
+                        "stop_deployment": 1.0, "cluster_deletion": 1.0, "rediscover": 2.0}
         self.fail_at: int | None = None
         self.fail_message = "Puppet run failed on node-1: Could not start nova-api"
         self.hang_at: int | None = None
@@ -108,8 +165,12 @@ class Simulator:
         self.issued: set[str] = set()
         self.admin_password = "admin"
         self.requests: list[tuple[str, str, Any]] = []
+        self.times: list[float] = []  # time.monotonic() of every request, in order
         self.answers: list[tuple[str, str, Any]] = []  # method, path, answer
+        self.rediscover: list[tuple[float, dict]] = []  # (when, node) still rebooting
         self.server: ThreadingHTTPServer | None = None
+        self.url = ""
+        self.stopped = threading.Event()
 
     # -- server ------------------------------------------------------------------------------
 
@@ -126,13 +187,27 @@ class Simulator:
             do_GET = do_POST = do_PUT = do_DELETE = _any
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        scheme = "http"
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/"
+        threading.Thread(target=self._clock, daemon=True).start()
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/api/v1/"
+        return self.url
 
     def stop(self) -> None:
+        self.stopped.set()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+    def _clock(self) -> None:
+        while not self.stopped.wait(0.1):
+            with self.lock:
+                self.advance(time.monotonic())
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(request.path)
@@ -148,9 +223,13 @@ class Simulator:
             try:
                 with self.lock:
                     self.requests.append((request.command, parts.path, body))
+                    self.times.append(time.monotonic())
                     if parts.path.startswith("/keystone/"):
                         status, answer, headers = self.keystone(request.command, parts.path,
                                                                 body)
+                    elif re.fullmatch(r"/api(/v1)?/version/?", parts.path):
+                        # urls.py public_urls(): the version needs no token
+                        status, answer = 200, self.version()
                     else:
                         self.authorize(request.headers.get("X-Auth-Token"))
                         status, answer = self.route(request.command, parts.path,
@@ -170,7 +249,17 @@ class Simulator:
         request.end_headers()
         request.wfile.write(data)
 
+    def version(self) -> dict[str, Any]:
+        """GET /api/version: settings.VERSION, with `auth_required` from 6.1."""
+        values: dict[str, Any] = {"release": self.release.version, "api": "1",
+                                  "auth_required": self.release.auth, "feature_groups": [],
+                                  "release_versions": {}, "mirantis": "no"}
+        return {key: values.get(key, "Unknown build") for key in self.release.version_keys}
+
     def authorize(self, token: str | None) -> None:
+        """Keystone middleware from 6.1 (5.0 has none): a token is required."""
+        if not self.release.auth:
+            return
         if self.token is not None and token != self.token:
             raise Refused(401, "Authentication required")
         if self.keystone_user is not None and token not in self.issued:
@@ -193,6 +282,17 @@ class Simulator:
                                "user": {"id": "u1", "name": user["name"],
                                         "domain": {"id": "default", "name": "Default"}},
                                "catalog": []}}, {"X-Subject-Token": token}
+
+    def rate(self, window: float) -> int:
+        """The most requests any `window` seconds saw."""
+        with self.lock:
+            times = list(self.times)
+        most, first = 0, 0
+        for last, moment in enumerate(times):
+            while moment - times[first] > window:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -224,8 +324,20 @@ class Simulator:
         (r"/tasks/(\d+)", "task"),
     ]
 
+    def releases(self) -> list[dict]:
+        """The release objects of this master (objects/serializers/release.py)."""
+        return [{"id": index, "name": name, "version": self.release.os_version,
+                 "state": "available", "is_deployable": True,
+                 "operating_system": "CentOS" if "CentOS" in name else "Ubuntu",
+                 "description": f"This option will install the OpenStack {name.split()[0]} "
+                                f"packages",
+                 "modes_metadata": {mode: {"description": mode} for mode in self.release.modes},
+                 "roles_metadata": {role: {"name": role.title()} for role in ROLES},
+                 "attributes_metadata": {"editable": self._editable_defaults()}}
+                for index, name in enumerate(self.release.names, start=1)]
+
     def get_releases(self, **_: Any) -> tuple[int, Any]:
-        return 200, RELEASES
+        return 200, self.releases()
 
     def get_nodes(self, *, query: dict, **_: Any) -> tuple[int, Any]:
         nodes = list(self.nodes.values())
@@ -274,7 +386,7 @@ class Simulator:
         release_id = body.get("release", body.get("release_id"))
         if not release_id:
             raise Refused(400, "Release ID is required")
-        release = next((r for r in RELEASES if r["id"] == release_id), None)
+        release = next((r for r in self.releases() if r["id"] == release_id), None)
         if release is None:
             raise Refused(400, "Invalid release ID")
         mode = body.get("mode", "ha_compact")
@@ -288,12 +400,14 @@ class Simulator:
         self.clusters[cluster_id] = {
             "id": cluster_id, "name": body.get("name") or f"cluster-{cluster_id}", "mode": mode,
             "status": "new", "net_provider": provider, "release_id": release_id,
-            "fuel_version": "5.0", "changes": [{"name": "attributes", "node_id": None},
-                                               {"name": "networks", "node_id": None}],
+            "fuel_version": self.release.version,
+            "changes": [{"name": "attributes", "node_id": None},
+                        {"name": "networks", "node_id": None}],
             "is_customized": False, "is_locked": False, "components": [], "ui_settings": {},
             "net_segment_type": body.get("net_segment_type", "gre"),
             "network": self._default_network(cluster_id, provider,
                                              body.get("net_segment_type", "gre")),
+            "editable": self._editable_defaults(),
         }
         return 201, self._public(self.clusters[cluster_id])
 
@@ -311,22 +425,32 @@ class Simulator:
         cluster["status"] = "remove"
         for node in self._cluster_nodes(cluster_id):
             node["pending_deletion"] = True
-        return 202, self._task("cluster_deletion", cluster_id, status="running", progress=0)
+        task = self._task("cluster_deletion", cluster_id, status="running")
+        # handlers/cluster.py: `raise self.http(202, '{}')` up to 8.0; the task from 9.0
+        return 202, self._serialize(task) if self.release.delete_task else {}
 
     def get_attributes(self, cluster_id: int, **_: Any) -> tuple[int, Any]:
-        self._cluster(cluster_id)
+        return 200, {"editable": self._cluster(cluster_id)["editable"]}
+
+    def _editable_defaults(self) -> dict:
+        """The cluster attributes FuelEngine reads; public_ssl only from 7.0, on by default
+        there only (fixtures/openstack.yaml)."""
         field = lambda value, kind="text": {"value": value, "type": kind, "weight": 10}  # noqa
-        return 200, {"editable": {
+        editable = {
             "access": {"metadata": {"label": "OpenStack Access", "weight": 10},
                        "user": field("admin"), "email": field("admin@localhost"),
                        "tenant": field("admin"),
                        "password": field(self.admin_password, "password")},
-            "public_ssl": {"metadata": {"label": "Public TLS", "weight": 110},
-                           "horizon": field(False, "checkbox"),
-                           "services": field(False, "checkbox"),
-                           "hostname": field("public.fuel.local")},
             "common": {"metadata": {"label": "Common", "weight": 30},
-                       "debug": field(False, "checkbox")}}}
+                       "debug": field(False, "checkbox")}}
+        if self.release.public_tls is not None:
+            on = self.release.public_tls
+            editable["public_ssl"] = {"metadata": {"label": "Public TLS", "weight": 110},
+                                      "horizon": field(on, "checkbox"),
+                                      "services": field(on, "checkbox"),
+                                      "cert_source": field("self_signed", "radio"),
+                                      "hostname": field("public.fuel.local")}
+        return editable
 
     def get_network(self, cluster_id: int, **_: Any) -> tuple[int, Any]:
         cluster = self._cluster(cluster_id)
@@ -354,7 +478,7 @@ class Simulator:
     def put_verify(self, cluster_id: int, *, body: Any, **_: Any) -> tuple[int, Any]:
         cluster = self._cluster(cluster_id)
         self._validate_network(cluster, body)
-        return 202, self._task("verify_networks", cluster_id, status="running", progress=0)
+        return 202, self._serialize(self._task("verify_networks", cluster_id, status="running"))
 
     def put_changes(self, cluster_id: int, **_: Any) -> tuple[int, Any]:
         """ApplyChangesTaskManager: `deploy` with `provision` and `deployment` subtasks."""
@@ -365,7 +489,7 @@ class Simulator:
         deploy = self._task("deploy", cluster_id, status="pending", progress=0)
         self._task("provision", cluster_id, parent=deploy["id"])
         self._task("deployment", cluster_id, parent=deploy["id"])
-        return 202, deploy
+        return 202, self._serialize(deploy)
 
     def put_stop_deployment(self, cluster_id: int, **_: Any) -> tuple[int, Any]:
         self._cluster(cluster_id)
@@ -373,79 +497,100 @@ class Simulator:
                    and t["status"] == "running" for t in self.tasks.values()):
             raise Refused(400, f"Nothing to stop - deployment is not running on environment "
                                f"'{cluster_id}'")
-        return 202, self._task("stop_deployment", cluster_id, status="running", progress=0)
+        return 202, self._serialize(self._task("stop_deployment", cluster_id, status="running"))
 
     def get_tasks(self, *, query: dict, **_: Any) -> tuple[int, Any]:
         tasks = list(self.tasks.values())
         if query.get("cluster_id"):
             tasks = [t for t in tasks if str(t["cluster"]) == query["cluster_id"][0]]
-        return 200, tasks
+        return 200, [self._serialize(t) for t in tasks]
 
     def get_task(self, task_id: int, **_: Any) -> tuple[int, Any]:
-        self.tick()
         if task_id not in self.tasks:
             raise Refused(404, "Task not found")
-        return 200, self.tasks[task_id]
+        return 200, self._serialize(self.tasks[task_id])
 
-    # -- the state machines -------------------------------------------------------------------
+    def _serialize(self, task: dict) -> dict:
+        """TaskSerializer's fields of this release (parent_id and the times from 10.0)."""
+        return {key: task[key] for key in self.release.task_fields}
 
-    def tick(self) -> None:
-        """One step of every unfinished task (fake mode's tick)."""
+    # -- the state machines, on the clock -----------------------------------------------------
+
+    def advance(self, now: float) -> None:
+        """Every unfinished top-level task moves on to where `now` puts it."""
         for task in list(self.tasks.values()):
             if task["status"] in ("pending", "running") and task["parent_id"] is None:
-                getattr(self, f"_tick_{task['name']}")(task)
+                getattr(self, f"_advance_{task['name']}")(task, now - task["started"])
+        for when, node in list(self.rediscover):
+            if now >= when:
+                # the node rebooted into the bootstrap image and registered again
+                self.rediscover.remove((when, node))
+                self.nodes[node["id"]] = node
 
-    def _tick_verify_networks(self, task: dict) -> None:
-        if task["progress"] < 30:
-            task["progress"] = 30
+    def _advance_verify_networks(self, task: dict, elapsed: float) -> None:
+        if elapsed < self.seconds["verify_networks"]:
+            task.update(status="running", progress=min(99, int(100 * elapsed /
+                                                                self.seconds["verify_networks"])))
         elif self.verify_error:
             self._finish(task, "error", self.verify_error)
         else:
             self._finish(task, "ready", "")
 
-    def _tick_deploy(self, task: dict) -> None:
-        subtasks = [t for t in self.tasks.values() if t["parent_id"] == task["id"]]
-        current = next((t for t in subtasks if t["status"] != "ready"), None)
+    def _advance_deploy(self, task: dict, elapsed: float) -> None:
+        subtasks = sorted((t for t in self.tasks.values() if t["parent_id"] == task["id"]),
+                          key=lambda t: t["id"])
+        cluster = self.clusters[task["cluster"]]
         task["status"] = "running"
+        limit = self.fail_at if self.fail_at is not None else self.hang_at
+        start = 0.0
+        for subtask in subtasks:
+            length = self.seconds[subtask["name"]]
+            share = max(0.0, min(1.0, (elapsed - start) / length))
+            start += length
+            if share > 0 and subtask["status"] in ("pending", "running"):
+                subtask["status"] = "running"
+            subtask["progress"] = int(100 * share)
+        # TaskHelper.calculate_parent_task_progress, with provision's weight of 0.4
+        progress = round(sum(WEIGHTS[t["name"]] * t["progress"] for t in subtasks)
+                         / sum(WEIGHTS[t["name"]] for t in subtasks))
+        if limit is not None and progress >= limit:
+            progress = limit
+            current = subtasks[-1]
+            current["progress"] = min(current["progress"], 99)
+            if self.fail_at is not None:
+                nodes = self._cluster_nodes(task["cluster"])
+                nodes[0]["status"], nodes[0]["error_type"] = "error", "deploy"
+                self._finish(current, "error", self.fail_message)
+                task["progress"] = progress
+                self._finish(task, "error", f"Deployment has failed. {self.fail_message}")
+                cluster["status"] = "error"
+                return
+        task["progress"] = progress
+        for subtask in subtasks:
+            if subtask["progress"] == 100 and subtask["status"] != "ready":
+                subtask["status"] = "ready"
+                if subtask["name"] == "deployment":
+                    self._deployed(task["cluster"])
+                else:
+                    for node in self._cluster_nodes(task["cluster"]):
+                        node["status"] = NODE_PHASES[subtask["name"]][1]
+        current = next((t for t in subtasks if t["status"] != "ready"), None)
         if current is None:
-            cluster = self.clusters[task["cluster"]]
             cluster["status"] = "operational"
             self._finish(task, "ready", f"Deployment of environment '{cluster['name']}' is "
                                         f"done. Access the OpenStack dashboard (Horizon) at "
                                         f"http://{self._public_address(cluster)}/")
             return
-        # the deploy task stops at `fail_at` or `hang_at` percent for one poll to see it; then
-        # it fails there, or stays there for ever
-        limit = self.fail_at if self.fail_at is not None else self.hang_at
-        held = current["name"] == "deployment" and limit is not None and \
-            task["progress"] >= limit
-        if held and self.fail_at is not None:
-            nodes = self._cluster_nodes(task["cluster"])
-            nodes[0]["status"], nodes[0]["error_type"] = "error", "deploy"
-            self._finish(current, "error", self.fail_message)
-            self._finish(task, "error", f"Deployment has failed. {self.fail_message}")
-            self.clusters[task["cluster"]]["status"] = "error"
-            return
-        if current["status"] == "pending":
-            current["status"] = "running"
-        elif not held:
-            current["progress"] = min(100, current["progress"] + DEPLOY_STEP)
-        running, done = NODE_PHASES[current["name"]]
-        for node in self._cluster_nodes(task["cluster"]):
-            node["status"] = done if current["progress"] == 100 else running
-            node["progress"] = current["progress"]
-        # TaskHelper.calculate_parent_task_progress, with provision's weight of 0.4
-        progress = round(sum(WEIGHTS[t["name"]] * t["progress"] for t in subtasks)
-                         / sum(WEIGHTS[t["name"]] for t in subtasks))
-        task["progress"] = min(progress, limit) if current["name"] == "deployment" and \
-            limit is not None else progress
-        if current["progress"] == 100 and not (limit is not None and progress >= limit):
-            current["status"] = "ready"
-            if current["name"] == "deployment":
-                self._deployed(task["cluster"])
+        if current["status"] == "running":
+            for node in self._cluster_nodes(task["cluster"]):
+                node.update(status=NODE_PHASES[current["name"]][0],
+                            progress=current["progress"])
 
-    def _tick_stop_deployment(self, task: dict) -> None:
+    def _advance_stop_deployment(self, task: dict, elapsed: float) -> None:
         """stop_deployment_resp: deploy tasks deleted, nodes reset to discover."""
+        if elapsed < self.seconds["stop_deployment"]:
+            task["status"] = "running"
+            return
         cluster_id = task["cluster"]
         for other in list(self.tasks.values()):
             if other["cluster"] == cluster_id and other["name"] in ("deploy", "provision",
@@ -458,17 +603,19 @@ class Simulator:
         self._finish(task, "ready", f"Deployment of environment '{cluster_id}' was "
                                     f"successfully stopped")
 
-    def _tick_cluster_deletion(self, task: dict) -> None:
-        """remove_cluster_resp: nodes removed, then rediscovered (new ids, same MACs)."""
-        if task["progress"] < 50:
-            task["progress"] = 50
+    def _advance_cluster_deletion(self, task: dict, elapsed: float) -> None:
+        """remove_cluster_resp, then FakeDeletionThread's nodes_to_restore: the nodes leave
+        the master and come back in discovery once they have rebooted (new ids)."""
+        if elapsed < self.seconds["cluster_deletion"]:
+            task["progress"] = int(100 * elapsed / self.seconds["cluster_deletion"])
             return
         cluster_id = task["cluster"]
+        back = time.monotonic() + self.seconds["rediscover"]
         for node in self._cluster_nodes(cluster_id):
             del self.nodes[node["id"]]
             fresh = make_node(next(self.node_ids), node["mac"], 1, 1, [1])
             fresh["meta"] = node["meta"]
-            self.nodes[fresh["id"]] = fresh
+            self.rediscover.append((back, fresh))
         for other in list(self.tasks.values()):
             if other["cluster"] == cluster_id:
                 del self.tasks[other["id"]]
@@ -498,11 +645,14 @@ class Simulator:
     def _task(self, name: str, cluster_id: int, status: str = "pending", progress: int = 0,
               parent: int | None = None) -> dict:
         task_id = next(self.ids)
+        if status == "pending" and not self.release.pending:
+            status = "running"  # consts.TASK_STATUSES has no 'pending' before 8.0
         self.tasks[task_id] = {
             "id": task_id, "uuid": str(uuid.uuid4()), "name": name, "cluster": cluster_id,
             "status": status, "progress": progress, "message": None, "result": {},
             "parent_id": parent, "dry_run": False, "graph_type": None,
-            "time_start": datetime.now(UTC).isoformat(), "time_end": None}
+            "time_start": datetime.now(UTC).isoformat(), "time_end": None,
+            "started": time.monotonic()}
         return self.tasks[task_id]
 
     @staticmethod
@@ -523,13 +673,13 @@ class Simulator:
     def _cluster_nodes(self, cluster_id: int) -> list[dict]:
         return [n for n in self.nodes.values() if n["cluster"] == cluster_id]
 
-    @staticmethod
-    def _release(release_id: int) -> dict:
-        return next(r for r in RELEASES if r["id"] == release_id)
+    def _release(self, release_id: int) -> dict:
+        return next(r for r in self.releases() if r["id"] == release_id)
 
     @staticmethod
     def _public(cluster: dict) -> dict:
-        return {k: v for k, v in cluster.items() if k not in ("network", "net_segment_type")}
+        return {k: v for k, v in cluster.items()
+                if k not in ("network", "net_segment_type", "editable")}
 
     @staticmethod
     def _net(network: dict, name: str) -> dict:
@@ -595,3 +745,23 @@ class Simulator:
                 ip_address(server)
             except ValueError:
                 raise Refused(400, f"'{server}' is not a valid IP address") from None
+
+
+def main() -> None:
+    """Serve a simulated master of one release until interrupted (for trying a client)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--release", choices=list(RELEASES), default="11.0")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
+                        help="serve HTTPS with this certificate and key")
+    arguments = parser.parse_args()
+    simulator = Simulator(release=arguments.release,
+                          tls=tuple(arguments.tls) if arguments.tls else None)
+    print(simulator.serve(), flush=True)
+    try:
+        simulator.stopped.wait()
+    except KeyboardInterrupt:
+        simulator.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,25 +1,30 @@
 """A client of Fuel's Nailgun REST API (`http://MASTER:8000/api/v1/`), on requests.
 
 Every request has a timeout, every error carries Nailgun's own `message`, and tasks are
-polled by id until they are `ready`; a task in `error` fails at once. Paths, payloads and
-status codes follow fuel-web's `nailgun/api/v1/urls.py` and handlers.
+polled by id until they are `ready`, backing off from FIRST_POLL to LONGEST_POLL; a task
+in `error` fails at once. Paths, payloads and status codes follow fuel-web's
+`nailgun/api/v1/urls.py` and handlers, in the forms of every release from 5.0 to 11.0
+(docs/fuel.md has the table of what differs).
 """
 
+import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import requests
 
-from benchbed.errors import BenchbedError
+from benchbed.errors import BenchbedError, InputError
 
 if TYPE_CHECKING:
     from benchbed.engines.fuel import FuelKeystone
 
 REQUEST_TIMEOUT = 30.0
-FIRST_POLL = 0.2
+FIRST_POLL = 0.5
 LONGEST_POLL = 10.0
+BACKOFF = 1.5
 
 
 class NailgunError(BenchbedError):
@@ -28,6 +33,11 @@ class NailgunError(BenchbedError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class NailgunInputError(InputError):
+    """What the config gave is wrong: not a Nailgun URL, a certificate the configured CA
+    does not verify, credentials Nailgun refuses (exit 2)."""
 
 
 class NailgunNotFound(NailgunError):
@@ -42,18 +52,34 @@ class TaskTimeout(NailgunError):
     """A task was still running when the deployment's time ran out."""
 
 
+@dataclass
+class Backoff:
+    """Waits between polls: FIRST_POLL growing by BACKOFF up to LONGEST_POLL, never past
+    `deadline` (time.monotonic). A long task costs a request every LONGEST_POLL seconds."""
+
+    deadline: float
+    delay: float = FIRST_POLL
+
+    def sleep(self) -> None:
+        time.sleep(max(0.0, min(self.delay, self.deadline - time.monotonic())))
+        self.delay = min(self.delay * BACKOFF, LONGEST_POLL)
+
+
 class NailgunClient:
     """One Nailgun master: authenticated requests with timeouts, and task polling."""
 
     def __init__(self, api_url: str, *, token: str | None = None,
-                 keystone: "FuelKeystone | None" = None, verify: bool = True,
+                 keystone: "FuelKeystone | None" = None, verify: bool | str = True,
                  request_timeout: float = REQUEST_TIMEOUT) -> None:
+        """`verify`: True (the system's CAs), a CA bundle's path, or False (insecure)."""
         self.base = api_url.rstrip("/") + "/"
         self.request_timeout = request_timeout
         self._keystone = keystone
         self._token: str | None = token
+        # given with every request: requests lets REQUESTS_CA_BUNDLE override a session's
+        # `verify`, which would drop the configured CA
+        self.verify = verify
         self.session = requests.Session()
-        self.session.verify = verify
         self.session.headers.update({"Accept": "application/json"})
 
     def _keystone_token(self) -> str:
@@ -69,10 +95,17 @@ class NailgunClient:
             project_name=creds.project_name or creds.tenant_name or "admin",
             user_domain_name=creds.user_domain_name,
             project_domain_name=creds.project_domain_name)
-        session = ks_session.Session(auth=auth, verify=self.session.verify,
+        session = ks_session.Session(auth=auth, verify=self.verify,
                                      timeout=self.request_timeout)
         try:
             token = session.get_token()
+        except ks_exceptions.SSLError as error:
+            raise NailgunInputError(f"config https_cacert: the TLS certificate of Keystone at "
+                                    f"{creds.auth_url} is not verified by "
+                                    f"{_trust(self.verify)}: {_ssl_reason(error)}") from None
+        except ks_exceptions.Unauthorized as error:
+            raise NailgunInputError(f"config keystone: Keystone at {creds.auth_url} refused "
+                                    f"the credentials: {error}") from None
         except ks_exceptions.ClientException as error:
             raise NailgunError(f"Keystone at {creds.auth_url} gave no token for Nailgun: "
                                f"{error}") from None
@@ -85,15 +118,22 @@ class NailgunClient:
             self._token = self._keystone_token()
         return {"X-Auth-Token": self._token} if self._token else {}
 
-    def request(self, method: str, path: str, payload: Any = None) -> Any:
-        """Send one request; return the decoded JSON body (None for an empty answer)."""
+    def request(self, method: str, path: str, payload: Any = None, *, public: bool = False
+                ) -> Any:
+        """Send one request; return the decoded JSON body (None for an empty answer).
+        `public`: a path Nailgun serves without a token (urls.py public_urls)."""
         url = urljoin(self.base, path)
         where = f"{method} {url}"
         for attempt in (1, 2):
             try:
                 response = self.session.request(method, url, json=payload,
-                                                headers=self._headers(),
+                                                headers={} if public else self._headers(),
+                                                verify=self.verify,
                                                 timeout=self.request_timeout)
+            except requests.exceptions.SSLError as error:
+                raise NailgunInputError(
+                    f"config https_cacert: Nailgun's TLS certificate at {self.base} is not "
+                    f"verified by {_trust(self.verify)}: {_reason(error)}") from None
             except requests.Timeout:
                 raise NailgunError(f"Nailgun did not answer {where} within "
                                    f"{self.request_timeout:.0f}s") from None
@@ -105,6 +145,10 @@ class NailgunClient:
                 self._token = None
                 continue
             break
+        if response.status_code == 401:
+            given = "keystone" if self._keystone is not None else "token"
+            raise NailgunInputError(f"config {given}: Nailgun refused {where}: 401 "
+                                    f"{_message(response)}")
         return _decode(response, where)
 
     def get(self, path: str) -> Any:
@@ -120,6 +164,14 @@ class NailgunClient:
         return self.request("DELETE", path)
 
     # -- the calls a deployment makes ------------------------------------------------------
+
+    def version(self) -> dict[str, Any]:
+        """GET version/ (public, no token): `release` is the Fuel release, e.g. "8.0"."""
+        answer = self.request("GET", "version/", public=True)
+        if not isinstance(answer, dict) or not answer.get("release"):
+            raise NailgunError(f"Nailgun at {self.base} answered version/ without a release: "
+                               f"{str(answer)[:100]}")
+        return answer
 
     def releases(self) -> list[dict[str, Any]]:
         return self.get("releases/")
@@ -161,6 +213,12 @@ class NailgunClient:
     def deploy_changes(self, cluster_id: int) -> dict[str, Any]:
         return self.put(f"clusters/{cluster_id}/changes/", {})
 
+    def delete_cluster(self, cluster_id: int) -> dict[str, Any] | None:
+        """The deletion task (Fuel 9.0 and later), or None: up to 8.0 Nailgun answers 202
+        with `{}` (handlers/cluster.py at each tag)."""
+        answer = self.delete(f"clusters/{cluster_id}/")
+        return answer if isinstance(answer, dict) and "id" in answer else None
+
     def stop_deployment(self, cluster_id: int) -> dict[str, Any]:
         return self.put(f"clusters/{cluster_id}/stop_deployment/", {})
 
@@ -180,7 +238,7 @@ class NailgunClient:
         `error` raises TaskFailed at once with Nailgun's message; still running at
         `deadline` (time.monotonic) raises TaskTimeout naming the task and its progress.
         """
-        delay = FIRST_POLL
+        backoff = Backoff(deadline)
         reached = 0  # Nailgun sets a failed task to 100 %: report how far it had got
         while True:
             if task["status"] == "error":
@@ -195,8 +253,7 @@ class NailgunClient:
                 raise TaskTimeout(f"{what} timed out after {timeout:.0f}s: Nailgun task "
                                   f"{task['id']} is still {task['status']} at "
                                   f"{task.get('progress') or 0}%")
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 1.5, LONGEST_POLL)
+            backoff.sleep()
             task = self.task(task["id"])
 
 
@@ -208,9 +265,9 @@ def _decode(response: requests.Response, where: str) -> Any:
     if status == 204 or not response.content:
         return None
     if not response.headers.get("Content-Type", "").startswith("application/json"):
-        raise NailgunError(f"Nailgun answered {where} with "
-                           f"{response.headers.get('Content-Type') or 'no content type'}, "
-                           f"not JSON: is this a Nailgun API URL?", status)
+        raise NailgunInputError(f"config api_url: {where} answered with "
+                                f"{response.headers.get('Content-Type') or 'no content type'}"
+                                f", not JSON: not a Nailgun API URL")
     try:
         return response.json()
     except ValueError:
@@ -239,3 +296,14 @@ def _reason(error: requests.RequestException) -> str:
         cause = cause.__context__
     text = str(cause or error)
     return text.split("] ", 1)[-1] if "] " in text else text
+
+
+def _trust(verify: bool | str) -> str:
+    return f"the CA in {verify}" if isinstance(verify, str) else \
+        "the system's CAs (give https_cacert, or https_insecure)"
+
+
+def _ssl_reason(error: Exception) -> str:
+    """OpenSSL's own words ("certificate verify failed: ..."), not the wrapped reprs."""
+    found = re.search(r"certificate verify failed: [^(')\]]+", str(error))
+    return found.group(0).strip() if found else "certificate verify failed"

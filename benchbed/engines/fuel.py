@@ -15,7 +15,13 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from benchbed.clients.nailgun import NailgunClient, NailgunError, NailgunNotFound
+from benchbed.clients.nailgun import (
+    Backoff,
+    NailgunClient,
+    NailgunError,
+    NailgunNotFound,
+    TaskFailed,
+)
 from benchbed.endpoints import Endpoints, stored
 from benchbed.engines.base import CheckResult, Engine
 from benchbed.engines.existing_cloud import normalize_cloud
@@ -92,6 +98,10 @@ class FuelEngineConfig(PluginConfig):
                                             "Keystone, instead of `token`.", None)
     https_insecure: bool = setting("Do not verify the master's or the cloud's TLS "
                                    "certificates.", False)
+    https_cacert: str | None = setting("A CA bundle (PEM file) to verify the master's and the "
+                                       "cloud's TLS certificates with (Fuel 7.0 turns TLS on "
+                                       "for the public endpoints, with a self-signed "
+                                       "certificate).", None, minLength=1, maxLength=4096)
 
 
 def check_api_url(url: str, path: str) -> None:
@@ -104,6 +114,19 @@ def check_api_url(url: str, path: str) -> None:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise ConfigError(path, f"{url!r} has an invalid port") from None
+
+
+def check_cacert(path: str, where: str) -> None:
+    """The CA bundle must be a readable file with at least one PEM certificate."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise ConfigError(where, f"{path!r} does not exist") from None
+    except (OSError, ssl.SSLError, ValueError) as error:
+        raise ConfigError(where, f"{path!r} is not a CA bundle in PEM form "
+                                 f"({error.__class__.__name__})") from None
 
 
 def check_networks(networks: dict[str, FuelNetwork], path: str = "") -> None:
@@ -140,6 +163,8 @@ class FuelEngine(Engine[FuelEngineConfig]):
     def validate_config(cls, config: FuelEngineConfig, path: str, *,
                         has_parent: bool = False) -> None:
         check_api_url(config.api_url, join_path(path, "api_url"))
+        if config.https_cacert is not None:
+            check_cacert(config.https_cacert, join_path(path, "https_cacert"))
         if config.token is not None and config.keystone is not None:
             raise ConfigError(join_path(path, "token"),
                               "give either a token or keystone credentials, not both")
@@ -161,17 +186,26 @@ class FuelEngine(Engine[FuelEngineConfig]):
                                   f"{server!r} is not an IP address") from None
 
     def _client(self) -> NailgunClient:
+        verify: bool | str = not self.config.https_insecure
+        if verify and self.config.https_cacert:
+            verify = self.config.https_cacert
         return NailgunClient(self.config.api_url, token=self.config.token,
-                             keystone=self.config.keystone,
-                             verify=not self.config.https_insecure)
+                             keystone=self.config.keystone, verify=verify)
 
     def deploy(self) -> Endpoints:
         timeout = float(self.config.timeout)
         deadline = time.monotonic() + timeout
         client = self._client()
         step = self.deployment.step
+        version = client.version()
+        fuel = str(version["release"])
+        with step("Nailgun", f"Fuel {fuel} at {self.config.api_url}"):
+            self.deployment.logger.info("Nailgun at %s is Fuel %s (auth required: %s)",
+                                        self.config.api_url, fuel,
+                                        version.get("auth_required", "no"))
         with step("find release", self.config.release):
             release = self._release(client)
+            self._check_public_tls(release)
         with step("choose nodes"):
             chosen = choose_nodes(self.config.nodes, [
                 node for node in client.free_nodes()
@@ -197,7 +231,18 @@ class FuelEngine(Engine[FuelEngineConfig]):
             client.save_networks(cluster_id, provider, networks)
         task = client.deploy_changes(cluster_id)
         self._follow(client, task, "deployment", deadline, timeout, cluster_id=cluster_id)
-        return self._cloud_endpoints(client, cluster_id)
+        return self._cloud_endpoints(client, cluster_id, fuel)
+
+    def _check_public_tls(self, release: dict[str, Any]) -> None:
+        """A release that turns TLS on for the public endpoints by default (7.0's
+        `public_ssl.services`, with a certificate Fuel signs itself) needs a CA to verify the
+        cloud with, or `https_insecure`: refused before anything is created."""
+        editable = (release.get("attributes_metadata") or {}).get("editable") or {}
+        services = ((editable.get("public_ssl") or {}).get("services") or {}).get("value")
+        if services and not self.config.https_cacert and not self.config.https_insecure:
+            raise ConfigError(self.child_path("https_cacert"), f"release {release['name']!r} "
+                              f"puts the public endpoints behind TLS with a self-signed "
+                              f"certificate: give its CA (https_cacert) or https_insecure")
 
     def _create_cluster(self, client: NailgunClient, row: Resource, release_id: int
                         ) -> dict[str, Any]:
@@ -253,13 +298,20 @@ class FuelEngine(Engine[FuelEngineConfig]):
         """Poll a task to its end; the deploy task's subtasks become timeline steps."""
         phases = _Phases(self.deployment)
         with percent_progress(what) as progress, phases:
-            for current in client.poll_task(task, deadline=deadline, what=what,
-                                            timeout=timeout):
-                progress(int(current.get("progress") or 0))
+            try:
+                for current in client.poll_task(task, deadline=deadline, what=what,
+                                                timeout=timeout):
+                    progress(int(current.get("progress") or 0))
+                    if cluster_id is not None:
+                        phases.enter(_phase(client.tasks(cluster_id), current["id"]))
+            except TaskFailed:
+                # polls back off, so the phase that failed may never have been seen running
                 if cluster_id is not None:
-                    phases.enter(_phase(client.tasks(cluster_id), current["id"]))
+                    phases.enter(_phase(client.tasks(cluster_id), task["id"]))
+                raise
 
-    def _cloud_endpoints(self, client: NailgunClient, cluster_id: int) -> Endpoints:
+    def _cloud_endpoints(self, client: NailgunClient, cluster_id: int, fuel: str
+                         ) -> Endpoints:
         editable = client.attributes(cluster_id)["editable"]
         access = editable["access"]
         ssl = editable.get("public_ssl") or {}
@@ -271,11 +323,12 @@ class FuelEngine(Engine[FuelEngineConfig]):
         cloud = normalize_cloud({
             "auth_url": auth_url, "region_name": "RegionOne", "endpoint_type": "public",
             "https_insecure": self.config.https_insecure,
+            "https_cacert": self.config.https_cacert,
             "admin": {"username": access["user"]["value"],
                       "password": access["password"]["value"],
                       "project_name": access["tenant"]["value"]}})
         return stored({**cloud, "fuel": {"api_url": self.config.api_url, "cluster_id": cluster_id,
-                                  "mode": self.config.mode}})
+                                  "mode": self.config.mode, "release": fuel}})
 
     def _public_address(self, client: NailgunClient, cluster_id: int) -> str:
         """The public VIP (HA modes) or the controller's public address (multinode)."""
@@ -320,7 +373,7 @@ class FuelEngine(Engine[FuelEngineConfig]):
                 with self.deployment.step("stop deployment", f"cluster {cluster_id}"):
                     self._follow(client, client.stop_deployment(cluster_id), "stop deployment",
                                  deadline, CLEANUP_TIMEOUT)
-            task = client.delete(f"clusters/{cluster_id}/")
+            task = client.delete_cluster(cluster_id)
         except NailgunNotFound:
             return
         with self.deployment.step("wait for nodes to return to discovery", f"{len(macs)}"):
@@ -328,6 +381,10 @@ class FuelEngine(Engine[FuelEngineConfig]):
 
     def _wait_released(self, client: NailgunClient, cluster_id: int, task: dict[str, Any] | None,
                        macs: set[str], deadline: float) -> None:
+        """Until the cluster is gone and its nodes have come back in discovery (they reboot
+        into the bootstrap image first: minutes on a real master), polling with backoff.
+        `task` is the deletion task that Nailgun returns from 9.0 (None before)."""
+        backoff = Backoff(deadline)
         while True:
             if task is not None:
                 try:
@@ -350,7 +407,7 @@ class FuelEngine(Engine[FuelEngineConfig]):
             if time.monotonic() >= deadline:
                 raise BenchbedError(f"cluster {cluster_id} was not deleted with its nodes "
                                     f"back in discovery within {CLEANUP_TIMEOUT}s")
-            time.sleep(0.3)
+            backoff.sleep()
 
     RESOURCES = {CLUSTER_KIND: ResourceKind(delete=_delete_cluster, exists=_cluster_exists)}
 
@@ -390,7 +447,13 @@ class _Phases:
 
 
 def _phase(tasks: list[dict[str, Any]], parent_id: int) -> str | None:
-    subtasks = [t for t in tasks if t.get("parent_id") == parent_id]
+    """The deploy task's running phase. Task records have `parent_id` only from Fuel 10.0
+    (objects/serializers/task.py); before, the cluster's provision and deployment tasks are
+    those of its one deploy task (TaskManager removes a cluster's old ones)."""
+    if any("parent_id" in t for t in tasks):
+        subtasks = [t for t in tasks if t.get("parent_id") == parent_id]
+    else:
+        subtasks = tasks
     for name in ("provision", "deployment"):
         if any(t["name"] == name and t["status"] != "ready" for t in subtasks):
             return name

@@ -63,8 +63,8 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_check_and_openstack_client_on_fuel_endpoints(bb: Cli, keystone: str, tmp_path: Path,
                                                       home: Path, mode: str) -> None:
     """Multinode: Keystone on the controller's public address; HA: on the public VIP."""
-    sim = Simulator()
-    sim.url = sim.serve()
+    sim = Simulator(release="5.0")  # multinode and HA, no token
+    sim.serve()
     sim.admin_password = ADMIN_PASSWORD
     try:
         network = str(ipaddress.IPv4Network(LXC_NETWORK))
