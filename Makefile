@@ -54,11 +54,12 @@ shellcheck:
 # file owns its networks and names, so two never meet), longest first so that the last file
 # to start is a short one; on two cores this overlaps one file's waits (boots, SSH, polls,
 # single-threaded dpkg) with another's work. Unit tests first: a failure shows in a minute.
-INTEGRATION_ORDER := test_devstack test_nova test_snapshot test_task test_debian \
-	test_multihost test_virsh test_faults test_virsh_snapshot test_fuel_keystone test_report test_lxc \
-	test_gone_servers test_fuel test_core_cli test_export_readers test_races test_planted_files \
-	test_doctor test_api test_hardening_cli test_ec2 test_fuzz_cli test_terminal test_task_report \
-	test_example_provider test_sampler test_rally_platform test_routed_hosts test_postgres_cli test_ansible test_existing_cloud
+INTEGRATION_ORDER := test_devstack test_nova test_existing_cloud test_task test_postgres_cli \
+	test_snapshot test_debian test_fuel test_multihost test_virsh test_faults test_virsh_snapshot \
+	test_ansible test_fuel_keystone test_report test_lxc test_gone_servers test_routed_hosts \
+	test_core_cli test_export_readers test_races test_planted_files test_doctor test_api \
+	test_hardening_cli test_ec2 test_fuzz_cli test_terminal test_task_report \
+	test_example_provider test_sampler test_rally_platform
 INTEGRATION_FILES := $(patsubst %,tests/integration/%.py,$(INTEGRATION_ORDER))
 
 test: host venv clients lint docs
