@@ -196,7 +196,9 @@ def test_task_run_boots_servers_and_samples_controller_and_computes(
     for item in iterations:
         actions = [name for name, _ in item["atomic"]]
         assert {"nova.boot_server", "nova.delete_server"} <= set(actions), actions
-        assert sum(seconds for _, seconds in item["atomic"]) <= item["duration"] + 0.01
+        # nested actions are named "parent > child" and lie inside their parent's time
+        assert sum(seconds for name, seconds in item["atomic"]
+                   if " > " not in name) <= item["duration"] + 0.01
 
     endpoints = cli.json("deployment", "show", "nova")["endpoints"]
     controller = endpoints["servers"][0]["name"]
