@@ -235,7 +235,7 @@ def test_server_without_apt(lab: Lab, spare: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("engine", "message"), [
     ({"services": ["keystone", "swift"]},
      "config services[1]: unknown service 'swift' (known: keystone, glance, placement, "
-     "neutron, nova, nova-compute)"),
+     "neutron, nova, nova-compute, nova-compute-qemu)"),
     ({"services": ["keystone", "nova"]},
      "config services: 'nova' needs placement, glance, neutron in the same cloud: add them"),
     ({"services": ["glance"]}, "config services: must include 'keystone'"),
