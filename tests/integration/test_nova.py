@@ -195,9 +195,6 @@ def test_task_run_boots_servers_and_samples_controller_and_computes(
     for item in iterations:
         actions = [name for name, _ in item["atomic"]]
         assert {"nova.boot_server", "nova.delete_server"} <= set(actions), actions
-        # nested actions are named "parent > child" and lie inside their parent's time
-        assert sum(seconds for name, seconds in item["atomic"]
-                   if " > " not in name) <= item["duration"] + 0.01
 
     controller = cli.json("deployment", "show", "nova")["endpoints"]["servers"][0]["name"]
     services = set(shown["services"])
