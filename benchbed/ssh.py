@@ -15,7 +15,7 @@ from pathlib import Path
 import paramiko
 
 from benchbed import masking
-from benchbed.errors import HostKeyChangedError, SSHError, UnreachableError
+from benchbed.errors import SSHError, UnreachableError
 from benchbed.retry import retry
 from benchbed.server import Command, CommandResult, Server, command_failed, command_line
 
@@ -71,6 +71,16 @@ class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
         host_keys.verify_or_record(self.server.deployment, self.server.address, key)
 
 
+def _refused(client: paramiko.SSHClient, error: paramiko.AuthenticationException) -> bool:
+    """The server answered and turned the credentials down (its connection still up), as
+    opposed to paramiko's `AuthenticationException` for a connection that closed or timed
+    out mid-authentication."""
+    if isinstance(error, paramiko.BadAuthenticationType):
+        return True
+    transport = client.get_transport()
+    return transport is not None and transport.is_active() and "timeout" not in str(error)
+
+
 class SSHClient:
     """paramiko with retries, timeouts, streamed logging and clear errors."""
 
@@ -102,6 +112,18 @@ class SSHClient:
             transport = client.get_transport()
             if transport is not None:
                 transport.set_keepalive(KEEPALIVE_INTERVAL)
+        except paramiko.AuthenticationException as error:
+            refused = _refused(client, error)
+            client.close()
+            sock.close()
+            if refused:
+                raise SSHError(f"{self.server.user}@{self.server.address}: authentication "
+                               "failed (wrong key or password)") from None
+            # paramiko names an EOF or a timeout during authentication an authentication
+            # failure: a booting server's sshd restarting, or a loaded one, not a wrong key
+            self._logger.info("%s: authentication did not finish (%s); retrying",
+                              self.server.address, error)
+            raise paramiko.SSHException(f"authentication did not finish: {error}") from None
         except BaseException:
             client.close()
             sock.close()
@@ -132,7 +154,8 @@ class SSHClient:
         return sock
 
     def connect(self, timeout: float = REACH_TIMEOUT) -> paramiko.SSHClient:
-        """Connect, retrying unreachable hosts with backoff; bad credentials fail at once."""
+        """Connect, retrying unreachable hosts with backoff; refused credentials fail at once
+        (an `SSHError`, which `retry` passes through, as it does `HostKeyChangedError`)."""
         with self._lock:
             transport = self._client.get_transport() if self._client is not None else None
             if self._client is not None and transport is not None and transport.is_active():
@@ -143,11 +166,6 @@ class SSHClient:
                                      timeout=timeout,
                                      retry_on=(OSError, EOFError, paramiko.SSHException),
                                      initial_delay=0.1, max_delay=2.0)
-            except HostKeyChangedError:
-                raise
-            except paramiko.AuthenticationException:
-                raise SSHError(f"{where}: authentication failed (wrong key or password)") \
-                    from None
             except (OSError, EOFError, paramiko.SSHException) as error:
                 raise UnreachableError(f"{where}: unreachable after {timeout:.0f}s: "
                                        f"{masking.scrub(str(error)) or type(error).__name__}",
