@@ -8,17 +8,51 @@ tests and by bench/debian.
 """
 
 import glob
+import ipaddress
 import os
 import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
+from benchbed.hostnet import bridge_name
 from benchbed.images.lxc import LxcImageStore, image_name
 from benchbed.server import Server
 
 RELEASE = "bookworm"
+LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}
+NOTHING_LEFT: dict[str, list[str]] = {"containers": [], "bridges": [], "processes": []}
+_IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
+
+
+def lxc_here(network: str, prefix: str) -> dict[str, Any]:
+    """An LxcProvider config: containers PREFIX-N on NETWORK's bridge on this machine."""
+    return {"type": "LxcProvider", "start_lxc_network": network,
+            "container_name_prefix": prefix, "host_provider": LOCALHOST}
+
+
+def containers_named(prefix: str) -> list[str]:
+    """This machine's LXC containers that a provider with `prefix` made."""
+    return [name for name in sh("lxc-ls -1").split() if name.startswith(f"{prefix}-")]
+
+
+def lxc_leftovers(network: str, prefix: str) -> dict[str, list[str]]:
+    """What a deployment of `lxc_here(network, prefix)` leaves: containers, the bridge and
+    its addresses, and processes (dnsmasq, the mirrors) naming the bridge or an address in
+    the network. Empty lists when nothing is left."""
+    subnet = ipaddress.IPv4Network(network)
+    bridge = bridge_name(subnet)
+
+    def names_it(line: str) -> bool:
+        return bridge in line or any(ipaddress.IPv4Address(found) in subnet
+                                     for found in _IPV4.findall(line)
+                                     if all(int(part) < 256 for part in found.split(".")))
+
+    return {"containers": containers_named(prefix),
+            "bridges": [line for line in sh("ip -br addr").splitlines() if names_it(line)],
+            "processes": [line for line in sh("ps -eo args").splitlines() if names_it(line)]}
 
 
 def host_mirrors() -> tuple[str, str]:

@@ -6,7 +6,6 @@ commands (debian_lab), so that what the engine leaves behind can be compared wit
 server as it was.
 """
 
-import ipaddress
 import json
 import os
 import re
@@ -17,9 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from benchbed.hostnet import bridge_name
 from tests.conftest import Cli, cli_for, client, kill_when, log_says, rally_env, write_yaml
-from tests.integration.debian_lab import Lab, sh
+from tests.integration.debian_lab import NOTHING_LEFT, Lab, lxc_here, lxc_leftovers
 
 pytestmark = pytest.mark.root
 
@@ -32,16 +30,6 @@ RALLY_TASK = {"KeystoneBasic.create_and_list_users": [{
 }]}
 
 
-def _lxc_leftovers() -> dict[str, Any]:
-    """Containers, bridges and daemons (dnsmasq, apt proxy) of the LXC deployment still there."""
-    bridge = bridge_name(ipaddress.IPv4Network(LXC_NETWORK))
-    containers = [n for n in sh("lxc-ls -1").split() if n.startswith(LXC_PREFIX + "-")]
-    bridges = [line for line in sh("ip -br addr").splitlines()
-               if bridge in line or "10.254.141." in line]
-    processes = [line for line in sh("ps -eo args").splitlines()
-                 if bridge in line or "10.254.141." in line]
-    return {"containers": containers, "bridges": bridges, "processes": processes}
-
 
 # -- LxcProvider + DebianEngine, proven by openstack and rally ------------------------------
 
@@ -52,10 +40,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]
     work = tmp_path_factory.mktemp("debian-cloud")
     cli = cli_for(work / "home")
     config = {"type": "DebianEngine", "services": ["keystone", "glance"],
-              "provider": {"type": "LxcProvider", "start_lxc_network": LXC_NETWORK,
-                           "container_name_prefix": LXC_PREFIX,
-                           "host_provider": {"type": "ExistingServers", "credentials": [
-                               {"host": "localhost", "user": "root"}]}}}
+              "provider": lxc_here(LXC_NETWORK, LXC_PREFIX)}
     try:
         cli.ok("deployment", "create", "--file", write_yaml(work / "cloud.yaml", config),
                "--name", "cloud", timeout=1200)
@@ -126,7 +111,7 @@ def test_destroy_leaves_nothing(cloud: tuple[Cli, Path]) -> None:
     cli, _ = cloud
     cli.ok("deployment", "destroy", "cloud", timeout=600)
     assert cli.json("deployment", "list") == []
-    assert _lxc_leftovers() == {"containers": [], "bridges": [], "processes": []}
+    assert lxc_leftovers(LXC_NETWORK, LXC_PREFIX) == NOTHING_LEFT
 
 
 # -- the same engine on servers made outside benchbed ---------------------------------------

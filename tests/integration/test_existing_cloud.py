@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import CLIENTS, Cli, cli_for, client, ledger_rows, rally_env, write_yaml
-from tests.integration.debian_lab import sh
+from tests.integration.debian_lab import containers_named, lxc_here
 
 pytestmark = pytest.mark.root
 
@@ -148,10 +148,7 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keystone]:
     work = tmp_path_factory.mktemp("xk-keystone")
     cli = cli_for(work / "home")
     config = {"type": "DebianEngine", "services": ["keystone"],
-              "provider": {"type": "LxcProvider", "start_lxc_network": LXC_NETWORK,
-                           "container_name_prefix": LXC_PREFIX,
-                           "host_provider": {"type": "ExistingServers", "credentials": [
-                               {"host": "localhost", "user": "root"}]}}}
+              "provider": lxc_here(LXC_NETWORK, LXC_PREFIX)}
     try:
         cli.ok("deployment", "create", "--file", write_yaml(work / "keystone.yaml", config),
                "--name", "bbxk-keystone", timeout=1200)
@@ -166,7 +163,7 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keystone]:
                      ("role", "add", "--project", DEMO["project_name"], "--user",
                       DEMO["username"], "member")):
             client("openstack", *args, env=env)
-        container = next(n for n in sh("lxc-ls -1").split() if n.startswith(LXC_PREFIX + "-"))
+        container = containers_named(LXC_PREFIX)[0]
         ca, other_ca = _serve_tls(container, address, work)
         yield Keystone(admin, address, ca, other_ca)
     finally:

@@ -7,7 +7,6 @@ Rally process and recorded as aborted, with the next run unharmed.
 """
 
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -20,10 +19,15 @@ from typing import Any
 import pytest
 import yaml
 
-from benchbed.hostnet import bridge_name
 from tests.browser import rendered, task_marks
 from tests.conftest import CLIENTS, Cli, cli_for, kill_when, write_yaml
-from tests.integration.debian_lab import sh
+from tests.integration.debian_lab import (
+    NOTHING_LEFT,
+    containers_named,
+    lxc_here,
+    lxc_leftovers,
+    sh,
+)
 
 pytestmark = pytest.mark.root
 
@@ -73,15 +77,6 @@ class Cloud:
                        self.home.glob("deployments/*/deployment.log"))
 
 
-def _lxc_leftovers() -> dict[str, Any]:
-    bridge = bridge_name(ipaddress.IPv4Network(LXC_NETWORK))
-    containers = [n for n in sh("lxc-ls -1").split() if n.startswith(LXC_PREFIX + "-")]
-    bridges = [line for line in sh("ip -br addr").splitlines()
-               if bridge in line or "10.254.240." in line]
-    processes = [line for line in sh("ps -eo args").splitlines()
-                 if bridge in line or "10.254.240." in line]
-    return {"containers": containers, "bridges": bridges, "processes": processes}
-
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
@@ -89,10 +84,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     work = tmp_path_factory.mktemp("task-cloud")
     cli = cli_for(work / "home")
     config = {"type": "DebianEngine", "services": ["keystone", "glance"],
-              "provider": {"type": "LxcProvider", "start_lxc_network": LXC_NETWORK,
-                           "container_name_prefix": LXC_PREFIX,
-                           "host_provider": {"type": "ExistingServers", "credentials": [
-                               {"host": "localhost", "user": "root"}]}}}
+              "provider": lxc_here(LXC_NETWORK, LXC_PREFIX)}
     try:
         cli.ok("deployment", "create", "--file", write_yaml(work / "cloud.yaml", config),
                "--name", "cloud", timeout=1500)
@@ -104,7 +96,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         assert cli.json("deployment", "list") == []
         # the Rally home, with the cloud's credentials in its database, went with it
         assert list((work / "home").glob("deployments/*")) == []
-        assert _lxc_leftovers() == {"containers": [], "bridges": [], "processes": []}
+        assert lxc_leftovers(LXC_NETWORK, LXC_PREFIX) == NOTHING_LEFT
 
 
 def _task(path: Path, image: Path, times: int = TIMES) -> Path:
@@ -141,7 +133,7 @@ def test_a_run_its_iterations_versions_and_samples_are_recorded_without_secrets(
 
     # the versions are the container's own packages
     assert set(run["versions"]) == {"keystone", "glance-api"}
-    container = next(n for n in sh("lxc-ls -1").split() if n.startswith(LXC_PREFIX + "-"))
+    container = containers_named(LXC_PREFIX)[0]
     for package, version in run["versions"].items():
         assert version == sh(f"lxc-attach -n {container} -- dpkg-query -W -f '${{Version}}' "
                              f"{package}").strip()

@@ -26,7 +26,7 @@ import pytest
 from benchbed.hostnet import bridge_name
 from tests import upstream
 from tests.conftest import Cli, cli_for, client, ledger_rows, rally_env, write_yaml
-from tests.integration.debian_lab import ImageLab, sh
+from tests.integration.debian_lab import ImageLab, lxc_here, sh
 from tests.integration.devstack_lab import (
     KEYSTONE_ONLY,
     create_fails,
@@ -72,10 +72,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]
     cli = cli_for(work / "home")
     config = {"type": "DevstackEngine", "git_mirror": str(upstream.git_mirror()),
               "local_conf": WHOLE_CLOUD,
-              "provider": {"type": "LxcProvider", "start_lxc_network": LXC_NETWORK,
-                           "container_name_prefix": LXC_PREFIX,
-                           "host_provider": {"type": "ExistingServers", "credentials": [
-                               {"host": "localhost", "user": "root"}]}}}
+              "provider": lxc_here(LXC_NETWORK, LXC_PREFIX)}
     try:
         cli.ok("deployment", "create", "--file", write_yaml(work / "cloud.yaml", config),
                "--name", "cloud", timeout=3900)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CLIENTS, Cli, cli_for, write_yaml
-from tests.integration.debian_lab import sh
+from tests.integration.debian_lab import lxc_here, sh
 
 pytestmark = pytest.mark.root
 
@@ -50,10 +50,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     work = tmp_path_factory.mktemp("task-compare")
     cli = cli_for(work / "home")
     config = {"type": "DebianEngine", "services": ["keystone"],
-              "provider": {"type": "LxcProvider", "start_lxc_network": LXC_NETWORK,
-                           "container_name_prefix": LXC_PREFIX,
-                           "host_provider": {"type": "ExistingServers", "credentials": [
-                               {"host": "localhost", "user": "root"}]}}}
+              "provider": lxc_here(LXC_NETWORK, LXC_PREFIX)}
     try:
         cli.ok("deployment", "create", "--file", write_yaml(work / "cloud.yaml", config),
                "--name", "cloud", timeout=1200)
