@@ -34,6 +34,18 @@ CELL_DB_URL = "{scheme}://{username}:{password}@{hostname}/{path}?{query}"
 CELL0_URL = "{scheme}://{username}:{password}@{hostname}/{path}_cell0?{query}"
 CELL_MQ_URL = "{scheme}://{username}:{password}@{hostname}:{port}/{path}"
 
+# What every nova.conf benchbed writes says, the control plane's and each compute's
+COMMON_SECTIONS = """\
+[oslo_concurrency]
+lock_path = /var/lib/nova/tmp
+
+[oslo_messaging_notifications]
+driver = noop
+
+[vnc]
+enabled = false
+"""
+
 NOVA_CONF = """\
 [DEFAULT]
 pybasedir = /usr/lib/python3/dist-packages
@@ -57,15 +69,7 @@ workers = {conductor_workers}
 [scheduler]
 workers = {scheduler_workers}
 
-[oslo_concurrency]
-lock_path = /var/lib/nova/tmp
-
-[oslo_messaging_notifications]
-driver = noop
-
-[vnc]
-enabled = false
-
+""" + COMMON_SECTIONS + """
 [cinder]
 os_region_name = {region}
 

@@ -19,7 +19,7 @@ compete with their own boots; `start_held` starts it once a clone is known to be
 from benchbed.engines.debian_services import Context, Recipe, rabbitmq
 from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.engines.debian_services.common import credentials, write_config
-from benchbed.engines.debian_services.nova import NOVA_PRESEED
+from benchbed.engines.debian_services.nova import COMMON_SECTIONS, NOVA_PRESEED
 from benchbed.retry import wait_for
 from benchbed.server import Server
 
@@ -47,15 +47,7 @@ compute_driver = fake.FakeDriver
 state_path = /var/lib/nova
 transport_url = {transport_url}
 
-[oslo_concurrency]
-lock_path = /var/lib/nova/tmp
-
-[oslo_messaging_notifications]
-driver = noop
-
-[vnc]
-enabled = false
-
+""" + COMMON_SECTIONS + """
 {placement}
 {neutron}"""
 

@@ -17,7 +17,7 @@ from benchbed.engines.debian_services import Context, Recipe, rabbitmq
 from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.engines.debian_services.common import credentials, restart, write_config
 from benchbed.engines.debian_services.neutron import NEUTRON_PRESEED
-from benchbed.engines.debian_services.nova import NOVA_PRESEED
+from benchbed.engines.debian_services.nova import COMMON_SECTIONS, NOVA_PRESEED
 from benchbed.engines.debian_services.nova_compute import CONFIG_PATH, compute_user, join
 from benchbed.errors import BenchbedError
 
@@ -40,15 +40,7 @@ force_raw_images = false
 virt_type = qemu
 cpu_mode = none
 
-[oslo_concurrency]
-lock_path = /var/lib/nova/tmp
-
-[oslo_messaging_notifications]
-driver = noop
-
-[vnc]
-enabled = false
-
+""" + COMMON_SECTIONS + """
 {placement}
 {neutron}"""
 
