@@ -1,4 +1,5 @@
-"""A private PostgreSQL for the database tests: own data dir and loopback port, stopped after."""
+"""A private PostgreSQL for the database tests: own data dir and loopback port, stopped after,
+also when pytest is killed (a watchdog of its own stops it then)."""
 
 import glob
 import os
@@ -10,6 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 POSTGRES_USER = "postgres"
+# Waits for the end of its stdin, which only this pytest process holds open, then stops the
+# server (wherever pg_ctl restarted it) and removes its directory. A pytest killed by a
+# timeout had left servers running with their data under /tmp.
+WATCHDOG = """read -r _
+runuser -u "$1" -- "$2" -D "$3" -m immediate stop >/dev/null 2>&1
+rm -rf "$4"
+"""
 
 
 def _bin(name: str) -> str:
@@ -37,6 +45,9 @@ def postgres_server() -> Iterator[str]:
     shutil.chown(directory, POSTGRES_USER)
     data = os.path.join(directory, "data")
     port = _free_port()
+    watchdog = subprocess.Popen(["sh", "-c", WATCHDOG, "watchdog", POSTGRES_USER, _bin("pg_ctl"),
+                                 data, directory], stdin=subprocess.PIPE,
+                                start_new_session=True)
     _as_postgres([_bin("initdb"), "-D", data, "-U", POSTGRES_USER, "--auth=trust", "-E", "UTF8"])
     _as_postgres([_bin("pg_ctl"), "-D", data, "-w", "-l", os.path.join(directory, "log"),
                   "-o", f"-c listen_addresses=127.0.0.1 -c port={port} "
@@ -48,3 +59,6 @@ def postgres_server() -> Iterator[str]:
     finally:
         _as_postgres([_bin("pg_ctl"), "-D", data, "-m", "immediate", "stop"])
         shutil.rmtree(directory, ignore_errors=True)
+        assert watchdog.stdin is not None
+        watchdog.stdin.close()
+        watchdog.wait(timeout=60)
