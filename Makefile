@@ -53,7 +53,9 @@ shellcheck:
 # The integration files run on two pytest-xdist workers, a file per worker at a time (each
 # file owns its networks and names, so two never meet), longest first so that the last file
 # to start is a short one; on two cores this overlaps one file's waits (boots, SSH, polls,
-# single-threaded dpkg) with another's work. Unit tests first: a failure shows in a minute.
+# single-threaded dpkg) with another's work (--no-loadscope-reorder: xdist would otherwise
+# start the files with the most tests first, and the longest one, test_devstack, began 24
+# minutes in). Unit tests first: a failure shows in a minute. The slowest tests are listed.
 INTEGRATION_ORDER := test_devstack test_nova test_existing_cloud test_task test_postgres_cli \
 	test_snapshot test_debian test_fuel test_multihost test_virsh test_faults test_virsh_snapshot \
 	test_ansible test_fuel_keystone test_report test_lxc test_gone_servers test_routed_hosts \
@@ -66,7 +68,8 @@ test: host venv clients lint docs
 	@test "$$(ls tests/integration/test_*.py | sort)" = "$$(ls $(INTEGRATION_FILES) | sort)" \
 		|| { echo "Makefile: INTEGRATION_ORDER must name every tests/integration/test_*.py"; exit 2; }
 	@$(BIN)/pytest -q -x -p no:cacheprovider tests/unit
-	@$(BIN)/pytest -q -x -p no:cacheprovider -n 2 --dist loadfile $(INTEGRATION_FILES)
+	@$(BIN)/pytest -q -x -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder \
+		--durations=25 $(INTEGRATION_FILES)
 
 # End-to-end runs kept out of CI's budget: DevStack's failure cases (a missing branch, a
 # repository that does not answer, stack.sh failing halfway); run before changing them.

@@ -8,9 +8,9 @@ or mirror daemon. Its stack.sh alone took more than 25 minutes on the shared 2 c
 
 The failures: a branch that does not exist, a repository that does not answer, a stack.sh
 failing halfway. Each names the server and the step in one line, and destroy leaves the
-server as it was. On a container made with raw LXC commands, as in
-tests/integration/test_devstack.py (which runs keystone-only in CI); these three cost
-another ~10 minutes on an idle machine.
+server as it was; then a create on that same server succeeds. On a container made with raw
+LXC commands, as in tests/integration/test_devstack.py (which runs keystone-only in CI);
+these cost another ~15 minutes on an idle machine.
 """
 
 import ipaddress
@@ -179,6 +179,25 @@ def test_failing_stack_names_server_function_and_command(raw: tuple[ImageLab, st
         assert re.search(rf"root@{address}:22: step 'stack.sh' failed: stack.sh exited 1 in "
                          r"\S+ \(lib/databases/mysql:\d+: .*\); last lines: .+", error), error
         cli.ok("deployment", "destroy", "fail", timeout=900)
+        assert leftovers(lab, address) == before
+        assert ledger_rows(tmp_path / "home") == 0
+    finally:
+        cli.destroy_all()
+
+
+def test_a_create_after_failed_and_destroyed_ones_succeeds(raw: tuple[ImageLab, str],
+                                                           tmp_path: Path) -> None:
+    """The server the failures above (and CI's kill -9) leave as it was takes a whole
+    keystone-only stack, and its destroy leaves it as it was again."""
+    lab, address = raw
+    before = leftovers(lab, address)
+    cli = cli_for(tmp_path / "home")
+    try:
+        config = write_yaml(tmp_path / "ok.yaml", existing(lab, address, local_conf=KEYSTONE_ONLY))
+        cli.ok("deployment", "create", "--file", config, "--name", "ok", timeout=3600)
+        assert all(r["ok"] for r in cli.json("deployment", "check", "ok"))
+        assert "stack" in leftovers(lab, address)["stack user"]
+        cli.ok("deployment", "destroy", "ok", timeout=900)
         assert leftovers(lab, address) == before
         assert ledger_rows(tmp_path / "home") == 0
     finally:
