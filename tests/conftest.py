@@ -223,6 +223,25 @@ def rally_env(tmp_path: Path, spec: Path) -> dict[str, str]:
     return env
 
 
+def rally_task_without_failures(tmp_path: Path, spec: Path, task: dict[str, Any],
+                                timeout: float) -> None:
+    """`rally task start` of `task` in a Rally home made from `spec`: every workload ran all
+    its iterations and none failed, as Rally's own JSON report says."""
+    env = rally_env(tmp_path, spec)
+    task_file = tmp_path / "task.json"
+    task_file.write_text(json.dumps(task))
+    client("rally", "task", "start", str(task_file), env=env, timeout=timeout)
+    report = tmp_path / "report.json"
+    client("rally", "task", "report", "--json", "--out", str(report), env=env)
+    workloads = [workload for subtask in json.loads(report.read_text())["tasks"][0]["subtasks"]
+                 for workload in subtask["workloads"]]
+    assert len(workloads) == len(task)
+    for workload in workloads:
+        runner = task[workload["name"]][0]["runner"]
+        assert workload["total_iteration_count"] == runner["times"], workload["name"]
+        assert workload["failed_iteration_count"] == 0, workload["name"]
+
+
 def write_yaml(path: Path, config: dict[str, Any]) -> str:
     """Write a deployment config; returns its path for `--file`."""
     path.write_text(yaml.safe_dump(config))

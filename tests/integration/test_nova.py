@@ -26,7 +26,7 @@ from tests.conftest import (
     client,
     kill_when,
     ledger_rows,
-    rally_env,
+    rally_task_without_failures,
     write_yaml,
 )
 from tests.integration.debian_lab import sh
@@ -160,18 +160,7 @@ def test_rally_boots_servers_and_creates_networks_without_failures(
     _, work = nova
     assert RALLY_TASK["NovaServers.boot_and_delete_server"][0]["args"]["image"] == \
         {"name": tiny_image}
-    env = rally_env(tmp_path, work / "spec.json")
-    task = tmp_path / "task.json"
-    task.write_text(json.dumps(RALLY_TASK))
-    client("rally", "task", "start", str(task), env=env, timeout=900)
-    report = tmp_path / "report.json"
-    client("rally", "task", "report", "--json", "--out", str(report), env=env)
-    workloads = [w for subtask in json.loads(report.read_text())["tasks"][0]["subtasks"]
-                 for w in subtask["workloads"]]
-    assert len(workloads) == 2
-    for workload in workloads:
-        assert workload["total_iteration_count"] == 10, workload["name"]
-        assert workload["failed_iteration_count"] == 0, workload["name"]
+    rally_task_without_failures(tmp_path, work / "spec.json", RALLY_TASK, timeout=900)
 
 
 def test_task_run_boots_servers_and_samples_controller_and_computes(

@@ -25,7 +25,15 @@ import pytest
 
 from benchbed.hostnet import bridge_name
 from tests import upstream
-from tests.conftest import Cli, cli_for, client, ledger_rows, rally_env, write_yaml
+from tests.conftest import (
+    Cli,
+    cli_for,
+    client,
+    ledger_rows,
+    rally_env,
+    rally_task_without_failures,
+    write_yaml,
+)
 from tests.integration.debian_lab import ImageLab, lxc_here, sh
 from tests.integration.devstack_lab import (
     KEYSTONE_ONLY,
@@ -110,18 +118,7 @@ def test_check_and_the_real_clients(cloud: tuple[Cli, Path], tmp_path: Path) -> 
 def test_rally_boots_servers_and_creates_networks_without_failures(
         cloud: tuple[Cli, Path], tmp_path: Path) -> None:
     _, work = cloud
-    env = rally_env(tmp_path, work / "spec.json")
-    task = tmp_path / "task.json"
-    task.write_text(json.dumps(RALLY_TASK))
-    client("rally", "task", "start", str(task), env=env, timeout=1200)
-    report = tmp_path / "report.json"
-    client("rally", "task", "report", "--json", "--out", str(report), env=env)
-    workloads = [w for subtask in json.loads(report.read_text())["tasks"][0]["subtasks"]
-                 for w in subtask["workloads"]]
-    assert len(workloads) == 2
-    for workload in workloads:
-        assert workload["total_iteration_count"] == 10, workload["name"]
-        assert workload["failed_iteration_count"] == 0, workload["name"]
+    rally_task_without_failures(tmp_path, work / "spec.json", RALLY_TASK, timeout=1200)
 
 
 def test_destroy_leaves_no_container_row_or_mirror(cloud: tuple[Cli, Path]) -> None:
