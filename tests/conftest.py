@@ -4,11 +4,13 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -240,6 +242,33 @@ def rally_task_without_failures(tmp_path: Path, spec: Path, task: dict[str, Any]
         runner = task[workload["name"]][0]["runner"]
         assert workload["total_iteration_count"] == runner["times"], workload["name"]
         assert workload["failed_iteration_count"] == 0, workload["name"]
+
+
+@contextmanager
+def password_sshd(server: dict[str, Any], log: str, work: Path) -> Iterator[int]:
+    """A second sshd of the test's own in a netns host's namespace (NetnsProvider's `server`
+    record; `log`, its deployment's log path), with that host's own config but passwords
+    allowed, on port 2222; stopped after."""
+    config = Path(log).parent / "netns" / server["name"] / "sshd_config"
+    own = work / "password_sshd_config"
+    own.write_text(config.read_text().replace("Port 22", "Port 2222").replace(
+        "PasswordAuthentication no", "PasswordAuthentication yes").replace(
+        'sshd.pid"', 'password-sshd.pid"'))
+    sshd = subprocess.Popen(["ip", "netns", "exec", server["name"], "/usr/sbin/sshd", "-D",
+                             "-e", "-f", str(own)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection((server["host"], 2222), timeout=2).close()
+                break
+            except OSError:
+                assert sshd.poll() is None and time.monotonic() < deadline, "no sshd on 2222"
+                time.sleep(0.2)
+        yield 2222
+    finally:
+        sshd.terminate()
+        sshd.wait(timeout=30)
 
 
 def write_yaml(path: Path, config: dict[str, Any]) -> str:

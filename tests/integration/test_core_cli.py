@@ -7,16 +7,14 @@ ExistingServers and ServersEngine drive them, and every test checks what is left
 import json
 import os
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import Cli, ledger_rows, read_inventory
+from tests.conftest import Cli, ledger_rows, password_sshd, read_inventory
 
 SEED_PASSWORD = "Seed-Pa55-Never-Shown"
 
@@ -156,27 +154,8 @@ def password_user() -> tuple[str, str]:
 def password_port(hosts: dict, tmp_path: Path) -> Iterator[int]:
     """The netns hosts' own sshd takes keys only: a second sshd of the test's own, in the
     first host's namespace, takes passwords on port 2222."""
-    first = hosts["endpoints"]["servers"][0]
-    config = Path(hosts["log"]).parent / "netns" / first["name"] / "sshd_config"
-    own = tmp_path / "password_sshd_config"
-    own.write_text(config.read_text().replace("Port 22", "Port 2222").replace(
-        "PasswordAuthentication no", "PasswordAuthentication yes").replace(
-        'sshd.pid"', 'password-sshd.pid"'))
-    sshd = subprocess.Popen(["ip", "netns", "exec", first["name"], "/usr/sbin/sshd", "-D",
-                             "-e", "-f", str(own)], stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection((first["host"], 2222), timeout=2).close()
-                break
-            except OSError:
-                assert sshd.poll() is None and time.monotonic() < deadline, "no sshd on 2222"
-                time.sleep(0.2)
-        yield 2222
-    finally:
-        sshd.terminate()
-        sshd.wait(timeout=30)
+    with password_sshd(hosts["endpoints"]["servers"][0], hosts["log"], tmp_path) as port:
+        yield port
 
 
 def test_password_login_and_wrong_credentials(bb: Cli, tmp_path: Path, hosts: dict,

@@ -9,7 +9,6 @@ import ipaddress
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from tests.conftest import Cli, ledger_rows, write_yaml
+from tests.conftest import Cli, ledger_rows, password_sshd, write_yaml
 
 # networks of this file only (10.254.220.0/24)
 NETWORKS = {"stopped": "10.254.220.0/28", "deleted": "10.254.220.16/28",
@@ -237,28 +236,10 @@ def test_the_hosts_refuse_password_logins(login_host: dict, tmp_path: Path,
                                           password_user: tuple[str, str]) -> None:
     server = login_host["endpoints"]["servers"][0]
     user, password = password_user
-    config = Path(login_host["log"]).parent / "netns" / server["name"] / "sshd_config"
     # the same account and password on a test-owned sshd that allows passwords: accepted,
     # so the host's refusal below is its configuration's, not a wrong password's
-    own = tmp_path / "own_sshd_config"
-    own.write_text(config.read_text().replace("Port 22", "Port 2222").replace(
-        "PasswordAuthentication no", "PasswordAuthentication yes").replace(
-        'sshd.pid"', 'own-sshd.pid"'))
-    sshd = subprocess.Popen(["ip", "netns", "exec", server["name"], "/usr/sbin/sshd", "-D",
-                             "-e", "-f", str(own)], stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection((server["host"], 2222), timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the test's own sshd never listened"
-                time.sleep(0.2)
-        assert paramiko_password_login(server["host"], user, password, 2222) == "accepted"
-    finally:
-        sshd.terminate()
-        sshd.wait(timeout=30)
+    with password_sshd(server, login_host["log"], tmp_path) as port:
+        assert paramiko_password_login(server["host"], user, password, port) == "accepted"
     for login in (user, "root"):
         assert paramiko_password_login(server["host"], login, password) == \
             "methods ['publickey']", login
