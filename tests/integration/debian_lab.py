@@ -153,7 +153,11 @@ class Lab:
     def clone(self, name: str) -> str:
         """Start an overlay clone of the base container; return its address."""
         sh(f"lxc-copy -s -B overlay -n {self.base} -N {name} && lxc-start -n {name}")
-        deadline = time.monotonic() + 60
+        return self.address_once_up(name, 60)
+
+    def address_once_up(self, name: str, timeout: float) -> str:
+        """The started container's address on the lab's subnet, once it answers SSH."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             address = sh(f"lxc-info -n {name} -iH", check=False).strip().split("\n")[0]
             if address.startswith(self.subnet):
@@ -225,14 +229,7 @@ class ImageLab(Lab):
         sh(f"ssh-keygen -q -A -f {upper}")
         (upper / "etc/machine-id").write_text(os.urandom(16).hex() + "\n")
         sh(f"lxc-start -n {name}")
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            address = sh(f"lxc-info -n {name} -iH", check=False).strip().split("\n")[0]
-            if address.startswith(self.subnet):
-                self.wait_ssh(address)
-                return address
-            time.sleep(0.2)
-        raise RuntimeError(f"container {name} got no address")
+        return self.address_once_up(name, 90)
 
 
 def _stop_daemon(pid_file: Path, marker: str) -> None:
