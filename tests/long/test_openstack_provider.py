@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import cli_for, client, kill_when, ledger_rows, write_yaml
+from tests.conftest import Cli, cli_for, client, kill_when, ledger_rows, write_yaml
 from tests.long.guest_cloud import FLAVOR, HUGE_FLAVOR, Cloud, guest_cloud, openstack
 
 pytestmark = pytest.mark.root
@@ -65,9 +65,7 @@ def test_one_guest_boots_and_answers_ssh_through_the_exported_config(
         assert len(made["servers"] - before["servers"]) == 1
         assert len(made["key_pairs"] - before["key_pairs"]) == 1
         assert len(made["groups"] - before["groups"]) == 1
-        cli.ok("deployment", "destroy", "one", timeout=900)
-        assert cloud.state() == before
-        assert ledger_rows(tmp_path / "home") == 0
+        destroy_back_to(cloud, cli, "one", before, tmp_path / "home")
     finally:
         cli.destroy_all()
 
@@ -87,9 +85,7 @@ def test_a_server_that_never_becomes_active_fails_with_one_line_and_leaves_nothi
             result.stderr
         assert "Traceback" not in result.stderr
         # the failed deployment keeps its ledger, so that destroy removes what it made
-        cli.ok("deployment", "destroy", "huge", timeout=900)
-        assert cloud.state() == before
-        assert ledger_rows(tmp_path / "home") == 0
+        destroy_back_to(cloud, cli, "huge", before, tmp_path / "home")
     finally:
         cli.destroy_all()
 
@@ -123,8 +119,7 @@ def test_gc_deletes_servers_of_deployments_that_no_longer_exist(
         servers = cloud.state()["servers"]
         assert orphan not in servers and live | {elsewhere} <= servers
         openstack_delete(cloud.env, elsewhere)
-        cli.ok("deployment", "destroy", "live", timeout=900)
-        assert cloud.state() == before
+        destroy_back_to(cloud, cli, "live", before, tmp_path / "home")
     finally:
         cli.destroy_all()
 
@@ -151,11 +146,18 @@ def test_kill_during_create_then_destroy_leaves_the_cloud_as_it_was(
                   never=f"the create never reached '{moment}'")
         assert cloud.state() != before, "the kill must leave something to clean up"
         assert ledger_rows(tmp_path / "home") > 0
-        cli.ok("deployment", "destroy", "--force", "killed", timeout=900)
-        assert cloud.state() == before
-        assert ledger_rows(tmp_path / "home") == 0
+        destroy_back_to(cloud, cli, "killed", before, tmp_path / "home")
     finally:
         cli.destroy_all()
+
+
+def destroy_back_to(cloud: Cloud, cli: Cli, name: str, before: dict[str, set[str]],
+                    home: Path) -> None:
+    """`destroy --force` (a killed create leaves its lease) leaves the cloud's servers,
+    ports, key pairs, groups and images as they were, and no ledger row."""
+    cli.ok("deployment", "destroy", "--force", name, timeout=900)
+    assert cloud.state() == before
+    assert ledger_rows(home) == 0
 
 
 def _status(cloud: Cloud, server_id: str) -> str:
