@@ -112,23 +112,32 @@ class SSHClient:
             transport = client.get_transport()
             if transport is not None:
                 transport.set_keepalive(KEEPALIVE_INTERVAL)
-        except paramiko.AuthenticationException as error:
-            refused = _refused(client, error)
+        except BaseException as error:
+            failure = self._authentication_failure(client, error)
             client.close()
             sock.close()
-            if refused:
-                raise SSHError(f"{self.server.user}@{self.server.address}: authentication "
-                               "failed (wrong key or password)") from None
-            # paramiko names an EOF or a timeout during authentication an authentication
-            # failure: a booting server's sshd restarting, or a loaded one, not a wrong key
-            self._logger.info("%s: authentication did not finish (%s); retrying",
-                              self.server.address, error)
-            raise paramiko.SSHException(f"authentication did not finish: {error}") from None
-        except BaseException:
-            client.close()
-            sock.close()
-            raise
+            if failure is None:
+                raise
+            raise failure from None
         return client
+
+    def _authentication_failure(self, client: paramiko.SSHClient, error: BaseException
+                                ) -> Exception | None:
+        """What an authentication failure means (None for any other error): a refused key or
+        password fails at once; an EOF or a timeout during authentication, which paramiko
+        reports the same way (a booting server's sshd restarting, or a loaded one), is
+        retried."""
+        if not isinstance(error, paramiko.AuthenticationException):
+            return None
+        if _refused(client, error):
+            return SSHError(f"{self._where}: authentication failed (wrong key or password)")
+        self._logger.info("%s: authentication did not finish (%s); retrying",
+                          self.server.address, error)
+        return paramiko.SSHException(f"authentication did not finish: {error}")
+
+    @property
+    def _where(self) -> str:
+        return f"{self.server.user}@{self.server.address}"
 
     def _open_socket(self, timeout: float) -> socket.socket | paramiko.Channel:
         """A TCP connection to the server's SSH port: direct, or a `direct-tcpip` channel
@@ -160,14 +169,13 @@ class SSHClient:
             transport = self._client.get_transport() if self._client is not None else None
             if self._client is not None and transport is not None and transport.is_active():
                 return self._client
-            where = f"{self.server.user}@{self.server.address}"
             try:
                 self._client = retry(lambda: self._connect_once(min(timeout, ATTEMPT_TIMEOUT)),
                                      timeout=timeout,
                                      retry_on=(OSError, EOFError, paramiko.SSHException),
                                      initial_delay=0.1, max_delay=2.0)
             except (OSError, EOFError, paramiko.SSHException) as error:
-                raise UnreachableError(f"{where}: unreachable after {timeout:.0f}s: "
+                raise UnreachableError(f"{self._where}: unreachable after {timeout:.0f}s: "
                                        f"{masking.scrub(str(error)) or type(error).__name__}",
                                        self.server.host) from None
             return self._client
@@ -180,7 +188,7 @@ class SSHClient:
         """Run a command; stdout/stderr stream into the deployment log as they arrive."""
         command = command_line(command)
         client = self.connect()
-        where = f"{self.server.user}@{self.server.address}"
+        where = self._where
         self._logger.debug("%s$ %s", where, command)
         try:
             transport = client.get_transport()

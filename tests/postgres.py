@@ -11,12 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 POSTGRES_USER = "postgres"
-# Waits for the end of its stdin, which only this pytest process holds open, then stops the
-# server (wherever pg_ctl restarted it) and removes its directory. A pytest killed by a
-# timeout had left servers running with their data under /tmp.
+# The one place the server is stopped: waits for the end of its stdin, which only this pytest
+# process holds open (closed at the end of the tests, or by the kernel when pytest is killed:
+# a pytest killed by a timeout had left servers running with their data under /tmp), then
+# stops the server, removes its directory and exits with pg_ctl's status.
 WATCHDOG = """read -r _
-runuser -u "$1" -- "$2" -D "$3" -m immediate stop >/dev/null 2>&1
+runuser -u "$1" -- "$2" -D "$3" -m immediate stop >/dev/null
+stopped=$?
 rm -rf "$4"
+exit "$stopped"
 """
 
 
@@ -57,8 +60,7 @@ def postgres_server() -> Iterator[str]:
                       POSTGRES_USER, "benchbed"])
         yield f"postgresql+psycopg2://{POSTGRES_USER}@127.0.0.1:{port}/benchbed"
     finally:
-        _as_postgres([_bin("pg_ctl"), "-D", data, "-m", "immediate", "stop"])
-        shutil.rmtree(directory, ignore_errors=True)
         assert watchdog.stdin is not None
         watchdog.stdin.close()
-        watchdog.wait(timeout=60)
+        assert watchdog.wait(timeout=60) == 0, "PostgreSQL did not stop (its watchdog failed)"
+        assert not os.path.exists(directory), directory
