@@ -24,13 +24,15 @@ _TOKEN = re.compile(r"(?P<host>[^\x00-\x1f\x7f]+):(?P<pid>[1-9][0-9]{0,9}):"
 
 
 def _start_time(pid: int) -> str | None:
-    """Process start time in clock ticks since boot, from /proc; None if the process is gone."""
+    """Process start time in clock ticks since boot, from /proc; None if the process is gone
+    or a zombie (dead, its parent has not reaped it yet: a test runner interrupted with
+    Ctrl-C leaves its killed `benchbed` so, and the lease it held must be breakable)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return fields[19]
+    return None if fields[0] == "Z" else fields[19]
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,19 @@ class OpenStackCloud:
         self._call("image", "POST", f"/v2/images/{image_id}/import", what="import image",
                    json={"method": {"name": "web-download", "uri": url}})
 
+    def import_failure(self, image_id: str) -> str | None:
+        """Why Glance's last import of the image failed, if it did. Glance puts an image whose
+        import failed back to `queued` and says why only in the import's task (`GET
+        /v2/images/ID/tasks`, Wallaby and newer; without it a failure shows as a timeout)."""
+        found = self._call("image", "GET", f"/v2/images/{image_id}/tasks",
+                           what=f"tasks of image {image_id}", ok=(200, 404))
+        if found.status_code != 200:
+            return None
+        tasks = sorted(found.json().get("tasks", []), key=lambda t: str(t.get("created_at")))
+        if tasks and tasks[-1].get("status") == "failure":
+            return str(tasks[-1].get("message") or "Glance gave no reason")
+        return None
+
     def delete_image(self, image_id: str) -> None:
         self._call("image", "DELETE", f"/v2/images/{image_id}", what=f"delete image {image_id}",
                    ok=(204, 404))

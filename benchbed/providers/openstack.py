@@ -205,17 +205,22 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
                 wanted.name, wanted.format, [f"benchbed:{self.deployment.uuid}"])
             self.ledger.update(row)
             self.cloud.import_image(row.data["image_id"], url)
-            uploaded = wait_for(lambda: self._image_ready(row.data["image_id"]),
+            uploaded = wait_for(lambda: self._image_ready(row.data["image_id"], url),
                                 timeout=IMAGE_TIMEOUT, what="image active", max_interval=5.0)
             if uploaded.get("checksum") != wanted.checksum:
                 raise CloudError(f"{self.path}: image from {url} has checksum "
                                  f"{uploaded.get('checksum')}, not {wanted.checksum}")
         return str(row.data["image_id"])
 
-    def _image_ready(self, image_id: str) -> dict[str, Any] | None:
+    def _image_ready(self, image_id: str, url: str) -> dict[str, Any] | None:
         image = self.cloud.image(image_id)
         if image is None or image["status"] in ("killed", "deleted"):
             raise CloudError(f"{self.path}: the cloud could not import image {image_id}")
+        if image["status"] == "queued":
+            failure = self.cloud.import_failure(image_id)
+            if failure is not None:
+                raise CloudError(f"{self.path}: the cloud could not import image {image_id} "
+                                 f"from {url}: {failure}")
         return image if image["status"] == "active" else None
 
     def _key_pair(self) -> str:

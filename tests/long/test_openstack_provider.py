@@ -12,6 +12,7 @@ each guest boots in 4-5 minutes under emulation. Written 2026-12-06 and not yet 
 pytest (one guest was booted and reached over SSH by hand).
 """
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -120,6 +121,65 @@ def test_gc_deletes_servers_of_deployments_that_no_longer_exist(
         assert orphan not in servers and live | {elsewhere} <= servers
         openstack_delete(cloud.env, elsewhere)
         destroy_back_to(cloud, cli, "live", before, tmp_path / "home")
+    finally:
+        cli.destroy_all()
+
+
+@pytest.fixture
+def served(cloud: Cloud, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """An empty 1 GB qcow2 served over HTTP on the host's bridge address, port 80 (Glance's
+    web-download accepts ports 80 and 443 only): its URL and MD5."""
+    directory = tmp_path / "www"
+    directory.mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(directory / "empty.qcow2"),
+                    "1G"], check=True)
+    address = NETWORK.replace("0/24", "1")
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", address,
+                               "--directory", str(directory), "80"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        md5 = hashlib.md5((directory / "empty.qcow2").read_bytes()).hexdigest()
+        yield f"http://{address}/empty.qcow2", md5
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_an_image_uploaded_from_a_url_is_deleted_by_destroy(
+        cloud: Cloud, tmp_path: Path, served: tuple[str, str]) -> None:
+    """Glance fetches the image itself; the servers need not boot (the image is empty)."""
+    url, md5 = served
+    before = cloud.state()
+    cli = cli_for(tmp_path / "home")
+    image = {"name": "bb-from-url", "format": "qcow2", "url": url, "checksum": md5}
+    try:
+        cli.ok("deployment", "create", "--file", servers_config(
+            cloud, tmp_path / "s.yaml", 1, {"wait_for_ssh": False}, image=image),
+            "--name", "url", timeout=1200)
+        uploaded = cloud.state()["images"] - before["images"]
+        assert len(uploaded) == 1
+        assert openstack(cloud.env, "image", "show", *uploaded)["checksum"] == md5
+        destroy_back_to(cloud, cli, "url", before, tmp_path / "home")
+    finally:
+        cli.destroy_all()
+
+
+def test_an_image_url_glance_cannot_fetch_fails_with_one_line_and_leaves_nothing(
+        cloud: Cloud, tmp_path: Path, served: tuple[str, str]) -> None:
+    url, md5 = served
+    missing = url.replace("empty.qcow2", "missing.qcow2")
+    before = cloud.state()
+    cli = cli_for(tmp_path / "home")
+    image = {"name": "bb-missing", "format": "qcow2", "url": missing, "checksum": md5}
+    try:
+        result = cli("deployment", "create", "--file", servers_config(
+            cloud, tmp_path / "s.yaml", 1, {"wait_for_ssh": False}, image=image),
+            "--name", "missing", timeout=600)
+        assert result.returncode == 1, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("benchbed: ")]
+        assert len(lines) == 1 and "could not import image" in lines[0] \
+            and missing in lines[0], result.stderr
+        destroy_back_to(cloud, cli, "missing", before, tmp_path / "home")
     finally:
         cli.destroy_all()
 

@@ -61,3 +61,22 @@ def test_breaking_a_dead_holders_lease_ends_its_commands_not_its_daemons(home: P
     while _running(pids.get("daemon", 0)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _running(pids.get("daemon", 0))
+
+
+def test_a_killed_holder_not_yet_reaped_is_not_alive() -> None:
+    """A zombie: dead, but its pid and start time still in /proc until its parent waits."""
+    child = subprocess.Popen(["sleep", "300"])
+    try:
+        start = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        holder = Holder(Holder.me().host, child.pid, start)
+        assert holder.is_alive() is True
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while _running(child.pid):
+            assert time.monotonic() < deadline, "the child never died"
+            time.sleep(0.01)
+        assert Path(f"/proc/{child.pid}").exists(), "not a zombie: reaped too early"
+        assert holder.is_alive() is False
+    finally:
+        child.kill()
+        child.wait()
