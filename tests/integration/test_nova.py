@@ -185,11 +185,12 @@ def test_task_run_boots_servers_and_samples_controller_and_computes(
         actions = [name for name, _ in item["atomic"]]
         assert {"nova.boot_server", "nova.delete_server"} <= set(actions), actions
 
-    controller = cli.json("deployment", "show", "nova")["endpoints"]["servers"][0]["name"]
+    endpoints = cli.json("deployment", "show", "nova")["endpoints"]
+    controller = endpoints["servers"][0]["name"]
     services = set(shown["services"])
     assert {f"{controller}/nova-conductor", f"{controller}/mariadb"} <= services, services
-    assert any(name.endswith("/nova-compute") and not name.startswith(f"{controller}/")
-               for name in services), services
+    assert {f"{name}/nova-compute" for name in endpoints["nodes"][0]["compute_hosts"]} \
+        <= services, services
 
 
 def test_kill_while_the_clones_start_then_destroy_leaves_nothing(

@@ -30,7 +30,10 @@ SERVICES = ["keystone", "glance", "placement", "neutron", "nova", "nova-compute-
 FLAVOR = "bb.guest"
 # Debian with systemd under TCG: 384 MB boots; the template's disk is 8 GB
 FLAVOR_SPEC = ["--ram", "384", "--vcpus", "1", "--disk", "8"]
+# more disk than the compute has (Nova has no disk quota): the scheduler finds no host
 HUGE_FLAVOR = "bb.huge"
+# more memory than the project's quota (51200 MB): Nova refuses the request itself
+OVER_QUOTA_FLAVOR = "bb.over-quota"
 
 
 @dataclass
@@ -111,8 +114,10 @@ def guest_cloud(work: Path, network: str, guests: str, prefix: str) -> Iterator[
                   "--subnet-range", f"{guests}.0/24", "--no-dhcp", "--gateway", "none",
                   "--allocation-pool", f"start={guests}.10,end={guests}.250", "guests")
         openstack(env, "flavor", "create", *FLAVOR_SPEC, FLAVOR)
-        openstack(env, "flavor", "create", "--ram", "4000000", "--vcpus", "1", "--disk", "8",
+        openstack(env, "flavor", "create", "--ram", "384", "--vcpus", "1", "--disk", "4000",
                   HUGE_FLAVOR)
+        openstack(env, "flavor", "create", "--ram", "4000000", "--vcpus", "1", "--disk", "8",
+                  OVER_QUOTA_FLAVOR)
         built = guest_image.build()
         kernel = openstack(env, "image", "create", "--disk-format", "aki", "--container-format",
                            "aki", "--file", str(built.kernel), "--public", "bb-kernel")
