@@ -1,7 +1,7 @@
 """bench/openstack_provider: N real guests created in parallel against 1, in one run.
 
 A cloud that boots real guests under QEMU software emulation is made first
-(tests/long/guest_cloud.py: one DebianEngine container with nova-compute-qemu, about
+(tests/integration/guest_cloud.py: one DebianEngine container with nova-compute-qemu, about
 a quarter of an hour on 2 cores, not timed). Each round then times, as whole processes from
 outside, `deployment create` of a ServersEngine with OpenStackProvider for 1 server and for
 N=4 (to SSH-ready, host keys recorded), each destroyed before the next; the order flips every
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.common import Target, Timings, finish, rounds
 from tests.conftest import write_yaml
-from tests.long.guest_cloud import Cloud, guest_cloud
+from tests.integration.guest_cloud import Cloud, guest_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
