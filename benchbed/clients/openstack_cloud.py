@@ -166,6 +166,17 @@ class OpenStackCloud:
                    json={"security_group_rule": rule})
         return group_id
 
+    def tag_security_group(self, group_id: str, tags: list[str]) -> None:
+        """Neutron's tags (its standard-attr-tag extension, on by default), so that gc can
+        tell whose the group is; a cloud without the extension keeps the group untagged."""
+        self._call("network", "PUT", f"/v2.0/security-groups/{group_id}/tags",
+                   what=f"tag security group {group_id}", ok=(200, 201, 404),
+                   json={"tags": tags})
+
+    def security_groups(self) -> list[dict[str, Any]]:
+        return list(self._call("network", "GET", "/v2.0/security-groups",
+                               what="list security groups").json()["security_groups"])
+
     def groups_named(self, name: str, description: str) -> list[str]:
         """Groups of this name whose description is ours, so never somebody else's."""
         groups = self._call("network", "GET", "/v2.0/security-groups", what="list groups",

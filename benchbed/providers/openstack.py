@@ -28,6 +28,9 @@ from benchbed.settings import PluginConfig, Section, setting
 ACTIVE_TIMEOUT = 600
 # which benchbed database a server's deployment is in (gc touches only its own database's)
 DATABASE_KEY = "benchbed_database"
+# the same two facts as tags of images and security groups, which have no metadata
+DEPLOYMENT_TAG = "benchbed:"
+DATABASE_TAG = "benchbed-database:"
 GONE_TIMEOUT = 300
 IMAGE_TIMEOUT = 1800
 # what a cloud calls its flavors and images: anything printable, no control characters
@@ -130,6 +133,11 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
         given = re.sub(r"[^A-Za-z0-9]+", "-", self.config.deployment_name).strip("-")
         return f"{given or 'benchbed'}-{self.tag}"
 
+    @property
+    def _owner_tags(self) -> list[str]:
+        """Whose an image or security group is, for gc: the deployment and its database."""
+        return [f"{DEPLOYMENT_TAG}{self.deployment.uuid}", f"{DATABASE_TAG}{database_id()}"]
+
     _cloud: OpenStackCloud | None = None
 
     @property
@@ -202,7 +210,7 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
         with self.ledger.creating("image", wanted.name) as row, \
                 self.deployment.step("upload image", url):
             row.data["image_id"] = self.cloud.create_image(
-                wanted.name, wanted.format, [f"benchbed:{self.deployment.uuid}"])
+                wanted.name, wanted.format, self._owner_tags)
             self.ledger.update(row)
             self.cloud.import_image(row.data["image_id"], url)
             uploaded = wait_for(lambda: self._image_ready(row.data["image_id"], url),
@@ -243,6 +251,7 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
                     name, f"benchbed deployment {self.deployment.uuid}",
                     self.config.ssh_cidr)
                 self.ledger.update(row)
+                self.cloud.tag_security_group(row.data["group_id"], self._owner_tags)
         return [name]
 
     def _create_server(self, name: str, request: dict[str, Any]) -> Resource:
@@ -291,7 +300,7 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
         saved = resource.data.get("image_id")
         for image_id in [saved] if saved else [
                 image["id"] for image in self.cloud.images(
-                    name=resource.name, tag=f"benchbed:{self.deployment.uuid}")]:
+                    name=resource.name, tag=f"{DEPLOYMENT_TAG}{self.deployment.uuid}")]:
             self.cloud.delete_image(image_id)
 
     # -- gc ------------------------------------------------------------------------------------
@@ -299,29 +308,44 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
     @classmethod
     def find_strays(cls, config: OpenStackProviderConfig, live: Callable[[], set[str]]
                     ) -> Sweep:
-        """Servers whose metadata names a deployment gone from this database; those of
-        another database are counted, never touched."""
+        """Servers (by metadata), images and security groups (by tags) that name a deployment
+        gone from this database; those of another database, or of no known database, are
+        counted and never touched. Key pairs carry neither, so gc leaves them."""
         sweep, alive = Sweep(), live()
         database = database_id()
-        for server in OpenStackCloud(config, where="gc").tagged_servers():
-            metadata = server["metadata"]
-            if metadata.get(DATABASE_KEY) != database:
+        cloud = OpenStackCloud(config, where="gc")
+        owned = [("server", server["id"], server["metadata"].get("benchbed_deployment"),
+                  server["metadata"].get(DATABASE_KEY)) for server in cloud.tagged_servers()]
+        for kind, found in (("image", cloud.images()),
+                            ("security_group", cloud.security_groups())):
+            for item in found:
+                deployment, its_database = _owner(item.get("tags") or [])
+                if deployment is not None:
+                    owned.append((kind, item["id"], deployment, its_database))
+        for kind, resource_id, deployment, its_database in owned:
+            if its_database != database:
                 sweep.elsewhere += 1
-            elif metadata["benchbed_deployment"] not in alive:
-                sweep.strays.append(Stray("server", server["id"],
-                                          metadata["benchbed_deployment"],
+            elif deployment not in alive:
+                sweep.strays.append(Stray(kind, resource_id, str(deployment),
                                           "its deployment no longer exists"))
         return sweep
 
     @classmethod
     def delete_strays(cls, config: OpenStackProviderConfig, strays: list[Stray]) -> None:
-        """Delete the servers (Nova deletes the ports it made for them) and wait for each."""
+        """Servers first (Nova deletes the ports it made for them), waiting for each: a group
+        still in use cannot be deleted; then the groups and images."""
         cloud = OpenStackCloud(config, where="gc")
-        for stray in strays:
+        servers = [stray for stray in strays if stray.kind == "server"]
+        for stray in servers:
             cloud.delete_server(stray.id)
-        for stray in strays:
+        for stray in servers:
             wait_for(partial(_gone, cloud, stray.id), timeout=GONE_TIMEOUT,
                      what=f"server {stray.id} deleted", interval=0.5, max_interval=5.0)
+        for stray in strays:
+            if stray.kind == "security_group":
+                cloud.delete_security_group(stray.id)
+            elif stray.kind == "image":
+                cloud.delete_image(stray.id)
 
     RESOURCES = {
         "image": ResourceKind(delete=delete_image),
@@ -330,6 +354,14 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
         "server": ResourceKind(delete=delete_server,
                                requires=("image", "key_pair", "security_group")),
     }
+
+
+def _owner(tags: list[str]) -> tuple[str | None, str | None]:
+    """The deployment and database an image's or group's tags name (None where absent)."""
+    def value(prefix: str) -> str | None:
+        return next((tag[len(prefix):] for tag in tags if tag.startswith(prefix)), None)
+
+    return value(DEPLOYMENT_TAG), value(DATABASE_TAG)
 
 
 def _gone(cloud: OpenStackCloud, server_id: str) -> bool:

@@ -129,8 +129,8 @@ def guest_cloud(work: Path, network: str, guests: str, prefix: str) -> Iterator[
                          "--property", f"ramdisk_id={initrd['id']}", "bb-debian")
         yield Cloud(cli, work, env, auth, provider_network["id"], disk["id"], prefix)
     finally:
-        cli.destroy_all()
         if bridge:
             subprocess.run(["ip", "addr", "del", f"{guests}.1/24", "dev", bridge], check=False)
+        cli.destroy_all()
         assert not [n for n in sh("lxc-ls -1").split() if n.startswith(f"{prefix}-")]
         assert ledger_rows(work / "home") == 0

@@ -29,6 +29,13 @@ JOIN_TIMEOUT = 300
 # systemd's default start timeout proved too short for several start-ups at once on a busy
 # host, and Restart=on-failure then started each again, unbounded by benchbed's batches.
 START_TIMEOUT = 600
+# One `discover_hosts` at a time on a controller: LxcEngine's hosts and a MultihostEngine's
+# node groups join in parallel, and two discoveries at once race to map the same host into
+# the cell: one fails with DBDuplicateEntry on host_mappings' unique host (deployment tools
+# that ran it from each node in parallel have reported it since 2018).
+DISCOVER_LOCK = "/run/lock/benchbed-nova-discover-hosts"
+DISCOVER_HOSTS = ["flock", DISCOVER_LOCK, "runuser", "-u", "nova", "--", "nova-manage",
+                  "cell_v2", "discover_hosts"]
 # nova-compute starts at boot only where this file is; a clone gets it once checked
 RELEASED = "/etc/nova/benchbed-start-at-boot"
 HOLD_DROP_IN = "/etc/systemd/system/nova-compute.service.d/benchbed-hold.conf"
@@ -90,7 +97,7 @@ def join(catalogue: Catalogue, region: str, controller: Server, hosts: list[str]
 
     wait_for(all_up, timeout=timeout, what=f"nova-compute up on {len(wanted)} host(s)",
              interval=1, max_interval=5)
-    controller.ssh.run("runuser -u nova -- nova-manage cell_v2 discover_hosts", timeout=600)
+    controller.ssh.run(DISCOVER_HOSTS, timeout=600)
 
     def all_providers() -> bool:
         return wanted <= {p["name"] for p in catalogue.resource_providers(region)}
