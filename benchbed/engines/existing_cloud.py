@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from benchbed.endpoints import Endpoints, stored
 from benchbed.engines.base import CheckResult, Engine
-from benchbed.errors import ConfigError, InputError
+from benchbed.errors import InputError
 from benchbed.plugin import join_path
 from benchbed.settings import PluginConfig, Section, setting
+from benchbed.tls import check_ca_file
 
 ENDPOINT_TYPES = Literal["public", "internal", "admin", "publicURL", "internalURL", "adminURL",
                          None]
@@ -178,21 +179,6 @@ class ExistingCloud(Engine[ExistingCloudConfig]):
         from benchbed.engines.keystone_check import check_cloud
 
         return check_cloud(self.endpoints["openstack"])
-
-
-def check_ca_file(path: str, config_path: str) -> None:
-    """A CA bundle must be a readable file of PEM certificates: clients would otherwise fail
-    at their first request, each with its own words."""
-    from cryptography import x509
-
-    try:
-        data = Path(path).expanduser().read_bytes()
-    except OSError as error:
-        raise ConfigError(config_path, f"cannot read {path!r}: {error.strerror}") from None
-    try:
-        x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise ConfigError(config_path, f"{path!r} holds no PEM certificate") from None
 
 
 def config_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from benchbed.providers.ec2_api import database_id
 from benchbed.retry import wait_for
 from benchbed.server import Server
 from benchbed.settings import PluginConfig, Section, setting
+from benchbed.tls import check_ca_file
 
 ACTIVE_TIMEOUT = 600
 # which benchbed database a server's deployment is in (gc touches only its own database's)
@@ -114,6 +115,8 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
     def validate_config(cls, config: OpenStackProviderConfig, path: str, *,
                         has_parent: bool = False) -> None:
         check_ssh_cidr(config.ssh_cidr, path)
+        if config.https_cacert:
+            check_ca_file(config.https_cacert, join_path(path, "https_cacert"))
 
     @classmethod
     def validate_request(cls, config: OpenStackProviderConfig, image: str | None,

@@ -103,6 +103,28 @@ def test_a_server_that_never_becomes_active_fails_with_one_line_and_leaves_nothi
         cli.destroy_all()
 
 
+@pytest.mark.parametrize(("change", "said"), [
+    ({"password": "Not-The-Pa55word"}, "(HTTP 401)"),
+    ({"auth_url": "http://127.0.0.1:9/v3"}, "127.0.0.1:9")])
+def test_a_cloud_that_refuses_or_does_not_answer_fails_with_one_line_and_creates_nothing(
+        cloud: Cloud, tmp_path: Path, change: dict[str, str], said: str) -> None:
+    """Wrong credentials, and an auth_url where nothing listens (loopback): exit 1 (the
+    world, not the input), one line, no secret in it, and nothing in the cloud or ledger."""
+    before = cloud.state()
+    cli = cli_for(tmp_path / "home")
+    try:
+        result = cli("deployment", "create", "--file", servers_config(
+            cloud, tmp_path / "s.yaml", 1, **change), "--name", "refused", timeout=300)
+        assert result.returncode == 1, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("benchbed: ")]
+        assert len(lines) == 1 and said in lines[0], result.stderr
+        assert "Traceback" not in result.stderr
+        assert "Not-The-Pa55word" not in result.stderr + result.stdout
+        assert cloud.state() == before and ledger_rows(tmp_path / "home") == 0
+    finally:
+        cli.destroy_all()
+
+
 def test_gc_deletes_servers_of_deployments_that_no_longer_exist(
         cloud: Cloud, tmp_path: Path) -> None:
     before = cloud.state()

@@ -2,6 +2,7 @@
 at validation with one line naming the config path, and the password never shows."""
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,6 +62,19 @@ def test_bad_config_is_refused(engine: dict[str, Any], provider: dict[str, Any],
     assert words in text, text
     assert "\n" not in text
     assert PROVIDER["password"] not in text
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (None, "cannot read"), (b"not a certificate\n", "holds no PEM certificate")])
+def test_a_ca_file_that_is_not_one_is_refused(tmp_path: Path, content: bytes | None,
+                                             words: str) -> None:
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError) as refused:
+        api.validate(config({}, {"https_cacert": str(path)}))
+    text = str(refused.value)
+    assert text.startswith("config provider.https_cacert: ") and words in text, text
 
 
 def test_the_password_is_masked_where_a_config_is_shown() -> None:
