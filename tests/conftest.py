@@ -270,6 +270,16 @@ def password_sshd(server: dict[str, Any], log: str, work: Path) -> Iterator[int]
         sshd.wait(timeout=30)
 
 
+def refused(result: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+    """Exit `code` and exactly one `benchbed:` line on stderr, holding each of `words`, and no
+    traceback; returns that line."""
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("benchbed: ")]
+    assert len(lines) == 1 and all(word in lines[0] for word in words), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
 def write_yaml(path: Path, config: dict[str, Any]) -> str:
     """Write a deployment config; returns its path for `--file`."""
     path.write_text(yaml.safe_dump(config))

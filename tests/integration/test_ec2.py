@@ -20,7 +20,7 @@ import boto3
 import pytest
 
 from benchbed.providers.ec2_api import database_id
-from tests.conftest import kill_when, ledger_rows
+from tests.conftest import kill_when, ledger_rows, refused
 from tests.moto import DEBIAN_AMI, FaultProxy, moto_server
 
 REGION = "us-east-1"
@@ -86,13 +86,6 @@ def cloud(ec2: Any) -> dict[str, dict[str, dict[str, str]]]:
 
 
 EMPTY = {"instances": {}, "key_pairs": {}, "groups": {}}
-
-
-def refused(result: Any, code: int, words: str) -> None:
-    assert result.returncode == code, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("benchbed: ")]
-    assert len(lines) == 1 and words in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
 
 
 def test_two_instances_tagged_at_creation_then_destroy_leaves_nothing(
