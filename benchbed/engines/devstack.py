@@ -9,8 +9,17 @@ Guests without a way out get PyPI through benchbed's devpi mirror (hostnet/mirro
 devstack clone, local.conf, then stack.sh, detached on the server so that its output can be
 followed and a killed benchbed leaves a process group that destroy can end. The endpoints
 have ExistingCloud's shape, read from DevStack's /etc/openstack/clouds.yaml.
+
+A server whose stack.sh ended is sealed: the units that would reach its address or hold its
+secrets start only on that machine, and /var/lib/benchbed-devstack/stacked.json records its
+address, host name, passwords and settings. A server started from a snapshot of it (`image
+save`) has another machine-id: instead of stack.sh it is resumed (scripts/devstack/
+resume.py), which rewrites what DevStack wrote with the old identity to the new one and
+starts the services, in seconds.
 """
 
+import hashlib
+import json
 import re
 import secrets
 import time
@@ -41,7 +50,7 @@ from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS, ResourceKind
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
-from benchbed.server import Server, run_script
+from benchbed.server import Server, run_script, script_text
 from benchbed.settings import setting
 
 DEFAULT_BRANCH = "stable/2025.1"
@@ -54,6 +63,14 @@ LOG_TAIL = 8
 PASSWORD_KEYS = ("ADMIN_PASSWORD", "DATABASE_PASSWORD", "RABBIT_PASSWORD", "SERVICE_PASSWORD")
 STACK_LOGFILE = "/opt/stack/logs/stack.sh.log"
 LOCAL_CONF = "/opt/stack/devstack/local.conf"
+STATE = "/var/lib/benchbed-devstack"
+STACKED = f"{STATE}/stacked.json"
+# DevStack's global virtualenv (GLOBAL_VENV, the default), else the system's Python
+PYTHONS = ("/opt/stack/data/venv/bin/python", "python3")
+RESUME_TIMEOUT = 600
+# what of RabbitMQ's definitions a clone takes over: the rest (queues, the cluster's name)
+# is the origin's running state
+RABBIT_DEFINITIONS = ("users", "vhosts", "permissions", "topic_permissions")
 # each repository's name and HEAD; a fixed command (the repositories belong to `stack`)
 COMMITS_COMMAND = ("for d in /opt/stack/*/.git; do p=${d%/.git}; printf '%s %s\\n' "
                    "\"${p##*/}\" \"$(git -c safe.directory='*' -C \"$p\" rev-parse HEAD)\"; "
@@ -170,12 +187,21 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         outlives = provider.capabilities(provider.config).outlives_deployment
         try:
             run_parallel("waiting for SSH", servers, self._wait_ready, describe=where)
-            sources = self._sources(servers)
             passwords = self._passwords()
+            origins = run_parallel("looking for a stacked snapshot", servers, self._origin,
+                                   describe=where)
+            if any(origins):
+                run_parallel("resuming servers from their snapshot", servers,
+                             lambda s: self._resume(s, origins[servers.index(s)], passwords),
+                             describe=where)
+                return self._endpoints(servers, passwords)
+            sources = self._sources(servers)
             run_parallel("preparing servers for DevStack", servers,
                          lambda s: self._prepare(s, sources[s.host], passwords, outlives),
                          describe=where)
             self._stack(servers)
+            run_parallel("sealing servers", servers, lambda s: self._seal(s, passwords),
+                         describe=where)
             return self._endpoints(servers, passwords)
         finally:
             for server in servers:
@@ -327,6 +353,74 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         elif self.parent_endpoints and "openstack" in self.parent_endpoints:
             endpoints["openstack"] = self.parent_endpoints["openstack"]
         return stored(endpoints)
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def _settings(self) -> str:
+        """A digest of what decides what stack.sh installs (not addresses or passwords): a
+        snapshot resumes only under the settings it was stacked with."""
+        local = {key: value for key, value in self.config.local_settings().items()
+                 if key not in PASSWORD_KEYS and key != "HOST_IP"}
+        chosen = {"branch": self.config.devstack_branch, "local": local,
+                  "post_config": self.config.post_config, "plugins": self.config.enable_plugin,
+                  "disabled": self.config.disabled_services()}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()
+                              ).hexdigest()
+
+    def _seal(self, server: Server, passwords: dict[str, str]) -> None:
+        """Record what a clone of this server must rewrite, on a server that runs the
+        cloud's Keystone and database (a node joined to a controller is not resumable)."""
+        probe = server.ssh.run(
+            "test -e /etc/systemd/system/devstack@keystone.service || exit 3; hostname; "
+            "cat /etc/machine-id; for p in " + " ".join(PYTHONS) + "; do "
+            "command -v \"$p\" && break; done", check=False, timeout=60)
+        if probe.exit_code == 3:
+            return
+        hostname, machine_id, python = [*probe.stdout.split(), "", "", ""][:3]
+        with self._step(server, "seal for snapshots"):
+            exported = server.ssh.run("rabbitmqctl export_definitions - 2>/dev/null || true",
+                                      timeout=120).stdout
+            rabbit = json.loads(exported) if exported.strip().startswith("{") else {}
+            stacked = {"address": server.host, "hostname": hostname,
+                       "machine_id": machine_id, "python": python or PYTHONS[-1],
+                       "passwords": passwords, "settings": self._settings(),
+                       "rabbitmq": {key: rabbit[key] for key in RABBIT_DEFINITIONS
+                                    if key in rabbit}}
+            server.ssh.put_file(json.dumps(stacked), STACKED, 0o600)
+            self._guest(server, "seal")
+
+    def _origin(self, server: Server) -> dict[str, Any] | None:
+        """What a server started from a snapshot of a stacked one recorded of its origin;
+        None on any other server (also the origin itself, a re-run)."""
+        listed = server.ssh.run(f"cat /etc/machine-id {STACKED} 2>/dev/null", check=False,
+                                timeout=60).stdout
+        machine_id, _, recorded = listed.partition("\n")
+        if not recorded.strip():
+            return None
+        origin: dict[str, Any] = json.loads(recorded)
+        masking.register_from(origin.get("passwords") or {})
+        return None if origin.get("machine_id") == machine_id.strip() else origin
+
+    def _resume(self, server: Server, origin: dict[str, Any] | None,
+                passwords: dict[str, str]) -> None:
+        if origin is None:
+            raise DeployStepError(f"{where(server)}: step 'resume from snapshot' failed: the "
+                                  f"other servers come from a snapshot of a stacked DevStack "
+                                  f"and this one does not")
+        if origin.get("settings") != self._settings():
+            raise DeployStepError(
+                f"{where(server)}: step 'resume from snapshot' failed: the image holds a "
+                f"DevStack stacked from {origin.get('address')} with other settings "
+                f"(devstack_branch, local_conf, post_config, enable_plugin, "
+                f"disable_service); use the config it was saved from, or a base image")
+        with self._step(server, "resume from snapshot",
+                        f"{origin.get('address')} -> {server.host}"):
+            hostname = server.ssh.run("hostname", timeout=60).stdout.strip()
+            target = {"address": server.host, "hostname": hostname, "passwords": passwords}
+            server.ssh.put_file(json.dumps(target), f"{STATE}/target.json", 0o600)
+            self._guest(server, "seal")
+            server.ssh.run([origin["python"], "-", STATE],
+                           stdin=script_text("devstack/resume.py"), timeout=RESUME_TIMEOUT)
 
     def _step(self, server: Server, name: str, detail: str | None = None
               ) -> AbstractContextManager[None]:

@@ -11,6 +11,24 @@ from tests.conftest import Cli
 from tests.integration.debian_lab import ImageLab, Lab, sh
 
 KEYSTONE_ONLY = {"ENABLED_SERVICES": "key,mysql"}
+# a whole cloud: Keystone, Glance, Placement, Nova (fake driver), Neutron (OVN); the rest is
+# DevstackEngine's defaults
+WHOLE_CLOUD = {"VIRT_DRIVER": "fake"}
+SERVICES = {"identity", "image", "placement", "compute", "network"}
+RALLY_TASK = {
+    "NovaServers.boot_and_delete_server": [{
+        "args": {"flavor": {"name": "m1.tiny"}, "image": {"name": "bb-tiny"}},
+        "runner": {"type": "constant", "times": 10, "concurrency": 2},
+        "context": {"users": {"tenants": 2, "users_per_tenant": 1}},
+        "sla": {"failure_rate": {"max": 0}},
+    }],
+    "NeutronNetworks.create_and_list_networks": [{
+        "args": {},
+        "runner": {"type": "constant", "times": 10, "concurrency": 2},
+        "context": {"users": {"tenants": 2, "users_per_tenant": 1}},
+        "sla": {"failure_rate": {"max": 0}},
+    }],
+}
 # what a keystone-only stack.sh leaves running (uwsgi is devstack@keystone's)
 DAEMONS = ("mysqld", "mariadbd", "apache2", "uwsgi", "memcached", "beam.smp", "etcd")
 HOSTILE = "$(touch /tmp/bb-pwned); `id` 'q' \"d\" \\ $HOME"  # ${VAR} is config syntax

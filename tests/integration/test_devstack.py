@@ -1,8 +1,12 @@
-"""DevstackEngine end to end: real DevStack (stable/2025.1, keystone) from shared/upstream.
+"""DevstackEngine end to end: real DevStack (stable/2025.1) from shared/upstream.
 
 Root, real LXC. The repositories of shared/upstream are served by benchbed's git daemon and
 PyPI by its devpi mirror, both on the bridge address; the guests have no other way out. One
-deployment through LxcProvider is handed to the real clients; on a container made with raw
+whole single-node cloud through LxcProvider (Keystone, Glance, Placement, Nova with the fake
+driver, Neutron with OVN) is handed to the real clients: `check`, `openstack server create`
+reaching ACTIVE, Rally's boot_and_delete_server and create_and_list_networks without a
+failure, and a destroy that leaves no container, ledger row, bridge or mirror daemon. On a
+keystone-only stack in a container made with raw
 LXC commands (a clone of benchbed's cached base image on a bridge of the test's own),
 ExistingServers is killed with -9 during stack.sh and destroyed, and what cleanup leaves is
 compared with the container as it was. The failure cases (branch, repository, a stack.sh
@@ -11,6 +15,7 @@ failing halfway) and a later create on the same server are in tests/long/test_de
 
 import ipaddress
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,12 +34,16 @@ from tests.conftest import (
     ledger_rows,
     log_says,
     rally_env,
+    rally_task_without_failures,
     write_yaml,
 )
 from tests.integration.debian_lab import ImageLab, containers_named, lxc_here, sh
 from tests.integration.devstack_lab import (
     HOSTILE,
     KEYSTONE_ONLY,
+    RALLY_TASK,
+    SERVICES,
+    WHOLE_CLOUD,
     daemons,
     existing,
     leftovers,
@@ -54,18 +63,24 @@ LAB_SUBNET = "10.254.161"
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]:
-    """One keystone-only DevStack in an LXC container, shared by the client tests."""
+    """One whole single-node DevStack cloud in an LXC container, shared by the client tests;
+    an image in its Glance for the servers."""
     work = tmp_path_factory.mktemp("devstack-cloud")
     cli = cli_for(work / "home")
     config = {"type": "DevstackEngine", "git_mirror": str(upstream.git_mirror()),
-              "local_conf": {**KEYSTONE_ONLY, "BENCHBED_HOSTILE": HOSTILE},
+              "local_conf": {**WHOLE_CLOUD, "BENCHBED_HOSTILE": HOSTILE},
               "provider": lxc_here(LXC_NETWORK, LXC_PREFIX)}
     try:
         cli.ok("deployment", "create", "--file", write_yaml(work / "cloud.yaml", config),
-               "--name", "cloud", timeout=1800)
+               "--name", "cloud", timeout=3600)
         for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
             cli.ok("deployment", "export", "cloud", "--format", fmt,
                    "--output", str(work / name))
+        image = work / "tiny.img"
+        image.write_bytes(os.urandom(64 * 1024))
+        client("openstack", "--os-cloud", "cloud", "image", "create", "--file", str(image),
+               "--disk-format", "raw", "--container-format", "bare", "--public", "bb-tiny",
+               env={"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")})
         yield cli, work
     finally:
         cli.destroy_all()
@@ -75,13 +90,24 @@ def test_check_and_the_real_clients(cloud: tuple[Cli, Path], tmp_path: Path) -> 
     cli, work = cloud
     results = cli.json("deployment", "check", "cloud")
     assert all(r["ok"] for r in results), results
-    assert next(r for r in results if r["target"] == "service catalogue")["detail"] \
-        == "identity"
-    token = client("openstack", "--os-cloud", "cloud", "token", "issue", "-f", "json",
-                   env={"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")})
-    assert json.loads(token.stdout)["id"]
-    env = rally_env(tmp_path, work / "spec.json")
-    assert "OK!" in client("rally", "env", "check", env=env).stdout
+    catalogue = next(r for r in results if r["target"] == "service catalogue")["detail"]
+    assert set(catalogue.split(", ")) >= SERVICES, catalogue
+    env = {"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}
+    server = json.loads(client(
+        "openstack", "--os-cloud", "cloud", "server", "create", "--flavor", "m1.tiny",
+        "--image", "bb-tiny", "--no-network", "--wait", "-f", "json", "bb-server",
+        env=env, timeout=600).stdout)
+    assert server["status"] == "ACTIVE", server
+    client("openstack", "--os-cloud", "cloud", "server", "delete", "--wait", "bb-server",
+           env=env, timeout=600)
+    rally = rally_env(tmp_path, work / "spec.json")
+    assert "OK!" in client("rally", "env", "check", env=rally).stdout
+
+
+def test_rally_boots_servers_and_creates_networks_without_failures(
+        cloud: tuple[Cli, Path], tmp_path: Path) -> None:
+    _, work = cloud
+    rally_task_without_failures(tmp_path, work / "spec.json", RALLY_TASK, timeout=1200)
 
 
 def test_generated_passwords_are_masked(cloud: tuple[Cli, Path]) -> None:

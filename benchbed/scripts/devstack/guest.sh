@@ -7,6 +7,9 @@
 #   start                    stack.sh as stack, detached, output to $state/stack.out
 #   poll OFFSET              "running|lost|EXIT_CODE", then stack.out from byte OFFSET on
 #   stop                     end stack.sh's process group (the one start made)
+#   seal                     the units that would reach this server's peers or hold its
+#                            secrets start only on this machine (its machine-id), so that
+#                            a snapshot's clone starts them once it is itself (resume.py)
 #   cleanup                  stop, unstack.sh, clean.sh, then what they leave
 # What was there before (user, drop-ins, pip.conf, running services) is kept in $state and
 # left as it was.
@@ -18,6 +21,8 @@ devstack=$home/devstack
 sudoers=/etc/sudoers.d/50_stack_sh
 ksm=/sys/kernel/mm/ksm
 iscsid_drop_in=/etc/systemd/system/iscsid.service.d/50-benchbed-no-container.conf
+units=/etc/systemd/system
+origin_drop_in=50-benchbed-origin.conf
 path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 action=$1
 shift
@@ -156,6 +161,19 @@ stop() {
     kill -KILL "-$group" 2>/dev/null || true
 }
 
+seal() {
+    machine=$(cat /etc/machine-id)
+    for wanted in "$units"/multi-user.target.wants/devstack@*.service rabbitmq-server.service \
+            ovn-controller.service ovn-controller-vtep.service; do
+        unit=${wanted##*/}
+        [ -e "$units/$unit" ] || [ -e "/lib/systemd/system/$unit" ] || continue
+        mkdir -p "$units/$unit.d"
+        printf '[Service]\nExecCondition=/bin/grep -qx %s /etc/machine-id\n' "$machine" \
+            > "$units/$unit.d/$origin_drop_in"
+    done
+    systemctl daemon-reload
+}
+
 cleanup() {
     stop
     # a stack.sh that was ended mid-install leaves dpkg interrupted: finish its configuring
@@ -179,6 +197,11 @@ cleanup() {
             systemctl disable "$unit" 2>/dev/null || true
         done
     fi
+    for drop_in in "$units"/*.service.d/"$origin_drop_in"; do
+        [ -e "$drop_in" ] || continue
+        rm -f "$drop_in"
+        rmdir "${drop_in%/*}" 2>/dev/null || true
+    done
     if [ -f "$state/ksm.mounted" ]; then umount "$ksm" 2>/dev/null || true; fi
     if [ -f "$state/iscsid.drop-in" ]; then
         rm -f "$iscsid_drop_in"
