@@ -68,9 +68,10 @@ STACKED = f"{STATE}/stacked.json"
 # DevStack's global virtualenv (GLOBAL_VENV, the default), else the system's Python
 PYTHONS = ("/opt/stack/data/venv/bin/python", "python3")
 RESUME_TIMEOUT = 600
-# what of RabbitMQ's definitions a clone takes over: the rest (queues, the cluster's name)
-# is the origin's running state
-RABBIT_DEFINITIONS = ("users", "vhosts", "permissions", "topic_permissions")
+# what of RabbitMQ's definitions a clone takes over (resume.py keeps the queues that outlive
+# their consumers); the rest (the cluster's name, parameters, policies) is the origin's own
+RABBIT_DEFINITIONS = ("users", "vhosts", "permissions", "topic_permissions", "queues",
+                      "exchanges", "bindings")
 # each repository's name and HEAD; a fixed command (the repositories belong to `stack`)
 COMMITS_COMMAND = ("for d in /opt/stack/*/.git; do p=${d%/.git}; printf '%s %s\\n' "
                    "\"${p##*/}\" \"$(git -c safe.directory='*' -C \"$p\" rev-parse HEAD)\"; "

@@ -16,9 +16,11 @@ failing halfway) and a later create on the same server are in tests/long/test_de
 import ipaddress
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,6 +29,7 @@ from benchbed.hostnet import bridge_name
 from benchbed.server import Server
 from tests import upstream
 from tests.conftest import (
+    CLIENTS,
     Cli,
     cli_for,
     client,
@@ -44,6 +47,7 @@ from tests.integration.devstack_lab import (
     RALLY_TASK,
     SERVICES,
     WHOLE_CLOUD,
+    create_fails,
     daemons,
     existing,
     leftovers,
@@ -108,6 +112,104 @@ def test_rally_boots_servers_and_creates_networks_without_failures(
         cloud: tuple[Cli, Path], tmp_path: Path) -> None:
     _, work = cloud
     rally_task_without_failures(tmp_path, work / "spec.json", RALLY_TASK, timeout=1200)
+
+
+SNAPSHOT = "bb-devstack-snapshot"
+BOOT_AND_DELETE = {key: value for key, value in RALLY_TASK.items() if key.startswith("Nova")}
+
+
+def _host_key(deployment: dict[str, Any]) -> str:
+    container = deployment["endpoints"]["servers"][0]["name"]
+    return sh(f"lxc-attach -n {container} -- cat /etc/ssh/ssh_host_ed25519_key.pub "
+              f"/etc/machine-id")
+
+
+def test_two_deployments_from_one_snapshot_at_once_resume_each_with_its_own_identity(
+        cloud: tuple[Cli, Path], tmp_path: Path) -> None:
+    """`image save` of the whole cloud; two deployments from it at once skip stack.sh,
+    each with its own address, passwords, host key and machine-id; both pass `check` and
+    boot a server, one runs Rally; the origin still works; the old admin password does not
+    open a clone. Then the clones and the image go, leaving the origin."""
+    cli, work = cloud
+    origin = cli.json("deployment", "show", "cloud")
+    exported = {"cloud": work / "clouds.yaml"}
+    config = {"type": "DevstackEngine", "git_mirror": str(upstream.git_mirror()),
+              "image": SNAPSHOT, "local_conf": {**WHOLE_CLOUD, "BENCHBED_HOSTILE": HOSTILE},
+              "provider": lxc_here(LXC_NETWORK, LXC_PREFIX)}
+    file = write_yaml(tmp_path / "snapshot.yaml", config)
+    try:
+        cli.ok("image", "save", "cloud", "--name", SNAPSHOT, timeout=600)
+        creating = [cli.popen("deployment", "create", "--file", file, "--name", name)
+                    for name in ("first", "second")]
+        for process in creating:
+            _, stderr = process.communicate(timeout=900)
+            assert process.returncode == 0, stderr
+        clones = [cli.json("deployment", "show", name) for name in ("first", "second")]
+        for clone in clones:
+            log = Path(clone["log"]).read_text()
+            assert "resume: done in" in log and "step started: stack.sh" not in log
+            exported[clone["name"]] = tmp_path / f"{clone['name']}.yaml"
+            cli.ok("deployment", "export", clone["name"], "--format", "clouds.yaml",
+                   "--output", str(exported[clone["name"]]))
+        urls = {d["endpoints"]["openstack"]["auth_url"] for d in [origin, *clones]}
+        passwords = {yaml.safe_load(path.read_text())["clouds"][name]["auth"]["password"]
+                     for name, path in exported.items()}
+        host_keys = {_host_key(d) for d in [origin, *clones]}
+        assert len(urls) == len(passwords) == len(host_keys) == 3, (urls, host_keys)
+        for name in ("cloud", "first", "second"):
+            results = cli.json("deployment", "check", name)
+            assert all(r["ok"] for r in results), (name, results)
+        for name in ("first", "second"):
+            env = {"OS_CLIENT_CONFIG_FILE": str(exported[name])}
+            server = json.loads(client(
+                "openstack", "--os-cloud", name, "server", "create", "--flavor", "m1.tiny",
+                "--image", "bb-tiny", "--no-network", "--wait", "-f", "json", "bb-server",
+                env=env, timeout=600).stdout)
+            assert server["status"] == "ACTIVE", server
+            hosts = client("openstack", "--os-cloud", name, "compute", "service", "list",
+                           "--service", "nova-compute", "-f", "value", "-c", "Host",
+                           "-c", "State", env=env).stdout.split("\n")
+            host = next(d for d in clones if d["name"] == name)["endpoints"]["servers"][0]
+            assert [line for line in hosts if line] == [f"{host['name']}1 up"], hosts
+        stale = yaml.safe_load(exported["first"].read_text())
+        stale["clouds"]["first"]["auth"]["password"] = yaml.safe_load(
+            exported["cloud"].read_text())["clouds"]["cloud"]["auth"]["password"]
+        (tmp_path / "stale.yaml").write_text(yaml.safe_dump(stale))
+        refused = subprocess.run(
+            [str(CLIENTS / "openstack"), "--os-cloud", "first", "token", "issue"],
+            capture_output=True, text=True, timeout=300,
+            env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(tmp_path / "stale.yaml")})
+        assert refused.returncode != 0 and "(HTTP 401)" in refused.stderr, refused.stderr
+        cli.ok("deployment", "export", "first", "--format", "rally-spec",
+               "--output", str(tmp_path / "spec.json"))
+        rally_task_without_failures(tmp_path, tmp_path / "spec.json", BOOT_AND_DELETE,
+                                    timeout=900)
+    finally:
+        for name in ("first", "second"):
+            cli("deployment", "destroy", "--force", name, timeout=600)
+        cli("image", "delete", SNAPSHOT, "--provider", "lxc")
+    assert [d["name"] for d in cli.json("deployment", "list")] == ["cloud"]
+    assert len(containers_named(LXC_PREFIX)) == 1
+    assert SNAPSHOT not in sh("lxc-ls -1").split()
+
+
+def test_a_snapshot_under_other_settings_is_refused_in_one_line(
+        cloud: tuple[Cli, Path], tmp_path: Path) -> None:
+    cli, _ = cloud
+    config = {"type": "DevstackEngine", "git_mirror": str(upstream.git_mirror()),
+              "image": SNAPSHOT, "local_conf": {"VIRT_DRIVER": "fake"},
+              "provider": lxc_here(LXC_NETWORK, LXC_PREFIX)}
+    try:
+        cli.ok("image", "save", "cloud", "--name", SNAPSHOT, timeout=600)
+        error = create_fails(cli, write_yaml(tmp_path / "other.yaml", config), "other")
+        assert re.fullmatch(r"benchbed: error: root@[\d.]+:22: step 'resume from snapshot' "
+                            r"failed: the image holds a DevStack stacked from [\d.]+ with "
+                            r"other settings .*base image", error), error
+        cli.ok("deployment", "destroy", "other", timeout=600)
+    finally:
+        cli("deployment", "destroy", "--force", "other", timeout=600)
+        cli("image", "delete", SNAPSHOT, "--provider", "lxc")
+    assert len(containers_named(LXC_PREFIX)) == 1
 
 
 def test_generated_passwords_are_masked(cloud: tuple[Cli, Path]) -> None:

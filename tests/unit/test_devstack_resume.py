@@ -41,16 +41,18 @@ def test_addresses_hosts_and_passwords_are_rewritten_where_devstack_writes_them(
     rewrite = resume.rewriter(OLD, NEW)
     text = ("transport_url = rabbit://stackrabbit:" + "r" * 32 + "@10.1.0.2:5672/\n"
             "connection = mysql+pymysql://root:" + "d" * 32 + "@127.0.0.1/nova\n"
-            "url = http://10.1.0.2/identity\nhost = bbx-1234-01\nhostname=bbx-1234-0\n")
+            "url = http://10.1.0.2/identity\nhost = bbx-1234-01\nhostname=bbx-1234-0\n"
+            "topic=conductor.bbx-1234-0 fqdn=bbx-1234-0.lan\n")
     assert rewrite(text) == (
         "transport_url = rabbit://stackrabbit:" + "R" * 32 + "@10.1.0.23:5672/\n"
         "connection = mysql+pymysql://root:" + "D" * 32 + "@127.0.0.1/nova\n"
-        "url = http://10.1.0.23/identity\nhost = bbx-9876-01\nhostname=bbx-9876-0\n")
+        "url = http://10.1.0.23/identity\nhost = bbx-9876-01\nhostname=bbx-9876-0\n"
+        "topic=conductor.bbx-9876-0 fqdn=bbx-9876-0.lan\n")
 
 
 def test_a_longer_address_or_name_that_starts_alike_is_left_alone() -> None:
     rewrite = resume.rewriter(OLD, NEW)
-    kept = "10.1.0.21 110.1.0.2 10.1.0.2.5 bbx-1234-0a bbx-1234-0.example xbbx-1234-0"
+    kept = "10.1.0.21 110.1.0.2 10.1.0.2.5 bbx-1234-0a bbx-1234-0-2 xbbx-1234-0"
     assert rewrite(kept) == kept
 
 
@@ -68,9 +70,25 @@ def test_rabbitmq_users_get_the_new_password_as_rabbitmq_hashes_it() -> None:
     import base64
     import hashlib
 
+    queue = {"vhost": "/", "durable": False, "auto_delete": False, "arguments": {}}
+    binding = {"vhost": "/", "source": "nova", "destination_type": "queue", "arguments": {}}
     definitions = resume.rabbit_definitions(
         {"users": [{"name": "stackrabbit", "password_hash": "old", "tags": []}],
-         "vhosts": [{"name": "/"}]}, "new-password")
+         "vhosts": [{"name": "/"}],
+         "queues": [{**queue, "name": "conductor.bbx-1234-0"},
+                    {**queue, "name": "reply_0a1b", "auto_delete": True}],
+         "exchanges": [{"vhost": "/", "name": "nova", "auto_delete": False},
+                       {"vhost": "/", "name": "conductor_fanout", "auto_delete": True}],
+         "bindings": [{**binding, "destination": "conductor.bbx-1234-0",
+                       "routing_key": "conductor.bbx-1234-0"},
+                      {**binding, "destination": "reply_0a1b", "routing_key": "reply_0a1b"},
+                      {**binding, "source": "conductor_fanout", "routing_key": "conductor",
+                       "destination": "conductor.bbx-1234-0"}]},
+        "new-password", resume.rewriter(OLD, NEW))
+    assert [q["name"] for q in definitions["queues"]] == ["conductor.bbx-9876-0"]
+    assert [e["name"] for e in definitions["exchanges"]] == ["nova"]
+    assert [(b["source"], b["routing_key"]) for b in definitions["bindings"]] \
+        == [("nova", "conductor.bbx-9876-0")]
     user = definitions["users"][0]
     raw = base64.b64decode(user["password_hash"])
     assert raw[4:] == hashlib.sha256(raw[:4] + b"new-password").digest()

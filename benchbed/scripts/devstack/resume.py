@@ -34,6 +34,8 @@ from typing import Any
 
 GUARDED = ("ovn-controller.service", "ovn-controller-vtep.service")
 WANTS = Path("/etc/systemd/system/multi-user.target.wants")
+WITHOUT_RABBITMQ = {"devstack@keystone.service", "devstack@placement-api.service",
+                    "devstack@g-api.service"}
 TEXT_ROOTS = (Path("/etc"), Path("/opt/stack/devstack"))
 OWN_FILES = {Path("/etc/machine-id"), Path("/etc/hostname"), Path("/etc/hosts")}
 MAX_TEXT = 4 * 1024 * 1024
@@ -72,11 +74,12 @@ def run(*command: str, check: bool = True, stdin: str | None = None) -> str:
 
 def rewriter(origin: dict[str, Any], target: dict[str, Any]) -> Callable[[str], str]:
     """old -> new for the address, the host name (alone or followed by digits, as
-    nova-compute's host is) and each password."""
+    nova-compute's host is; also as a queue's suffix or a domain name's first label) and
+    each password."""
     pairs = [(re.compile(r"(?<![0-9.])" + re.escape(origin["address"]) + r"(?!\.?[0-9])"),
               target["address"]),
-             (re.compile(r"(?<![A-Za-z0-9.-])" + re.escape(origin["hostname"])
-                         + r"(?=[0-9]*(?![A-Za-z0-9.-]))"), target["hostname"])]
+             (re.compile(r"(?<![A-Za-z0-9-])" + re.escape(origin["hostname"])
+                         + r"(?=[0-9]*(?![A-Za-z0-9-]))"), target["hostname"])]
     for key, old in origin["passwords"].items():
         new = target["passwords"][key]
         if old != new:
@@ -255,16 +258,29 @@ def new_keys(directory: str, owner: str) -> None:
         shutil.chown(key, owner, owner)
 
 
-def rabbit_definitions(definitions: dict[str, Any], password: str) -> dict[str, Any]:
-    """The origin's definitions (DevStack's user, its vhosts and permissions) with this
-    server's password (RabbitMQ's salted SHA-256: base64 of salt + sha256(salt +
-    password))."""
-    for user in definitions.get("users", []):
+def rabbit_definitions(definitions: dict[str, Any], password: str,
+                       rewrite: Callable[[str], str]) -> dict[str, Any]:
+    """The origin's definitions (DevStack's user, vhosts and permissions, and the queues
+    that outlive a consumer, their exchanges and bindings: a service's first call then
+    waits in its queue for the service instead of timing out) with this server's password
+    (RabbitMQ's salted SHA-256: base64 of salt + sha256(salt + password)) and host name."""
+    kept = json.loads(rewrite(json.dumps(definitions)))
+    kept["queues"] = [queue for queue in kept.get("queues", [])
+                      if not queue.get("auto_delete")]
+    kept["exchanges"] = [exchange for exchange in kept.get("exchanges", [])
+                         if not exchange.get("auto_delete")]
+    queues = {(queue["vhost"], queue["name"]) for queue in kept["queues"]}
+    exchanges = {(exchange["vhost"], exchange["name"]) for exchange in kept["exchanges"]}
+    kept["bindings"] = [binding for binding in kept.get("bindings", [])
+                        if binding.get("destination_type") == "queue"
+                        and (binding["vhost"], binding["destination"]) in queues
+                        and (binding["vhost"], binding["source"]) in exchanges]
+    for user in kept.get("users", []):
         salt = secrets.token_bytes(4)
         digest = hashlib.sha256(salt + password.encode()).digest()
         user["password_hash"] = base64.b64encode(salt + digest).decode()
         user["hashing_algorithm"] = "rabbit_password_hashing_sha256"
-    return definitions
+    return kept
 
 
 def openvswitch(origin: dict[str, Any], target: dict[str, Any],
@@ -333,19 +349,24 @@ def main(state: Path) -> None:
     new_keys("/etc/keystone/credential-keys", "stack")
     log(f"chassis {openvswitch(origin, target, rewrite) or 'none'}")
 
+    # what does not use RabbitMQ loads while RabbitMQ starts
+    early = [unit for unit in services if unit in WITHOUT_RABBITMQ]
+    run("systemctl", "start", "--no-block", *guarded, *early)
     if rabbit.is_dir() and origin.get("rabbitmq"):
         wait_for("RabbitMQ", lambda: subprocess.run(
             ["rabbitmqctl", "--timeout", "5", "await_startup"],
             capture_output=True, check=False).returncode == 0)
         run("rabbitmqctl", "import_definitions", stdin=json.dumps(
-            rabbit_definitions(origin["rabbitmq"], new["RABBIT_PASSWORD"])))
-    run("systemctl", "start", *guarded, *services)
+            rabbit_definitions(origin["rabbitmq"], new["RABBIT_PASSWORD"], rewrite)))
+        log(f"RabbitMQ ready at {time.monotonic() - started:.1f} s")
+    run("systemctl", "start", *[unit for unit in services if unit not in early])
     wait_for("the services", lambda: all(
         state == "active" for state in run("systemctl", "is-active", *services,
                                            check=False).split()))
     if any(service.startswith("devstack@n-cpu") for service in services):
         wait_for("nova-compute in Placement",
                  lambda: computes_ready(connection, target["hostname"]))
+        log(f"nova-compute in Placement at {time.monotonic() - started:.1f} s")
     connection.close()
 
     stacked = {**target, "machine_id": machine_id, "settings": origin["settings"],
