@@ -117,3 +117,16 @@ def compare(name_a: str, argv_a: Sequence[str], env_a: dict[str, str] | None,
         timings.add(name_b, time_command(argv_b, env_b))
     timings.show()
     return timings
+
+
+def container_cpu(name: str) -> float:
+    """CPU seconds an LXC container has used so far (cgroup v1 cpuacct, else v2 cpu.stat)."""
+    v1 = Path(f"/sys/fs/cgroup/cpuacct/lxc.payload.{name}/cpuacct.usage")
+    if v1.exists():
+        return int(v1.read_text()) / 1e9
+    for base in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        stat = Path(f"{base}/lxc.payload.{name}/cpu.stat")
+        if stat.exists():
+            fields = dict(line.split() for line in stat.read_text().splitlines())
+            return int(fields["usage_usec"]) / 1e6
+    return float("nan")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import Target, Timings, finish, rounds
+from bench.common import Target, Timings, container_cpu, finish, rounds
 from tests.integration.debian_lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def timed(name: str, argvs: list[list[str]], env: dict[str, str] | None = None
         if result.returncode != 0:
             sys.exit(f"bench/debian: {' '.join(argv)} failed: "
                      f"{(result.stderr or result.stdout).strip()[-2000:]}")
-    return time.monotonic() - start, _container_cpu(name), _children_cpu() - local
+    return time.monotonic() - start, container_cpu(name), _children_cpu() - local
 
 
 def run_script(lab: Lab, name: str, address: str) -> Run:
@@ -137,7 +137,7 @@ def run_snapshots(rounds: int) -> list[float]:
                                  if r["kind"] == "container")
                 # the container booted for this deployment: all it used is this run's
                 print(f"snap  benchbed  {elapsed:7.1f}s  server CPU "
-                      f"{_container_cpu(container):5.1f}s  local CPU {local_cpu:4.1f}s",
+                      f"{container_cpu(container):5.1f}s  local CPU {local_cpu:4.1f}s",
                       flush=True)
                 for row in sorted(shown["timeline"], key=lambda r: -(r["seconds"] or 0))[1:7]:
                     print(f"        {row['seconds'] or 0:6.2f}s at {row['start']:6.2f}s  "
@@ -155,19 +155,6 @@ def run_snapshots(rounds: int) -> list[float]:
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _container_cpu(name: str) -> float:
-    """CPU seconds the container has used so far (cgroup v1 cpuacct, else v2 cpu.stat)."""
-    v1 = Path(f"/sys/fs/cgroup/cpuacct/lxc.payload.{name}/cpuacct.usage")
-    if v1.exists():
-        return int(v1.read_text()) / 1e9
-    for base in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
-        stat = Path(f"{base}/lxc.payload.{name}/cpu.stat")
-        if stat.exists():
-            fields = dict(line.split() for line in stat.read_text().splitlines())
-            return int(fields["usage_usec"]) / 1e6
-    return float("nan")
 
 
 def main() -> int:

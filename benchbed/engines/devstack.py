@@ -147,6 +147,29 @@ class DevstackEngineConfig(ServerRequestConfig):
         return [] if chosen else list(DEFAULT_DISABLED)
 
 
+def render_local_conf(config: DevstackEngineConfig, host_ip: str, source: dict[str, str],
+                      passwords: dict[str, str]) -> str:
+    """local.conf for a server at `host_ip`: what a container needs, where the sources are,
+    the passwords, then the config's own settings (which win)."""
+    settings: dict[str, Any] = {"HOST_IP": host_ip, **passwords,
+                                "LOGFILE": STACK_LOGFILE,
+                                # ksmtuned pulls in qemu for nothing on a test bed
+                                "ENABLE_KSMTUNED": False,
+                                # no Open vSwitch kernel datapath in a container
+                                "OVS_DATAPATH_TYPE": "netdev",
+                                # no public network: it would route the floating range
+                                # out of the server, and guests here have no way out
+                                "OVN_L3_CREATE_PUBLIC_NETWORK": False}
+    if source["git_base"]:
+        settings["GIT_BASE"] = source["git_base"]
+    if config.pip_index_url is None:
+        settings["DOWNLOAD_DEFAULT_IMAGES"] = False  # guests have no way out
+    settings.update(config.local_settings())
+    return devstack_conf.render(settings, plugins=config.enable_plugin,
+                                post_config=config.post_config,
+                                disabled=config.disabled_services())
+
+
 class DevstackEngine(Engine[DevstackEngineConfig]):
     """Real DevStack (stable/2025.1 by default) on the servers of any provider."""
 
@@ -267,27 +290,8 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         with self._step(server, "clone devstack", f"{source['repo']} {branch}"):
             self._guest(server, "clone", source["repo"], branch, timeout=300)
         with self._step(server, "write local.conf"):
-            server.ssh.put_file(self._render(server, source, passwords), LOCAL_CONF, 0o600)
-
-    def _render(self, server: Server, source: dict[str, str], passwords: dict[str, str]
-                ) -> str:
-        settings: dict[str, Any] = {"HOST_IP": server.host, **passwords,
-                                    "LOGFILE": STACK_LOGFILE,
-                                    # ksmtuned pulls in qemu for nothing on a test bed
-                                    "ENABLE_KSMTUNED": False,
-                                    # no Open vSwitch kernel datapath in a container
-                                    "OVS_DATAPATH_TYPE": "netdev",
-                                    # no /dev/net/tun in an LXC container: OVS cannot make
-                                    # br-ex's device and DevStack waits for it
-                                    "OVN_L3_CREATE_PUBLIC_NETWORK": False}
-        if source["git_base"]:
-            settings["GIT_BASE"] = source["git_base"]
-        if self.config.pip_index_url is None:
-            settings["DOWNLOAD_DEFAULT_IMAGES"] = False  # guests have no way out
-        settings.update(self.config.local_settings())
-        return devstack_conf.render(settings, plugins=self.config.enable_plugin,
-                                    post_config=self.config.post_config,
-                                    disabled=self.config.disabled_services())
+            server.ssh.put_file(render_local_conf(self.config, server.host, source, passwords),
+                                 LOCAL_CONF, 0o600)
 
     def _guest(self, server: Server, *args: str, timeout: float = 120) -> str:
         return run_script(server.ssh, "devstack/guest.sh", list(args), timeout=timeout).stdout

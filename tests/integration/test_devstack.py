@@ -18,6 +18,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,26 @@ def test_check_and_the_real_clients(cloud: tuple[Cli, Path], tmp_path: Path) -> 
     assert server["status"] == "ACTIVE", server
     client("openstack", "--os-cloud", "cloud", "server", "delete", "--wait", "bb-server",
            env=env, timeout=600)
+    assert _agents_alive(env) == {"OVN Controller Gateway agent", "OVN Metadata agent"}
     rally = rally_env(tmp_path, work / "spec.json")
     assert "OK!" in client("rally", "env", "check", env=rally).stdout
+
+
+def _agents_alive(env: dict[str, str]) -> set[str]:
+    """The types of Neutron's agents, once every one is alive (OVN's report within a minute:
+    ovn-controller answers each nb_cfg that Neutron raises)."""
+    deadline = time.monotonic() + 120
+    while True:
+        agents = json.loads(client("openstack", "--os-cloud", next(iter(_clouds(env))),
+                                   "network", "agent", "list", "-f", "json", env=env).stdout)
+        if agents and all(agent["Alive"] for agent in agents):
+            return {agent["Agent Type"] for agent in agents}
+        assert time.monotonic() < deadline, agents
+        time.sleep(5)
+
+
+def _clouds(env: dict[str, str]) -> dict[str, Any]:
+    return dict(yaml.safe_load(Path(env["OS_CLIENT_CONFIG_FILE"]).read_text())["clouds"])
 
 
 def test_rally_boots_servers_and_creates_networks_without_failures(
@@ -171,6 +190,7 @@ def test_two_deployments_from_one_snapshot_at_once_resume_each_with_its_own_iden
                            "-c", "State", env=env).stdout.split("\n")
             host = next(d for d in clones if d["name"] == name)["endpoints"]["servers"][0]
             assert [line for line in hosts if line] == [f"{host['name']}1 up"], hosts
+            assert _agents_alive(env) == {"OVN Controller Gateway agent", "OVN Metadata agent"}
         stale = yaml.safe_load(exported["first"].read_text())
         stale["clouds"]["first"]["auth"]["password"] = yaml.safe_load(
             exported["cloud"].read_text())["clouds"]["cloud"]["auth"]["password"]

@@ -10,10 +10,9 @@ import pytest
 from benchbed import api, plugin
 from benchbed.deployment import Deployment
 from benchbed.engines.base import Engine
-from benchbed.engines.devstack import PASSWORD_KEYS, DevstackEngine
+from benchbed.engines.devstack import PASSWORD_KEYS, DevstackEngine, render_local_conf
 from benchbed.engines.multihost import MultihostEngine, substitute
 from benchbed.errors import ConfigError
-from benchbed.server import Server
 
 CONTROLLER_IP = "10.254.203.10"
 NODE_IP = "10.254.203.11"
@@ -69,7 +68,7 @@ def test_node_local_conf_points_at_the_controller_with_its_passwords(home: Path)
     passwords = node._passwords()
     assert passwords == controller_passwords
     source = {"git_base": "git://10.254.203.1", "repo": "", "index": ""}
-    rendered = node._render(Server(host=NODE_IP), source, passwords)
+    rendered = render_local_conf(node.config, NODE_IP, source, passwords)
     assert "{controller_ip}" not in rendered
     read = _bash_reads(rendered, ["HOST_IP", "SERVICE_HOST", "MYSQL_HOST", "RABBIT_HOST",
                                   "GLANCE_HOSTPORT", "ENABLED_SERVICES", "SCREEN_LOGDIR",

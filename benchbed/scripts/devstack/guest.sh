@@ -23,6 +23,7 @@ ksm=/sys/kernel/mm/ksm
 iscsid_drop_in=/etc/systemd/system/iscsid.service.d/50-benchbed-no-container.conf
 units=/etc/systemd/system
 origin_drop_in=50-benchbed-origin.conf
+tun_rule=/etc/tmpfiles.d/50-benchbed-tun.conf
 path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 action=$1
 shift
@@ -68,6 +69,15 @@ prereqs() {
     if [ -e "$ksm/run" ] && [ ! -w "$ksm/run" ]; then
         mount -t tmpfs -o size=4k,mode=755 benchbed-no-ksm "$ksm"
         : > "$state/ksm.mounted"
+    fi
+    # OVS's userspace datapath makes each bridge's own port a tap device: a container has no
+    # /dev/net/tun unless it is made (LXC's device list allows it); a tmpfiles rule makes it
+    # again at every boot, as a snapshot's clone boots. Where mknod is refused, OVS's
+    # bridges stay without their ports, as before.
+    if [ ! -e /dev/net/tun ] && mkdir -p /dev/net && mknod -m 666 /dev/net/tun c 10 200 \
+            2>/dev/null; then
+        printf 'c! /dev/net/tun 0666 root root - 10:200\n' > "$tun_rule"
+        : > "$state/tun.created"
     fi
     # DevStack's configure_nova restarts iscsid whenever n-cpu is on; iscsid cannot run in
     # a container. The condition makes systemd skip it there (a restart then succeeds) and
@@ -203,6 +213,7 @@ cleanup() {
         rmdir "${drop_in%/*}" 2>/dev/null || true
     done
     if [ -f "$state/ksm.mounted" ]; then umount "$ksm" 2>/dev/null || true; fi
+    if [ -f "$state/tun.created" ]; then rm -f "$tun_rule" /dev/net/tun; fi
     if [ -f "$state/iscsid.drop-in" ]; then
         rm -f "$iscsid_drop_in"
         rmdir "${iscsid_drop_in%/*}" 2>/dev/null || true
