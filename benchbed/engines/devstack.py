@@ -147,24 +147,30 @@ class DevstackEngineConfig(ServerRequestConfig):
         return [] if chosen else list(DEFAULT_DISABLED)
 
 
+def render_settings(config: DevstackEngineConfig) -> dict[str, Any]:
+    """benchbed's [[local|localrc]] settings for any server (what a container needs), then
+    the config's own (which win)."""
+    return {"LOGFILE": STACK_LOGFILE,
+            # ksmtuned pulls in qemu for nothing on a test bed
+            "ENABLE_KSMTUNED": False,
+            # no Open vSwitch kernel datapath in a container
+            "OVS_DATAPATH_TYPE": "netdev",
+            # no public network: it would route the floating range out of the server, and
+            # guests here have no way out
+            "OVN_L3_CREATE_PUBLIC_NETWORK": False,
+            **config.local_settings()}
+
+
 def render_local_conf(config: DevstackEngineConfig, host_ip: str, source: dict[str, str],
                       passwords: dict[str, str]) -> str:
-    """local.conf for a server at `host_ip`: what a container needs, where the sources are,
-    the passwords, then the config's own settings (which win)."""
-    settings: dict[str, Any] = {"HOST_IP": host_ip, **passwords,
-                                "LOGFILE": STACK_LOGFILE,
-                                # ksmtuned pulls in qemu for nothing on a test bed
-                                "ENABLE_KSMTUNED": False,
-                                # no Open vSwitch kernel datapath in a container
-                                "OVS_DATAPATH_TYPE": "netdev",
-                                # no public network: it would route the floating range
-                                # out of the server, and guests here have no way out
-                                "OVN_L3_CREATE_PUBLIC_NETWORK": False}
+    """local.conf for a server at `host_ip`: where the sources are, the passwords, then
+    render_settings."""
+    settings: dict[str, Any] = {"HOST_IP": host_ip, **passwords}
     if source["git_base"]:
         settings["GIT_BASE"] = source["git_base"]
     if config.pip_index_url is None:
         settings["DOWNLOAD_DEFAULT_IMAGES"] = False  # guests have no way out
-    settings.update(config.local_settings())
+    settings.update(render_settings(config))
     return devstack_conf.render(settings, plugins=config.enable_plugin,
                                 post_config=config.post_config,
                                 disabled=config.disabled_services())
@@ -224,7 +230,7 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
                          lambda s: self._prepare(s, sources[s.host], passwords, outlives),
                          describe=where)
             self._stack(servers)
-            run_parallel("sealing servers", servers, lambda s: self._seal(s, passwords),
+            run_parallel("after stack.sh", servers, lambda s: self._after_stack(s, passwords),
                          describe=where)
             return self._endpoints(servers, passwords)
         finally:
@@ -371,6 +377,12 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
                   "disabled": self.config.disabled_services()}
         return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()
                               ).hexdigest()
+
+    def _after_stack(self, server: Server, passwords: dict[str, str]) -> None:
+        datapath = str(render_settings(self.config)["OVS_DATAPATH_TYPE"])
+        with self._step(server, "OVN's bridge on OVS's datapath", datapath):
+            self._guest(server, "datapath", datapath)
+        self._seal(server, passwords)
 
     def _seal(self, server: Server, passwords: dict[str, str]) -> None:
         """Record what a clone of this server must rewrite, on a server that runs the

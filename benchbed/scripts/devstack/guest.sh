@@ -7,6 +7,8 @@
 #   start                    stack.sh as stack, detached, output to $state/stack.out
 #   poll OFFSET              "running|lost|EXIT_CODE", then stack.out from byte OFFSET on
 #   stop                     end stack.sh's process group (the one start made)
+#   datapath TYPE            OVN's integration bridge (ovn-controller makes it) on OVS's
+#                            datapath TYPE, as DevStack's own bridges (OVS_DATAPATH_TYPE)
 #   seal                     the units that would reach this server's peers or hold its
 #                            secrets start only on this machine (its machine-id), so that
 #                            a snapshot's clone starts them once it is itself (resume.py)
@@ -169,6 +171,14 @@ stop() {
     i=0
     while alive && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
     kill -KILL "-$group" 2>/dev/null || true
+}
+
+datapath() {
+    [ "$1" != system ] && command -v ovs-vsctl >/dev/null || return 0
+    bridge=$(ovs-vsctl get open . external_ids:ovn-bridge 2>/dev/null | tr -d '"') || return 0
+    [ -n "$bridge" ] || return 0
+    ovs-vsctl set open . "external_ids:ovn-bridge-datapath-type=$1"
+    ovs-vsctl --if-exists set bridge "$bridge" "datapath_type=$1"
 }
 
 seal() {
