@@ -32,8 +32,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-GUARDED = ("ovn-controller.service", "ovn-controller-vtep.service")
-WANTS = Path("/etc/systemd/system/multi-user.target.wants")
+# guest.sh seal's drop-in: the units it guards are the ones this starts
+ORIGIN_DROP_IN = "50-benchbed-origin.conf"
+UNITS = Path("/etc/systemd/system")
+RABBITMQ = "rabbitmq-server.service"
 WITHOUT_RABBITMQ = {"devstack@keystone.service", "devstack@placement-api.service",
                     "devstack@g-api.service"}
 TEXT_ROOTS = (Path("/etc"), Path("/opt/stack/devstack"))
@@ -313,8 +315,10 @@ def main(state: Path) -> None:
     target = json.loads((state / "target.json").read_text())
     machine_id = Path("/etc/machine-id").read_text().strip()
     rewrite = rewriter(origin, target)
-    services = sorted(path.name for path in WANTS.glob("devstack@*.service"))
-    guarded = [unit for unit in GUARDED if Path("/lib/systemd/system", unit).exists()]
+    sealed = sorted(path.parent.name.removesuffix(".d")
+                    for path in UNITS.glob(f"*.service.d/{ORIGIN_DROP_IN}"))
+    services = [unit for unit in sealed if unit.startswith("devstack@")]
+    guarded = [unit for unit in sealed if unit not in services and unit != RABBITMQ]
 
     # RabbitMQ first, so that it starts while the rest is rewritten: a new cookie; its
     # database is named after the host, so the origin's is dropped and its users imported
@@ -328,7 +332,7 @@ def main(state: Path) -> None:
         shutil.chown(cookie, "rabbitmq", "rabbitmq")
         for old in (rabbit / "mnesia").glob(f"rabbit@{origin['hostname']}*"):
             shutil.rmtree(old) if old.is_dir() else old.unlink()
-        run("systemctl", "start", "--no-block", "rabbitmq-server.service")
+        run("systemctl", "start", "--no-block", RABBITMQ)
 
     log(f"{rewrite_files(rewrite)} files rewritten")
     passwords, new = origin["passwords"], target["passwords"]
