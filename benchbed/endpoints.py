@@ -9,7 +9,8 @@ deployment (secrets included, masked wherever they are shown) and hands it to
 * `openstack` (an `OpenStackCloud`): ExistingCloud, DevstackEngine, FuelEngine,
   DebianEngine; LxcEngine and DebianEngine nodes repeat their controller's;
 * `servers` (`ServerEntry` list): ServersEngine, DevstackEngine, DebianEngine, LxcEngine;
-* `services`, `compute_hosts`: DebianEngine and LxcEngine; `templates`: LxcEngine;
+* `services`, `compute_hosts`: DebianEngine, LxcEngine and a DevstackEngine node;
+  `templates`: LxcEngine;
 * `devstack`: DevstackEngine; `fuel`: FuelEngine;
 * `controller_ip`, `nodes`: MultihostEngine, whose own keys are its controller's.
 

@@ -68,6 +68,9 @@ STACKED = f"{STATE}/stacked.json"
 # DevStack's global virtualenv (GLOBAL_VENV, the default), else the system's Python
 PYTHONS = ("/opt/stack/data/venv/bin/python", "python3")
 RESUME_TIMEOUT = 600
+# nodes' groups join the controller's cell one at a time (see nova_compute.DISCOVER_LOCK)
+DISCOVER_LOCK = "/run/lock/benchbed-devstack-discover-hosts"
+DISCOVER_TIMEOUT = 600
 # what of RabbitMQ's definitions a clone takes over (resume.py keeps the queues that outlive
 # their consumers); the rest (the cluster's name, parameters, policies) is the origin's own
 RABBIT_DEFINITIONS = ("users", "vhosts", "permissions", "topic_permissions", "queues",
@@ -232,7 +235,10 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
             self._stack(servers)
             run_parallel("after stack.sh", servers, lambda s: self._after_stack(s, passwords),
                          describe=where)
-            return self._endpoints(servers, passwords)
+            endpoints = self._endpoints(servers, passwords)
+            compute_hosts = self._join(servers)
+            return stored({**endpoints, "compute_hosts": compute_hosts}) if compute_hosts \
+                else endpoints
         finally:
             for server in servers:
                 server.close()
@@ -337,6 +343,35 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         run.feed(data)
         if state.strip() != "running":
             run.state = state.strip()
+
+    def _join(self, servers: list[Server]) -> list[str]:
+        """A node's nova-computes, mapped into its controller's cell and up. DevStack leaves
+        the mapping to whoever stacks the nodes (its multinode jobs run
+        tools/discover_hosts.sh on the controller once they are up): on a node, benchbed
+        does, one node group at a time. The compute hosts, [] on a server without them."""
+        from benchbed.engines.debian_services.catalogue import Catalogue
+        from benchbed.engines.debian_services.nova_compute import join
+
+        parent = self.parent_endpoints or {}
+        if "openstack" not in parent or not parent.get("servers"):
+            return []
+        listed = run_parallel("listing compute hosts", servers,
+                              lambda server: self._guest(server, "computes").split(),
+                              describe=where)
+        hosts = [host for found in listed for host in found]
+        if not hosts:
+            return []
+        cloud = parent["openstack"]
+        controller = Server.from_dict(dict(parent["servers"][0]), deployment=self.deployment)
+        catalogue = Catalogue(cloud["auth_url"], cloud["admin"]["password"])
+        try:
+            with self._step(controller, "join the cell", f"{len(hosts)} compute host(s)"):
+                join(catalogue, cloud["region_name"], controller, hosts,
+                     discover=lambda: self._guest(controller, "discover", DISCOVER_LOCK,
+                                                  timeout=DISCOVER_TIMEOUT))
+        finally:
+            controller.close()
+        return hosts
 
     def _endpoints(self, servers: list[Server], passwords: dict[str, str]) -> Endpoints:
         import yaml
@@ -485,11 +520,15 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         return versions
 
     def check(self) -> list[CheckResult]:
-        from benchbed.engines.keystone_check import check_cloud
+        from benchbed.engines.keystone_check import check_cloud, check_computes
 
         if "openstack" not in self.endpoints:
             return [CheckResult("devstack", False, "no Keystone among the endpoints")]
-        return check_cloud(self.endpoints["openstack"])
+        results = check_cloud(self.endpoints["openstack"])
+        if self.endpoints.get("compute_hosts"):
+            results += check_computes(self.endpoints["openstack"],
+                                      self.endpoints["compute_hosts"])
+        return results
 
 
 class _Run:

@@ -16,6 +16,8 @@ is mapped into the cell once it has reported in. Such clones boot with nova-comp
 compete with their own boots; `start_held` starts it once a clone is known to be itself.
 """
 
+from collections.abc import Callable
+
 from benchbed.engines.debian_services import Context, Recipe, rabbitmq
 from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.engines.debian_services.common import credentials, write_config
@@ -24,6 +26,10 @@ from benchbed.retry import wait_for
 from benchbed.server import Server
 
 CONFIG_PATH = "/etc/nova/nova-compute.conf"
+LOG_PATH = "/var/log/nova/nova-compute.log"
+# oslo.log's lines: date, time, pid, level, logger, message
+LAST_PROBLEM = ('grep -E "^[^ ]+ [^ ]+ [0-9]+ (WARNING|ERROR|CRITICAL) " "$1" | tail -n 1 '
+                '| cut -c 1-300')
 JOIN_TIMEOUT = 300
 # The unit is Type=notify: `systemctl start` returns once nova-compute has reported in.
 # systemd's default start timeout proved too short for several start-ups at once on a busy
@@ -34,6 +40,7 @@ START_TIMEOUT = 600
 # the cell: one fails with DBDuplicateEntry on host_mappings' unique host (deployment tools
 # that ran it from each node in parallel have reported it since 2018).
 DISCOVER_LOCK = "/run/lock/benchbed-nova-discover-hosts"
+DISCOVER_TIMEOUT = 600
 DISCOVER_HOSTS = ["flock", DISCOVER_LOCK, "runuser", "-u", "nova", "--", "nova-manage",
                   "cell_v2", "discover_hosts"]
 # nova-compute starts at boot only where this file is; a clone gets it once checked
@@ -81,29 +88,55 @@ def configure(ctx: Context) -> None:
     with ctx.step("nova-compute: start", host):
         ctx.run("service nova-compute restart", timeout=120)
     with ctx.step("nova-compute: join the cell", host):
-        join(catalogue, ctx.region, controller, [host])
+        try:
+            join(catalogue, ctx.region, controller, [host])
+        except TimeoutError as timed_out:
+            raise TimeoutError(f"{timed_out}; {unit_report(ctx.server)}") from None
     ctx.outputs["compute_hosts"] = [host]
 
 
 def join(catalogue: Catalogue, region: str, controller: Server, hosts: list[str],
-         timeout: float = JOIN_TIMEOUT) -> None:
-    """Wait until every host's nova-compute is `up`, map them into the cell, and wait until
-    Placement has a resource provider for each."""
+         timeout: float = JOIN_TIMEOUT, discover: Callable[[], object] | None = None) -> None:
+    """Wait until every host's nova-compute is `up`, map them into the cell (`discover`,
+    by default Debian's nova-manage on the controller), and wait until Placement has a
+    resource provider for each."""
     wanted = set(hosts)
+    up: set[str] = set()
 
     def all_up() -> bool:
-        up = {s["host"] for s in catalogue.compute_services(region) if s["state"] == "up"}
+        up.clear()
+        up.update(s["host"] for s in catalogue.compute_services(region) if s["state"] == "up")
         return wanted <= up
 
-    wait_for(all_up, timeout=timeout, what=f"nova-compute up on {len(wanted)} host(s)",
-             interval=1, max_interval=5)
-    controller.ssh.run(DISCOVER_HOSTS, timeout=600)
+    try:
+        wait_for(all_up, timeout=timeout, what=f"nova-compute up on {len(wanted)} host(s)",
+                 interval=1, max_interval=5)
+    except TimeoutError as timed_out:
+        raise TimeoutError(f"{timed_out} (not up: {', '.join(sorted(wanted - up))})") from None
+    if discover is None:
+        controller.ssh.run(DISCOVER_HOSTS, timeout=DISCOVER_TIMEOUT)
+    else:
+        discover()
 
     def all_providers() -> bool:
         return wanted <= {p["name"] for p in catalogue.resource_providers(region)}
 
     wait_for(all_providers, timeout=timeout, interval=1, max_interval=5,
              what=f"a Placement resource provider for each of {len(wanted)} host(s)")
+
+
+def unit_report(server: Server) -> str:
+    """What a nova-compute that never reported in is doing: its unit's state and restarts,
+    and the last warning or error in its log (a conductor it cannot reach, a refused
+    password), so that the failure names its cause."""
+    shown = server.ssh.run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState",
+                            "-p", "NRestarts", "nova-compute"], timeout=60, check=False).stdout
+    state = dict(line.partition("=")[::2] for line in shown.splitlines())
+    last = server.ssh.run(["sh", "-c", LAST_PROBLEM, "sh", LOG_PATH], timeout=60,
+                          check=False).stdout.strip()
+    return (f"nova-compute here is {state.get('ActiveState', '?')}/"
+            f"{state.get('SubState', '?')} after {state.get('NRestarts', '?')} restart(s); "
+            f"last problem in {LOG_PATH}: {last or 'none'}")
 
 
 def hold_at_boot(server: Server) -> None:

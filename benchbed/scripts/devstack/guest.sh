@@ -12,6 +12,9 @@
 #   seal                     the units that would reach this server's peers or hold its
 #                            secrets start only on this machine (its machine-id), so that
 #                            a snapshot's clone starts them once it is itself (resume.py)
+#   computes                 the hosts this server's nova-compute services report as
+#   discover LOCK            nova-manage cell_v2 discover_hosts as stack, one at a time
+#                            (under flock LOCK) on this API server
 #   cleanup                  stop, unstack.sh, clean.sh, then what they leave
 # What was there before (user, drop-ins, pip.conf, running services) is kept in $state and
 # left as it was.
@@ -192,6 +195,25 @@ seal() {
             > "$units/$unit.d/$origin_drop_in"
     done
     systemctl daemon-reload
+}
+
+computes() {  # DevStack's n-cpu reports as the host name; each fake n-cpu-N as set in its conf
+    for unit in "$units"/devstack@n-cpu.service "$units"/devstack@n-cpu-*.service; do
+        [ -e "$unit" ] || continue
+        name=${unit##*/devstack@n-cpu}
+        name=${name%.service}
+        if [ -z "$name" ]; then
+            hostname
+        else
+            sed -n 's/^host *= *//p' "/etc/nova/nova-fake.conf$name" | tail -n 1
+        fi
+    done
+}
+
+discover() {  # as DevStack's tools/discover_hosts.sh, with the virtualenv's nova-manage
+    flock "$1" env -i PATH="$home/data/venv/bin:$path" HOME=$home \
+        setpriv --reuid=stack --regid=stack --init-groups \
+        nova-manage cell_v2 discover_hosts --verbose
 }
 
 cleanup() {
