@@ -92,3 +92,50 @@ def test_a_node_password_in_local_conf_wins_over_the_controllers(home: Path) -> 
     passwords = node._passwords()
     assert passwords["ADMIN_PASSWORD"] == "node-given"
     assert len(passwords["DATABASE_PASSWORD"]) == 32  # the controller gave none: generated
+
+
+def test_a_node_maps_its_computes_into_the_controllers_cell(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DevStack leaves discover_hosts to whoever stacks the nodes: the node runs it on the
+    controller (servers[0] of its parent's endpoints) and waits for every host it lists."""
+    from benchbed.engines import devstack
+    from benchbed.engines.debian_services import nova_compute
+    from benchbed.server import Server
+
+    config = _multihost(NODE_CONF)
+    deployment = Deployment.create("mh", config)
+    multihost = plugin.build(deployment, config, Engine, plugin.ENGINES, "")
+    assert isinstance(multihost, MultihostEngine)
+    cloud = {"auth_url": f"http://{CONTROLLER_IP}/identity", "region_name": "RegionOne",
+             "admin": {"password": "admin-secret"}}
+    node = multihost._node("nodes[0]", substitute(config["nodes"][0], CONTROLLER_IP),
+                           {"servers": [{"host": CONTROLLER_IP, "user": "root"}],
+                            "openstack": cloud})
+    assert isinstance(node, DevstackEngine)
+    guest_calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def guest(server: Server, *args: str, timeout: float = 120) -> str:
+        guest_calls.append((server.host, args))
+        return {"computes": f"{server.host}-node1\n"}.get(args[0], "")
+
+    joined: list[tuple[str, str, list[str]]] = []
+
+    def join(catalogue: Any, region: str, controller: Server, hosts: list[str],
+             discover: Any = None) -> None:
+        joined.append((region, controller.host, hosts))
+        discover()
+
+    monkeypatch.setattr(node, "_guest", guest)
+    monkeypatch.setattr(nova_compute, "join", join)
+    servers = [Server(host=address, deployment=deployment) for address in (NODE_IP, "10.9.9.9")]
+    assert node._join(servers) == [f"{NODE_IP}-node1", "10.9.9.9-node1"]
+    assert joined == [("RegionOne", CONTROLLER_IP, [f"{NODE_IP}-node1", "10.9.9.9-node1"])]
+    assert (CONTROLLER_IP, ("discover", devstack.DISCOVER_LOCK)) in guest_calls
+
+
+def test_a_server_without_a_parent_joins_nothing(home: Path) -> None:
+    config = _multihost(NODE_CONF)["controller"]
+    deployment = Deployment.create("single", config)
+    engine = plugin.build(deployment, config, Engine, plugin.ENGINES, "")
+    assert isinstance(engine, DevstackEngine)
+    assert engine._join([]) == []

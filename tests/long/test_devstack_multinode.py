@@ -1,0 +1,165 @@
+"""DevStack on several nodes, the older tool's `multihost` shape: a MultihostEngine whose
+controller is a whole DevStack cloud without a compute of its own, and whose node is a
+DevstackEngine on two LXC containers (nova-compute with the fake driver, OVN's controller
+and metadata agent) that stack against `{controller_ip}` once the controller is up.
+
+Proven with the real clients: `check` (both computes up, each with a Placement resource
+provider), `openstack compute service list`, every node's OVN chassis alive, Rally's
+boot_and_delete_server without a failure and on more than one compute host; `destroy`
+leaving no container, ledger row, bridge or mirror. Then kill -9 while the nodes stack, and
+`destroy` leaves nothing either. Root, real LXC, network 10.254.164.0/24; about 25 minutes on
+an idle 2-core machine (two controller stacks, the nodes' stack.sh in parallel).
+"""
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import upstream
+from tests.conftest import (
+    Cli,
+    cli_for,
+    client,
+    kill_when,
+    ledger_rows,
+    rally_task_without_failures,
+    write_yaml,
+)
+from tests.integration.debian_lab import lxc_here, lxc_leftovers
+from tests.integration.devstack_lab import RALLY_TASK, WHOLE_CLOUD
+
+pytestmark = pytest.mark.root
+
+NETWORK = "10.254.164.0/24"
+CONTROLLER_PREFIX = "bbdmc"
+NODE_PREFIX = "bbdmn"
+NODES = 2
+# the controller: the whole cloud without nova-compute (DevstackEngine's defaults turned off,
+# and n-cpu), so that every server Nova places lands on a node
+CONTROLLER_DISABLED = ["c-api", "c-sch", "c-vol", "c-bak", "s-proxy", "s-object",
+                       "s-container", "s-account", "horizon", "tempest", "n-novnc", "dstat",
+                       "etcd3", "n-cpu"]
+# DevStack's multinode guide's compute node (guides/multinode-lab), without Cinder's volume
+NODE_CONF = {"VIRT_DRIVER": "fake", "DATABASE_TYPE": "mysql",
+             "SERVICE_HOST": "{controller_ip}", "MYSQL_HOST": "{controller_ip}",
+             "RABBIT_HOST": "{controller_ip}", "GLANCE_HOSTPORT": "{controller_ip}:9292",
+             "ENABLED_SERVICES": "n-cpu,placement-client,ovn-controller,ovs-vswitchd,"
+                                 "ovsdb-server,q-ovn-metadata-agent"}
+BOOT_AND_DELETE = {key: value for key, value in RALLY_TASK.items() if key.startswith("Nova")}
+
+
+def multihost() -> dict[str, Any]:
+    mirror = str(upstream.git_mirror())
+    return {"type": "MultihostEngine",
+            "controller": {"type": "DevstackEngine", "git_mirror": mirror,
+                           "local_conf": WHOLE_CLOUD, "disable_service": CONTROLLER_DISABLED,
+                           "provider": lxc_here(NETWORK, CONTROLLER_PREFIX)},
+            "nodes": [{"type": "DevstackEngine", "git_mirror": mirror, "local_conf": NODE_CONF,
+                       "provider": {**lxc_here(NETWORK, NODE_PREFIX),
+                                    "containers_per_host": NODES}}]}
+
+
+def nothing_left(home: Path) -> None:
+    assert lxc_leftovers(NETWORK, CONTROLLER_PREFIX) == {
+        "containers": [], "bridges": [], "processes": []}
+    assert lxc_leftovers(NETWORK, NODE_PREFIX)["containers"] == []
+    assert ledger_rows(home) == 0
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]:
+    work = tmp_path_factory.mktemp("devstack-multinode")
+    cli = cli_for(work / "home")
+    try:
+        cli.ok("deployment", "create", "--file", write_yaml(work / "multi.yaml", multihost()),
+               "--name", "multi", timeout=5400)
+        for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
+            cli.ok("deployment", "export", "multi", "--format", fmt,
+                   "--output", str(work / name))
+        image = work / "tiny.img"
+        image.write_bytes(b"\0" * 65536)
+        openstack(work, "image", "create", "--file", str(image), "--disk-format", "raw",
+                  "--container-format", "bare", "--public", "bb-tiny")
+        yield cli, work
+    finally:
+        cli.destroy_all()
+
+
+def openstack(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return client("openstack", "--os-cloud", "multi", *args,
+                  env={"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}, timeout=600)
+
+
+def listed(work: Path, *args: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(openstack(work, *args, "-f", "json").stdout)
+    return rows
+
+
+def node_hosts(cli: Cli) -> list[str]:
+    shown = cli.json("deployment", "show", "multi")
+    hosts: list[str] = shown["endpoints"]["nodes"][0]["compute_hosts"]
+    return hosts
+
+
+def test_check_shows_every_node_compute_up_with_its_chassis(cloud: tuple[Cli, Path]) -> None:
+    cli, work = cloud
+    results = cli.json("deployment", "check", "multi")
+    assert all(r["ok"] for r in results), results
+    by_target = {r["target"]: r["detail"] for r in results}
+    assert by_target["nodes[0]: compute services"] == f"{NODES}/{NODES} up"
+    assert by_target["nodes[0]: placement resource providers"] == \
+        f"{NODES}/{NODES} compute hosts"
+    hosts = node_hosts(cli)
+    assert len(set(hosts)) == NODES
+    services = listed(work, "compute", "service", "list", "--service", "nova-compute")
+    assert sorted((s["Host"], s["State"]) for s in services) == \
+        sorted((host, "up") for host in hosts)
+    chassis = [agent for agent in listed(work, "network", "agent", "list")
+               if agent["Agent Type"] == "OVN Controller agent"]
+    assert len(chassis) == NODES and all(agent["Alive"] for agent in chassis), chassis
+
+
+def test_rally_boots_servers_on_more_than_one_node(cloud: tuple[Cli, Path],
+                                                   tmp_path: Path) -> None:
+    cli, work = cloud
+    rally_task_without_failures(tmp_path, work / "spec.json", BOOT_AND_DELETE, timeout=1200)
+    deleted = listed(work, "server", "list", "--all-projects", "--deleted", "--long")
+    landed = {server["Host"] for server in deleted}
+    assert len(deleted) >= 10 and landed <= set(node_hosts(cli)) and len(landed) > 1, deleted
+
+
+def test_destroy_leaves_no_container_row_or_mirror(cloud: tuple[Cli, Path]) -> None:
+    cli, work = cloud
+    cli.ok("deployment", "destroy", "multi", timeout=1200)
+    assert cli.json("deployment", "list") == []
+    nothing_left(work / "home")
+
+
+def test_kill_9_while_the_nodes_stack_then_destroy_leaves_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cli = cli_for(home)
+    try:
+        killed = cli.popen("deployment", "create", "--file",
+                           write_yaml(tmp_path / "multi.yaml", multihost()), "--name", "killed")
+        kill_when(killed, lambda: nodes_stacking(home), timeout=3600, interval=0.5,
+                  never="the nodes' stack.sh never reached install_nova")
+        assert len(lxc_leftovers(NETWORK, NODE_PREFIX)["containers"]) == NODES
+        assert ledger_rows(home) > 0
+        cli.ok("deployment", "destroy", "--force", "killed", timeout=1800)
+        nothing_left(home)
+    finally:
+        cli.destroy_all()
+
+
+def nodes_stacking(home: Path) -> bool:
+    """Whether the nodes' stack.sh (the second one in the log, on both nodes at once) has
+    reached DevStack's install_nova."""
+    for log in home.glob("deployments/*/deployment.log"):
+        _, started, after = log.read_text().partition(f"step started: stack.sh ({NODES} ")
+        if started and ":install_nova:" in after:
+            return True
+    return False
