@@ -13,6 +13,7 @@ from benchbed.settings import PluginConfig, setting
 if TYPE_CHECKING:
     from benchbed.deployment import Deployment
     from benchbed.providers.base import Capabilities, ServerProvider
+    from benchbed.server import Server
 
 ConfigT = TypeVar("ConfigT", bound=PluginConfig)
 
@@ -80,6 +81,23 @@ class Engine(plugin.Plugin[ConfigT]):
         and clones it; it asks before the inner config is validated (the config is parsed
         from the mapping as given), so answer from the config alone, False when unsure."""
         return False
+
+    # -- what LxcEngine asks of an engine whose clones_as_node says yes ------------------
+
+    def hold_for_clones(self, template: "Server") -> None:
+        """On the deployed template, before it stops: keep its compute services from starting
+        when a clone of it boots (a clone is not itself yet then)."""
+        raise NotImplementedError(f"{type(self).__name__} makes no compute node to clone")
+
+    def start_clone(self, clone: "Server") -> list[str]:
+        """Make a booted clone (its own host name, address and machine-id already) its own
+        compute node and start its compute services; the compute hosts they report as."""
+        raise NotImplementedError(f"{type(self).__name__} makes no compute node to clone")
+
+    def join_computes(self, hosts: list[str]) -> None:
+        """Map the clones' compute hosts into the parent's cell; return once each is up and
+        has a Placement resource provider."""
+        raise NotImplementedError(f"{type(self).__name__} makes no compute node to clone")
 
     def __init__(self, deployment: "Deployment", config: dict[str, Any] | None = None,
                  path: str = "") -> None:

@@ -159,6 +159,29 @@ class DebianEngine(Engine[DebianEngineConfig]):
         finally:
             server.close()
 
+    def hold_for_clones(self, template: Server) -> None:
+        from benchbed.engines.debian_services.nova_compute import hold_at_boot
+
+        hold_at_boot(template)
+
+    def start_clone(self, clone: Server) -> list[str]:
+        """nova-compute, held back at boot, starts; its host is the clone's host name."""
+        from benchbed.engines.debian_services.nova_compute import start_held
+
+        start_held(clone)
+        return [clone.name or clone.host]
+
+    def join_computes(self, hosts: list[str]) -> None:
+        from benchbed.engines.debian_services.catalogue import Catalogue
+        from benchbed.engines.debian_services.nova_compute import join
+
+        cloud, controller = self._joined_cloud()
+        try:
+            join(Catalogue(cloud["auth_url"], cloud["admin"]["password"]),
+                 cloud["region_name"], controller, hosts)
+        finally:
+            controller.close()
+
     def _joined_cloud(self) -> tuple[OpenStackCloud, Server]:
         """The controller's cloud this node joins (it runs no Keystone of its own), and the
         controller's server; waits while the controller is still deploying."""

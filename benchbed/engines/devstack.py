@@ -187,6 +187,8 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
 
     Config = DevstackEngineConfig
     NESTED = {"provider": PROVIDERS}
+    # the template LxcEngine cloned this engine's server into (hold_for_clones)
+    _template_hostname: str | None = None
 
     @classmethod
     def validate_config(cls, config: DevstackEngineConfig, path: str, *,
@@ -349,9 +351,6 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         the mapping to whoever stacks the nodes (its multinode jobs run
         tools/discover_hosts.sh on the controller once they are up): on a node, benchbed
         does, one node group at a time. The compute hosts, [] on a server without them."""
-        from benchbed.engines.debian_services.catalogue import Catalogue
-        from benchbed.engines.debian_services.nova_compute import join
-
         parent = self.parent_endpoints or {}
         if "openstack" not in parent or not parent.get("servers"):
             return []
@@ -359,19 +358,52 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
                               lambda server: self._guest(server, "computes").split(),
                               describe=where)
         hosts = [host for found in listed for host in found]
-        if not hosts:
-            return []
+        if hosts:
+            self.join_computes(hosts)
+        return hosts
+
+    def join_computes(self, hosts: list[str]) -> None:
+        """discover_hosts on the controller (see _join); the OVN agents of a template that
+        was cloned leave Neutron first (its chassis is gone with it)."""
+        from benchbed.engines.debian_services.catalogue import Catalogue
+        from benchbed.engines.debian_services.nova_compute import join
+
+        parent = self.parent_endpoints or {}
         cloud = parent["openstack"]
         controller = Server.from_dict(dict(parent["servers"][0]), deployment=self.deployment)
         catalogue = Catalogue(cloud["auth_url"], cloud["admin"]["password"])
         try:
+            if self._template_hostname:
+                with self._step(controller, "forget the template's agents",
+                                self._template_hostname):
+                    catalogue.forget_network_agents(cloud["region_name"],
+                                                    self._template_hostname)
             with self._step(controller, "join the cell", f"{len(hosts)} compute host(s)"):
                 join(catalogue, cloud["region_name"], controller, hosts,
                      discover=lambda: self._guest(controller, "discover", DISCOVER_LOCK,
                                                   timeout=DISCOVER_TIMEOUT))
         finally:
             controller.close()
-        return hosts
+
+    # -- compute nodes that LxcEngine clones -------------------------------------------------
+
+    @classmethod
+    def clones_as_node(cls, config: DevstackEngineConfig) -> bool:
+        """A server that runs DevStack's compute services alone (no Keystone, database or
+        message queue: those of its controller) clones into compute nodes, each resumed as
+        a snapshot is (resume.py) with its own host name, address and OVN chassis."""
+        services = set(str(config.local_settings().get("ENABLED_SERVICES", "")).split(","))
+        return "n-cpu" in services and not services & {"key", "mysql", "rabbit", "n-api"}
+
+    def hold_for_clones(self, template: Server) -> None:
+        """Sealed when its stack.sh ended (the units start only on the template's machine-id);
+        its host name is kept, for its OVN chassis to leave with it."""
+        self._template_hostname = template.ssh.run("hostname", timeout=60).stdout.strip()
+
+    def start_clone(self, clone: Server) -> list[str]:
+        self._wait_ready(clone)
+        self._resume(clone, self._origin(clone), self._passwords())
+        return self._guest(clone, "computes").split()
 
     def _endpoints(self, servers: list[Server], passwords: dict[str, str]) -> Endpoints:
         import yaml
@@ -420,21 +452,21 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         self._seal(server, passwords)
 
     def _seal(self, server: Server, passwords: dict[str, str]) -> None:
-        """Record what a clone of this server must rewrite, on a server that runs the
-        cloud's Keystone and database (a node joined to a controller is not resumable)."""
+        """Record what a clone of this server must rewrite: a whole cloud's (its database
+        included) or a compute node's, which LxcEngine clones."""
         probe = server.ssh.run(
-            "test -e /etc/systemd/system/devstack@keystone.service || exit 3; hostname; "
-            "cat /etc/machine-id; for p in " + " ".join(PYTHONS) + "; do "
-            "command -v \"$p\" && break; done", check=False, timeout=60)
-        if probe.exit_code == 3:
-            return
-        hostname, machine_id, python = [*probe.stdout.split(), "", "", ""][:3]
+            "hostname; cat /etc/machine-id; for p in " + " ".join(PYTHONS) + "; do "
+            "command -v \"$p\" && break; done; "
+            "test -e /etc/systemd/system/devstack@keystone.service && echo database",
+            check=False, timeout=60)
+        hostname, machine_id, python, database = [*probe.stdout.split(), "", "", "", ""][:4]
         with self._step(server, "seal for snapshots"):
             exported = server.ssh.run("rabbitmqctl export_definitions - 2>/dev/null || true",
                                       timeout=120).stdout
             rabbit = json.loads(exported) if exported.strip().startswith("{") else {}
             stacked = {"address": server.host, "hostname": hostname,
                        "machine_id": machine_id, "python": python or PYTHONS[-1],
+                       "database": database == "database",
                        "passwords": passwords, "settings": self._settings(),
                        "rabbitmq": {key: rabbit[key] for key in RABBIT_DEFINITIONS
                                     if key in rabbit}}

@@ -17,8 +17,12 @@ the docs.
 
 It is a MultihostEngine node: the nodes join the controller's Nova, Placement and
 RabbitMQ (the inner engine's `parent_endpoints`), and all run `nova-compute` with the fake
-driver. It deploys alongside the controller: the template's packages go in while the
-controller installs, and the inner engine waits for the controller's endpoints.
+driver. What is engine-specific (holding the template's services back, making a clone its
+own node, mapping the hosts into the cell) the inner engine does: Engine.hold_for_clones,
+start_clone and join_computes (DebianEngine: nova-compute held at boot; DevstackEngine: the
+clone resumed as from a snapshot, with its own OVN chassis). It deploys alongside the
+controller: the template's packages go in while the controller installs, and the inner
+engine waits for the controller's endpoints.
 """
 
 import ipaddress
@@ -125,7 +129,8 @@ class LxcEngine(Engine[LxcEngineConfig]):
         if not _makes_node(inner, where("engine.type")):
             raise ConfigError(where("engine"), "must make a compute node, as an engine whose "
                               "server clones as a node does: {type: DebianEngine, services: "
-                              "[nova-compute]}")
+                              "[nova-compute]}, or a DevstackEngine whose ENABLED_SERVICES "
+                              "has n-cpu and none of key, mysql, rabbit, n-api")
         return {**config, "engine": inner}
 
     @classmethod
@@ -159,12 +164,12 @@ class LxcEngine(Engine[LxcEngineConfig]):
         servers = [server for host in per_host for server in host["servers"]]
         return {"openstack": per_host[0]["openstack"], "services": NODE_SERVICES,
                 "servers": servers,
-                "compute_hosts": [server["name"] for server in servers],
+                "compute_hosts": [name for host in per_host for name in host["compute_hosts"]],
                 "templates": [host["template"] for host in per_host]}
 
     def _deploy_host(self, index: int) -> dict[str, Any]:
         from benchbed.engines.debian_services.catalogue import Catalogue
-        from benchbed.engines.debian_services.nova_compute import forget, hold_at_boot, join
+        from benchbed.engines.debian_services.nova_compute import forget
 
         engine = self._engine(index)
         with self.deployment.step("deploy template", engine.path):
@@ -174,19 +179,15 @@ class LxcEngine(Engine[LxcEngineConfig]):
         catalogue = Catalogue(cloud["auth_url"], cloud["admin"]["password"])
         region = cloud["region_name"]
         host = Server.from_dict(self._hosts()[index], deployment=self.deployment)
-        parent = self.parent_endpoints
-        if parent is None:
-            raise BenchbedError(f"{self.path}: LxcEngine's nodes join a controller, but none "
-                                f"gave its endpoints")
-        controller = Server.from_dict(dict(parent["servers"][0]), deployment=self.deployment)
         origin = Server.from_dict(dict(template), deployment=self.deployment)
         try:
             with self.deployment.step("stop template", template["name"]):
-                hold_at_boot(origin)
+                engine.hold_for_clones(origin)
                 original = identify(origin)
                 # stopped first: a running nova-compute would report its service back in
                 stop_container(host, template["name"])
-                forget(catalogue, region, endpoints["compute_hosts"][0])
+                for compute_host in endpoints["compute_hosts"]:
+                    forget(catalogue, region, compute_host)
             amount = self.config.nodes_per_server
             clones = self._clones(index).create_servers(amount=amount,
                                                         ex_layer_on=template["name"])
@@ -197,27 +198,28 @@ class LxcEngine(Engine[LxcEngineConfig]):
                 check_identities(template["name"], original, clones, found)
             batch = STARTS_PER_CORE * int(host.ssh.run("nproc", timeout=60).stdout)
             with self.deployment.step("start compute nodes", f"{len(names)}, {batch} at once"):
-                run_parallel("starting nova-compute", clones, self._start,
-                             describe=lambda clone: clone.host, max_workers=batch)
+                started = run_parallel("starting nova-compute", clones,
+                                       lambda clone: self._start(engine, clone),
+                                       describe=lambda clone: clone.host, max_workers=batch)
+            compute_hosts = [name for names_of_one in started for name in names_of_one]
             with self.deployment.step("join compute nodes", f"{len(names)} on {host.host}"):
-                join(catalogue, region, controller, names)
+                engine.join_computes(compute_hosts)
             with self.deployment.step("measure memory", f"{len(clones)} node(s)"):
                 memory = run_parallel("measuring nodes", clones, _resident_mb,
                                       describe=lambda clone: clone.host)
         finally:
-            for server in (host, controller, origin):
+            for server in (host, origin):
                 server.close()
         servers = []
         for clone, resident in zip(clones, memory, strict=True):
             servers.append({**clone.to_dict(), "resident_mb": resident})
             clone.close()
-        return {"openstack": cloud, "servers": servers, "template": template["name"]}
+        return {"openstack": cloud, "servers": servers, "template": template["name"],
+                "compute_hosts": compute_hosts}
 
-    def _start(self, clone: Server) -> None:
-        from benchbed.engines.debian_services.nova_compute import start_held
-
+    def _start(self, engine: Engine[Any], clone: Server) -> list[str]:
         with self.deployment.step("start nova-compute", clone.name, lane=clone.name):
-            start_held(clone)
+            return engine.start_clone(clone)
 
     def teardown(self) -> None:
         """Per host, the clones first (they stand on the template's files), then the template."""

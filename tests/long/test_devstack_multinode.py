@@ -13,6 +13,7 @@ an idle 2-core machine (two controller stacks, the nodes' stack.sh in parallel).
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,9 +119,25 @@ def test_check_shows_every_node_compute_up_with_its_chassis(cloud: tuple[Cli, Pa
     services = listed(work, "compute", "service", "list", "--service", "nova-compute")
     assert sorted((s["Host"], s["State"]) for s in services) == \
         sorted((host, "up") for host in hosts)
-    chassis = [agent for agent in listed(work, "network", "agent", "list")
-               if agent["Agent Type"] == "OVN Controller agent"]
-    assert len(chassis) == NODES and all(agent["Alive"] for agent in chassis), chassis
+    # one OVN chassis per server, the nodes' as gateways too (DevStack's
+    # ENABLE_CHASSIS_AS_GW), each with its metadata agent
+    agents = agents_alive(work)
+    chassis = {agent["Host"] for agent in agents
+               if agent["Agent Type"].startswith("OVN Controller")}
+    metadata = {agent["Host"] for agent in agents if agent["Agent Type"] == "OVN Metadata agent"}
+    assert len(chassis) == NODES + 1 and metadata == chassis, agents
+
+
+def agents_alive(work: Path) -> list[dict[str, Any]]:
+    """Neutron's agents once every one is alive (OVN's report within a minute: each
+    ovn-controller answers the nb_cfg that Neutron raises)."""
+    deadline = time.monotonic() + 120
+    while True:
+        agents = listed(work, "network", "agent", "list")
+        if agents and all(agent["Alive"] for agent in agents):
+            return agents
+        assert time.monotonic() < deadline, agents
+        time.sleep(5)
 
 
 def test_rally_boots_servers_on_more_than_one_node(cloud: tuple[Cli, Path],

@@ -139,3 +139,20 @@ def test_a_server_without_a_parent_joins_nothing(home: Path) -> None:
     engine = plugin.build(deployment, config, Engine, plugin.ENGINES, "")
     assert isinstance(engine, DevstackEngine)
     assert engine._join([]) == []
+
+
+@pytest.mark.parametrize(("services", "clones"), [
+    ("n-cpu,placement-client,ovn-controller,ovs-vswitchd,ovsdb-server,q-ovn-metadata-agent",
+     True),
+    ("n-cpu,n-net", True),  # the older tool's devstack-lxc-engine sample
+    ("key,mysql,n-cpu", False),  # a cloud of its own: its clones would each be one
+    ("n-cpu,rabbit", False),
+    ("placement-client,ovn-controller", False),  # no compute
+    (None, False),  # DevStack's defaults: the whole cloud
+])
+def test_a_devstack_server_clones_as_a_node_when_it_runs_computes_alone(
+        services: str | None, clones: bool) -> None:
+    local_conf = {"VIRT_DRIVER": "fake"} | ({"ENABLED_SERVICES": services} if services else {})
+    config = DevstackEngine.parse_config({"type": "DevstackEngine", "local_conf": local_conf,
+                                          "provider": _servers(NODE_IP)})
+    assert DevstackEngine.clones_as_node(config) is clones

@@ -94,13 +94,18 @@ def recorder(home: Path, monkeypatch: pytest.MonkeyPatch) -> Recorder:
                       **{address: identity(name, address) for address, name in clones.items()}})
     monkeypatch.setattr(Server, "ssh", property(lambda server: FakeShell(found, server.host)))
 
-    class Template:
-        path = "nodes[0].engine[0]"
+    def deploy() -> dict[str, Any]:
+        found.note("deploy template", TEMPLATE)
+        return {"openstack": CLOUD, "compute_hosts": [TEMPLATE],
+                "servers": [{"host": TEMPLATE_ADDRESS, "name": TEMPLATE}]}
 
-        def deploy(self) -> dict[str, Any]:
-            found.note("deploy template", TEMPLATE)
-            return {"openstack": CLOUD, "compute_hosts": [TEMPLATE],
-                    "servers": [{"host": TEMPLATE_ADDRESS, "name": TEMPLATE}]}
+    real_engine = lxc.LxcEngine._engine
+
+    def template(self: lxc.LxcEngine, index: int) -> Any:
+        """The real inner DebianEngine (its clone hooks), its deploy faked."""
+        inner = real_engine(self, index)
+        monkeypatch.setattr(inner, "deploy", deploy)
+        return inner
 
     class Clones:
         def create_servers(self, amount: int, ex_layer_on: str) -> list[Server]:
@@ -108,7 +113,7 @@ def recorder(home: Path, monkeypatch: pytest.MonkeyPatch) -> Recorder:
             found.note("create clones", str(amount))
             return [Server(host=address, name=name) for address, name in clones.items()]
 
-    monkeypatch.setattr(lxc.LxcEngine, "_engine", lambda self, index: Template())
+    monkeypatch.setattr(lxc.LxcEngine, "_engine", template)
     monkeypatch.setattr(lxc.LxcEngine, "_clones", lambda self, index: Clones())
     monkeypatch.setattr(lxc, "stop_container",
                         lambda host, name: found.note("stop template", name))

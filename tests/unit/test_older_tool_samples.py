@@ -52,3 +52,13 @@ def test_older_spellings_of_the_multihost_sample() -> None:
 
 def test_every_sample_of_that_commit_is_covered() -> None:
     assert {p.name for p in SAMPLES.glob("*.json")} == set(VALID) | set(REFUSED)
+
+
+def test_the_devstack_lxc_engine_sample_validates_with_debian() -> None:
+    """Its shape (an LxcEngine whose template is a DevStack compute) is accepted once its
+    containers are Debian's; the template clones as a node."""
+    loaded = config.load_file(SAMPLES / "devstack-lxc-engine-in-existing-servers.json")
+    loaded["controller"]["provider"]["distribution"] = "debian"
+    loaded["nodes"][0]["distribution"] = "debian"
+    with pytest.warns(FutureWarning, match="'localrc' is deprecated"):
+        api.validate(loaded)

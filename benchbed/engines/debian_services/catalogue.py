@@ -88,6 +88,18 @@ class Catalogue:
             "service_type": "compute", "interface": "public", "region_name": region},
             headers={"OpenStack-API-Version": "compute 2.53"})
 
+    def forget_network_agents(self, region: str, host: str) -> None:
+        """Remove a host's Neutron agents. For OVN's, Neutron removes the chassis too, and
+        with it the chassis' other agent: one already gone (404) is what was wanted."""
+        where = {"service_type": "network", "interface": "public", "region_name": region}
+        agents = self.session.get("/v2.0/agents", params={"host": host},
+                                  endpoint_filter=where).json()["agents"]
+        for agent in agents:
+            gone = self.session.delete(f"/v2.0/agents/{agent['id']}", endpoint_filter=where,
+                                       raise_exc=False)
+            if gone.status_code not in (204, 404):
+                gone.raise_for_status()
+
     def resource_providers(self, region: str) -> list[dict[str, Any]]:
         return self.session.get("/resource_providers", endpoint_filter={
             "service_type": "placement", "interface": "public", "region_name": region},

@@ -41,6 +41,9 @@ WITHOUT_RABBITMQ = {"devstack@keystone.service", "devstack@placement-api.service
 TEXT_ROOTS = (Path("/etc"), Path("/opt/stack/devstack"))
 OWN_FILES = {Path("/etc/machine-id"), Path("/etc/hostname"), Path("/etc/hosts")}
 MAX_TEXT = 4 * 1024 * 1024
+SYSTEM_ID = Path("/etc/openvswitch/system-id.conf")
+# OVN's southbound socket: from Debian's packages, or built from source (OVN_BUILD_FROM_SOURCE)
+SOUTHBOUND = (Path("/var/run/ovn/ovnsb_db.sock"), Path("/usr/local/var/run/ovn/ovnsb_db.sock"))
 # (database, table, column) holding an address, a host name or a password; a missing
 # database or table (a service that is not enabled) is skipped
 COLUMNS = [
@@ -300,13 +303,34 @@ def openvswitch(origin: dict[str, Any], target: dict[str, Any],
         if value:
             settings.append(f"external_ids:{key}={rewrite(value.strip(chr(34)))}")
     run("ovs-vsctl", "set", "open", ".", *settings)
-    if shutil.which("ovn-sbctl"):
+    if SYSTEM_ID.exists():  # what Open vSwitch's start-up sets the system-id from
+        SYSTEM_ID.write_text(f"{new_id}\n")
+    # the southbound database is on this server only on a whole cloud; a compute node's
+    # old chassis leaves through Neutron (benchbed forgets the template's agents)
+    if shutil.which("ovn-sbctl") and any(socket.exists() for socket in SOUTHBOUND):
         run("ovn-sbctl", "--if-exists", "chassis-del", old_id)
         for table in ("Gateway_Chassis", "HA_Chassis"):
             for row in run("ovn-nbctl", "--bare", "--columns=_uuid", "find", table,
                            f"chassis_name={old_id}", check=False).split():
                 run("ovn-nbctl", "set", table, row, f"chassis_name={new_id}")
     return new_id
+
+
+def rewrite_databases(connection: Any, passwords: dict[str, str], new: dict[str, str],
+                      hostname: str, rewrite: Callable[[str], str]) -> None:
+    """The rows, Keystone's password hashes and MariaDB's root password."""
+    with connection.cursor() as cursor:
+        log(f"{rewrite_database(cursor, rewrite)} database rows rewritten")
+        cursor.execute("SELECT schema_name FROM information_schema.schemata")
+        schemas = {name for (name,) in cursor.fetchall()}
+        if {"nova_cell1", "placement"} <= schemas:
+            log(f"{forget_computes(cursor, hostname)} compute nodes to register anew")
+        if "keystone" in schemas:
+            log(f"{keystone_passwords(cursor, passwords, new)} Keystone passwords new")
+        cursor.execute("SELECT user, host FROM mysql.user WHERE user = 'root'")
+        for user, host in cursor.fetchall():
+            cursor.execute("ALTER USER %s@%s IDENTIFIED BY %s",
+                           (user, host, new["DATABASE_PASSWORD"]))
 
 
 def main(state: Path) -> None:
@@ -336,19 +360,11 @@ def main(state: Path) -> None:
 
     log(f"{rewrite_files(rewrite)} files rewritten")
     passwords, new = origin["passwords"], target["passwords"]
-    connection = database(passwords["DATABASE_PASSWORD"])
-    with connection.cursor() as cursor:
-        log(f"{rewrite_database(cursor, rewrite)} database rows rewritten")
-        cursor.execute("SELECT schema_name FROM information_schema.schemata")
-        schemas = {name for (name,) in cursor.fetchall()}
-        if {"nova_cell1", "placement"} <= schemas:
-            log(f"{forget_computes(cursor, target['hostname'])} compute nodes to register anew")
-        if "keystone" in schemas:
-            log(f"{keystone_passwords(cursor, passwords, new)} Keystone passwords new")
-        cursor.execute("SELECT user, host FROM mysql.user WHERE user = 'root'")
-        for user, host in cursor.fetchall():
-            cursor.execute("ALTER USER %s@%s IDENTIFIED BY %s",
-                           (user, host, new["DATABASE_PASSWORD"]))
+    # a compute node (LxcEngine's clone) uses its controller's database: nothing to do there
+    connection = None
+    if origin.get("database", True):
+        connection = database(passwords["DATABASE_PASSWORD"])
+        rewrite_databases(connection, passwords, new, target["hostname"], rewrite)
     new_keys("/etc/keystone/fernet-keys", "stack")
     new_keys("/etc/keystone/credential-keys", "stack")
     log(f"chassis {openvswitch(origin, target, rewrite) or 'none'}")
@@ -367,14 +383,16 @@ def main(state: Path) -> None:
     wait_for("the services", lambda: all(
         state == "active" for state in run("systemctl", "is-active", *services,
                                            check=False).split()))
-    if any(service.startswith("devstack@n-cpu") for service in services):
-        wait_for("nova-compute in Placement",
-                 lambda: computes_ready(connection, target["hostname"]))
-        log(f"nova-compute in Placement at {time.monotonic() - started:.1f} s")
-    connection.close()
+    if connection is not None:
+        if any(service.startswith("devstack@n-cpu") for service in services):
+            wait_for("nova-compute in Placement",
+                     lambda: computes_ready(connection, target["hostname"]))
+            log(f"nova-compute in Placement at {time.monotonic() - started:.1f} s")
+        connection.close()
 
     stacked = {**target, "machine_id": machine_id, "settings": origin["settings"],
-               "python": origin["python"], "rabbitmq": origin.get("rabbitmq")}
+               "python": origin["python"], "rabbitmq": origin.get("rabbitmq"),
+               "database": origin.get("database", True)}
     marker = state / "stacked.json.new"
     marker.write_text(json.dumps(stacked))
     marker.chmod(0o600)
