@@ -155,3 +155,38 @@ def test_a_snapshot_of_other_settings_or_a_mixed_set_is_refused_in_one_line(
         engine._resume(_server("m-clone", other), other, NEW["passwords"])
     with pytest.raises(DeployStepError, match="this one does not"):
         engine._resume(_server("m-clone", None), None, NEW["passwords"])
+
+
+@pytest.mark.parametrize("southbound_here", [True, False])
+def test_the_chassis_is_new_and_only_a_local_southbound_database_is_asked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, southbound_here: bool) -> None:
+    """A whole cloud deletes its origin's chassis in its own southbound database; a compute
+    node (LxcEngine's clone) has none (its template's chassis leaves through Neutron). Both
+    get a new system-id, also where Open vSwitch's start-up reads it from."""
+    external_ids = {"system-id": '"old-id"', "hostname": f'"{OLD["hostname"]}"',
+                    "ovn-encap-ip": f'"{OLD["address"]}"', "ovn-remote": '"tcp:10.1.0.1:6642"'}
+    calls: list[tuple[str, ...]] = []
+
+    def run(*command: str, check: bool = True, stdin: str | None = None) -> str:
+        calls.append(command)
+        if command[:4] == ("ovs-vsctl", "get", "open", "."):
+            return external_ids.get(command[4].removeprefix("external_ids:"), "")
+        return ""
+
+    system_id = tmp_path / "system-id.conf"
+    system_id.write_text("old-id\n")
+    socket = tmp_path / "ovnsb_db.sock"
+    if southbound_here:
+        socket.touch()
+    monkeypatch.setattr(resume, "run", run)
+    monkeypatch.setattr(resume, "SYSTEM_ID", system_id)
+    monkeypatch.setattr(resume, "SOUTHBOUND", (socket,))
+    monkeypatch.setattr(resume.shutil, "which", lambda name: f"/usr/bin/{name}")
+    new_id = resume.openvswitch(OLD, NEW, resume.rewriter(OLD, NEW))
+    assert new_id not in ("", "old-id") and system_id.read_text() == f"{new_id}\n"
+    assert ("ovs-vsctl", "set", "open", ".", f"external_ids:system-id={new_id}",
+            f"external_ids:hostname={NEW['hostname']}",
+            f"external_ids:ovn-encap-ip={NEW['address']}",
+            "external_ids:ovn-remote=tcp:10.1.0.1:6642") in calls
+    asked = [command for command in calls if command[0] in ("ovn-sbctl", "ovn-nbctl")]
+    assert bool(asked) is southbound_here
