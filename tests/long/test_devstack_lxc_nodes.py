@@ -11,27 +11,23 @@ container, ledger row, bridge or mirror. Root, real LXC, network 10.254.165.0/24
 minutes on an idle 2-core machine.
 """
 
-import json
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import upstream
-from tests.conftest import (
-    Cli,
-    cli_for,
-    client,
-    ledger_rows,
-    rally_task_without_failures,
-    write_yaml,
+from tests.conftest import Cli, ledger_rows, rally_task_without_failures
+from tests.integration.debian_lab import lxc_leftovers
+from tests.long.devstack_nodes import (
+    BOOT_AND_DELETE,
+    agents_alive,
+    compute,
+    controller,
+    deployed,
+    landed_hosts,
+    listed,
 )
-from tests.integration.debian_lab import lxc_here, lxc_leftovers
-from tests.integration.devstack_lab import RALLY_TASK, WHOLE_CLOUD
-from tests.long.test_devstack_multinode import CONTROLLER_DISABLED, NODE_CONF
 
 pytestmark = pytest.mark.root
 
@@ -40,59 +36,22 @@ CONTROLLER_PREFIX = "bbdlc"
 NODE_PREFIX = "bbdln"
 CLONES = 5
 LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}
-BOOT_AND_DELETE = {key: value for key, value in RALLY_TASK.items() if key.startswith("Nova")}
 
 
 def multihost() -> dict[str, Any]:
-    mirror = str(upstream.git_mirror())
     return {"type": "MultihostEngine",
-            "controller": {"type": "DevstackEngine", "git_mirror": mirror,
-                           "local_conf": WHOLE_CLOUD, "disable_service": CONTROLLER_DISABLED,
-                           "provider": lxc_here(NETWORK, CONTROLLER_PREFIX)},
+            "controller": controller(NETWORK, CONTROLLER_PREFIX),
             "nodes": [{"type": "LxcEngine", "distribution": "debian",
                        "container_name": NODE_PREFIX, "nodes_per_server": CLONES,
                        "start_lxc_network": NETWORK, "provider": LOCALHOST,
-                       "engine": {"name": "DevstackEngine", "git_mirror": mirror,
-                                  "local_conf": NODE_CONF}}]}
+                       "engine": compute(type_key="name")}]}
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]:
     work = tmp_path_factory.mktemp("devstack-lxc-nodes")
-    cli = cli_for(work / "home")
-    try:
-        cli.ok("deployment", "create", "--file", write_yaml(work / "lxc.yaml", multihost()),
-               "--name", "lxc", timeout=5400)
-        for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
-            cli.ok("deployment", "export", "lxc", "--format", fmt,
-                   "--output", str(work / name))
-        image = work / "tiny.img"
-        image.write_bytes(b"\0" * 65536)
-        openstack(work, "image", "create", "--file", str(image), "--disk-format", "raw",
-                  "--container-format", "bare", "--public", "bb-tiny")
+    with deployed(work, "lxc", multihost()) as cli:
         yield cli, work
-    finally:
-        cli.destroy_all()
-
-
-def openstack(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return client("openstack", "--os-cloud", "lxc", *args,
-                  env={"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}, timeout=600)
-
-
-def listed(work: Path, *args: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads(openstack(work, *args, "-f", "json").stdout)
-    return rows
-
-
-def agents_alive(work: Path) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 120
-    while True:
-        agents = listed(work, "network", "agent", "list")
-        if agents and all(agent["Alive"] for agent in agents):
-            return agents
-        assert time.monotonic() < deadline, agents
-        time.sleep(5)
 
 
 def test_every_clone_is_a_compute_host_of_its_own(cloud: tuple[Cli, Path]) -> None:
@@ -123,9 +82,8 @@ def test_rally_boots_servers_on_the_clones(cloud: tuple[Cli, Path], tmp_path: Pa
     cli, work = cloud
     rally_task_without_failures(tmp_path, work / "spec.json", BOOT_AND_DELETE, timeout=1200)
     hosts = cli.json("deployment", "show", "lxc")["endpoints"]["nodes"][0]["compute_hosts"]
-    deleted = listed(work, "server", "list", "--all-projects", "--deleted", "--long")
-    landed = {server["Host"] for server in deleted}
-    assert len(deleted) >= 10 and landed <= set(hosts) and len(landed) > 1, deleted
+    servers, landed = landed_hosts(work)
+    assert servers >= 10 and landed <= set(hosts) and len(landed) > 1, landed
 
 
 def test_destroy_leaves_nothing(cloud: tuple[Cli, Path]) -> None:

@@ -11,27 +11,30 @@ leaving no container, ledger row, bridge or mirror. Then kill -9 while the nodes
 an idle 2-core machine (two controller stacks, the nodes' stack.sh in parallel).
 """
 
-import json
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import upstream
 from tests.conftest import (
     Cli,
     cli_for,
-    client,
     kill_when,
     ledger_rows,
     rally_task_without_failures,
     write_yaml,
 )
 from tests.integration.debian_lab import lxc_here, lxc_leftovers
-from tests.integration.devstack_lab import RALLY_TASK, WHOLE_CLOUD
+from tests.long.devstack_nodes import (
+    BOOT_AND_DELETE,
+    agents_alive,
+    compute,
+    controller,
+    deployed,
+    landed_hosts,
+    listed,
+)
 
 pytestmark = pytest.mark.root
 
@@ -39,29 +42,13 @@ NETWORK = "10.254.164.0/24"
 CONTROLLER_PREFIX = "bbdmc"
 NODE_PREFIX = "bbdmn"
 NODES = 2
-# the controller: the whole cloud without nova-compute (DevstackEngine's defaults turned off,
-# and n-cpu), so that every server Nova places lands on a node
-CONTROLLER_DISABLED = ["c-api", "c-sch", "c-vol", "c-bak", "s-proxy", "s-object",
-                       "s-container", "s-account", "horizon", "tempest", "n-novnc", "dstat",
-                       "etcd3", "n-cpu"]
-# DevStack's multinode guide's compute node (guides/multinode-lab), without Cinder's volume
-NODE_CONF = {"VIRT_DRIVER": "fake", "DATABASE_TYPE": "mysql",
-             "SERVICE_HOST": "{controller_ip}", "MYSQL_HOST": "{controller_ip}",
-             "RABBIT_HOST": "{controller_ip}", "GLANCE_HOSTPORT": "{controller_ip}:9292",
-             "ENABLED_SERVICES": "n-cpu,placement-client,ovn-controller,ovs-vswitchd,"
-                                 "ovsdb-server,q-ovn-metadata-agent"}
-BOOT_AND_DELETE = {key: value for key, value in RALLY_TASK.items() if key.startswith("Nova")}
 
 
 def multihost() -> dict[str, Any]:
-    mirror = str(upstream.git_mirror())
     return {"type": "MultihostEngine",
-            "controller": {"type": "DevstackEngine", "git_mirror": mirror,
-                           "local_conf": WHOLE_CLOUD, "disable_service": CONTROLLER_DISABLED,
-                           "provider": lxc_here(NETWORK, CONTROLLER_PREFIX)},
-            "nodes": [{"type": "DevstackEngine", "git_mirror": mirror, "local_conf": NODE_CONF,
-                       "provider": {**lxc_here(NETWORK, NODE_PREFIX),
-                                    "containers_per_host": NODES}}]}
+            "controller": controller(NETWORK, CONTROLLER_PREFIX),
+            "nodes": [compute(provider={**lxc_here(NETWORK, NODE_PREFIX),
+                                        "containers_per_host": NODES})]}
 
 
 def nothing_left(home: Path) -> None:
@@ -74,30 +61,8 @@ def nothing_left(home: Path) -> None:
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]]:
     work = tmp_path_factory.mktemp("devstack-multinode")
-    cli = cli_for(work / "home")
-    try:
-        cli.ok("deployment", "create", "--file", write_yaml(work / "multi.yaml", multihost()),
-               "--name", "multi", timeout=5400)
-        for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
-            cli.ok("deployment", "export", "multi", "--format", fmt,
-                   "--output", str(work / name))
-        image = work / "tiny.img"
-        image.write_bytes(b"\0" * 65536)
-        openstack(work, "image", "create", "--file", str(image), "--disk-format", "raw",
-                  "--container-format", "bare", "--public", "bb-tiny")
+    with deployed(work, "multi", multihost()) as cli:
         yield cli, work
-    finally:
-        cli.destroy_all()
-
-
-def openstack(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return client("openstack", "--os-cloud", "multi", *args,
-                  env={"OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}, timeout=600)
-
-
-def listed(work: Path, *args: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads(openstack(work, *args, "-f", "json").stdout)
-    return rows
 
 
 def node_hosts(cli: Cli) -> list[str]:
@@ -128,25 +93,12 @@ def test_check_shows_every_node_compute_up_with_its_chassis(cloud: tuple[Cli, Pa
     assert len(chassis) == NODES + 1 and metadata == chassis, agents
 
 
-def agents_alive(work: Path) -> list[dict[str, Any]]:
-    """Neutron's agents once every one is alive (OVN's report within a minute: each
-    ovn-controller answers the nb_cfg that Neutron raises)."""
-    deadline = time.monotonic() + 120
-    while True:
-        agents = listed(work, "network", "agent", "list")
-        if agents and all(agent["Alive"] for agent in agents):
-            return agents
-        assert time.monotonic() < deadline, agents
-        time.sleep(5)
-
-
 def test_rally_boots_servers_on_more_than_one_node(cloud: tuple[Cli, Path],
                                                    tmp_path: Path) -> None:
     cli, work = cloud
     rally_task_without_failures(tmp_path, work / "spec.json", BOOT_AND_DELETE, timeout=1200)
-    deleted = listed(work, "server", "list", "--all-projects", "--deleted", "--long")
-    landed = {server["Host"] for server in deleted}
-    assert len(deleted) >= 10 and landed <= set(node_hosts(cli)) and len(landed) > 1, deleted
+    servers, landed = landed_hosts(work)
+    assert servers >= 10 and landed <= set(node_hosts(cli)) and len(landed) > 1, landed
 
 
 def test_destroy_leaves_no_container_row_or_mirror(cloud: tuple[Cli, Path]) -> None:
