@@ -1,0 +1,171 @@
+"""bench/devstack_nodes: N compute nodes as LXC clones of a DevStack compute template, against
+N clones of a DebianEngine nova-compute (the baseline), measured in the same run.
+
+Each round deploys both from scratch, one after the other, each a MultihostEngine: a
+controller in one LXC container (a whole DevStack cloud without a compute of its own; the
+DebianEngine controller of bench/scale) and an LxcEngine of NODES clones (default 10) of one
+prepared container (DevStack's multinode guide's compute: nova-compute with the fake driver,
+OVN's controller and metadata agent; DebianEngine's nova-compute with the fake driver).
+Printed per kind: seconds from `create` to a passing `check`; the clones' part (from the
+stopped template to every compute up and in Placement); resident memory per compute node,
+twice: its nova-compute processes alone (what LxcEngine reports as `resident_mb`), and every
+process of the clone (a DevStack compute also runs its OVN chassis). Target (issue 21): a
+DevStack compute node at most 1.2x the memory of a DebianEngine one, all its processes
+counted, on the medians of ROUNDS rounds (default 3, at least 3); exit code 1 if missed.
+Networks 10.254.207.0/24 (DevStack) and 10.254.208.0/24 (Debian). Each deployment is
+destroyed whatever happens; a destroy that fails or leaves a container stops the run.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.common import Target, finish, rounds
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
+NODES = int(os.environ.get("NODES", "10"))
+LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}
+GIT_MIRROR = os.environ.get("GIT_MIRROR", "/var/cache/benchbed-upstream/openstack-2025.1")
+TARGET_MEMORY = 1.2
+DEVSTACK_NETWORK, DEBIAN_NETWORK = "10.254.207.0/24", "10.254.208.0/24"
+# the whole cloud without a compute of its own (DevstackEngine's default list, and n-cpu)
+CONTROLLER_DISABLED = ["c-api", "c-sch", "c-vol", "c-bak", "s-proxy", "s-object",
+                       "s-container", "s-account", "horizon", "tempest", "n-novnc", "dstat",
+                       "etcd3", "n-cpu"]
+COMPUTE = {"VIRT_DRIVER": "fake", "DATABASE_TYPE": "mysql",
+           "SERVICE_HOST": "{controller_ip}", "MYSQL_HOST": "{controller_ip}",
+           "RABBIT_HOST": "{controller_ip}", "GLANCE_HOSTPORT": "{controller_ip}:9292",
+           "ENABLED_SERVICES": "n-cpu,placement-client,ovn-controller,ovs-vswitchd,"
+                               "ovsdb-server,q-ovn-metadata-agent"}
+PREFIXES = {"devstack": ("bbbdc", "bbbdn"), "debian": ("bbbec", "bbben")}
+
+
+def config(kind: str) -> dict[str, Any]:
+    controller_prefix, node_prefix = PREFIXES[kind]
+    network = DEVSTACK_NETWORK if kind == "devstack" else DEBIAN_NETWORK
+    provider = {"type": "LxcProvider", "start_lxc_network": network,
+                "container_name_prefix": controller_prefix, "host_provider": LOCALHOST}
+    if kind == "devstack":
+        controller = {"type": "DevstackEngine", "git_mirror": GIT_MIRROR,
+                      "local_conf": {"VIRT_DRIVER": "fake"},
+                      "disable_service": CONTROLLER_DISABLED, "provider": provider}
+        engine = {"type": "DevstackEngine", "git_mirror": GIT_MIRROR, "local_conf": COMPUTE}
+    else:
+        controller = {"type": "DebianEngine", "provider": provider,
+                      "services": ["keystone", "glance", "placement", "neutron", "nova"]}
+        engine = {"type": "DebianEngine", "services": ["nova-compute"]}
+    return {"type": "MultihostEngine", "controller": controller,
+            "nodes": [{"type": "LxcEngine", "container_name": node_prefix,
+                       "nodes_per_server": NODES, "start_lxc_network": network,
+                       "provider": LOCALHOST, "engine": engine}]}
+
+
+def run(argv: list[str], env: dict[str, str], timeout: float = 3600) -> str:
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:
+            process.kill()  # and wait for it: the destroy that follows needs the lock
+            process.wait()
+            raise
+    if process.returncode != 0:
+        fail(f"{' '.join(argv[:4])} failed: {(stderr or stdout).strip()[-2000:]}")
+    return stdout
+
+
+def fail(message: str) -> None:
+    print(f"bench/devstack_nodes: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def containers(kind: str) -> list[str]:
+    found = subprocess.run(["lxc-ls", "-1"], capture_output=True, text=True, check=True)
+    return [name for name in found.stdout.split()
+            if name.startswith(tuple(f"{prefix}-" for prefix in PREFIXES[kind]))]
+
+
+def clone_mb(name: str) -> float:
+    """Resident memory of every process in a clone, in MiB."""
+    found = subprocess.run(["lxc-attach", "-n", name, "--", "ps", "-eo", "rss="],
+                           capture_output=True, text=True, check=True)
+    return sum(int(kb) for kb in found.stdout.split()) / 1024
+
+
+def measure(kind: str) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix=f"bench-devstack-nodes-{kind}-"))
+    env = {**os.environ, "BENCHBED_HOME": str(work / "home")}
+    env.pop("BENCHBED_DATABASE_URL", None)
+    (work / "nodes.yaml").write_text(yaml.safe_dump(config(kind)))
+    load_before = os.getloadavg()
+    start = time.monotonic()
+    try:
+        run([BENCHBED, "deployment", "create", "--file", str(work / "nodes.yaml"),
+             "--name", kind], env)
+        checked = json.loads(run([BENCHBED, "deployment", "check", kind, "--json"], env))
+        ready = time.monotonic() - start
+        if not all(result["ok"] for result in checked):
+            fail(f"{kind}: check failed: {[r for r in checked if not r['ok']]}")
+        shown = json.loads(run([BENCHBED, "deployment", "show", kind, "--json"], env))
+        servers = shown["endpoints"]["nodes"][0]["servers"]
+        steps = {step["step"]: step for step in shown["timeline"]}
+        clones_part = steps["join compute nodes"]["end"] - steps["stop template"]["end"]
+        whole = [clone_mb(server["name"]) for server in servers]
+    finally:
+        destroy(env, kind, work)
+    return {"kind": kind, "ready": ready, "clones": clones_part,
+            "nova_compute_mb": statistics.median(s["resident_mb"] for s in servers),
+            "node_mb": statistics.median(whole), "load": (load_before, os.getloadavg())}
+
+
+def destroy(env: dict[str, str], kind: str, work: Path) -> None:
+    result = subprocess.run([BENCHBED, "deployment", "destroy", "--force", kind], env=env,
+                            capture_output=True, text=True, timeout=3600)
+    left = containers(kind)
+    if (result.returncode != 0 and "no deployment named" not in result.stderr) or left:
+        fail(f"destroy failed ({result.stderr.strip()[-1000:]}), containers left: {left}; "
+             f"the ledger is kept: BENCHBED_HOME={env['BENCHBED_HOME']} {BENCHBED} "
+             f"deployment destroy --force {kind}")
+    shutil.rmtree(work)
+
+
+def main() -> int:
+    results: dict[str, list[dict[str, Any]]] = {"devstack": [], "debian": []}
+    for _ in range(rounds()):
+        for kind in results:
+            results[kind].append(measure(kind))
+            print(f"bench/devstack_nodes: {json.dumps(results[kind][-1])}", file=sys.stderr,
+                  flush=True)
+    medians = {kind: {key: statistics.median(r[key] for r in runs)
+                      for key in ("ready", "clones", "nova_compute_mb", "node_mb")}
+               for kind, runs in results.items()}
+    print(f"bench/devstack_nodes: {NODES} compute nodes, {len(results['debian'])} rounds "
+          f"(medians; min in brackets)")
+    for kind, runs in results.items():
+        figures = medians[kind]
+        print(f"  {kind:<8} ready {figures['ready']:7.1f}s "
+              f"[{min(r['ready'] for r in runs):.1f}]  clones' part "
+              f"{figures['clones']:6.1f}s [{min(r['clones'] for r in runs):.1f}]  "
+              f"nova-compute {figures['nova_compute_mb']:6.1f} MB  "
+              f"whole node {figures['node_mb']:6.1f} MB", flush=True)
+    devstack, debian = medians["devstack"], medians["debian"]
+    print(f"  nova-compute alone: {devstack['nova_compute_mb'] / debian['nova_compute_mb']:.2f}x"
+          f"; clones' part: {devstack['clones'] / debian['clones']:.2f}x; ready: "
+          f"{devstack['ready'] / debian['ready']:.2f}x", flush=True)
+    return finish("devstack_nodes", [
+        Target("memory per compute node, every process, DevStack / Debian",
+               devstack["node_mb"] / debian["node_mb"], TARGET_MEMORY)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
