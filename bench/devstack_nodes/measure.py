@@ -30,6 +30,8 @@ from typing import Any
 import yaml
 
 from bench.common import Target, finish, rounds
+from tests.integration.devstack_lab import WHOLE_CLOUD
+from tests.long.devstack_nodes import CONTROLLER_DISABLED, NODE_CONF
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
@@ -38,15 +40,6 @@ LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "u
 GIT_MIRROR = os.environ.get("GIT_MIRROR", "/var/cache/benchbed-upstream/openstack-2025.1")
 TARGET_MEMORY = 1.2
 DEVSTACK_NETWORK, DEBIAN_NETWORK = "10.254.207.0/24", "10.254.208.0/24"
-# the whole cloud without a compute of its own (DevstackEngine's default list, and n-cpu)
-CONTROLLER_DISABLED = ["c-api", "c-sch", "c-vol", "c-bak", "s-proxy", "s-object",
-                       "s-container", "s-account", "horizon", "tempest", "n-novnc", "dstat",
-                       "etcd3", "n-cpu"]
-COMPUTE = {"VIRT_DRIVER": "fake", "DATABASE_TYPE": "mysql",
-           "SERVICE_HOST": "{controller_ip}", "MYSQL_HOST": "{controller_ip}",
-           "RABBIT_HOST": "{controller_ip}", "GLANCE_HOSTPORT": "{controller_ip}:9292",
-           "ENABLED_SERVICES": "n-cpu,placement-client,ovn-controller,ovs-vswitchd,"
-                               "ovsdb-server,q-ovn-metadata-agent"}
 PREFIXES = {"devstack": ("bbbdc", "bbbdn"), "debian": ("bbbec", "bbben")}
 
 
@@ -57,9 +50,9 @@ def config(kind: str) -> dict[str, Any]:
                 "container_name_prefix": controller_prefix, "host_provider": LOCALHOST}
     if kind == "devstack":
         controller = {"type": "DevstackEngine", "git_mirror": GIT_MIRROR,
-                      "local_conf": {"VIRT_DRIVER": "fake"},
+                      "local_conf": WHOLE_CLOUD,
                       "disable_service": CONTROLLER_DISABLED, "provider": provider}
-        engine = {"type": "DevstackEngine", "git_mirror": GIT_MIRROR, "local_conf": COMPUTE}
+        engine = {"type": "DevstackEngine", "git_mirror": GIT_MIRROR, "local_conf": NODE_CONF}
     else:
         controller = {"type": "DebianEngine", "provider": provider,
                       "services": ["keystone", "glance", "placement", "neutron", "nova"]}

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from benchbed.engines.devstack import DEFAULT_DISABLED
 from tests import upstream
 from tests.conftest import Cli, cli_for, client, write_yaml
 from tests.integration.debian_lab import lxc_here
@@ -19,9 +20,7 @@ from tests.integration.devstack_lab import RALLY_TASK, WHOLE_CLOUD
 
 # the controller: the whole cloud without nova-compute (DevstackEngine's defaults turned off,
 # and n-cpu), so that every server Nova places lands on a node
-CONTROLLER_DISABLED = ["c-api", "c-sch", "c-vol", "c-bak", "s-proxy", "s-object",
-                       "s-container", "s-account", "horizon", "tempest", "n-novnc", "dstat",
-                       "etcd3", "n-cpu"]
+CONTROLLER_DISABLED = [*DEFAULT_DISABLED, "n-cpu"]
 # DevStack's multinode guide's compute node (guides/multinode-lab), without Cinder's volume
 NODE_CONF = {"VIRT_DRIVER": "fake", "DATABASE_TYPE": "mysql",
              "SERVICE_HOST": "{controller_ip}", "MYSQL_HOST": "{controller_ip}",
