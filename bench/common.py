@@ -3,6 +3,7 @@ same run, and targets that decide the exit code (and what `make bench` reports).
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -130,3 +131,52 @@ def container_cpu(name: str) -> float:
             fields = dict(line.split() for line in stat.read_text().splitlines())
             return int(fields["usage_usec"]) / 1e6
     return float("nan")
+
+
+def fail(message: str) -> None:
+    """Say why on stderr at once (a later failure, in a destroy, must not hide it), and stop."""
+    print(f"{_bench_name()}: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def run(argv: Sequence[str], env: dict[str, str], timeout: float = 3600,
+        check: bool = True) -> str:
+    """stdout of a command; a failure (with check) ends the bench with its stderr."""
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:
+            # subprocess.run kills on Ctrl-C without waiting: the destroy that follows then
+            # found the deployment still held by the dying create
+            process.kill()
+            process.wait()
+            raise
+    if check and process.returncode != 0:
+        fail(f"{' '.join(argv[:4])} failed: {(stderr or stdout).strip()[-2000:]}")
+    return stdout
+
+
+def lxc_containers(prefixes: Sequence[str]) -> list[str]:
+    """The LXC containers whose names start with one of `prefixes` and a dash."""
+    found = subprocess.run(["lxc-ls", "-1"], capture_output=True, text=True, check=True)
+    return [name for name in found.stdout.split()
+            if name.startswith(tuple(f"{prefix}-" for prefix in prefixes))]
+
+
+def destroy(benchbed: str, name: str, env: dict[str, str], prefixes: Sequence[str],
+            work: Path) -> float:
+    """Seconds to destroy deployment `name` and remove `work`; a failed destroy or a
+    container left (named by `prefixes`) is the run's end, with the run's home (its ledger)
+    kept for a destroy by hand."""
+    start = time.monotonic()
+    result = subprocess.run([benchbed, "deployment", "destroy", "--force", name], env=env,
+                            capture_output=True, text=True, timeout=3600)
+    left = lxc_containers(prefixes)
+    if (result.returncode != 0 and "no deployment named" not in result.stderr) or left:
+        fail(f"destroy failed ({result.stderr.strip()[-1000:]}), containers left: {left}; "
+             f"the ledger is kept: BENCHBED_HOME={env['BENCHBED_HOME']} {benchbed} "
+             f"deployment destroy --force {name}")
+    seconds = time.monotonic() - start
+    shutil.rmtree(work)
+    return seconds

@@ -18,7 +18,6 @@ destroyed whatever happens; a destroy that fails or leaves a container stops the
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import Target, finish, rounds
+from bench.common import Target, destroy, fail, finish, rounds, run
 from tests.integration.devstack_lab import WHOLE_CLOUD
 from tests.long.devstack_nodes import CONTROLLER_DISABLED, NODE_CONF
 
@@ -63,29 +62,6 @@ def config(kind: str) -> dict[str, Any]:
                        "provider": LOCALHOST, "engine": engine}]}
 
 
-def run(argv: list[str], env: dict[str, str], timeout: float = 3600) -> str:
-    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except BaseException:
-            process.kill()  # and wait for it: the destroy that follows needs the lock
-            process.wait()
-            raise
-    if process.returncode != 0:
-        fail(f"{' '.join(argv[:4])} failed: {(stderr or stdout).strip()[-2000:]}")
-    return stdout
-
-
-def fail(message: str) -> None:
-    print(f"bench/devstack_nodes: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(1)
-
-
-def containers(kind: str) -> list[str]:
-    found = subprocess.run(["lxc-ls", "-1"], capture_output=True, text=True, check=True)
-    return [name for name in found.stdout.split()
-            if name.startswith(tuple(f"{prefix}-" for prefix in PREFIXES[kind]))]
 
 
 def clone_mb(name: str) -> float:
@@ -115,21 +91,11 @@ def measure(kind: str) -> dict[str, Any]:
         clones_part = steps["join compute nodes"]["end"] - steps["stop template"]["end"]
         whole = [clone_mb(server["name"]) for server in servers]
     finally:
-        destroy(env, kind, work)
+        destroy(BENCHBED, kind, env, PREFIXES[kind], work)
     return {"kind": kind, "ready": ready, "clones": clones_part,
             "nova_compute_mb": statistics.median(s["resident_mb"] for s in servers),
             "node_mb": statistics.median(whole), "load": (load_before, os.getloadavg())}
 
-
-def destroy(env: dict[str, str], kind: str, work: Path) -> None:
-    result = subprocess.run([BENCHBED, "deployment", "destroy", "--force", kind], env=env,
-                            capture_output=True, text=True, timeout=3600)
-    left = containers(kind)
-    if (result.returncode != 0 and "no deployment named" not in result.stderr) or left:
-        fail(f"destroy failed ({result.stderr.strip()[-1000:]}), containers left: {left}; "
-             f"the ledger is kept: BENCHBED_HOME={env['BENCHBED_HOME']} {BENCHBED} "
-             f"deployment destroy --force {kind}")
-    shutil.rmtree(work)
 
 
 def main() -> int:

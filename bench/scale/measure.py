@@ -24,7 +24,6 @@ be shared.
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import Target, Timings, finish, rounds
+from bench.common import Target, Timings, destroy, fail, finish, lxc_containers, rounds, run
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
@@ -59,28 +58,6 @@ def config(nodes: int, network: str) -> dict[str, Any]:
                        "nodes_per_server": nodes, "start_lxc_network": network,
                        "provider": LOCALHOST,
                        "engine": {"type": "DebianEngine", "services": ["nova-compute"]}}]}
-
-
-def run(argv: list[str], env: dict[str, str], timeout: float = 3600, check: bool = True) -> str:
-    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except BaseException:
-            # subprocess.run kills on Ctrl-C without waiting: the destroy that follows then
-            # found the deployment still held by the dying create
-            process.kill()
-            process.wait()
-            raise
-    if check and process.returncode != 0:
-        fail(f"{' '.join(argv[:4])} failed: {(stderr or stdout).strip()[-2000:]}")
-    return stdout
-
-
-def fail(message: str) -> None:
-    """Say why on stderr at once (a later failure, in a destroy, must not hide it), and stop."""
-    print(f"bench/scale: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(1)
 
 
 def available_mb() -> float:
@@ -155,7 +132,7 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
         rally_seconds, iterations, failures = rally(work, work / "spec.json",
                                                     work / "clouds.yaml")
     finally:
-        destroy_seconds = _destroy(env, nodes, work)
+        destroy_seconds = destroy(BENCHBED, "scale", env, _prefixes(nodes), work)
     node_steps = [t for t in timeline if t["seconds"] is not None and t["step"] in (
         "deploy template", "stop template", "create container", "wait for SSH",
         "check identities", "start nova-compute", "join compute nodes", "measure memory")]
@@ -172,34 +149,17 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
             "load": (load_before, os.getloadavg())}
 
 
-def _destroy(env: dict[str, str], nodes: int, work: Path) -> float:
-    """Seconds to destroy the run's deployment; a failed destroy or a container left is the
-    run's end, with the run's home (its ledger) kept for a destroy by hand."""
-    start = time.monotonic()
-    result = subprocess.run([BENCHBED, "deployment", "destroy", "--force", "scale"], env=env,
-                            capture_output=True, text=True, timeout=3600)
-    left = _containers(nodes)
-    if (result.returncode != 0 and "no deployment named" not in result.stderr) or left:
-        fail(f"destroy failed ({result.stderr.strip()[-1000:]}), containers left: {left}; "
-             f"the ledger is kept: BENCHBED_HOME={env['BENCHBED_HOME']} {BENCHBED} "
-             f"deployment destroy --force scale")
-    seconds = time.monotonic() - start
-    shutil.rmtree(work)
-    return seconds
 
-
-def _containers(nodes: int) -> list[str]:
-    """This run's containers for N nodes: the controller, the template and the clones."""
-    found = subprocess.run(["lxc-ls", "-1"], capture_output=True, text=True, check=True)
-    return [name for name in found.stdout.split()
-            if name.startswith((f"bbscc{nodes}-", f"bbscn{nodes}-"))]
+def _prefixes(nodes: int) -> list[str]:
+    """This run's container names for N nodes: the controller, the template and the clones."""
+    return [f"bbscc{nodes}", f"bbscn{nodes}"]
 
 
 def containers_mb(nodes: int) -> float:
     """Memory charged to this run's containers (their cgroups: processes and page cache),
     in MiB: unlike MemAvailable, not moved by other work on the machine."""
     total = 0
-    for name in _containers(nodes):
+    for name in lxc_containers(_prefixes(nodes)):
         for key in ("memory.usage_in_bytes", "memory.current"):
             found = subprocess.run(["lxc-cgroup", "-n", name, key], capture_output=True,
                                    text=True)
@@ -213,7 +173,7 @@ def containers_cpu(nodes: int) -> dict[str, float]:
     """CPU-seconds each running container of this run has used since it started (its
     cgroup's cpuacct.usage, or cpu.stat's usage_usec on cgroup v2)."""
     used = {}
-    for name in _containers(nodes):
+    for name in lxc_containers(_prefixes(nodes)):
         for key, scale in (("cpuacct.usage", 1e-9), ("cpu.stat", 1e-6)):
             found = subprocess.run(["lxc-cgroup", "-n", name, key], capture_output=True,
                                    text=True)

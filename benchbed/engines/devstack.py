@@ -97,6 +97,8 @@ SETTINGS: dict[str, Any] = {"type": "object", "additionalProperties": SCALAR}
 DEFAULT_DISABLED = ["c-api", "c-sch", "c-vol", "c-bak", "s-proxy", "s-object", "s-container",
                     "s-account", "horizon", "tempest", "n-novnc", "dstat", "etcd3"]
 SERVICE = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# what a DevStack controller offers its nodes (Engine.offered_services)
+JOINED = "devstack"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -385,6 +387,19 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         finally:
             controller.close()
 
+    @classmethod
+    def offered_services(cls, config: DevstackEngineConfig) -> frozenset[str]:
+        """DevStack's cloud, which only DevStack nodes join: they map their computes into its
+        cell with its own nova-manage, as its `stack` user."""
+        return frozenset({JOINED})
+
+    @classmethod
+    def joined_services(cls, config: DevstackEngineConfig) -> frozenset[str]:
+        """A node's (DevStack's SERVICE_HOST set, or compute services alone): its
+        controller's DevStack cloud."""
+        node = "SERVICE_HOST" in config.local_settings() or cls.clones_as_node(config)
+        return frozenset({JOINED}) if node else frozenset()
+
     # -- compute nodes that LxcEngine clones -------------------------------------------------
 
     @classmethod
@@ -454,12 +469,14 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
     def _seal(self, server: Server, passwords: dict[str, str]) -> None:
         """Record what a clone of this server must rewrite: a whole cloud's (its database
         included) or a compute node's, which LxcEngine clones."""
+        # one line each, an empty one for what is not there
         probe = server.ssh.run(
             "hostname; cat /etc/machine-id; for p in " + " ".join(PYTHONS) + "; do "
-            "command -v \"$p\" && break; done; "
-            "test -e /etc/systemd/system/devstack@keystone.service && echo database",
+            "found=$(command -v \"$p\") && break; done; echo \"${found:-}\"; "
+            "test -e /etc/systemd/system/devstack@keystone.service && echo database || echo",
             check=False, timeout=60)
-        hostname, machine_id, python, database = [*probe.stdout.split(), "", "", "", ""][:4]
+        hostname, machine_id, python, database = [
+            line.strip() for line in [*probe.stdout.splitlines(), "", "", "", ""][:4]]
         with self._step(server, "seal for snapshots"):
             exported = server.ssh.run("rabbitmqctl export_definitions - 2>/dev/null || true",
                                       timeout=120).stdout

@@ -89,8 +89,9 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
                              - offered)
             if missing:
                 raise ConfigError(plugin.join_path(path, "nodes", index),
-                                  f"joins the controller's {', '.join(missing)}, which "
-                                  f"controller.services does not include: add it there")
+                                  f"joins the controller's {', '.join(missing)}, which the "
+                                  f"controller does not run (it offers "
+                                  f"{', '.join(sorted(offered)) or 'nothing'})")
 
     def deploy(self) -> Endpoints:
         """The controller, with the nodes that can start before it (STARTS_BEFORE_PARENT, no

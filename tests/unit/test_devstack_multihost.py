@@ -48,6 +48,47 @@ def test_the_sample_shape_validates(home: Path) -> None:
     api.validate(_multihost(NODE_CONF))
 
 
+DEBIAN_CONTROLLER = {"type": "DebianEngine", "services": ["keystone", "glance", "placement",
+                                                       "neutron", "nova"],
+                     "provider": _servers(CONTROLLER_IP)}
+
+
+@pytest.mark.parametrize("node", [
+    {"type": "DevstackEngine", "git_mirror": "/srv/git", "local_conf": NODE_CONF,
+     "provider": _servers(NODE_IP)},
+    {"type": "LxcEngine", "nodes_per_server": 2, "distribution": "debian",
+     "engine": {"name": "DevstackEngine", "git_mirror": "/srv/git", "local_conf": NODE_CONF},
+     "provider": _servers(NODE_IP)},
+], ids=["node", "lxc-template"])
+def test_a_devstack_node_under_another_controller_is_refused(home: Path,
+                                                            node: dict[str, Any]) -> None:
+    """It would fail after the controller's install, at nova-manage as DevStack's user."""
+    config = {"type": "MultihostEngine", "controller": DEBIAN_CONTROLLER, "nodes": [node]}
+    with pytest.raises(ConfigError) as refused:
+        api.validate(config)
+    assert str(refused.value) == (
+        "config nodes[0]: joins the controller's devstack, which the controller does not run "
+        "(it offers glance, keystone, neutron, nova, placement)")
+    assert api.list_deployments() == []
+
+
+def test_a_debian_node_under_a_devstack_controller_is_refused(home: Path) -> None:
+    config = _multihost(NODE_CONF)
+    config["nodes"] = [{"type": "DebianEngine", "services": ["nova-compute"],
+                        "provider": _servers(NODE_IP)}]
+    with pytest.raises(ConfigError) as refused:
+        api.validate(config)
+    assert str(refused.value) == ("config nodes[0]: joins the controller's keystone, nova, "
+                                  "which the controller does not run (it offers devstack)")
+
+
+def test_a_whole_devstack_cloud_joins_nothing() -> None:
+    whole = DevstackEngine.parse_config({"type": "DevstackEngine", "local_conf": {
+        "VIRT_DRIVER": "fake"}, "provider": _servers(NODE_IP)})
+    assert DevstackEngine.joined_services(whole) == frozenset()
+    assert DevstackEngine.offered_services(whole) == {"devstack"}
+
+
 def test_a_misspelt_placeholder_is_refused_naming_the_key(home: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         api.validate(_multihost({**NODE_CONF, "MYSQL_HOST": "{controler_ip}"}))

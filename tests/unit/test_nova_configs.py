@@ -89,8 +89,8 @@ def test_every_service_has_a_recipe() -> None:
      "not a private network range"),
     (multihost(colour="red"), "config nodes[0]: unknown key(s)"),
     ({**multihost(), "controller": {**CONTROLLER, "services": ["keystone", "glance"]}},
-     "config nodes[0]: joins the controller's nova, which controller.services does not "
-     "include"),
+     "config nodes[0]: joins the controller's nova, which the controller does not run (it "
+     "offers glance, keystone)"),
     ({"type": "MultihostEngine", "controller": {**CONTROLLER, "services": ["keystone"]},
       "nodes": [{"type": "DebianEngine", "services": ["nova-compute"], "provider": LXC}]},
      "config nodes[0]: joins the controller's nova"),
