@@ -133,6 +133,14 @@ def container_cpu(name: str) -> float:
     return float("nan")
 
 
+def container_rss_mb(name: str) -> float:
+    """Resident memory of every process in an LXC container, in MiB (pages two processes
+    share counted for each)."""
+    found = subprocess.run(["lxc-attach", "-n", name, "--", "ps", "-eo", "rss="],
+                           capture_output=True, text=True, check=True)
+    return sum(int(kb) for kb in found.stdout.split()) / 1024
+
+
 def fail(message: str) -> None:
     """Say why on stderr at once (a later failure, in a destroy, must not hide it), and stop."""
     print(f"{_bench_name()}: {message}", file=sys.stderr, flush=True)

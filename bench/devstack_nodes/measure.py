@@ -19,7 +19,6 @@ destroyed whatever happens; a destroy that fails or leaves a container stops the
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import Target, destroy, fail, finish, rounds, run
+from bench.common import Target, container_rss_mb, destroy, fail, finish, rounds, run
 from tests.integration.devstack_lab import WHOLE_CLOUD
 from tests.long.devstack_nodes import CONTROLLER_DISABLED, NODE_CONF
 
@@ -64,13 +63,6 @@ def config(kind: str) -> dict[str, Any]:
 
 
 
-def clone_mb(name: str) -> float:
-    """Resident memory of every process in a clone, in MiB."""
-    found = subprocess.run(["lxc-attach", "-n", name, "--", "ps", "-eo", "rss="],
-                           capture_output=True, text=True, check=True)
-    return sum(int(kb) for kb in found.stdout.split()) / 1024
-
-
 def measure(kind: str) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"bench-devstack-nodes-{kind}-"))
     env = {**os.environ, "BENCHBED_HOME": str(work / "home")}
@@ -89,13 +81,12 @@ def measure(kind: str) -> dict[str, Any]:
         servers = shown["endpoints"]["nodes"][0]["servers"]
         steps = {step["step"]: step for step in shown["timeline"]}
         clones_part = steps["join compute nodes"]["end"] - steps["stop template"]["end"]
-        whole = [clone_mb(server["name"]) for server in servers]
+        whole = [container_rss_mb(server["name"]) for server in servers]
     finally:
         destroy(BENCHBED, kind, env, PREFIXES[kind], work)
     return {"kind": kind, "ready": ready, "clones": clones_part,
             "nova_compute_mb": statistics.median(s["resident_mb"] for s in servers),
             "node_mb": statistics.median(whole), "load": (load_before, os.getloadavg())}
-
 
 
 def main() -> int:

@@ -6,11 +6,15 @@ and metadata agent) that stack against `{controller_ip}` once the controller is 
 Proven with the real clients: `check` (both computes up, each with a Placement resource
 provider), `openstack compute service list`, every node's OVN chassis alive, Rally's
 boot_and_delete_server without a failure and on more than one compute host; `destroy`
-leaving no container, ledger row, bridge or mirror. Then kill -9 while the nodes stack, and
-`destroy` leaves nothing either. Root, real LXC, network 10.254.164.0/24; about 25 minutes on
-an idle 2-core machine (two controller stacks, the nodes' stack.sh in parallel).
+leaving no container, ledger row, bridge or mirror. A node whose stack.sh fails while its
+controller is fine: one line naming the node's server, DevStack's function and command, and
+`destroy` leaves nothing. Then kill -9 while the nodes stack, and `destroy` leaves nothing
+either. Root, real LXC, network 10.254.164.0/24; about 30 minutes on
+an idle 2-core machine (three controller stacks, the nodes' stack.sh in parallel).
 """
 
+import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +30,10 @@ from tests.conftest import (
     write_yaml,
 )
 from tests.integration.debian_lab import lxc_here, lxc_leftovers
+from tests.integration.devstack_lab import create_fails
 from tests.long.devstack_nodes import (
     BOOT_AND_DELETE,
+    NODE_CONF,
     agents_alive,
     compute,
     controller,
@@ -106,6 +112,43 @@ def test_destroy_leaves_no_container_row_or_mirror(cloud: tuple[Cli, Path]) -> N
     cli.ok("deployment", "destroy", "multi", timeout=1200)
     assert cli.json("deployment", "list") == []
     nothing_left(work / "home")
+
+
+def test_a_failing_node_is_one_line_naming_its_server_function_and_command(
+        tmp_path: Path) -> None:
+    """The controller stacks; the node's stack.sh fails (a Nova branch its git server does
+    not have): the one line names the node's server, DevStack's function and command, and
+    the log's last lines; destroy leaves nothing."""
+    home = tmp_path / "home"
+    cli = cli_for(home)
+    failing = multihost()
+    failing["nodes"][0]["local_conf"] = {**NODE_CONF, "NOVA_BRANCH": "bb-no-such-branch"}
+    failing["nodes"][0]["provider"]["containers_per_host"] = 1
+    try:
+        error = create_fails(cli, write_yaml(tmp_path / "fail.yaml", failing), "fail")
+        [node] = lxc_leftovers(NETWORK, NODE_PREFIX)["containers"]
+        address = container_address(node)
+        assert re.fullmatch(
+            rf"benchbed: error: DevstackEngine: root@{re.escape(address)}:22: "
+            r"step 'stack.sh' failed: "
+            r"stack.sh exited \d+ in \S+ \(functions-common:\d+: .+\); last lines: .+",
+            error), error
+        # DevStack's git_clone fetched the branch (its git_timed died), for nova
+        assert "bb-no-such-branch" in error and "nova" in error, error
+        # the controller's stack.sh ended well, the node's did not
+        stacks = [step["outcome"] for step in cli.json("deployment", "show", "fail")["timeline"]
+                  if step["step"] == "stack.sh"]
+        assert stacks == ["ok", "failed"], stacks
+        cli.ok("deployment", "destroy", "fail", timeout=1800)
+        nothing_left(home)
+    finally:
+        cli.destroy_all()
+
+
+def container_address(name: str) -> str:
+    shown = subprocess.run(["lxc-info", "-iH", "-n", name], capture_output=True, text=True,
+                           check=True, timeout=60)
+    return shown.stdout.split()[0]
 
 
 def test_kill_9_while_the_nodes_stack_then_destroy_leaves_nothing(tmp_path: Path) -> None:
