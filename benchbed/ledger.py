@@ -4,6 +4,7 @@ Every provider and engine records what it creates here. `destroy` needs nothing 
 these rows to remove everything, even after the creating process was killed.
 """
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
 
 CREATING = "creating"
 CREATED = "created"
+
+# One lock per resource shared by several scopes of one deployment (see Ledger.sharing).
+_SHARED: dict[tuple[str, str, str], threading.Lock] = {}
+_SHARED_GUARD = threading.Lock()
 
 
 @dataclass
@@ -82,6 +87,34 @@ class Ledger:
                 name=name, data=data, state=CREATING, now=utcnow())[0].id
         self.deployment.logger.debug("ledger: recorded %s %s", kind, name)
         return Resource(resource_id, self.scope, kind, name, CREATING, dict(data))
+
+    @contextmanager
+    def sharing(self, kind: str, name: str) -> Iterator[list[Resource]]:
+        """Hold the lock on a resource that several scopes of this deployment use (a cloud
+        security group of the controller's and the nodes' providers), each with a row of
+        its own of this kind and name; yields those rows, every scope's. Creating or
+        adopting it, and letting it go, happen under this lock: one actor per deployment
+        (invariant 2) makes a lock of this process enough."""
+        with _SHARED_GUARD:
+            lock = _SHARED.setdefault((self.deployment.uuid, kind, name), threading.Lock())
+        with lock:
+            with transaction() as db:
+                rows = db.execute("SELECT * FROM resources WHERE deployment_uuid = :uuid AND "
+                                  "kind = :kind AND name = :name ORDER BY id",
+                                  uuid=self.deployment.uuid, kind=kind, name=name)
+            yield [Resource(r.id, r.scope, r.kind, r.name, r.state, dict(r.data))
+                   for r in rows]
+
+    @contextmanager
+    def last_holder(self, resource: Resource) -> Iterator[bool]:
+        """For the delete hook of a shared resource's row: True (under the lock) when no
+        other scope's row holds it, so the caller deletes it; otherwise this row is dropped
+        at once, and the last holder's delete removes the resource."""
+        with self.sharing(resource.kind, resource.name) as rows:
+            last = all(row.id == resource.id for row in rows)
+            if not last:
+                self.forget(resource)
+            yield last
 
     def update(self, resource: Resource) -> None:
         with transaction() as db:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from benchbed import plugin
 from benchbed.endpoints import Endpoints, stored
 from benchbed.errors import ConfigError
+from benchbed.ports import PeerPort
 from benchbed.settings import PluginConfig, setting
 
 if TYPE_CHECKING:
@@ -74,6 +75,15 @@ class Engine(plugin.Plugin[ConfigT]):
         return frozenset()
 
     @classmethod
+    def peer_ports(cls, config: ConfigT) -> frozenset[PeerPort]:
+        """The ports this engine's services listen on for the deployment's other servers (a
+        node's compute on its controller's RabbitMQ). A parent with several servers
+        (MultihostEngine) gathers them; cloud providers open them between the deployment's
+        servers only. Answer from the config alone; nothing when the engine runs no service
+        that another server reaches."""
+        return frozenset()
+
+    @classmethod
     def clones_as_node(cls, config: ConfigT) -> bool:
         """Whether a server this engine prepared can be cloned into compute nodes as it is:
         it joins its parent's cloud as a node and keeps nothing that must be unique to one
@@ -104,6 +114,9 @@ class Engine(plugin.Plugin[ConfigT]):
         super().__init__(deployment, deployment.config if config is None else config, path)
         self._parent: Endpoints | Future[Endpoints] | None = None
         self._own_endpoints: Endpoints | None = None
+        # what the deployment's other servers must reach this engine's servers on: set by
+        # the parent that gathers its engines' peer_ports, handed to this engine's provider
+        self.open_to_peers: frozenset[PeerPort] = frozenset()
 
     @property
     def parent_endpoints(self) -> Endpoints | None:
@@ -155,10 +168,13 @@ class Engine(plugin.Plugin[ConfigT]):
         self._own_endpoints = endpoints
 
     def provider(self, key: str = "provider") -> "ServerProvider[Any]":
-        """The provider configured under `key`, bound to its own ledger scope."""
+        """The provider configured under `key`, bound to its own ledger scope, told which
+        ports to open to the deployment's other servers."""
         from benchbed.providers.base import ServerProvider
 
-        return self.nest(key, ServerProvider)
+        provider = self.nest(key, ServerProvider)
+        provider.open_to_peers = self.open_to_peers
+        return provider
 
 
 def provider_class(provider_config: dict[str, Any]) -> "type[ServerProvider[Any]]":

@@ -21,13 +21,14 @@ from benchbed.engines.base import (
     provider_capabilities,
     validate_server_request,
 )
-from benchbed.engines.debian_services import KNOWN_SERVICES, Context, apt, recipes
+from benchbed.engines.debian_services import KNOWN_SERVICES, Context, Recipe, apt, recipes
 from benchbed.engines.debian_services.common import dropin_directory
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.engines.steps import server_step
 from benchbed.errors import BenchbedError, ConfigError
 from benchbed.ledger import Resource
 from benchbed.plugin import PROVIDERS, ResourceKind
+from benchbed.ports import PeerPort
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.server import Server
 from benchbed.settings import setting
@@ -105,6 +106,12 @@ class DebianEngine(Engine[DebianEngineConfig]):
             return frozenset()
         return frozenset({"keystone", *(need for service in config.services
                                          for need in NEEDS.get(service, ()))})
+
+    @classmethod
+    def peer_ports(cls, config: DebianEngineConfig) -> frozenset[PeerPort]:
+        """What its recipes listen on: Keystone, Glance, Placement, Nova's and Neutron's APIs,
+        and a controller's MariaDB and RabbitMQ (a node's services use them)."""
+        return frozenset(port for recipe in cls._recipes(config) for port in recipe.ports)
 
     @classmethod
     def validate_config(cls, config: DebianEngineConfig, path: str, *,
@@ -193,15 +200,18 @@ class DebianEngine(Engine[DebianEngineConfig]):
                                 f"gave no Keystone admin credentials and server")
         return cloud, Server.from_dict(servers[0], deployment=self.deployment)
 
-    def _install(self, server: Server) -> Endpoints:
-        joins = self.config.joins
-        own = [name for name in KNOWN_SERVICES if name in self.config.services]
+    @staticmethod
+    def _recipes(config: DebianEngineConfig) -> list[Recipe]:
+        """The recipes a config installs, in their order."""
+        own = [name for name in KNOWN_SERVICES if name in config.services]
         queue = ["rabbitmq"] if any(name in own for name in MESSAGE_QUEUE_USERS) else []
         # A node keeps its databases in the controller's MariaDB: it needs only the client.
-        services = [*([] if joins else ["mariadb", *queue]), *own]
-        chosen = [recipes()[name] for name in services]
-        if joins:
-            chosen.insert(0, recipes()["mariadb-client"])
+        services = [*(["mariadb-client"] if config.joins else ["mariadb", *queue]), *own]
+        return [recipes()[name] for name in services]
+
+    def _install(self, server: Server) -> Endpoints:
+        joins = self.config.joins
+        chosen = self._recipes(self.config)
         passwords = self._passwords()
         with self._step(server, "check apt"):
             proxy = apt.check(server, self.config.apt_proxy)
@@ -269,6 +279,7 @@ class DebianEngine(Engine[DebianEngineConfig]):
                       "project_domain_name": "Default"},
         })
         hosts = context.outputs.get("compute_hosts")
+        own = [name for name in KNOWN_SERVICES if name in self.config.services]
         return stored({**cloud, "services": own, "servers": [server.to_dict()],
                 **({"compute_hosts": hosts} if hosts else {})})
 

@@ -49,6 +49,7 @@ from benchbed.hostnet.mirrors import GuestMirrors, address_towards
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS, ResourceKind
+from benchbed.ports import PeerPort, tcp, udp
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.server import Server, run_script, script_text
 from benchbed.settings import setting
@@ -99,6 +100,14 @@ DEFAULT_DISABLED = ["c-api", "c-sch", "c-vol", "c-bak", "s-proxy", "s-object", "
 SERVICE = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # what a DevStack controller offers its nodes (Engine.offered_services)
 JOINED = "devstack"
+# What DevStack (stable/2025.1) listens on for other servers (Engine.peer_ports): Apache,
+# before Keystone, Nova, Placement and Glance under WSGI_MODE=uwsgi (80, 443 with tls-proxy);
+# MySQL (lib/databases/mysql) and RabbitMQ (lib/rpc_backend, 5672); Glance's GLANCE_HOSTPORT
+# (9292); nova-metadata (METADATA_SERVICE_PORT 8775, which the nodes' OVN metadata agents
+# ask); neutron-server (Q_PORT 9696); OVN's northbound and southbound databases
+# (lib/neutron_plugins/ovn_agent, 6641/6642); Geneve (OVN's tunnels, 6081/udp) and VXLAN
+# (ML2/OVS's, 4789/udp) between the chassis. Memcached listens on localhost only.
+PEER_PORTS = tcp(80, 443, 3306, 5672, 6641, 6642, 8775, 9292, 9696) | udp(4789, 6081)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -386,6 +395,12 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
                                                   timeout=DISCOVER_TIMEOUT))
         finally:
             controller.close()
+
+    @classmethod
+    def peer_ports(cls, config: DevstackEngineConfig) -> frozenset[PeerPort]:
+        """DevStack's (PEER_PORTS): a controller's APIs, database, queue and OVN databases,
+        and the tunnels between every two servers."""
+        return PEER_PORTS
 
     @classmethod
     def offered_services(cls, config: DevstackEngineConfig) -> frozenset[str]:

@@ -37,6 +37,7 @@ from benchbed.hostnet.bridge import static_capacity
 from benchbed.networks import parse_ipv4_network
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ENGINES, PROVIDERS
+from benchbed.ports import PeerPort
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.providers.lxc import DEFAULT_NETWORK, LxcProvider, host_network, stop_container
 from benchbed.server import Server
@@ -98,6 +99,12 @@ class LxcEngine(Engine[LxcEngineConfig]):
         """What the inner engine joins: every clone joins the same."""
         inner = engine_class(config.engine)
         return inner.joined_services(inner.parse_config(_inner_config(config, 0)))
+
+    @classmethod
+    def peer_ports(cls, config: LxcEngineConfig) -> frozenset[PeerPort]:
+        """The inner engine's: every clone runs the same services."""
+        inner = engine_class(config.engine)
+        return inner.peer_ports(inner.parse_config(_inner_config(config, 0)))
 
     @classmethod
     def child_has_parent(cls, key: str, has_parent: bool) -> bool:

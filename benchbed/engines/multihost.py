@@ -24,6 +24,7 @@ from benchbed.errors import BenchbedError, ConfigError
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ENGINES, ResourceKind
+from benchbed.ports import PeerPort
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.settings import PluginConfig, setting
 
@@ -93,11 +94,29 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
                                   f"controller does not run (it offers "
                                   f"{', '.join(sorted(offered)) or 'nothing'})")
 
+    @classmethod
+    def peer_ports(cls, config: MultihostEngineConfig) -> frozenset[PeerPort]:
+        """Every port its controller and nodes declare: each server of the deployment may
+        need any other's (nodes reach the controller's queue, tunnels run node to node)."""
+        found = engine_class(config.controller)
+        ports = found.peer_ports(found.parse_config(config.controller))
+        for raw in config.nodes:
+            node = substitute(raw, VALIDATION_ADDRESS)  # as the node was validated
+            found = engine_class(node)
+            ports |= found.peer_ports(found.parse_config(node))
+        return ports
+
+    def _with_peers(self, engine: Engine[Any]) -> Engine[Any]:
+        """The controller or a node, told to open the whole deployment's ports to its peers
+        (with what a MultihostEngine above this one asked of it)."""
+        engine.open_to_peers = self.open_to_peers | self.peer_ports(self.config)
+        return engine
+
     def deploy(self) -> Endpoints:
         """The controller, with the nodes that can start before it (STARTS_BEFORE_PARENT, no
         placeholder) deploying alongside: an LxcEngine installs its template's packages while
         the controller installs its own. The other nodes follow the controller."""
-        controller = self.nest("controller", Engine)
+        controller = self._with_peers(self.nest("controller", Engine))
         nodes = list(enumerate(self.config.nodes))
         early = [(index, raw) for index, raw in nodes if _starts_early(raw)]
         early_indexes = {index for index, _ in early}
@@ -161,7 +180,7 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
 
     def _node(self, path: str, config: dict[str, Any],
               controller_endpoints: "Endpoints | Future[Endpoints] | None") -> Engine[Any]:
-        node = plugin.build(self.deployment, config, Engine, ENGINES, path)
+        node = self._with_peers(plugin.build(self.deployment, config, Engine, ENGINES, path))
         node.parent_endpoints = controller_endpoints
         return node
 

@@ -12,6 +12,7 @@ from benchbed.engines.base import (
 )
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS
+from benchbed.ports import PeerPort
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.server import Server
 from benchbed.settings import PluginConfig, setting
@@ -33,6 +34,10 @@ class ServersEngineConfig(PluginConfig):
     wait_for_ssh: bool = setting("Whether to log in to each server before handing it over "
                                  "(false: hand the servers over once the provider has "
                                  "them).", True)
+    peer_ports: list[PeerPort] = setting(
+        "The ports what you run on these servers listens on for the deployment's other "
+        "servers ({protocol: tcp|udp, port: N}); a MultihostEngine's cloud providers open "
+        "them between its servers only.", [], uniqueItems=True, maxItems=50)
 
 
 class ServersEngine(Engine[ServersEngineConfig]):
@@ -42,6 +47,11 @@ class ServersEngine(Engine[ServersEngineConfig]):
 
     Config = ServersEngineConfig
     NESTED = {"provider": PROVIDERS}
+
+    @classmethod
+    def peer_ports(cls, config: ServersEngineConfig) -> frozenset[PeerPort]:
+        """Those of its config: benchbed runs nothing on these servers, the user does."""
+        return frozenset(config.peer_ports)
 
     @classmethod
     def validate_config(cls, config: ServersEngineConfig, path: str, *,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from benchbed import plugin, sizes
 from benchbed.errors import ConfigError, InputError
+from benchbed.ports import PeerPort
 from benchbed.server import Server
 from benchbed.settings import PluginConfig
 
@@ -79,6 +80,11 @@ class ServerProvider(plugin.Plugin[ConfigT]):
     def __init__(self, deployment: "Deployment", config: dict[str, Any],
                  path: str = "provider") -> None:
         super().__init__(deployment, config, path)
+        # The ports the deployment's other servers reach these servers on (Engine.peer_ports,
+        # gathered by a parent with several servers; empty for a lone server). A provider
+        # whose servers sit behind a cloud's firewall opens them to the deployment's own
+        # servers only; the others need do nothing.
+        self.open_to_peers: frozenset[PeerPort] = frozenset()
 
     @classmethod
     def capabilities(cls, config: ConfigT) -> Capabilities:

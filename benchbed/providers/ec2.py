@@ -19,6 +19,7 @@ from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind, join_path
+from benchbed.ports import to_data
 from benchbed.providers import ec2_api
 from benchbed.providers.base import ServerProvider, Stray, Sweep, check_ssh_cidr
 from benchbed.providers.ec2_api import CREATOR_TAG, TOKEN_TAG, Ec2Error
@@ -32,6 +33,8 @@ INSTANCE_TYPE_PATTERN = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 RUNNING_TIMEOUT = 600
 RESERVED_TAG_PREFIXES = ("aws:", "benchbed:")
+# the ledger kind of the group shared by the deployment's servers (Ec2Provider._peer_group)
+PEER_GROUP = "peer_group"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,14 +142,17 @@ class Ec2Provider(ServerProvider[Ec2ProviderConfig]):
         with self.deployment.step("check AMI and instance type", f"{ami}, {instance_type}"):
             vpc_id = self.ec2.check_request(ami, instance_type, self.config.subnet_id)
         tags = self._tags()
-        steps: list[Callable[[], str]] = [lambda: self._key_pair(tags),
-                                          lambda: self._security_group(tags, vpc_id)]
-        key_name, group_id = run_parallel("creating key pair and security group", steps,
-                                          lambda step: step(), describe=lambda _: self._name)
+        steps: list[Callable[[], str | None]] = [lambda: self._key_pair(tags),
+                                                 lambda: self._security_group(tags, vpc_id),
+                                                 lambda: self._peer_group(tags, vpc_id)]
+        key_name, group_id, peer_group_id = run_parallel(
+            "creating key pair and security groups", steps, lambda step: step(),
+            describe=lambda _: self._name)
         token = f"benchbed-{uuid.uuid4()}"
         params: dict[str, Any] = {
             "ImageId": ami, "InstanceType": instance_type, "MinCount": amount,
-            "MaxCount": amount, "KeyName": key_name, "SecurityGroupIds": [group_id],
+            "MaxCount": amount, "KeyName": key_name,
+            "SecurityGroupIds": [group_id, *([peer_group_id] if peer_group_id else [])],
             "TagSpecifications": ec2_api.tag_specifications(
                 ["instance", "volume"], {**tags, TOKEN_TAG: token})}
         if self.config.subnet_id is not None:
@@ -192,6 +198,39 @@ class Ec2Provider(ServerProvider[Ec2ProviderConfig]):
                 self.ec2.allow_ssh(row.data["group_id"], self.config.ssh_cidr)
         return row.data["group_id"]
 
+    def _peer_group(self, tags: dict[str, str], vpc_id: str | None) -> str | None:
+        """The group that lets the deployment's servers reach each other on `open_to_peers`
+        (nothing to open: none). Its rules' source is the group itself, and the deployment's
+        Ec2Providers in one VPC share it (each records a row under one name: the last to go
+        deletes it, and its rules go with it); the ports are in the row before any rule
+        exists."""
+        if not self.open_to_peers:
+            return None
+        own = [r for r in self.ledger.resources(PEER_GROUP) if r.state == "created"]
+        if own:
+            return str(own[0].data["group_id"])
+        group = f"benchbed-{self.deployment.uuid}-peers"
+        shared = f"{group} in {self.ec2.endpoint}, {vpc_id or 'default VPC'}"
+        ports = to_data(self.open_to_peers)
+        with self.ledger.sharing(PEER_GROUP, shared) as holders:
+            held = [r for r in holders if r.state == "created"]
+            with self.ledger.creating(PEER_GROUP, shared, group_name=group, vpc_id=vpc_id,
+                                      ports=ports) as row, \
+                    self.deployment.step("open ports between the deployment's servers",
+                                         f"{group}: {', '.join(ports)}"):
+                if held:
+                    row.data["group_id"] = held[0].data["group_id"]
+                else:
+                    row.data["group_id"] = self.ec2.create_security_group(
+                        group, f"benchbed deployment {self.deployment.uuid}: its servers",
+                        vpc_id, tags)
+                self.ledger.update(row)
+                opened = {port for r in held for port in r.data["ports"]}
+                missing = [port for port in self.open_to_peers if str(port) not in opened]
+                if missing:
+                    self.ec2.allow_peers(row.data["group_id"], missing)
+        return str(row.data["group_id"])
+
     def _running(self, instance_ids: list[str]) -> list[dict[str, Any]] | None:
         instances = self.ec2.instances(instance_ids)
         for instance in instances:
@@ -219,6 +258,17 @@ class Ec2Provider(ServerProvider[Ec2ProviderConfig]):
         for found in ids:
             self.ec2.delete_security_group(found)
 
+    def delete_peer_group(self, resource: Resource) -> None:
+        """Only the last of the deployment's rows for the shared group deletes it (its rules
+        go with it): the others' servers may still be in it."""
+        with self.ledger.last_holder(resource) as last:
+            if not last:
+                return
+            group_id = resource.data.get("group_id")
+            for found in [group_id] if group_id else self.ec2.groups_named(
+                    resource.data["group_name"], self.deployment.uuid, resource.data["vpc_id"]):
+                self.ec2.delete_security_group(found)
+
     def delete_key_pair(self, resource: Resource) -> None:
         self.ec2.delete_key_pair(resource.name)
 
@@ -236,8 +286,9 @@ class Ec2Provider(ServerProvider[Ec2ProviderConfig]):
     RESOURCES = {
         "key_pair": ResourceKind(delete=delete_key_pair),
         "security_group": ResourceKind(delete=delete_group),
+        PEER_GROUP: ResourceKind(delete=delete_peer_group),
         "instance": ResourceKind(delete=delete_instances,
-                                 requires=("security_group", "key_pair")),
+                                 requires=("security_group", "key_pair", PEER_GROUP)),
     }
 
 

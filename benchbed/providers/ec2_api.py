@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from benchbed.errors import BenchbedError, InputError
+from benchbed.ports import PeerPort, in_order
 from benchbed.providers.base import Stray, Sweep
 from benchbed.retry import retry, wait_for
 
@@ -200,6 +201,14 @@ class Ec2Api:
             GroupId=group_id, IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22,
                                               "ToPort": 22, **ranges}]))
 
+    def allow_peers(self, group_id: str, ports: "list[PeerPort]") -> None:
+        """Let the group's own members in on `ports`: rules whose source is the group itself
+        (a self-referencing group), never an address range."""
+        permissions = [{"IpProtocol": port.protocol, "FromPort": port.port, "ToPort": port.port,
+                        "UserIdGroupPairs": [{"GroupId": group_id}]} for port in in_order(ports)]
+        self.call("allow the deployment's servers in", lambda: self.client.
+                  authorize_security_group_ingress(GroupId=group_id, IpPermissions=permissions))
+
     def run_instances(self, params: dict[str, Any], token: str, deployment: str
                       ) -> list[dict[str, Any]]:
         """One run_instances with a client token, repeated only if the answer was lost.
@@ -248,11 +257,14 @@ class Ec2Api:
             {"Name": f"tag:{DEPLOYMENT_TAG}", "Values": [deployment]},
             {"Name": "instance-state-name", "Values": LIVE_STATES}])
 
-    def groups_named(self, name: str, deployment: str) -> list[str]:
+    def groups_named(self, name: str, deployment: str, vpc_id: str | None = None) -> list[str]:
+        """This deployment's groups of that name (in that VPC, when it is known)."""
+        where = [{"Name": "vpc-id", "Values": [vpc_id]}] if vpc_id else []
         groups = self.call("describe security groups", lambda: self.client.
                            describe_security_groups(Filters=[
                                {"Name": "group-name", "Values": [name]},
-                               {"Name": f"tag:{DEPLOYMENT_TAG}", "Values": [deployment]}]))
+                               {"Name": f"tag:{DEPLOYMENT_TAG}", "Values": [deployment]},
+                               *where]))
         return [group["GroupId"] for group in groups["SecurityGroups"]]
 
     # -- delete: "already gone" is success ----------------------------------------------------

@@ -335,3 +335,93 @@ def test_wait_for_ssh_false_skips_the_login(bb: Any, home: Path) -> None:
     bb.ok("deployment", "create", "--file", str(path), "--name", "nossh")
     steps = [t["step"] for t in bb.json("deployment", "show", "nossh")["timeline"]]
     assert "create servers" in steps and "wait for SSH" not in steps
+
+
+def _permissions(group: dict[str, Any]) -> set[tuple[str, int, str]]:
+    """A group's ingress rules as (protocol, port, source): a group id or a CIDR."""
+    return {(rule["IpProtocol"], rule["FromPort"], source)
+            for rule in group["IpPermissions"]
+            for source in [*(pair["GroupId"] for pair in rule.get("UserIdGroupPairs", [])),
+                           *(r["CidrIp"] for r in rule.get("IpRanges", [])),
+                           *(r["CidrIpv6"] for r in rule.get("Ipv6Ranges", []))]}
+
+
+def test_multihost_servers_reach_each_other_on_the_engines_ports_only(
+        bb: Any, home: Path, ec2: Any, proxy: FaultProxy, ami: str) -> None:
+    provider = {"type": "Ec2Provider", "region": REGION, "endpoint_url": proxy.url,
+                "ssh_cidr": "203.0.113.7/32"}
+    node = {"type": "ServersEngine", "wait_for_ssh": False, "image": ami, "provider": provider,
+            "peer_ports": [{"protocol": "udp", "port": 4789}]}
+    config = {"type": "MultihostEngine",
+              "controller": {**node, "peer_ports": [{"port": 5672}, {"port": 3306}]},
+              "nodes": [node, {**node, "peer_ports": [{"port": 5672}]}]}
+    path = home.parent / "multihost.json"
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config))
+    bb.ok("deployment", "create", "--file", str(path), "--name", "mesh")
+    deployment = bb.json("deployment", "show", "mesh")["uuid"]
+
+    groups = {g["GroupName"]: g for g in ec2.describe_security_groups()["SecurityGroups"]
+              if g["GroupName"] != "default"}
+    peers = groups.pop(f"benchbed-{deployment}-peers")
+    assert _permissions(peers) == {("tcp", 3306, peers["GroupId"]),
+                                   ("tcp", 5672, peers["GroupId"]),
+                                   ("udp", 4789, peers["GroupId"])}
+    # one group per provider scope lets SSH in from ssh_cidr, and nothing else
+    assert len(groups) == 3
+    for group in groups.values():
+        assert _permissions(group) == {("tcp", 22, "203.0.113.7/32")}, group["GroupName"]
+    assert not [g for g in ec2.describe_security_groups()["SecurityGroups"]
+                for rule in g["IpPermissions"] for r in rule.get("IpRanges", [])
+                if r["CidrIp"] == "0.0.0.0/0"]
+    instances = [i for r in ec2.describe_instances(Filters=[
+        {"Name": "instance-state-name", "Values": LIVE}])["Reservations"] for i in r["Instances"]]
+    assert len(instances) == 3
+    for instance in instances:
+        assert peers["GroupId"] in {g["GroupId"] for g in instance["SecurityGroups"]}
+    with sqlite3.connect(home / "benchbed.sqlite") as connection:
+        rows = connection.execute("SELECT scope, data FROM resources WHERE kind = 'peer_group'"
+                                  ).fetchall()
+    assert sorted(scope for scope, _ in rows) == [
+        "controller.provider", "nodes[0].provider", "nodes[1].provider"]
+    for _, data in rows:
+        assert json.loads(data)["ports"] == ["3306/tcp", "5672/tcp", "4789/udp"]
+        assert json.loads(data)["group_id"] == peers["GroupId"]
+
+    bb.ok("deployment", "destroy", "mesh")
+    assert cloud(ec2) == EMPTY
+    assert ledger_rows(home) == 0
+
+
+def test_a_lone_server_opens_nothing_to_peers(bb: Any, home: Path, ec2: Any,
+                                              proxy: FaultProxy, ami: str) -> None:
+    config = write_config(home, {"image": ami, "peer_ports": [{"port": 5672}]},
+                          {"endpoint_url": proxy.url, "ssh_cidr": "203.0.113.7/32"})
+    bb.ok("deployment", "create", "--file", config, "--name", "alone")
+    groups = [g for g in ec2.describe_security_groups()["SecurityGroups"]
+              if g["GroupName"] != "default"]
+    assert len(groups) == 1 and _permissions(groups[0]) == {("tcp", 22, "203.0.113.7/32")}
+    bb.ok("deployment", "destroy", "alone")
+    assert cloud(ec2) == EMPTY and ledger_rows(home) == 0
+
+
+def test_kill_after_the_peers_group_then_destroy_leaks_nothing(
+        bb: Any, home: Path, ec2: Any, proxy: FaultProxy, ami: str) -> None:
+    """Killed once the shared group exists and before its rules: destroy finds it."""
+    proxy.hold_after.add("AuthorizeSecurityGroupIngress")
+    provider = {"type": "Ec2Provider", "region": REGION, "endpoint_url": proxy.url}
+    node = {"type": "ServersEngine", "wait_for_ssh": False, "image": ami, "provider": provider,
+            "peer_ports": [{"port": 5672}]}
+    path = home.parent / "killed.json"
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"type": "MultihostEngine", "controller": node, "nodes": [node]}))
+    process = bb.popen("deployment", "create", "--file", str(path), "--name", "killed")
+    try:
+        kill_when(process, proxy.event("held AuthorizeSecurityGroupIngress").is_set,
+                  timeout=120, never="the create never opened the peers' ports")
+    finally:
+        proxy.release.set()
+    assert cloud(ec2)["groups"] and ledger_rows(home) > 0
+    bb.ok("deployment", "destroy", "--force", "killed")
+    assert cloud(ec2) == EMPTY
+    assert ledger_rows(home) == 0

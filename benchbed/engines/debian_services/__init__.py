@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchbed.ports import PeerPort
 from benchbed.server import Command, Server
 
 # The services a DebianEngine installs, in the order they are installed and configured (each
@@ -70,6 +71,8 @@ class Recipe:
     paths: tuple[str, ...]
     services: tuple[str, ...]
     configure: Callable[[Context], None]
+    # what its services listen on for the deployment's other servers (Engine.peer_ports)
+    ports: frozenset[PeerPort] = frozenset()
 
 
 def recipes() -> dict[str, Recipe]:

@@ -12,6 +12,7 @@ from benchbed.engines.debian_services.common import (
     wait_http,
     write_config,
 )
+from benchbed.ports import tcp
 
 GLANCE_API_CONF = """\
 [database]
@@ -28,8 +29,12 @@ flavor = keystone
 """
 
 
+# glance-api's bind_port (its default, on every address)
+PORT = 9292
+
+
 def image_url(address: str) -> str:
-    return service_url(address, 9292)
+    return service_url(address, PORT)
 
 
 def configure(ctx: Context) -> None:
@@ -46,7 +51,7 @@ def configure(ctx: Context) -> None:
         migrate(ctx, "glance", "glance-api", "runuser -u glance -- glance-manage db_sync")
     # glance-api loads (seconds of CPU) while Keystone does and its user and endpoints are
     # made there: it asks Keystone about its user only when the first request comes
-    with ctx.step("glance: start", "glance-api on port 9292"):
+    with ctx.step("glance: start", f"glance-api on port {PORT}"):
         restart(ctx, "glance-api")
     ctx.ready("keystone")
     register_service(ctx, "glance", "image", "OpenStack Image service",
@@ -64,5 +69,6 @@ RECIPE = Recipe(
              "glance-api glance/configure_api-endpoint boolean false"),
     paths=("/etc/glance", "/var/lib/glance", "/var/log/glance"),
     services=("glance-api",),
+    ports=tcp(PORT),
     configure=configure,
 )

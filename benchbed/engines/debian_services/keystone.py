@@ -22,6 +22,7 @@ from benchbed.engines.debian_services.common import (
     write_config,
 )
 from benchbed.errors import BenchbedError
+from benchbed.ports import tcp
 from benchbed.server import run_script
 
 KEYSTONE_CONF = """\
@@ -54,13 +55,15 @@ BCRYPT_HASH = re.compile(r"\$2b\$12\$[./A-Za-z0-9]{53}")
 REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 IDENTITY_URL = re.compile(r"http://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):5000/v3/")
 
+# Debian's uwsgi for Keystone listens on every address
+PORT = 5000
 KEY_DIRECTORIES = ("/etc/keystone/fernet-keys", "/etc/keystone/credential-keys")
 # the machine-id of the machine the keys were made on
 KEYS_MADE_ON = "/etc/keystone/benchbed-keys-machine-id"
 
 
 def base_url(address: str) -> str:
-    return service_url(address, 5000)
+    return service_url(address, PORT)
 
 
 def make_keys(ctx: Context) -> None:
@@ -122,7 +125,7 @@ def configure(ctx: Context) -> None:
         make_keys(ctx)
     # uwsgi loads Keystone (seconds of CPU) while the admin user is made or updated (the
     # database is read per request) and the next service is configured and started
-    with ctx.step("keystone: start", "uwsgi on port 5000"):
+    with ctx.step("keystone: start", f"uwsgi on port {PORT}"):
         restart(ctx, "keystone")
     url = f"{base_url(ctx.address)}/v3/"
     with ctx.step("keystone: bootstrap", f"admin, region {ctx.region}, {url}"):
@@ -139,5 +142,6 @@ RECIPE = Recipe(
              "keystone keystone/register-endpoint boolean false"),
     paths=("/etc/keystone", "/var/lib/keystone", "/var/log/keystone"),
     services=("keystone",),
+    ports=tcp(PORT),
     configure=configure,
 )

@@ -1,6 +1,7 @@
 """MariaDB for the services' databases (SQLite fails under uwsgi: 'database is locked')."""
 
 from benchbed.engines.debian_services import Context, Recipe
+from benchbed.ports import tcp
 
 PING = ("for i in $(seq 120); do mysqladmin --protocol=socket ping >/dev/null 2>&1 && exit 0; "
         "sleep 0.5; done; echo 'mariadb does not answer' >&2; exit 1")
@@ -8,6 +9,7 @@ PING = ("for i in $(seq 120); do mysqladmin --protocol=socket ping >/dev/null 2>
 
 # Services on other servers (MultihostEngine nodes) use this MariaDB too; its accounts are
 # granted per client address with generated passwords, and root logs in by socket only.
+PORT = 3306  # MariaDB's default port, kept
 LISTEN_CONF = "[mysqld]\nbind-address = 0.0.0.0\n"
 LISTEN_FILE = "/etc/mysql/mariadb.conf.d/99-benchbed.cnf"
 
@@ -29,6 +31,7 @@ RECIPE = Recipe(
     preseed=(),
     paths=("/etc/mysql", "/var/lib/mysql", "/var/log/mysql", "/run/mysqld"),
     services=("mariadb",),
+    ports=tcp(PORT),
     configure=configure,
 )
 

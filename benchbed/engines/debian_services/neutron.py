@@ -20,6 +20,7 @@ from benchbed.engines.debian_services.common import (
     write_config,
 )
 from benchbed.engines.debian_services.rabbitmq import transport_url
+from benchbed.ports import tcp
 
 PORT = 9696
 ML2_CONF_PATH = "/etc/neutron/plugins/ml2/ml2_conf.ini"
@@ -116,5 +117,6 @@ RECIPE = Recipe(
     preseed=NEUTRON_PRESEED,
     paths=("/etc/neutron", "/var/lib/neutron", "/var/log/neutron"),
     services=("neutron-api", "neutron-rpc-server"),
+    ports=tcp(PORT),
     configure=configure,
 )

@@ -22,6 +22,7 @@ from benchbed.engines.debian_services.common import (
     write_config,
 )
 from benchbed.engines.debian_services.rabbitmq import transport_url
+from benchbed.ports import tcp
 
 PORT = 8774
 # One conductor and one scheduler process: on a small server each extra worker is another
@@ -136,5 +137,6 @@ RECIPE = Recipe(
     preseed=NOVA_PRESEED,
     paths=("/etc/nova", "/var/lib/nova", "/var/log/nova"),
     services=("nova-api", "nova-conductor", "nova-scheduler"),
+    ports=tcp(PORT),
     configure=configure,
 )

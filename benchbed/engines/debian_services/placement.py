@@ -12,6 +12,7 @@ from benchbed.engines.debian_services.common import (
     tune_uwsgi,
     write_config,
 )
+from benchbed.ports import tcp
 
 PORT = 8778
 
@@ -60,5 +61,6 @@ RECIPE = Recipe(
              "placement-api placement/configure_api-endpoint boolean false"),
     paths=("/etc/placement", "/var/lib/placement", "/var/log/placement"),
     services=("placement-api",),
+    ports=tcp(PORT),
     configure=configure,
 )

@@ -7,6 +7,7 @@ each client gets an account of its own, and the `guest` account stays limited to
 import shlex
 
 from benchbed.engines.debian_services import Context, Recipe
+from benchbed.ports import tcp
 from benchbed.server import Server
 
 PORT = 5672
@@ -56,5 +57,6 @@ RECIPE = Recipe(
     preseed=(),
     paths=("/etc/rabbitmq", "/var/lib/rabbitmq", "/var/log/rabbitmq"),
     services=("rabbitmq-server",),
+    ports=tcp(PORT),
     configure=configure,
 )
