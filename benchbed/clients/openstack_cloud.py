@@ -9,8 +9,10 @@ import base64
 from typing import TYPE_CHECKING, Any
 
 from benchbed.errors import BenchbedError
+from benchbed.ports import in_order
 
 if TYPE_CHECKING:
+    from benchbed.ports import PeerPort
     from benchbed.providers.openstack import OpenStackProviderConfig
 
 REQUEST_TIMEOUT = 60.0
@@ -154,11 +156,27 @@ class OpenStackCloud:
         self._call("compute", "DELETE", f"/os-keypairs/{name}", what=f"delete key pair {name}",
                    ok=(202, 204, 404))
 
-    def create_security_group(self, name: str, description: str, ssh_cidr: str) -> str:
+    def create_group(self, name: str, description: str) -> str:
+        """A security group with Neutron's default rules only (egress)."""
         group = self._call("network", "POST", "/v2.0/security-groups",
                            what=f"create security group {name}",
                            json={"security_group": {"name": name, "description": description}})
-        group_id = group.json()["security_group"]["id"]
+        return str(group.json()["security_group"]["id"])
+
+    def allow_peers(self, group_id: str, ports: "list[PeerPort]") -> None:
+        """Let the group's own members in on `ports` (IPv4 and IPv6): rules whose
+        remote_group_id is the group itself, never an address range; one bulk request."""
+        rules = [{"security_group_id": group_id, "direction": "ingress",
+                  "protocol": port.protocol, "port_range_min": port.port,
+                  "port_range_max": port.port, "remote_group_id": group_id,
+                  "ethertype": ethertype} for port in in_order(ports)
+                 for ethertype in ("IPv4", "IPv6")]
+        self._call("network", "POST", "/v2.0/security-group-rules",
+                   what="allow the deployment's servers in",
+                   json={"security_group_rules": rules})
+
+    def create_security_group(self, name: str, description: str, ssh_cidr: str) -> str:
+        group_id = self.create_group(name, description)
         rule = {"security_group_id": group_id, "direction": "ingress", "protocol": "tcp",
                 "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": ssh_cidr,
                 "ethertype": "IPv6" if ":" in ssh_cidr else "IPv4"}

@@ -19,6 +19,7 @@ from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind, join_path
+from benchbed.ports import to_data
 from benchbed.providers.base import ServerProvider, Stray, Sweep, check_ssh_cidr
 from benchbed.providers.ec2_api import database_id
 from benchbed.retry import wait_for
@@ -27,6 +28,8 @@ from benchbed.settings import PluginConfig, Section, setting
 from benchbed.tls import check_ca_file
 
 ACTIVE_TIMEOUT = 600
+# the ledger kind of the group shared by the deployment's servers (_peer_group)
+PEER_GROUP = "peer_group"
 # which benchbed database a server's deployment is in (gc touches only its own database's)
 DATABASE_KEY = "benchbed_database"
 # the same two facts as tags of images and security groups, which have no metadata
@@ -159,13 +162,14 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
             flavor = self.cloud.flavor_id(type_id or self.config.flavor_id)
             image = image_uuid or self._image()
         key_name = self._key_pair()
-        groups = self._security_group()
+        groups = [*self._security_group(), *self._peer_group()]
         request: dict[str, Any] = {
             "imageRef": image, "flavorRef": flavor, "key_name": key_name,
             "metadata": {"benchbed_deployment": self.deployment.uuid, "benchbed_path": self.path,
                          DATABASE_KEY: database_id()},
             "config_drive": self.config.config_drive}
         if groups:
+            # Nova takes a group's name or id here
             request["security_groups"] = [{"name": name} for name in groups]
         if self.config.nics:
             request["networks"] = [{NIC_KEYS[key]: value for key, value in nic.items()}
@@ -257,6 +261,45 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
                 self.cloud.tag_security_group(row.data["group_id"], self._owner_tags)
         return [name]
 
+    def _peer_group(self) -> list[str]:
+        """The group that lets the deployment's servers reach each other on `open_to_peers`
+        (as Ec2Provider's: rules whose remote group is the group itself, shared by the
+        deployment's OpenStackProviders of one project, a row each, the last to go deletes
+        it and its rules with it); named to Nova by id, as its name is not unique."""
+        if not self.open_to_peers or not self.cloud.has_service("network"):
+            return []
+        own = [r for r in self.ledger.resources(PEER_GROUP) if r.state == "created"]
+        if own:
+            return [str(own[0].data["group_id"])]
+        group = f"{self.config.secgroup_name}-{self.deployment.uuid[:8]}-peers"
+        shared = (f"{group} in {self.config.auth_url}, project {self.config.tenant}, "
+                  f"region {self.config.region or '(the only one)'}")
+        ports = to_data(self.open_to_peers)
+        with self.ledger.sharing(PEER_GROUP, shared) as holders:
+            held = [r for r in holders if r.state == "created"]
+            with self.ledger.creating(PEER_GROUP, shared, group_name=group,
+                                      description=self._peers_description,
+                                      ports=ports) as row, \
+                    self.deployment.step("open ports between the deployment's servers",
+                                         f"{group}: {', '.join(ports)}"):
+                if held:
+                    row.data["group_id"] = held[0].data["group_id"]
+                else:
+                    row.data["group_id"] = self.cloud.create_group(
+                        group, self._peers_description)
+                    self.ledger.update(row)
+                    self.cloud.tag_security_group(row.data["group_id"], self._owner_tags)
+                self.ledger.update(row)
+                opened = {port for r in held for port in r.data["ports"]}
+                missing = [port for port in self.open_to_peers if str(port) not in opened]
+                if missing:
+                    self.cloud.allow_peers(row.data["group_id"], missing)
+        return [str(row.data["group_id"])]
+
+    @property
+    def _peers_description(self) -> str:
+        return f"benchbed deployment {self.deployment.uuid}: its servers"
+
     def _create_server(self, name: str, request: dict[str, Any]) -> Resource:
         with self.ledger.creating("server", name) as row, \
                 self.deployment.step("create server", name, lane=name):
@@ -294,6 +337,18 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
         for found in [group_id] if group_id else self.cloud.groups_named(
                 resource.name, f"benchbed deployment {self.deployment.uuid}"):
             self.cloud.delete_security_group(found)
+
+    def delete_peer_group(self, resource: Resource) -> None:
+        """Only the last of the deployment's rows for the shared group deletes it (its rules
+        go with it); after a crash before Neutron answered, the groups of that name whose
+        description is this deployment's."""
+        with self.ledger.last_holder(resource) as last:
+            if not last:
+                return
+            group_id = resource.data.get("group_id")
+            for found in [group_id] if group_id else self.cloud.groups_named(
+                    resource.data["group_name"], resource.data["description"]):
+                self.cloud.delete_security_group(found)
 
     def delete_key_pair(self, resource: Resource) -> None:
         self.cloud.delete_key_pair(resource.name)
@@ -354,8 +409,9 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
         "image": ResourceKind(delete=delete_image),
         "key_pair": ResourceKind(delete=delete_key_pair),
         "security_group": ResourceKind(delete=delete_group),
+        PEER_GROUP: ResourceKind(delete=delete_peer_group),
         "server": ResourceKind(delete=delete_server,
-                               requires=("image", "key_pair", "security_group")),
+                               requires=("image", "key_pair", "security_group", PEER_GROUP)),
     }
 
 
