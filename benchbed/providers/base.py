@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from benchbed import plugin, sizes
 from benchbed.errors import ConfigError, InputError
-from benchbed.ports import PeerPort
+from benchbed.ports import PeerPort, to_data
 from benchbed.server import Server
 from benchbed.settings import PluginConfig
 
 if TYPE_CHECKING:
     from benchbed.deployment import Deployment
+    from benchbed.ledger import Resource
     from benchbed.networks import Claim
 
 ConfigT = TypeVar("ConfigT", bound=PluginConfig)
@@ -89,6 +90,36 @@ class ServerProvider(plugin.Plugin[ConfigT]):
     @classmethod
     def capabilities(cls, config: ConfigT) -> Capabilities:
         return cls.CAPABILITIES
+
+    def shared_peer_group(self, kind: str, shared: str, data: dict[str, Any],
+                          create: Callable[["Resource"], None],
+                          allow: Callable[[str, list[PeerPort]], None]) -> str:
+        """The id of the cloud security group that lets the deployment's servers reach each
+        other on `open_to_peers`, shared by its providers in one network (`shared` names it
+        there): each records a row of `kind` under that name (with `data`, its
+        `group_name` among them, and the ports) before any group or rule exists; the first
+        creates the group (`create(row)` sets `row.data["group_id"]`, recording it once
+        known), the others adopt it, and each adds the rules (`allow`) for the ports no
+        other holder opened yet. The last holder's delete removes it (Ledger.last_holder)."""
+        own = [r for r in self.ledger.resources(kind) if r.state == "created"]
+        if own:
+            return str(own[0].data["group_id"])
+        ports = to_data(self.open_to_peers)
+        with self.ledger.sharing(kind, shared) as holders:
+            held = [r for r in holders if r.state == "created"]
+            with self.ledger.creating(kind, shared, **data, ports=ports) as row, \
+                    self.deployment.step("open ports between the deployment's servers",
+                                         f"{data['group_name']}: {', '.join(ports)}"):
+                if held:
+                    row.data["group_id"] = held[0].data["group_id"]
+                else:
+                    create(row)
+                self.ledger.update(row)
+                opened = {port for r in held for port in r.data["ports"]}
+                missing = [port for port in self.open_to_peers if str(port) not in opened]
+                if missing:
+                    allow(row.data["group_id"], missing)
+        return str(row.data["group_id"])
 
     @classmethod
     def capacity(cls, config: ConfigT) -> int | None:

@@ -19,7 +19,6 @@ from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind, join_path
-from benchbed.ports import to_data
 from benchbed.providers import ec2_api
 from benchbed.providers.base import ServerProvider, Stray, Sweep, check_ssh_cidr
 from benchbed.providers.ec2_api import CREATOR_TAG, TOKEN_TAG, Ec2Error
@@ -206,30 +205,15 @@ class Ec2Provider(ServerProvider[Ec2ProviderConfig]):
         exists."""
         if not self.open_to_peers:
             return None
-        own = [r for r in self.ledger.resources(PEER_GROUP) if r.state == "created"]
-        if own:
-            return str(own[0].data["group_id"])
         group = f"benchbed-{self.deployment.uuid}-peers"
-        shared = f"{group} in {self.ec2.endpoint}, {vpc_id or 'default VPC'}"
-        ports = to_data(self.open_to_peers)
-        with self.ledger.sharing(PEER_GROUP, shared) as holders:
-            held = [r for r in holders if r.state == "created"]
-            with self.ledger.creating(PEER_GROUP, shared, group_name=group, vpc_id=vpc_id,
-                                      ports=ports) as row, \
-                    self.deployment.step("open ports between the deployment's servers",
-                                         f"{group}: {', '.join(ports)}"):
-                if held:
-                    row.data["group_id"] = held[0].data["group_id"]
-                else:
-                    row.data["group_id"] = self.ec2.create_security_group(
-                        group, f"benchbed deployment {self.deployment.uuid}: its servers",
-                        vpc_id, tags)
-                self.ledger.update(row)
-                opened = {port for r in held for port in r.data["ports"]}
-                missing = [port for port in self.open_to_peers if str(port) not in opened]
-                if missing:
-                    self.ec2.allow_peers(row.data["group_id"], missing)
-        return str(row.data["group_id"])
+
+        def create(row: Resource) -> None:
+            row.data["group_id"] = self.ec2.create_security_group(
+                group, f"benchbed deployment {self.deployment.uuid}: its servers", vpc_id, tags)
+
+        return self.shared_peer_group(
+            PEER_GROUP, f"{group} in {self.ec2.endpoint}, {vpc_id or 'default VPC'}",
+            {"group_name": group, "vpc_id": vpc_id}, create, self.ec2.allow_peers)
 
     def _running(self, instance_ids: list[str]) -> list[dict[str, Any]] | None:
         instances = self.ec2.instances(instance_ids)

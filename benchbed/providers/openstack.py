@@ -19,7 +19,6 @@ from benchbed.keys import deployment_key
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ResourceKind, join_path
-from benchbed.ports import to_data
 from benchbed.providers.base import ServerProvider, Stray, Sweep, check_ssh_cidr
 from benchbed.providers.ec2_api import database_id
 from benchbed.retry import wait_for
@@ -268,33 +267,18 @@ class OpenStackProvider(ServerProvider[OpenStackProviderConfig]):
         it and its rules with it); named to Nova by id, as its name is not unique."""
         if not self.open_to_peers or not self.cloud.has_service("network"):
             return []
-        own = [r for r in self.ledger.resources(PEER_GROUP) if r.state == "created"]
-        if own:
-            return [str(own[0].data["group_id"])]
         group = f"{self.config.secgroup_name}-{self.deployment.uuid[:8]}-peers"
+
+        def create(row: Resource) -> None:
+            row.data["group_id"] = self.cloud.create_group(group, self._peers_description)
+            self.ledger.update(row)
+            self.cloud.tag_security_group(row.data["group_id"], self._owner_tags)
+
         shared = (f"{group} in {self.config.auth_url}, project {self.config.tenant}, "
                   f"region {self.config.region or '(the only one)'}")
-        ports = to_data(self.open_to_peers)
-        with self.ledger.sharing(PEER_GROUP, shared) as holders:
-            held = [r for r in holders if r.state == "created"]
-            with self.ledger.creating(PEER_GROUP, shared, group_name=group,
-                                      description=self._peers_description,
-                                      ports=ports) as row, \
-                    self.deployment.step("open ports between the deployment's servers",
-                                         f"{group}: {', '.join(ports)}"):
-                if held:
-                    row.data["group_id"] = held[0].data["group_id"]
-                else:
-                    row.data["group_id"] = self.cloud.create_group(
-                        group, self._peers_description)
-                    self.ledger.update(row)
-                    self.cloud.tag_security_group(row.data["group_id"], self._owner_tags)
-                self.ledger.update(row)
-                opened = {port for r in held for port in r.data["ports"]}
-                missing = [port for port in self.open_to_peers if str(port) not in opened]
-                if missing:
-                    self.cloud.allow_peers(row.data["group_id"], missing)
-        return [str(row.data["group_id"])]
+        return [self.shared_peer_group(
+            PEER_GROUP, shared, {"group_name": group, "description": self._peers_description},
+            create, self.cloud.allow_peers)]
 
     @property
     def _peers_description(self) -> str:
