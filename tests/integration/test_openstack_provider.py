@@ -80,6 +80,42 @@ def test_one_guest_boots_and_answers_ssh_through_the_exported_config(
         cli.destroy_all()
 
 
+def test_a_multihost_deployments_servers_share_a_group_open_to_each_other_only(
+        cloud: Cloud, tmp_path: Path) -> None:
+    """Real Neutron and Nova take what OpenStackProvider sends for the peers' group: a bulk
+    of rules whose remote group is the group itself, and the group named to Nova by id."""
+    before = cloud.state()
+    cli = cli_for(tmp_path / "home")
+    servers = {"type": "ServersEngine", "amount": 1, "wait_for_ssh": False,
+               "provider": cloud.provider()}
+    config = {"type": "MultihostEngine",
+              "controller": {**servers, "peer_ports": [{"port": 5672},
+                                                       {"protocol": "udp", "port": 4789}]},
+              "nodes": [servers]}
+    try:
+        cli.ok("deployment", "create", "--file", write_yaml(tmp_path / "m.yaml", config),
+               "--name", "peers", timeout=1200)
+        session = cloud.session()
+        network = {"service_type": "network", "interface": "public"}
+        groups = session.get("/v2.0/security-groups", endpoint_filter=network).json()
+        [peers] = [g for g in groups["security_groups"] if g["name"].endswith("-peers")]
+        ingress = {(r["protocol"], r["port_range_min"], r["port_range_max"],
+                    r["remote_group_id"], r["remote_ip_prefix"], r["ethertype"])
+                   for r in peers["security_group_rules"] if r["direction"] == "ingress"}
+        assert ingress == {(protocol, port, port, peers["id"], None, ethertype)
+                           for protocol, port in (("tcp", 5672), ("udp", 4789))
+                           for ethertype in ("IPv4", "IPv6")}
+        made = cloud.state()["servers"] - before["servers"]
+        assert len(made) == 2
+        for server in made:
+            ports = session.get(f"/v2.0/ports?device_id={server}",
+                                endpoint_filter=network).json()["ports"]
+            assert [peers["id"] in port["security_groups"] for port in ports] == [True]
+        destroy_back_to(cloud, cli, "peers", before, tmp_path / "home")
+    finally:
+        cli.destroy_all()
+
+
 @pytest.mark.parametrize(("flavor", "said"), [
     (HUGE_FLAVOR, "is ERROR: No valid host was found"),
     (OVER_QUOTA_FLAVOR, "403 Quota exceeded for ram")])
