@@ -7,10 +7,12 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 MIN_ROUNDS = 3
 # `make bench` (bench/report.py) names a file here; each bench appends its targets to it
@@ -188,3 +190,60 @@ def destroy(benchbed: str, name: str, env: dict[str, str], prefixes: Sequence[st
     seconds = time.monotonic() - start
     shutil.rmtree(work)
     return seconds
+
+
+def create_and_check(benchbed: str, name: str, config_file: Path,
+                     env: dict[str, str]) -> tuple[float, dict[str, Any]]:
+    """Seconds from `deployment create` of `config_file` as `name` to the end of a passing
+    `check` (a failing check ends the bench), and what `show --json` says of it then."""
+    start = time.monotonic()
+    run([benchbed, "deployment", "create", "--file", str(config_file), "--name", name], env)
+    checked = json.loads(run([benchbed, "deployment", "check", name, "--json"], env))
+    ready = time.monotonic() - start
+    if not all(result["ok"] for result in checked):
+        fail(f"{name}: check failed: {[r for r in checked if not r['ok']]}")
+    return ready, json.loads(run([benchbed, "deployment", "show", name, "--json"], env))
+
+
+def rally_workloads(clients: Path, work: Path, cloud: str, clouds: Path, spec: Path,
+                    task: dict[str, Any]) -> tuple[float, list[dict[str, Any]]]:
+    """Rally's run of `task` against cloud `cloud` of `clouds` (a Rally env from `spec`, in
+    a Rally home under `work`; a tiny public image `bb-tiny` uploaded first): the seconds
+    `task start` took, and the workloads of its JSON report."""
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
+    image = work / "tiny.img"
+    image.write_bytes(os.urandom(64 * 1024))
+    run([str(clients / "openstack"), "--os-cloud", cloud, "image", "create", "--public",
+         "--file", str(image), "--disk-format", "raw", "--container-format", "bare",
+         "bb-tiny"], env)
+    home = work / "rally-home"
+    (home / ".rally").mkdir(parents=True)
+    (home / ".rally" / "rally.conf").write_text(
+        f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
+    env = {**os.environ, "HOME": str(home)}
+    run([str(clients / "rally"), "db", "create"], env)
+    run([str(clients / "rally"), "env", "create", "--name", cloud, "--spec", str(spec)], env)
+    task_file = work / "task.json"
+    task_file.write_text(json.dumps(task))
+    start = time.monotonic()
+    # it exits non-zero when iterations failed: those are a figure of the run, not its end
+    run([str(clients / "rally"), "task", "start", str(task_file)], env, check=False)
+    seconds = time.monotonic() - start
+    report = work / "report.json"
+    run([str(clients / "rally"), "task", "report", "--json", "--out", str(report)], env)
+    return seconds, [workload for subtask in json.loads(report.read_text())["tasks"][0]["subtasks"]
+                     for workload in subtask["workloads"]]
+
+
+def bench_home(prefix: str, config: dict[str, Any]) -> tuple[Path, dict[str, str], Path]:
+    """A work folder of the run's own (kept until a destroy has left nothing: its ledger is
+    what a destroy needs), an environment whose BENCHBED_HOME is in it (SQLite, whatever the
+    caller's database), and `config` written there as YAML."""
+    import yaml
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    env = {**os.environ, "BENCHBED_HOME": str(work / "home")}
+    env.pop("BENCHBED_DATABASE_URL", None)
+    config_file = work / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    return work, env, config_file

@@ -21,20 +21,19 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.common import (
     Target,
+    bench_home,
     container_cpu,
     container_rss_mb,
+    create_and_check,
     destroy,
     fail,
     finish,
+    rally_workloads,
     rounds,
     run,
 )
@@ -71,52 +70,24 @@ def config(backend: str) -> dict[str, Any]:
 
 def rally(work: Path, backend: str) -> dict[str, float]:
     """Rally's load duration of each workload of RALLY_TASK, in seconds."""
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}
-    image = work / "tiny.img"
-    image.write_bytes(os.urandom(64 * 1024))
-    run([str(CLIENTS / "openstack"), "--os-cloud", backend, "image", "create", "--public",
-         "--file", str(image), "--disk-format", "raw", "--container-format", "bare",
-         "bb-tiny"], env)
-    home = work / "rally-home"
-    (home / ".rally").mkdir(parents=True)
-    (home / ".rally" / "rally.conf").write_text(
-        f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
-    env = {**os.environ, "HOME": str(home)}
-    run([str(CLIENTS / "rally"), "db", "create"], env)
-    run([str(CLIENTS / "rally"), "env", "create", "--name", backend,
-         "--spec", str(work / "spec.json")], env)
-    task = work / "task.json"
-    task.write_text(json.dumps({name: RALLY_TASK[name] for name in WORKLOADS}))
-    run([str(CLIENTS / "rally"), "task", "start", str(task)], env, check=False)
-    report = work / "report.json"
-    run([str(CLIENTS / "rally"), "task", "report", "--json", "--out", str(report)], env)
+    _, workloads = rally_workloads(CLIENTS, work, backend, work / "clouds.yaml",
+                                   work / "spec.json",
+                                   {name: RALLY_TASK[name] for name in WORKLOADS})
     durations = {}
-    for subtask in json.loads(report.read_text())["tasks"][0]["subtasks"]:
-        for workload in subtask["workloads"]:
-            [name] = workload["scenario"]
-            done = (workload["total_iteration_count"], workload["failed_iteration_count"])
-            if done != (10, 0):
-                fail(f"{backend}: {name}: {done[1]} of {done[0]} iterations failed")
-            durations[name] = workload["load_duration"]
+    for workload in workloads:
+        [name] = workload["scenario"]
+        done = (workload["total_iteration_count"], workload["failed_iteration_count"])
+        if done != (10, 0):
+            fail(f"{backend}: {name}: {done[1]} of {done[0]} iterations failed")
+        durations[name] = workload["load_duration"]
     return durations
 
 
 def measure(backend: str) -> dict[str, Any]:
-    # removed only once the destroy has left nothing: its ledger is what a destroy needs
-    work = Path(tempfile.mkdtemp(prefix=f"bench-devstack-neutron-{backend}-"))
-    env = {**os.environ, "BENCHBED_HOME": str(work / "home")}
-    env.pop("BENCHBED_DATABASE_URL", None)
-    (work / "cloud.yaml").write_text(yaml.safe_dump(config(backend)))
+    work, env, config_file = bench_home(f"bench-devstack-neutron-{backend}-", config(backend))
     load_before = os.getloadavg()
-    start = time.monotonic()
     try:
-        run([BENCHBED, "deployment", "create", "--file", str(work / "cloud.yaml"),
-             "--name", backend], env)
-        checked = json.loads(run([BENCHBED, "deployment", "check", backend, "--json"], env))
-        ready = time.monotonic() - start
-        if not all(result["ok"] for result in checked):
-            fail(f"{backend}: check failed: {[r for r in checked if not r['ok']]}")
-        shown = json.loads(run([BENCHBED, "deployment", "show", backend, "--json"], env))
+        ready, shown = create_and_check(BENCHBED, backend, config_file, env)
         container = shown["endpoints"]["servers"][0]["name"]
         cpu, memory = container_cpu(container), container_rss_mb(container)
         by_process = processes_mb(container)

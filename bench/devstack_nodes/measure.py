@@ -20,14 +20,18 @@ import json
 import os
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bench.common import Target, container_rss_mb, destroy, fail, finish, rounds, run
+from bench.common import (
+    Target,
+    bench_home,
+    container_rss_mb,
+    create_and_check,
+    destroy,
+    finish,
+    rounds,
+)
 from tests.integration.devstack_lab import WHOLE_CLOUD
 from tests.long.devstack_nodes import CONTROLLER_DISABLED, NODE_CONF
 
@@ -61,23 +65,11 @@ def config(kind: str) -> dict[str, Any]:
                        "provider": LOCALHOST, "engine": engine}]}
 
 
-
-
 def measure(kind: str) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix=f"bench-devstack-nodes-{kind}-"))
-    env = {**os.environ, "BENCHBED_HOME": str(work / "home")}
-    env.pop("BENCHBED_DATABASE_URL", None)
-    (work / "nodes.yaml").write_text(yaml.safe_dump(config(kind)))
+    work, env, config_file = bench_home(f"bench-devstack-nodes-{kind}-", config(kind))
     load_before = os.getloadavg()
-    start = time.monotonic()
     try:
-        run([BENCHBED, "deployment", "create", "--file", str(work / "nodes.yaml"),
-             "--name", kind], env)
-        checked = json.loads(run([BENCHBED, "deployment", "check", kind, "--json"], env))
-        ready = time.monotonic() - start
-        if not all(result["ok"] for result in checked):
-            fail(f"{kind}: check failed: {[r for r in checked if not r['ok']]}")
-        shown = json.loads(run([BENCHBED, "deployment", "show", kind, "--json"], env))
+        ready, shown = create_and_check(BENCHBED, kind, config_file, env)
         servers = shown["endpoints"]["nodes"][0]["servers"]
         steps = {step["step"]: step for step in shown["timeline"]}
         clones_part = steps["join compute nodes"]["end"] - steps["stop template"]["end"]

@@ -27,14 +27,22 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bench.common import Target, Timings, destroy, fail, finish, lxc_containers, rounds, run
+from bench.common import (
+    Target,
+    Timings,
+    bench_home,
+    destroy,
+    fail,
+    finish,
+    lxc_containers,
+    rally_workloads,
+    rounds,
+    run,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
@@ -69,46 +77,23 @@ def available_mb() -> float:
 
 def rally(work: Path, spec: Path, clouds: Path) -> tuple[float, int, int]:
     """Seconds, iterations and failures of boot_and_delete_server at concurrency 5."""
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
-    image = work / "tiny.img"
-    image.write_bytes(os.urandom(64 * 1024))
-    run([str(CLIENTS / "openstack"), "--os-cloud", "scale", "image", "create", "--public",
-         "--file", str(image), "--disk-format", "raw", "--container-format", "bare",
-         "bb-tiny"], env)
-    home = work / "rally-home"
-    (home / ".rally").mkdir(parents=True)
-    (home / ".rally" / "rally.conf").write_text(
-        f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
-    env = {**os.environ, "HOME": str(home)}
-    run([str(CLIENTS / "rally"), "db", "create"], env)
-    run([str(CLIENTS / "rally"), "env", "create", "--name", "scale", "--spec", str(spec)], env)
-    task = work / "task.json"
-    task.write_text(json.dumps({"NovaServers.boot_and_delete_server": [{
-        "args": {"flavor": {"name": "bb.tiny"}, "image": {"name": "bb-tiny"}},
-        "runner": {"type": "constant", "times": ITERATIONS, "concurrency": 5},
-        "context": {"users": {"tenants": 2, "users_per_tenant": 1},
-                    "flavors": [{"name": "bb.tiny", "ram": 64, "vcpus": 1, "disk": 1}]}}]}))
-    start = time.monotonic()
-    # it exits non-zero when iterations failed: those are a figure of the run, not its end
-    run([str(CLIENTS / "rally"), "task", "start", str(task)], env, check=False)
-    seconds = time.monotonic() - start
-    report = work / "report.json"
-    run([str(CLIENTS / "rally"), "task", "report", "--json", "--out", str(report)], env)
-    workload = json.loads(report.read_text())["tasks"][0]["subtasks"][0]["workloads"][0]
+    seconds, [workload] = rally_workloads(CLIENTS, work, "scale", clouds, spec, {
+        "NovaServers.boot_and_delete_server": [{
+            "args": {"flavor": {"name": "bb.tiny"}, "image": {"name": "bb-tiny"}},
+            "runner": {"type": "constant", "times": ITERATIONS, "concurrency": 5},
+            "context": {"users": {"tenants": 2, "users_per_tenant": 1},
+                        "flavors": [{"name": "bb.tiny", "ram": 64, "vcpus": 1,
+                                     "disk": 1}]}}]})
     return seconds, workload["total_iteration_count"], workload["failed_iteration_count"]
 
 
 def measure(nodes: int, network: str) -> dict[str, Any]:
-    # removed only once the destroy has left nothing: its ledger is what a destroy needs
-    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    env = {**os.environ, "BENCHBED_HOME": str(work / "home")}
-    env.pop("BENCHBED_DATABASE_URL", None)
-    (work / "scale.yaml").write_text(yaml.safe_dump(config(nodes, network)))
+    work, env, config_file = bench_home("bench-scale-", config(nodes, network))
     before = available_mb()
     load_before = os.getloadavg()
     start = time.monotonic()
     try:
-        run([BENCHBED, "deployment", "create", "--file", str(work / "scale.yaml"),
+        run([BENCHBED, "deployment", "create", "--file", str(config_file),
              "--name", "scale"], env)
         checked = json.loads(run([BENCHBED, "deployment", "check", "scale", "--json"], env))
         ready = time.monotonic() - start
