@@ -143,6 +143,19 @@ def container_rss_mb(name: str) -> float:
     return sum(int(kb) for kb in found.stdout.split()) / 1024
 
 
+def container_rss_by_command(name: str, top: int = 10) -> dict[str, float]:
+    """The `top` largest commands of an LXC container by resident memory (MiB, the processes
+    of one command summed): what a total from container_rss_mb is made of."""
+    found = subprocess.run(["lxc-attach", "-n", name, "--", "ps", "-eo", "rss=,comm="],
+                           capture_output=True, text=True, check=True)
+    by_command: dict[str, float] = {}
+    for line in found.stdout.splitlines():
+        kb, _, command = line.strip().partition(" ")
+        by_command[command] = by_command.get(command, 0.0) + int(kb) / 1024
+    largest = sorted(by_command.items(), key=lambda item: -item[1])[:top]
+    return {command: round(mb, 1) for command, mb in largest}
+
+
 def fail(message: str) -> None:
     """Say why on stderr at once (a later failure, in a destroy, must not hide it), and stop."""
     print(f"{_bench_name()}: {message}", file=sys.stderr, flush=True)

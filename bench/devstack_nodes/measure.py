@@ -4,12 +4,14 @@ N clones of a DebianEngine nova-compute (the baseline), measured in the same run
 Each round deploys both from scratch, one after the other, each a MultihostEngine: a
 controller in one LXC container (a whole DevStack cloud without a compute of its own; the
 DebianEngine controller of bench/scale) and an LxcEngine of NODES clones (default 10) of one
-prepared container (DevStack's multinode guide's compute: nova-compute with the fake driver,
-OVN's controller and metadata agent; DebianEngine's nova-compute with the fake driver).
+prepared container (DevStack's multinode guide's compute without the metadata agent, which
+serves guests the fake driver never boots: nova-compute with the fake driver and OVN's chassis;
+DebianEngine's nova-compute with the fake driver).
 Printed per kind: seconds from `create` to a passing `check`; the clones' part (from the
 stopped template to every compute up and in Placement); resident memory per compute node,
 twice: its nova-compute processes alone (what LxcEngine reports as `resident_mb`), and every
-process of the clone (a DevStack compute also runs its OVN chassis). Target (issue 21): a
+process of the clone (a DevStack compute also runs its OVN chassis); each round's line on
+stderr names the first clone's largest commands. Target (issue 21): a
 DevStack compute node at most 1.2x the memory of a DebianEngine one, all its processes
 counted, on the medians of ROUNDS rounds (default 3, at least 3); exit code 1 if missed.
 Networks 10.254.207.0/24 (DevStack) and 10.254.208.0/24 (Debian). Each deployment is
@@ -26,6 +28,7 @@ from typing import Any
 from bench.common import (
     Target,
     bench_home,
+    container_rss_by_command,
     container_rss_mb,
     create_and_check,
     destroy,
@@ -33,7 +36,7 @@ from bench.common import (
     rounds,
 )
 from tests.integration.devstack_lab import WHOLE_CLOUD
-from tests.long.devstack_nodes import CONTROLLER_DISABLED, NODE_CONF
+from tests.long.devstack_nodes import CONTROLLER_DISABLED, FAKE_NODE_CONF
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
@@ -54,7 +57,7 @@ def config(kind: str) -> dict[str, Any]:
         controller = {"type": "DevstackEngine", "git_mirror": GIT_MIRROR,
                       "local_conf": WHOLE_CLOUD,
                       "disable_service": CONTROLLER_DISABLED, "provider": provider}
-        engine = {"type": "DevstackEngine", "git_mirror": GIT_MIRROR, "local_conf": NODE_CONF}
+        engine = {"type": "DevstackEngine", "git_mirror": GIT_MIRROR, "local_conf": FAKE_NODE_CONF}
     else:
         controller = {"type": "DebianEngine", "provider": provider,
                       "services": ["keystone", "glance", "placement", "neutron", "nova"]}
@@ -74,11 +77,13 @@ def measure(kind: str) -> dict[str, Any]:
         steps = {step["step"]: step for step in shown["timeline"]}
         clones_part = steps["join compute nodes"]["end"] - steps["stop template"]["end"]
         whole = [container_rss_mb(server["name"]) for server in servers]
+        largest = container_rss_by_command(servers[0]["name"])
     finally:
         destroy(BENCHBED, kind, env, PREFIXES[kind], work)
     return {"kind": kind, "ready": ready, "clones": clones_part,
             "nova_compute_mb": statistics.median(s["resident_mb"] for s in servers),
-            "node_mb": statistics.median(whole), "load": (load_before, os.getloadavg())}
+            "node_mb": statistics.median(whole), "first_node_largest_mb": largest,
+            "load": (load_before, os.getloadavg())}
 
 
 def main() -> int:
