@@ -27,11 +27,6 @@ NODE_CONF = {"VIRT_DRIVER": "fake", "DATABASE_TYPE": "mysql",
              "RABBIT_HOST": "{controller_ip}", "GLANCE_HOSTPORT": "{controller_ip}:9292",
              "ENABLED_SERVICES": "n-cpu,placement-client,ovn-controller,ovs-vswitchd,"
                                  "ovsdb-server,q-ovn-metadata-agent"}
-# the same compute for the fake driver alone: its OVN chassis (ovn-controller, OVS) is what
-# lets Neutron bind a port on it; the metadata agent serves guests, which the fake driver
-# never boots, so it is left out
-FAKE_NODE_CONF = {**NODE_CONF, "ENABLED_SERVICES": "n-cpu,placement-client,ovn-controller,"
-                                                   "ovs-vswitchd,ovsdb-server"}
 
 BOOT_AND_DELETE = {key: value for key, value in RALLY_TASK.items() if key.startswith("Nova")}
 
