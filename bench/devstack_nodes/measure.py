@@ -7,7 +7,8 @@ DebianEngine controller of bench/scale) and an LxcEngine of NODES clones (defaul
 prepared container (DevStack's multinode guide's compute: nova-compute with the fake driver,
 OVN's controller and metadata agent; DebianEngine's nova-compute with the fake driver).
 Printed per kind: seconds from `create` to a passing `check`; the clones' part (from the
-stopped template to every compute up and in Placement); resident memory per compute node,
+stopped template to every compute up, in Placement and mapped into the cell); resident
+memory per compute node,
 twice: its nova-compute processes alone (what LxcEngine reports as `resident_mb`), and every
 process of the clone (a DevStack compute also runs its OVN chassis); each round's line on
 stderr names the first clone's largest commands. Target (issue 21): a
@@ -74,7 +75,7 @@ def measure(kind: str) -> dict[str, Any]:
         ready, shown = create_and_check(BENCHBED, kind, config_file, env)
         servers = shown["endpoints"]["nodes"][0]["servers"]
         steps = {step["step"]: step for step in shown["timeline"]}
-        clones_part = steps["join compute nodes"]["end"] - steps["stop template"]["end"]
+        clones_part = steps["map compute nodes"]["end"] - steps["stop template"]["end"]
         whole = [container_rss_mb(server["name"]) for server in servers]
         largest = container_rss_by_command(servers[0]["name"])
     finally:

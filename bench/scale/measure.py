@@ -120,7 +120,8 @@ def measure(nodes: int, network: str) -> dict[str, Any]:
         destroy_seconds = destroy(BENCHBED, "scale", env, _prefixes(nodes), work)
     node_steps = [t for t in timeline if t["seconds"] is not None and t["step"] in (
         "deploy template", "stop template", "create container", "wait for SSH",
-        "check identities", "start nova-compute", "join compute nodes", "measure memory")]
+        "check identities", "start nova-compute", "join compute nodes", "measure memory",
+        "map compute nodes")]
     return {"nodes": nodes, "ready": ready, "controller": controller,
             "node_part": node_part, "after_controller": ready - controller,
             "used_mb": used, "containers_mb": charged,

@@ -9,6 +9,7 @@ from benchbed import plugin
 from benchbed.endpoints import Endpoints, stored
 from benchbed.errors import ConfigError
 from benchbed.ports import PeerPort
+from benchbed.scale import StartupGate
 from benchbed.settings import PluginConfig, setting
 
 if TYPE_CHECKING:
@@ -84,6 +85,12 @@ class Engine(plugin.Plugin[ConfigT]):
         return frozenset()
 
     @classmethod
+    def planned_computes(cls, config: ConfigT) -> int:
+        """How many compute nodes this engine's servers will run, from the config alone: a
+        parent sizes its controller's control plane for them (benchbed.scale)."""
+        return 0
+
+    @classmethod
     def clones_as_node(cls, config: ConfigT) -> bool:
         """Whether a server this engine prepared can be cloned into compute nodes as it is:
         it joins its parent's cloud as a node and keeps nothing that must be unique to one
@@ -105,9 +112,16 @@ class Engine(plugin.Plugin[ConfigT]):
         raise NotImplementedError(f"{type(self).__name__} makes no compute node to clone")
 
     def join_computes(self, hosts: list[str]) -> None:
-        """Map the clones' compute hosts into the parent's cell; return once each is up and
-        has a Placement resource provider."""
+        """Return once each of the clones' compute hosts is up in the parent's Nova and has
+        a Placement resource provider (the parent maps them into its cell: map_computes)."""
         raise NotImplementedError(f"{type(self).__name__} makes no compute node to clone")
+
+    # -- what a MultihostEngine asks of its controller --------------------------------
+
+    def map_computes(self, hosts: list[str]) -> None:
+        """Map the nodes' compute hosts (up already) into this controller's cell, once for
+        the whole deployment: discoveries at once race to map the same host."""
+        raise NotImplementedError(f"{type(self).__name__} runs no Nova for nodes to join")
 
     def __init__(self, deployment: "Deployment", config: dict[str, Any] | None = None,
                  path: str = "") -> None:
@@ -117,6 +131,10 @@ class Engine(plugin.Plugin[ConfigT]):
         # what the deployment's other servers must reach this engine's servers on: set by
         # the parent that gathers its engines' peer_ports, handed to this engine's provider
         self.open_to_peers: frozenset[PeerPort] = frozenset()
+        # set by a MultihostEngine: on its controller, how many compute nodes will join it;
+        # on its nodes, the gate every compute start-up of the deployment goes through
+        self.computes_joining = 0
+        self.startup_gate: StartupGate | None = None
 
     @property
     def parent_endpoints(self) -> Endpoints | None:
@@ -130,8 +148,10 @@ class Engine(plugin.Plugin[ConfigT]):
         self._parent = endpoints
 
     def same_parent_as(self, engine: "Engine[Any]") -> None:
-        """Give this (inner) engine the parent endpoints of `engine`, known yet or not."""
+        """Give this (inner) engine the parent endpoints of `engine`, known yet or not, and
+        its start-up gate."""
         self._parent = engine._parent
+        self.startup_gate = engine.startup_gate
 
     @classmethod
     def preflight(cls, config: ConfigT) -> None:

@@ -22,7 +22,9 @@ from benchbed.engines.base import (
     validate_server_request,
 )
 from benchbed.engines.debian_services import KNOWN_SERVICES, Context, Recipe, apt, recipes
-from benchbed.engines.debian_services.common import dropin_directory
+from benchbed.engines.debian_services.common import UWSGI_PROCESSES, dropin_directory
+from benchbed.engines.debian_services.mariadb import DEFAULT_MAX_CONNECTIONS
+from benchbed.engines.debian_services.nova import CONDUCTOR_WORKERS, SCHEDULER_WORKERS
 from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.engines.steps import server_step
 from benchbed.errors import BenchbedError, ConfigError
@@ -30,6 +32,7 @@ from benchbed.ledger import Resource
 from benchbed.plugin import PROVIDERS, ResourceKind
 from benchbed.ports import PeerPort
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
+from benchbed.scale import ControlPlane, control_plane_for
 from benchbed.server import Server
 from benchbed.settings import setting
 
@@ -72,6 +75,31 @@ class DebianEngineConfig(ServerRequestConfig):
         "(http://host:port); apt's own settings when absent.", None,
         pattern="^https?://[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?/?$")
 
+    # a Nova controller's sizing (benchbed.scale): grown from the nodes that join it
+    nova_conductor_workers: int | None = setting(
+        "nova-conductor's worker processes; when absent, 1 and one more per 100 compute "
+        "nodes that join, at most the server's cores.", None, minimum=1, maximum=256)
+    nova_scheduler_workers: int | None = setting(
+        "nova-scheduler's worker processes; when absent, 1 and one more per 250 compute "
+        "nodes that join, at most the server's cores.", None, minimum=1, maximum=256)
+    nova_api_processes: int | None = setting(
+        "nova-api's uWSGI processes; when absent, 4, or one per 250 compute nodes that join "
+        "if more, at most the server's cores.", None, minimum=1, maximum=256)
+    database_max_connections: int | None = setting(
+        "MariaDB's max_connections; when absent, 151 (MariaDB's default) and 55 more (oslo.db's "
+        "pool and overflow) for each Nova process added for the joining nodes.", None,
+        minimum=10, maximum=100000)
+
+    def control_plane(self, computes: int, cores: int) -> ControlPlane:
+        """The control plane for `computes` joining nodes on `cores` cores, as the config
+        sets it where it does."""
+        grown = control_plane_for(computes, cores, ControlPlane(
+            CONDUCTOR_WORKERS, SCHEDULER_WORKERS, UWSGI_PROCESSES, DEFAULT_MAX_CONNECTIONS))
+        return ControlPlane(self.nova_conductor_workers or grown.conductor_workers,
+                            self.nova_scheduler_workers or grown.scheduler_workers,
+                            self.nova_api_processes or grown.api_processes,
+                            self.database_max_connections or grown.database_connections)
+
     @property
     def joins(self) -> bool:
         """Whether this engine joins its controller's cloud (it runs no Keystone)."""
@@ -93,6 +121,11 @@ class DebianEngine(Engine[DebianEngineConfig]):
     def clones_as_node(cls, config: DebianEngineConfig) -> bool:
         """A server running nova-compute alone clones into compute nodes (LxcEngine)."""
         return list(config.services) == ["nova-compute"]
+
+    @classmethod
+    def planned_computes(cls, config: DebianEngineConfig) -> int:
+        """Its one server, when it runs a compute."""
+        return int(bool({"nova-compute", "nova-compute-qemu"} & set(config.services)))
 
     @classmethod
     def offered_services(cls, config: DebianEngineConfig) -> frozenset[str]:
@@ -183,11 +216,22 @@ class DebianEngine(Engine[DebianEngineConfig]):
         from benchbed.engines.debian_services.nova_compute import join
 
         cloud, controller = self._joined_cloud()
+        controller.close()
+        join(Catalogue(cloud["auth_url"], cloud["admin"]["password"]), cloud["region_name"],
+             hosts)
+
+    def map_computes(self, hosts: list[str]) -> None:
+        """nova-manage's discover_hosts on this engine's server, which runs Nova."""
+        from benchbed.engines.debian_services.nova_compute import discover_hosts
+
+        if "nova" not in self.config.services:
+            return super().map_computes(hosts)
+        server = Server.from_dict(dict(self.endpoints["servers"][0]),
+                                  deployment=self.deployment)
         try:
-            join(Catalogue(cloud["auth_url"], cloud["admin"]["password"]),
-                 cloud["region_name"], controller, hosts)
+            discover_hosts(server)
         finally:
-            controller.close()
+            server.close()
 
     def _joined_cloud(self) -> tuple[OpenStackCloud, Server]:
         """The controller's cloud this node joins (it runs no Keystone of its own), and the
@@ -246,9 +290,11 @@ class DebianEngine(Engine[DebianEngineConfig]):
             with self._step(server, "wait for the controller"):
                 joined, controller = self._joined_cloud()
             passwords["admin"] = joined["admin"]["password"]
+        cores = int(server.ssh.run("nproc", timeout=60).stdout) if self.computes_joining else 1
         context = Context(server=server, address=server.host, region=self.config.region_name,
                           passwords=passwords, step=lambda name, detail: self._step(
-                              server, name, detail))
+                              server, name, detail),
+                          control_plane=self.config.control_plane(self.computes_joining, cores))
         if joined and controller:
             context.database, context.database_host = controller, controller.host
             context.outputs["auth_url"] = joined["auth_url"]

@@ -38,6 +38,7 @@ from benchbed.engines.base import (
     Engine,
     ServerRequestConfig,
     provider_capabilities,
+    provider_class,
     validate_server_request,
 )
 from benchbed.engines.debian_services import apt
@@ -51,6 +52,7 @@ from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS, ResourceKind
 from benchbed.ports import PeerPort, tcp, udp
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
+from benchbed.scale import ControlPlane, control_plane_for
 from benchbed.server import Server, run_script, script_text
 from benchbed.settings import setting
 
@@ -196,11 +198,21 @@ def render_post_config(config: DevstackEngineConfig) -> dict[str, dict[str, dict
     return merged
 
 
+def api_workers(computes: int, cores: int) -> int:
+    """DevStack's API_WORKERS (nova-api's, nova-conductor's and nova-scheduler's processes
+    at once) for `computes` joining nodes: DevStack's own default (a quarter of the cores,
+    at least 2), grown as benchbed.scale grows conductors."""
+    own = max(cores // 4, 2)
+    return control_plane_for(computes, cores, ControlPlane(own, own, own, 0)).conductor_workers
+
+
 def render_local_conf(config: DevstackEngineConfig, host_ip: str, source: dict[str, str],
-                      passwords: dict[str, str]) -> str:
-    """local.conf for a server at `host_ip`: where the sources are, the passwords, then
-    render_settings."""
+                      passwords: dict[str, str], workers: int | None = None) -> str:
+    """local.conf for a server at `host_ip`: where the sources are, the passwords, the API
+    workers when benchbed sizes them for joining nodes, then render_settings."""
     settings: dict[str, Any] = {"HOST_IP": host_ip, **passwords}
+    if workers is not None:
+        settings["API_WORKERS"] = workers
     if source["git_base"]:
         settings["GIT_BASE"] = source["git_base"]
     if config.pip_index_url is None:
@@ -335,9 +347,15 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         branch = self.config.devstack_branch
         with self._step(server, "clone devstack", f"{source['repo']} {branch}"):
             self._guest(server, "clone", source["repo"], branch, timeout=300)
-        with self._step(server, "write local.conf"):
-            server.ssh.put_file(render_local_conf(self.config, server.host, source, passwords),
-                                 LOCAL_CONF, 0o600)
+        workers = None
+        if self.computes_joining and "API_WORKERS" not in self.config.local_settings():
+            cores = int(server.ssh.run("nproc", timeout=60).stdout)
+            workers = api_workers(self.computes_joining, cores)
+        with self._step(server, "write local.conf",
+                        None if workers is None else f"API_WORKERS={workers}"):
+            server.ssh.put_file(render_local_conf(self.config, server.host, source, passwords,
+                                                  workers),
+                                LOCAL_CONF, 0o600)
 
     def _guest(self, server: Server, *args: str, timeout: float = 120) -> str:
         return run_script(server.ssh, "devstack/guest.sh", list(args), timeout=timeout).stdout
@@ -379,10 +397,10 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
             run.state = state.strip()
 
     def _join(self, servers: list[Server]) -> list[str]:
-        """A node's nova-computes, mapped into its controller's cell and up. DevStack leaves
-        the mapping to whoever stacks the nodes (its multinode jobs run
-        tools/discover_hosts.sh on the controller once they are up): on a node, benchbed
-        does, one node group at a time. The compute hosts, [] on a server without them."""
+        """A node's nova-computes, up and in Placement; its MultihostEngine then maps them
+        into the controller's cell (DevStack leaves that to whoever stacks the nodes: its
+        multinode jobs run tools/discover_hosts.sh on the controller once they are up). The
+        compute hosts, [] on a server without them."""
         parent = self.parent_endpoints or {}
         if "openstack" not in parent or not parent.get("servers"):
             return []
@@ -395,8 +413,8 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         return hosts
 
     def join_computes(self, hosts: list[str]) -> None:
-        """discover_hosts on the controller (see _join); the OVN agents of a template that
-        was cloned leave Neutron first (its chassis is gone with it)."""
+        """Up in the controller's Nova and in its Placement; the OVN agents of a template
+        that was cloned leave Neutron first (its chassis is gone with it)."""
         from benchbed.engines.debian_services.catalogue import Catalogue
         from benchbed.engines.debian_services.nova_compute import join
 
@@ -410,12 +428,27 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
                                 self._template_hostname):
                     catalogue.forget_network_agents(cloud["region_name"],
                                                     self._template_hostname)
-            with self._step(controller, "join the cell", f"{len(hosts)} compute host(s)"):
-                join(catalogue, cloud["region_name"], controller, hosts,
-                     discover=lambda: self._guest(controller, "discover", DISCOVER_LOCK,
-                                                  timeout=DISCOVER_TIMEOUT))
+            with self._step(controller, "computes up", f"{len(hosts)} compute host(s)"):
+                join(catalogue, cloud["region_name"], hosts)
         finally:
             controller.close()
+
+    def map_computes(self, hosts: list[str]) -> None:
+        """DevStack's tools/discover_hosts.sh, as its `stack` user, on this controller."""
+        server = Server.from_dict(dict(self.endpoints["servers"][0]),
+                                  deployment=self.deployment)
+        try:
+            self._guest(server, "discover", DISCOVER_LOCK, timeout=DISCOVER_TIMEOUT)
+        finally:
+            server.close()
+
+    @classmethod
+    def planned_computes(cls, config: DevstackEngineConfig) -> int:
+        """A node's servers, each a nova-compute (as many as its provider can give)."""
+        if not cls.clones_as_node(config):
+            return 0
+        provider = provider_class(config.provider)
+        return provider.capacity(provider.parse_config(config.provider)) or 1
 
     @classmethod
     def peer_ports(cls, config: DevstackEngineConfig) -> frozenset[PeerPort]:

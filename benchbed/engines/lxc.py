@@ -12,8 +12,10 @@ The clones boot with nova-compute held back: many clones starting it during thei
 compete with the boots for the CPU (each start costs seconds of CPU), and clones went silent
 on SSH for a long time. Once every clone answers SSH with its own identity, nova-compute
 starts on at most two per host core at a time (its unit returns once the service has
-reported in), then Nova maps the hosts into the cell. The figures are in the benchmarks of
-the docs.
+reported in), and across all hosts no more at once than the deployment's start-up gate lets
+through (MultihostEngine's computes_starting_at_once: two per core of the controller); once
+every node is up, the MultihostEngine maps them all into the cell with one discover_hosts.
+The figures are in the benchmarks of the docs.
 
 It is a MultihostEngine node: the nodes join the controller's Nova, Placement and
 RabbitMQ (the inner engine's `parent_endpoints`), and all run `nova-compute` with the fake
@@ -26,6 +28,7 @@ engine waits for the controller's endpoints.
 """
 
 import ipaddress
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -99,6 +102,12 @@ class LxcEngine(Engine[LxcEngineConfig]):
         """What the inner engine joins: every clone joins the same."""
         inner = engine_class(config.engine)
         return inner.joined_services(inner.parse_config(_inner_config(config, 0)))
+
+    @classmethod
+    def planned_computes(cls, config: LxcEngineConfig) -> int:
+        """nodes_per_server on each host."""
+        hosts = config.provider.get("credentials")
+        return config.nodes_per_server * (len(hosts) if isinstance(hosts, list) else 1)
 
     @classmethod
     def peer_ports(cls, config: LxcEngineConfig) -> frozenset[PeerPort]:
@@ -225,7 +234,9 @@ class LxcEngine(Engine[LxcEngineConfig]):
                 "compute_hosts": compute_hosts}
 
     def _start(self, engine: Engine[Any], clone: Server) -> list[str]:
-        with self.deployment.step("start nova-compute", clone.name, lane=clone.name):
+        """Under the deployment's start-up gate, which every host's starts share."""
+        with self.startup_gate.slot() if self.startup_gate else nullcontext(), \
+                self.deployment.step("start nova-compute", clone.name, lane=clone.name):
             return engine.start_clone(clone)
 
     def teardown(self) -> None:

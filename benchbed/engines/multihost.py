@@ -26,6 +26,8 @@ from benchbed.parallel import run_parallel
 from benchbed.plugin import ENGINES, ResourceKind
 from benchbed.ports import PeerPort
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
+from benchbed.scale import STARTUPS_PER_CONTROLLER_CORE, StartupGate
+from benchbed.server import Server
 from benchbed.settings import PluginConfig, setting
 
 PLACEHOLDER = "{controller_ip}"
@@ -47,6 +49,10 @@ class MultihostEngineConfig(PluginConfig):
     nodes: list[dict[str, Any]] = setting(
         "The engines that join the controller, deployed in parallel; {controller_ip} in "
         "them becomes the controller's address.", minItems=1, maxItems=500)
+    computes_starting_at_once: int | None = setting(
+        "The most compute nodes that start at once, across every host of the deployment "
+        "(each start-up costs the controller); when absent, two per core of the controller's "
+        "server.", None, minimum=1, maximum=10000)
 
 
 class MultihostEngine(Engine[MultihostEngineConfig]):
@@ -106,6 +112,29 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
             ports |= found.peer_ports(found.parse_config(node))
         return ports
 
+    @classmethod
+    def planned_computes(cls, config: MultihostEngineConfig) -> int:
+        """The controller's and every node's."""
+        return cls._planned(config.controller) + sum(
+            cls._planned(substitute(node, VALIDATION_ADDRESS)) for node in config.nodes)
+
+    @staticmethod
+    def _planned(config: dict[str, Any]) -> int:
+        found = engine_class(config)
+        return found.planned_computes(found.parse_config(config))
+
+    def _startup_limit(self, controller: "Future[Endpoints]") -> int:
+        """The config's computes_starting_at_once, else two per core of the controller's
+        server (asked once its endpoints are known)."""
+        if self.config.computes_starting_at_once:
+            return self.config.computes_starting_at_once
+        server = Server.from_dict(dict(controller.result()["servers"][0]),
+                                  deployment=self.deployment)
+        try:
+            return STARTUPS_PER_CONTROLLER_CORE * int(server.ssh.run("nproc", timeout=60).stdout)
+        finally:
+            server.close()
+
     def _with_peers(self, engine: Engine[Any]) -> Engine[Any]:
         """The controller or a node, told to open the whole deployment's ports to its peers
         (with what a MultihostEngine above this one asked of it)."""
@@ -117,10 +146,14 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
         placeholder) deploying alongside: an LxcEngine installs its template's packages while
         the controller installs its own. The other nodes follow the controller."""
         controller = self._with_peers(self.nest("controller", Engine))
+        controller.computes_joining = sum(
+            self._planned(substitute(node, VALIDATION_ADDRESS)) for node in self.config.nodes)
         nodes = list(enumerate(self.config.nodes))
         early = [(index, raw) for index, raw in nodes if _starts_early(raw)]
         early_indexes = {index for index, _ in early}
         ready: Future[Endpoints] = Future()
+        # a MultihostEngine that is itself a node shares its parent's gate
+        self.startup_gate = self.startup_gate or StartupGate(lambda: self._startup_limit(ready))
         with ThreadPoolExecutor(max_workers=1) as pool:
             early_run = pool.submit(contextvars.copy_context().run, self._deploy_nodes,
                                     early, ready) if early else None
@@ -157,6 +190,13 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
             raise failures[0] if len(failures) == 1 else NodeError(
                 "; ".join(str(failure) for failure in failures))
         node_endpoints = [deployed[index] for index, _ in nodes]
+        hosts = [host for endpoints in node_endpoints
+                 for host in endpoints.get("compute_hosts", [])]
+        if hosts:
+            controller.endpoints = controller_endpoints
+            with self.deployment.step("map compute nodes", f"{len(hosts)} into the cell",
+                                      lane="controller"):
+                controller.map_computes(hosts)
         return {**controller_endpoints, "controller_ip": address, "nodes": node_endpoints}
 
     def _deploy_nodes(self, nodes: list[tuple[int, dict[str, Any]]],
@@ -182,6 +222,7 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
               controller_endpoints: "Endpoints | Future[Endpoints] | None") -> Engine[Any]:
         node = self._with_peers(plugin.build(self.deployment, config, Engine, ENGINES, path))
         node.parent_endpoints = controller_endpoints
+        node.startup_gate = self.startup_gate
         return node
 
     def teardown(self) -> None:

@@ -13,6 +13,7 @@ from benchbed.deployment import Deployment
 from benchbed.engines import debian
 from benchbed.engines.debian_services import Context, Recipe, keystone
 from benchbed.errors import BenchbedError
+from benchbed.scale import ControlPlane
 from benchbed.server import Server
 
 URL = "http://192.0.2.7:5000/v3/"
@@ -41,7 +42,8 @@ def _context(counts: str, region: str = "RegionOne") -> tuple[Context, FakeShell
     server = SimpleNamespace(ssh=shell)
     return Context(server=server, address="192.0.2.7", region=region,  # type: ignore[arg-type]
                    passwords={"admin": "new-admin-password"},
-                   step=lambda _name, _detail: None), shell
+                   step=lambda _name, _detail: None,
+                   control_plane=ControlPlane(1, 1, 4, 151)), shell
 
 
 def test_a_bootstrapped_keystone_gets_its_password_and_address_by_sql() -> None:

@@ -135,10 +135,11 @@ def test_a_node_password_in_local_conf_wins_over_the_controllers(home: Path) -> 
     assert len(passwords["DATABASE_PASSWORD"]) == 32  # the controller gave none: generated
 
 
-def test_a_node_maps_its_computes_into_the_controllers_cell(
+def test_a_node_waits_for_its_computes_and_the_controller_maps_them_into_its_cell(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DevStack leaves discover_hosts to whoever stacks the nodes: the node runs it on the
-    controller (servers[0] of its parent's endpoints) and waits for every host it lists."""
+    """DevStack leaves discover_hosts to whoever stacks the nodes: the node waits for every
+    host it lists to be up, and the controller (servers[0] of its endpoints) discovers them,
+    once for the deployment."""
     from benchbed.engines import devstack
     from benchbed.engines.debian_services import nova_compute
     from benchbed.server import Server
@@ -159,19 +160,24 @@ def test_a_node_maps_its_computes_into_the_controllers_cell(
         guest_calls.append((server.host, args))
         return {"computes": f"{server.host}-node1\n"}.get(args[0], "")
 
-    joined: list[tuple[str, str, list[str]]] = []
+    joined: list[tuple[str, list[str]]] = []
 
-    def join(catalogue: Any, region: str, controller: Server, hosts: list[str],
-             discover: Any = None) -> None:
-        joined.append((region, controller.host, hosts))
-        discover()
+    def join(catalogue: Any, region: str, hosts: list[str]) -> None:
+        joined.append((region, hosts))
 
     monkeypatch.setattr(node, "_guest", guest)
     monkeypatch.setattr(nova_compute, "join", join)
     servers = [Server(host=address, deployment=deployment) for address in (NODE_IP, "10.9.9.9")]
     assert node._join(servers) == [f"{NODE_IP}-node1", "10.9.9.9-node1"]
-    assert joined == [("RegionOne", CONTROLLER_IP, [f"{NODE_IP}-node1", "10.9.9.9-node1"])]
-    assert (CONTROLLER_IP, ("discover", devstack.DISCOVER_LOCK)) in guest_calls
+    assert joined == [("RegionOne", [f"{NODE_IP}-node1", "10.9.9.9-node1"])]
+    assert not [call for call in guest_calls if call[1][0] == "discover"]
+
+    controller = multihost.nest("controller", Engine)
+    assert isinstance(controller, DevstackEngine)
+    controller.endpoints = {"servers": [{"host": CONTROLLER_IP, "user": "root"}]}
+    monkeypatch.setattr(controller, "_guest", guest)
+    controller.map_computes([f"{NODE_IP}-node1"])
+    assert guest_calls[-1] == (CONTROLLER_IP, ("discover", devstack.DISCOVER_LOCK))
 
 
 def test_a_server_without_a_parent_joins_nothing(home: Path) -> None:

@@ -17,6 +17,7 @@ from benchbed.engines import lxc
 from benchbed.engines.debian_services import nova_compute
 from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.errors import BenchbedError
+from benchbed.scale import StartupGate
 from benchbed.server import CommandResult, Server
 
 TEMPLATE = "bbs4-t"
@@ -120,7 +121,7 @@ def recorder(home: Path, monkeypatch: pytest.MonkeyPatch) -> Recorder:
     monkeypatch.setattr(Catalogue, "__init__", lambda self, url, password: None)
     monkeypatch.setattr(nova_compute, "forget",
                         lambda catalogue, region, host: found.note("forget", host))
-    monkeypatch.setattr(nova_compute, "join", lambda catalogue, region, controller, hosts:
+    monkeypatch.setattr(nova_compute, "join", lambda catalogue, region, hosts:
                         found.note("join", ",".join(hosts)))
     return found
 
@@ -149,6 +150,15 @@ def test_clones_start_nova_compute_only_once_all_are_themselves_two_per_core(
     assert dict(events)["join"] == ",".join(f"bbs4-x-{i}" for i in range(5))
     assert endpoints["compute_hosts"] == [f"bbs4-x-{i}" for i in range(5)]
     assert [s["resident_mb"] for s in endpoints["servers"]] == [150.0] * 5
+
+
+def test_the_deployments_start_up_gate_holds_the_starts_below_the_hosts_own_batch(
+        recorder: Recorder) -> None:
+    node = engine()
+    node.startup_gate = StartupGate(lambda: 1)
+    node.deploy()
+    assert recorder.most == 1  # the host's batch is two (nproc 1), the gate one
+    assert len([what for what, _ in recorder.events if what == "start"]) == 5
 
 
 @pytest.mark.parametrize(("address", "text", "message"), [

@@ -35,7 +35,7 @@ class Server:
 
 def test_a_join_that_times_out_names_the_hosts_not_up() -> None:
     with pytest.raises(TimeoutError) as timed_out:
-        nova_compute.join(Catalogue(), "RegionOne", Server(),  # type: ignore[arg-type]
+        nova_compute.join(Catalogue(), "RegionOne",  # type: ignore[arg-type]
                           ["node-a", "node-b", "node-c"], timeout=0)
     assert str(timed_out.value) == ("timed out after 0s waiting for nova-compute up on 3 "
                                     "host(s) (not up: node-b, node-c)")

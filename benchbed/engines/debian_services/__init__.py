@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchbed.ports import PeerPort
+from benchbed.scale import ControlPlane
 from benchbed.server import Command, Server
 
 # The services a DebianEngine installs, in the order they are installed and configured (each
@@ -32,6 +33,8 @@ class Context:
     region: str
     passwords: dict[str, str]
     step: Callable[[str, str | None], Any]
+    # Nova's processes and MariaDB's connections, sized for the nodes that join
+    control_plane: ControlPlane
     outputs: dict[str, Any] = field(default_factory=dict)
     database: Server | None = None
     database_host: str = "127.0.0.1"

@@ -127,7 +127,7 @@ def database_url(ctx: Context, name: str, user: str, password: str) -> str:
     return f"mysql+pymysql://{user}:{quote(password, safe='')}@{host}/{name}?charset=utf8mb4"
 
 
-def tune_uwsgi(ctx: Context, ini: str) -> None:
+def tune_uwsgi(ctx: Context, ini: str, processes: int = UWSGI_PROCESSES) -> None:
     """Size the workers, load the application once, and close every connection after its
     response.
 
@@ -139,7 +139,7 @@ def tune_uwsgi(ctx: Context, ini: str) -> None:
     once and forks them. The master opens no database connection before the fork (each
     worker opens its own on first use), so nothing is shared that must not be.
     """
-    ctx.run(["sed", "-i", "-e", f"s/^processes = .*/processes = {UWSGI_PROCESSES}/",
+    ctx.run(["sed", "-i", "-e", f"s/^processes = .*/processes = {processes}/",
              "-e", f"s/^threads = .*/threads = {UWSGI_THREADS}/",
              "-e", "s/^lazy-apps = .*/lazy-apps = false/",
              "-e", "/^add-header = Connection: close$/d",

@@ -10,17 +10,20 @@ PING = ("for i in $(seq 120); do mysqladmin --protocol=socket ping >/dev/null 2>
 # Services on other servers (MultihostEngine nodes) use this MariaDB too; its accounts are
 # granted per client address with generated passwords, and root logs in by socket only.
 PORT = 3306  # MariaDB's default port, kept
-LISTEN_CONF = "[mysqld]\nbind-address = 0.0.0.0\n"
+DEFAULT_MAX_CONNECTIONS = 151  # MariaDB's own default
+LISTEN_CONF = "[mysqld]\nbind-address = 0.0.0.0\nmax_connections = {max_connections}\n"
 LISTEN_FILE = "/etc/mysql/mariadb.conf.d/99-benchbed.cnf"
 
 
 def configure(ctx: Context) -> None:
-    with ctx.step("mariadb: start", None):
+    connections = ctx.control_plane.database_connections
+    wanted = LISTEN_CONF.format(max_connections=connections)
+    with ctx.step("mariadb: start", f"max_connections {connections}"):
         written = ctx.run(["sh", "-c", 'cat "$1" 2>/dev/null || true', "read", LISTEN_FILE])
-        if written != LISTEN_CONF:
-            ctx.server.ssh.put_file(LISTEN_CONF, LISTEN_FILE, mode=0o644)
+        if written != wanted:
+            ctx.server.ssh.put_file(wanted, LISTEN_FILE, mode=0o644)
         # a server started from a snapshot has it running already, with this very config
-        ctx.run(f"service mariadb {'start' if written == LISTEN_CONF else 'restart'}",
+        ctx.run(f"service mariadb {'start' if written == wanted else 'restart'}",
                 timeout=120)
         ctx.run(PING, timeout=90)
 

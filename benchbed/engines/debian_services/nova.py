@@ -25,8 +25,9 @@ from benchbed.engines.debian_services.rabbitmq import transport_url
 from benchbed.ports import tcp
 
 PORT = 8774
-# One conductor and one scheduler process: on a small server each extra worker is another
-# Python process's memory, and a Rally task at concurrency 5 does not keep one of them busy.
+# One conductor and one scheduler process for a few compute nodes: on a small server each
+# extra worker is another Python process's memory, and a Rally task at concurrency 5 does not
+# keep one of them busy. More nodes grow them (benchbed.scale).
 CONDUCTOR_WORKERS = 1
 SCHEDULER_WORKERS = 1
 
@@ -98,12 +99,13 @@ def configure(ctx: Context) -> None:
                                         ctx.database_host),
             api_connection=database_url(ctx, "nova_api", "nova", db_password),
             connection=database_url(ctx, "nova", "nova", db_password),
-            conductor_workers=CONDUCTOR_WORKERS, scheduler_workers=SCHEDULER_WORKERS,
+            conductor_workers=ctx.control_plane.conductor_workers,
+            scheduler_workers=ctx.control_plane.scheduler_workers,
             authtoken=authtoken(ctx, "nova", service_password),
             placement=credentials(ctx, "placement", "nova", service_password),
             neutron=credentials(ctx, "neutron", "nova", service_password))
         write_config(ctx, "/etc/nova/nova.conf", text, "nova")
-        tune_uwsgi(ctx, "/etc/nova/nova-api-uwsgi.ini")
+        tune_uwsgi(ctx, "/etc/nova/nova-api-uwsgi.ini", ctx.control_plane.api_processes)
     with ctx.step("nova: api_db sync and cells", None):
         ctx.run("runuser -u nova -- nova-manage api_db sync", timeout=600)
         # The cells' URLs are templates that Nova fills from nova.conf, so they hold no
@@ -117,7 +119,10 @@ def configure(ctx: Context) -> None:
                 f"--database_connection {shlex.quote(CELL_DB_URL)}", timeout=300)
     with ctx.step("nova: db sync", None):
         ctx.run("runuser -u nova -- nova-manage db sync", timeout=900)
-    with ctx.step("nova: start", f"nova-api on port {PORT}, nova-conductor, nova-scheduler"):
+    sized = ctx.control_plane
+    with ctx.step("nova: start", f"nova-api on port {PORT} ({sized.api_processes} processes), "
+                  f"nova-conductor ({sized.conductor_workers}), "
+                  f"nova-scheduler ({sized.scheduler_workers})"):
         for service in ("nova-conductor", "nova-scheduler"):
             restart(ctx, service)
         restart_and_wait(ctx, "nova-api", f"http://127.0.0.1:{PORT}/")

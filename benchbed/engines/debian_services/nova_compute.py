@@ -10,13 +10,12 @@ rewritten here with the fake one.
 Each compute server gets accounts of its own in the controller's RabbitMQ and Keystone
 (`compute-ADDRESS`), so that joining never changes the controller's own passwords. Nova's
 `host` and `my_ip` are the server's hostname and address, found by nova-compute at start, so
-that clones of a prepared server (LxcEngine) differ without a config of their own; the host
-is mapped into the cell once it has reported in. Such clones boot with nova-compute held back
-(`hold_at_boot`): N of them starting it at once, each start costing seconds of CPU, would
-compete with their own boots; `start_held` starts it once a clone is known to be itself.
+that clones of a prepared server (LxcEngine) differ without a config of their own; the hosts
+are mapped into the cell by their controller once every node has reported in. Such clones
+boot with nova-compute held back (`hold_at_boot`): N of them starting it at once, each start
+costing seconds of CPU, would compete with their own boots; `start_held` starts it once a
+clone is known to be itself.
 """
-
-from collections.abc import Callable
 
 from benchbed.engines.debian_services import Context, Recipe, rabbitmq
 from benchbed.engines.debian_services.catalogue import Catalogue
@@ -35,10 +34,10 @@ JOIN_TIMEOUT = 300
 # systemd's default start timeout proved too short for several start-ups at once on a busy
 # host, and Restart=on-failure then started each again, unbounded by benchbed's batches.
 START_TIMEOUT = 600
-# One `discover_hosts` at a time on a controller: LxcEngine's hosts and a MultihostEngine's
-# node groups join in parallel, and two discoveries at once race to map the same host into
-# the cell: one fails with DBDuplicateEntry on host_mappings' unique host (deployment tools
-# that ran it from each node in parallel have reported it since 2018).
+# One `discover_hosts` per deployment (MultihostEngine's, once every node is up), and one at a
+# time on a controller besides (an operator's by hand): two discoveries at once race to map
+# the same host into the cell, and one fails with DBDuplicateEntry on host_mappings' unique
+# host (deployment tools that ran it from each node in parallel have reported it since 2018).
 DISCOVER_LOCK = "/run/lock/benchbed-nova-discover-hosts"
 DISCOVER_TIMEOUT = 600
 DISCOVER_HOSTS = ["flock", DISCOVER_LOCK, "runuser", "-u", "nova", "--", "nova-manage",
@@ -87,19 +86,19 @@ def configure(ctx: Context) -> None:
     host = ctx.run("hostname").strip()
     with ctx.step("nova-compute: start", host):
         ctx.run("service nova-compute restart", timeout=120)
-    with ctx.step("nova-compute: join the cell", host):
+    with ctx.step("nova-compute: up and in Placement", host):
         try:
-            join(catalogue, ctx.region, controller, [host])
+            join(catalogue, ctx.region, [host])
         except TimeoutError as timed_out:
             raise TimeoutError(f"{timed_out}; {unit_report(ctx.server)}") from None
     ctx.outputs["compute_hosts"] = [host]
 
 
-def join(catalogue: Catalogue, region: str, controller: Server, hosts: list[str],
-         timeout: float = JOIN_TIMEOUT, discover: Callable[[], object] | None = None) -> None:
-    """Wait until every host's nova-compute is `up`, map them into the cell (`discover`,
-    by default Debian's nova-manage on the controller), and wait until Placement has a
-    resource provider for each."""
+def join(catalogue: Catalogue, region: str, hosts: list[str],
+         timeout: float = JOIN_TIMEOUT) -> None:
+    """Wait until every host's nova-compute is `up` and has a Placement resource provider
+    (both come before the host is mapped into the cell: MultihostEngine maps every node's
+    hosts at once, by its controller's map_computes)."""
     wanted = set(hosts)
     up: set[str] = set()
 
@@ -113,16 +112,17 @@ def join(catalogue: Catalogue, region: str, controller: Server, hosts: list[str]
                  interval=1, max_interval=5)
     except TimeoutError as timed_out:
         raise TimeoutError(f"{timed_out} (not up: {', '.join(sorted(wanted - up))})") from None
-    if discover is None:
-        controller.ssh.run(DISCOVER_HOSTS, timeout=DISCOVER_TIMEOUT)
-    else:
-        discover()
 
     def all_providers() -> bool:
         return wanted <= {p["name"] for p in catalogue.resource_providers(region)}
 
     wait_for(all_providers, timeout=timeout, interval=1, max_interval=5,
              what=f"a Placement resource provider for each of {len(wanted)} host(s)")
+
+
+def discover_hosts(controller: Server) -> None:
+    """Map the compute hosts that are up into the controller's cell (Debian's nova-manage)."""
+    controller.ssh.run(DISCOVER_HOSTS, timeout=DISCOVER_TIMEOUT)
 
 
 def unit_report(server: Server) -> str:

@@ -110,8 +110,8 @@ def configure(ctx: Context) -> None:
     host = ctx.run("hostname").strip()
     with ctx.step("nova-compute-qemu: start", host):
         restart(ctx, "nova-compute")
-    with ctx.step("nova-compute-qemu: join the cell", host):
-        join(catalogue, ctx.region, controller, [host])
+    with ctx.step("nova-compute-qemu: up and in Placement", host):
+        join(catalogue, ctx.region, [host])
     ctx.outputs["compute_hosts"] = [host]
 
 
