@@ -22,7 +22,12 @@ from benchbed import config as config_lib
 from benchbed import lease, masking, paths, plugin
 from benchbed.deployment import Deployment, Status, is_uuid, validate_name
 from benchbed.engines.base import CheckResult, Engine
-from benchbed.errors import BenchbedError, InputError, NotFoundError, UnreachableError
+from benchbed.errors import (
+    BenchbedError,
+    InputError,
+    NotFoundError,
+    unreachable_hosts,
+)
 
 if TYPE_CHECKING:
     from benchbed.providers.base import Sweep
@@ -173,7 +178,7 @@ def _how_to_finish(deployment: Deployment, error: BaseException) -> str:
     from benchbed.ledger import lives_on
 
     rows = deployment.all_resources()
-    hosts = [host for host in sorted(_unreachable(error))
+    hosts = [host for host in sorted(unreachable_hosts(error))
              if any(lives_on(row, host) for row in rows)]
     if not hosts:
         return ""
@@ -182,20 +187,6 @@ def _how_to_finish(deployment: Deployment, error: BaseException) -> str:
     return (f"; if {named} {'is' if len(hosts) == 1 else 'are'} gone for good, finish with: "
             f"benchbed deployment destroy {shlex.quote(deployment.name)} {flags} "
             f"(forgets what is left on {'it' if len(hosts) == 1 else 'them'})")
-
-
-def _unreachable(error: BaseException | None) -> set[str]:
-    """The hosts that did not answer SSH: in an error, in the failures it gathers, or in
-    the error it was raised for (a step's one-line error keeps the original as context)."""
-    from benchbed.parallel import ParallelError
-
-    if error is None:
-        return set()
-    if isinstance(error, UnreachableError):
-        return {error.host}
-    if isinstance(error, ParallelError):
-        return {host for _, failure in error.failures for host in _unreachable(failure)}
-    return _unreachable(error.__cause__ or error.__context__)
 
 
 def abandon(name: str, hosts: Sequence[str], force: bool = False) -> list[dict[str, str]]:

@@ -87,6 +87,13 @@ class FuelInfo(TypedDict):
     mode: str
 
 
+class LostHost(TypedDict):
+    """A host that stopped answering while its nodes deployed (LxcEngine's `tolerate`)."""
+
+    host: str
+    error: str
+
+
 class Endpoints(TypedDict, total=False):
     """What an engine deployed. Every key is optional: see the module's docstring for which
     engine sets which."""
@@ -102,6 +109,9 @@ class Endpoints(TypedDict, total=False):
     compute_hosts: list[str]
     # LxcEngine: the template container of each host, which the clones are layered on
     templates: list[str]
+    # LxcEngine: the hosts lost while their nodes deployed, tolerated; their nodes are not
+    # in `servers` or `compute_hosts`
+    lost_hosts: list[LostHost]
     devstack: DevstackInfo
     fuel: FuelInfo
     # MultihostEngine: the address the nodes' `{controller_ip}` became

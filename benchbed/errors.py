@@ -55,3 +55,30 @@ class UnreachableError(SSHError):
     def __init__(self, message: str, host: str) -> None:
         self.host = host
         super().__init__(message)
+
+
+class ConnectionLostError(UnreachableError):
+    """A server stopped answering in the middle of a command (keepalives unanswered, its
+    sshd or the server itself gone)."""
+
+
+class ParallelError(BenchbedError):
+    """Some of the parallel tasks failed; carries every failure, not only the first."""
+
+    def __init__(self, label: str, failures: list[tuple[str, BaseException]]) -> None:
+        self.failures = failures
+        first = "; ".join(f"{name}: {error}" for name, error in failures[:3])
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        super().__init__(f"{label} failed for {len(failures)} item(s): {first}{more}")
+
+
+def unreachable_hosts(error: BaseException | None) -> set[str]:
+    """The hosts that did not answer SSH: in an error, in the failures it gathers, or in
+    the error it was raised for (a step's one-line error keeps the original as context)."""
+    if error is None:
+        return set()
+    if isinstance(error, UnreachableError):
+        return {error.host}
+    if isinstance(error, ParallelError):
+        return {host for _, failure in error.failures for host in unreachable_hosts(failure)}
+    return unreachable_hosts(error.__cause__ or error.__context__)

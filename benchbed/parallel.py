@@ -7,20 +7,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import TypeVar
 
-from benchbed.errors import BenchbedError, DatabaseError
+from benchbed.errors import BenchbedError, DatabaseError, ParallelError
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-
-class ParallelError(BenchbedError):
-    """Some of the parallel tasks failed; carries every failure, not only the first."""
-
-    def __init__(self, label: str, failures: list[tuple[str, BaseException]]) -> None:
-        self.failures = failures
-        first = "; ".join(f"{name}: {error}" for name, error in failures[:3])
-        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
-        super().__init__(f"{label} failed for {len(failures)} item(s): {first}{more}")
 
 
 def run_parallel(

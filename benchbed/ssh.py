@@ -15,7 +15,7 @@ from pathlib import Path
 import paramiko
 
 from benchbed import masking
-from benchbed.errors import SSHError, UnreachableError
+from benchbed.errors import ConnectionLostError, SSHError, UnreachableError
 from benchbed.retry import retry
 from benchbed.server import Command, CommandResult, Server, command_failed, command_line
 
@@ -211,8 +211,9 @@ class SSHClient:
             raise SSHError(f"{where}: command timed out after {timeout:.0f}s: "
                            f"{masking.scrub(command)[:120]}") from None
         except (paramiko.SSHException, OSError, EOFError) as error:
-            raise SSHError(f"{where}: connection lost: "
-                           f"{masking.scrub(str(error)) or type(error).__name__}") from None
+            raise ConnectionLostError(f"{where}: connection lost: "
+                                      f"{masking.scrub(str(error)) or type(error).__name__}",
+                                      self.server.host) from None
         result = CommandResult(exit_code, stdout, stderr)
         if check and exit_code != 0:
             raise command_failed(where, command, result)

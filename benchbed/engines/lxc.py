@@ -35,7 +35,7 @@ from typing import Any, Literal
 from benchbed import plugin
 from benchbed.endpoints import Endpoints
 from benchbed.engines.base import CheckResult, Engine, engine_class
-from benchbed.errors import BenchbedError, ConfigError
+from benchbed.errors import BenchbedError, ConfigError, UnreachableError, unreachable_hosts
 from benchbed.hostnet.bridge import static_capacity
 from benchbed.networks import parse_ipv4_network
 from benchbed.parallel import run_parallel
@@ -80,6 +80,11 @@ class LxcEngineConfig(PluginConfig):
                                     minimum=1)
     start_lxc_network: str = setting("IPv4 network (CIDR) that each host's container network "
                                      "is a slice of, host 0 first.", DEFAULT_NETWORK)
+    tolerate: int = setting("How many hosts may be lost while the nodes deploy (a host that "
+                            "stops answering SSH: benchbed.ssh bounds how long that takes to "
+                            "tell): the deployment then runs with the other hosts' nodes and "
+                            "records the lost ones. 0: a lost host fails the create.", 0,
+                            minimum=0)
 
 
 class LxcEngine(Engine[LxcEngineConfig]):
@@ -152,6 +157,11 @@ class LxcEngine(Engine[LxcEngineConfig]):
     @classmethod
     def validate_config(cls, config: LxcEngineConfig, path: str, *,
                         has_parent: bool = False) -> None:
+        hosts = config.provider.get("credentials")
+        if isinstance(hosts, list) and config.tolerate >= len(hosts):
+            raise ConfigError(plugin.join_path(path, "tolerate"),
+                              f"{config.tolerate} lost host(s) tolerated of {len(hosts)}: at "
+                              f"least one host must remain")
         network = ipaddress.IPv4Network(config.start_lxc_network)
         room = static_capacity(network) - 1  # one address for the template
         if config.nodes_per_server > room:
@@ -175,13 +185,39 @@ class LxcEngine(Engine[LxcEngineConfig]):
         return LxcProvider(self.deployment, config, self.child_path("clones", index))
 
     def deploy(self) -> Endpoints:
-        per_host = run_parallel("deploying LXC nodes", list(range(len(self._hosts()))),
-                                self._deploy_host, describe=lambda i: f"server {i}")
+        outcomes = run_parallel("deploying LXC nodes", list(range(len(self._hosts()))),
+                                self._deploy_or_lose, describe=lambda i: f"server {i}")
+        lost = [outcome["lost"] for outcome in outcomes if "lost" in outcome]
+        if len(lost) > self.config.tolerate:
+            named = "; ".join(f"{host['host']}: {host['error']}" for host in lost)
+            raise BenchbedError(f"{len(lost)} host(s) lost while their nodes deployed, "
+                                f"{self.config.tolerate} tolerated (`tolerate`): {named}")
+        per_host = [outcome for outcome in outcomes if "lost" not in outcome]
         servers = [server for host in per_host for server in host["servers"]]
         return {"openstack": per_host[0]["openstack"], "services": NODE_SERVICES,
                 "servers": servers,
                 "compute_hosts": [name for host in per_host for name in host["compute_hosts"]],
-                "templates": [host["template"] for host in per_host]}
+                "templates": [host["template"] for host in per_host],
+                **({"lost_hosts": lost} if lost else {})}
+
+    def _deploy_or_lose(self, index: int) -> dict[str, Any]:
+        """The host's nodes; or, when its part failed because its servers stopped answering
+        and the host itself does not answer now, {"lost": {"host", "error"}}."""
+        try:
+            return self._deploy_host(index)
+        except Exception as error:
+            if not unreachable_hosts(error):
+                raise
+            host = Server.from_dict(self._hosts()[index], deployment=self.deployment)
+            try:
+                host.ssh.run("true", timeout=60)
+            except UnreachableError:
+                self.deployment.logger.warning("host %s lost while its nodes deployed: %s",
+                                               host.host, error)
+                return {"lost": {"host": host.host, "error": str(error)}}
+            finally:
+                host.close()
+            raise
 
     def _deploy_host(self, index: int) -> dict[str, Any]:
         from benchbed.engines.debian_services.catalogue import Catalogue
@@ -249,9 +285,14 @@ class LxcEngine(Engine[LxcEngineConfig]):
                      describe=lambda i: f"server {i}")
 
     def check(self) -> list[CheckResult]:
+        """The surviving hosts' computes; the lost hosts, tolerated, named on a line."""
         from benchbed.engines.keystone_check import check_computes
 
-        return check_computes(self.endpoints["openstack"], self.endpoints["compute_hosts"])
+        lost = self.endpoints.get("lost_hosts", [])
+        named = [CheckResult("lost hosts", True, f"{', '.join(h['host'] for h in lost)} "
+                             f"(tolerated: {self.config.tolerate})")] if lost else []
+        return named + check_computes(self.endpoints["openstack"],
+                                      self.endpoints["compute_hosts"])
 
 
 def _template_provider(config: LxcEngineConfig, index: int) -> dict[str, Any]:
