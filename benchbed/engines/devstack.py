@@ -177,27 +177,6 @@ def render_settings(config: DevstackEngineConfig) -> dict[str, Any]:
             **config.local_settings()}
 
 
-# A compute-only server's OVN metadata agent serves in its own process: Neutron's default
-# with OVN (metadata_workers 0), where DevStack sets API_WORKERS worker processes (about 47 MB
-# each) for what guests ask the metadata service. post_config's own value wins.
-NODE_POST_CONFIG: dict[str, dict[str, dict[str, Value]]] = {
-    "$OVN_META_CONF": {"DEFAULT": {"metadata_workers": 0}}}
-
-
-def render_post_config(config: DevstackEngineConfig) -> dict[str, dict[str, dict[str, Value]]]:
-    """post_config as given, over NODE_POST_CONFIG on a server that runs DevStack's compute
-    services alone with OVN's metadata agent."""
-    services = str(config.local_settings().get("ENABLED_SERVICES", "")).split(",")
-    if not (DevstackEngine.clones_as_node(config) and "q-ovn-metadata-agent" in services):
-        return config.post_config
-    merged = {file: {section: dict(options) for section, options in sections.items()}
-              for file, sections in NODE_POST_CONFIG.items()}
-    for file, sections in config.post_config.items():
-        for section, options in sections.items():
-            merged.setdefault(file, {}).setdefault(section, {}).update(options)
-    return merged
-
-
 def api_workers(computes: int, cores: int) -> int:
     """DevStack's API_WORKERS (nova-api's, nova-conductor's and nova-scheduler's processes
     at once) for `computes` joining nodes: DevStack's own default (a quarter of the cores,
@@ -219,7 +198,7 @@ def render_local_conf(config: DevstackEngineConfig, host_ip: str, source: dict[s
         settings["DOWNLOAD_DEFAULT_IMAGES"] = False  # guests have no way out
     settings.update(render_settings(config))
     return devstack_conf.render(settings, plugins=config.enable_plugin,
-                                post_config=render_post_config(config),
+                                post_config=config.post_config,
                                 disabled=config.disabled_services())
 
 

@@ -204,30 +204,3 @@ def test_a_devstack_server_clones_as_a_node_when_it_runs_computes_alone(
                                           "provider": _servers(NODE_IP)})
     assert DevstackEngine.clones_as_node(config) is clones
 
-
-OVN_COMPUTE = {**NODE_CONF, "ENABLED_SERVICES": "n-cpu,placement-client,ovn-controller,"
-                                                "ovs-vswitchd,ovsdb-server,q-ovn-metadata-agent"}
-
-
-def _rendered(local_conf: dict[str, Any], post_config: dict[str, Any] | None = None) -> str:
-    config = DevstackEngine.parse_config({
-        "type": "DevstackEngine", "git_mirror": "/srv/git", "local_conf": local_conf,
-        "post_config": post_config or {}, "provider": _servers(NODE_IP)})
-    return render_local_conf(config, NODE_IP, {"git_base": "", "repo": "", "index": ""}, {})
-
-
-def test_a_compute_nodes_ovn_metadata_agent_serves_in_its_own_process() -> None:
-    """Neutron's default with OVN (metadata_workers 0), not DevStack's API_WORKERS."""
-    assert _rendered(OVN_COMPUTE).endswith(
-        "[[post-config|$OVN_META_CONF]]\n[DEFAULT]\nmetadata_workers = 0\n")
-    # a whole cloud, or a node without the agent, keeps DevStack's
-    assert "metadata_workers" not in _rendered({"VIRT_DRIVER": "fake"})
-    assert "metadata_workers" not in _rendered(NODE_CONF)
-
-
-def test_the_configs_own_post_config_wins_and_keeps_its_other_options() -> None:
-    rendered = _rendered(OVN_COMPUTE, {"$OVN_META_CONF": {"DEFAULT": {
-        "metadata_workers": 2, "debug": True}}, "$NOVA_CONF": {"DEFAULT": {"x": 1}}})
-    assert "[[post-config|$OVN_META_CONF]]\n[DEFAULT]\nmetadata_workers = 2\ndebug = True\n" \
-        in rendered
-    assert "[[post-config|$NOVA_CONF]]\n[DEFAULT]\nx = 1\n" in rendered
