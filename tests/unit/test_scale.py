@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from benchbed import api, plugin
-from benchbed.deployment import Deployment
+from benchbed.deployment import Deployment, Status
 from benchbed.engines.base import Engine
 from benchbed.engines.debian import DebianEngineConfig
 from benchbed.engines.devstack import DevstackEngine, api_workers, render_local_conf
@@ -169,3 +169,25 @@ def test_a_bad_control_plane_knob_is_refused_naming_the_key(key: str, value: Any
     with pytest.raises(ConfigError) as refused:
         api.validate(config)
     assert refused.value.path == f"controller.{key}"
+
+
+def test_the_controller_maps_every_nodes_computes_once_after_all_are_up(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deployment = Deployment.create("mapped", MULTIHOST)
+    deployment.set_status(Status.STARTED)
+    multihost = plugin.build(deployment, MULTIHOST, Engine, plugin.ENGINES, "")
+    assert isinstance(multihost, MultihostEngine)
+    controller_class = type(multihost.nest("controller", Engine))
+    mapped: list[list[str]] = []
+    controller_endpoints = {"servers": [{"host": "10.0.1.1", "user": "root"}],
+                            "openstack": {"auth_url": "http://10.0.1.1:5000/v3"}}
+    monkeypatch.setattr(controller_class, "deploy", lambda engine: controller_endpoints)
+    monkeypatch.setattr(controller_class, "map_computes",
+                        lambda engine, hosts: mapped.append(hosts))
+    monkeypatch.setattr(MultihostEngine, "_deploy_nodes", lambda self, nodes, controller: {
+        index: {"compute_hosts": [f"node{index}-{n}" for n in range(2)]}
+        for index, _ in nodes})
+    endpoints = multihost.deploy()
+    assert mapped == [["node0-0", "node0-1", "node1-0", "node1-1"]]
+    assert [row.step for row in deployment.timeline()][-1:] == ["map compute nodes"]
+    assert endpoints["controller_ip"] == "10.0.1.1"
