@@ -51,11 +51,15 @@ def bridge_name(network: ipaddress.IPv4Network) -> str:
 class HostNetwork:
     """The bridge, DHCP server and apt proxy for one network on one host."""
 
-    def __init__(self, host: Server, network: ipaddress.IPv4Network) -> None:
+    def __init__(self, host: Server, network: ipaddress.IPv4Network,
+                 apt_upstream: str = "") -> None:
+        """`apt_upstream`: the proxy (http://HOST:PORT) this host's apt proxy fetches through,
+        when the host has no way out of its own; set when the proxy starts."""
         if network.num_addresses < 4:
             raise InputError(f"network {network} is too small: needs at least a /30")
         self.host = host
         self.network = network
+        self.apt_upstream = apt_upstream
         self.bridge = bridge_name(network)
         # Addresses are counted from the network's bounds, never listed (a /8 has millions).
         gateway = network.network_address + 1
@@ -101,7 +105,7 @@ class HostNetwork:
     def _run(self, action: str, user: str) -> None:
         prefix = str(self.network.prefixlen)
         args = [action, user, self.bridge, self.gateway, prefix, *self.dhcp_range, STATE_DIR,
-                CACHE_DIR, LEASE_TIME, str(APT_PROXY_PORT)]
+                CACHE_DIR, LEASE_TIME, str(APT_PROXY_PORT), self.apt_upstream]
         try:
             run_script(self.host.ssh, "hostnet/bridge.sh", args, timeout=120)
         except BenchbedError as error:

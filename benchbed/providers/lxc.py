@@ -68,6 +68,12 @@ class LxcProviderConfig(PluginConfig):
         "How several hosts forward between their slices: `static` routes over the hosts' own "
         "network, or `vxlan` for networks that drop forwarded packets (nothing with one host).",
         "static", enum=list(ROUTINGS))
+    apt_upstream_proxy: str | None = setting(
+        "The HTTP proxy (http://host:port) the first host's apt proxy fetches Debian's "
+        "packages through, for hosts without a way out of their own; the other hosts' apt "
+        "proxies fetch through the first host's (routed), so the hosts share one upstream "
+        "cache. When absent, the first host fetches directly.", None,
+        pattern="^http://[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?/?$")
     forward_ssh: bool = setting("The older tool's port forwarding to the containers: only "
                                 "false is accepted (they are reached on their host's "
                                 "bridge).", False)
@@ -219,8 +225,11 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
             image = image_name(release)
         else:
             image = image_uuid
-        hosts = [Host(server, HostNetwork(server, self.config.host_network(index)), image,
-                      release)
+        first = HostNetwork(servers[0], self.config.host_network(0),
+                            self.config.apt_upstream_proxy or "")
+        hosts = [Host(server, first if index == 0 else HostNetwork(
+                          server, self.config.host_network(index), first.apt_proxy),
+                      image, release)
                  for index, server in enumerate(servers)]
         if len(hosts) > 1:
             covering = self.config.supernet(len(hosts))

@@ -1,13 +1,13 @@
 #!/bin/sh
 # A host network shared by reference count, under a lock:
-#   sh -s -- ACTION USER BRIDGE GATEWAY PREFIX FIRST LAST BASE CACHE LEASE_TIME PORT
+#   sh -s -- ACTION USER BRIDGE GATEWAY PREFIX FIRST LAST BASE CACHE LEASE_TIME PORT [UPSTREAM]
 # ACTION acquire: take USER's reference, making the bridge, dnsmasq (DHCP FIRST..LAST) and
-# apt-cacher-ng (GATEWAY:PORT) if they are missing; release: drop it, and the last one
-# stops both daemons by the pid they wrote and removes the bridge. State lives under BASE,
-# the proxy's cache under CACHE.
+# apt-cacher-ng (GATEWAY:PORT, fetching through the proxy UPSTREAM if given) if they are
+# missing; release: drop it, and the last one stops both daemons by the pid they wrote and
+# removes the bridge. State lives under BASE, the proxy's cache under CACHE.
 set -eu
 action=$1 user=$2 bridge=$3 gateway=$4 prefix=$5 first=$6 last=$7
-base=$8 cache=$9 lease_time=${10} port=${11}
+base=$8 cache=$9 lease_time=${10} port=${11} upstream=${12:-}
 state=$base/$bridge
 mkdir -p "$base"
 exec 9>>"$base/$bridge.lock"
@@ -80,6 +80,7 @@ SocketPath: $state/acng-run/socket
 ForeGround: 0
 ExThreshold: 4
 EOF
+        if [ -n "$upstream" ]; then printf 'Proxy: %s\n' "$upstream" >> "$conf/acng.conf"; fi
         setpriv --reuid=apt-cacher-ng --regid=apt-cacher-ng --init-groups \
             apt-cacher-ng -c "$conf" </dev/null >"$state/acng-start.log" 2>&1 9>&- \
             || { cat "$state/acng-start.log" >&2; exit 1; }
