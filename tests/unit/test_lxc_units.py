@@ -36,6 +36,12 @@ def test_defaults_pass() -> None:
     ({"release": "potato"}, "provider.release"),
     ({"forward_ssh": True}, "provider.forward_ssh"),
     ({"tunnel_to": ["10.0.0.1"]}, "provider.tunnel_to"),
+    # written into apt-cacher-ng's config: a URL of host and port, nothing else
+    ({"apt_upstream_proxy": "http://10.0.0.1:3142\nProxy: http://evil:1"},
+     "provider.apt_upstream_proxy"),
+    ({"apt_upstream_proxy": "https://10.0.0.1:3142"}, "provider.apt_upstream_proxy"),
+    ({"apt_upstream_proxy": "http://user:secret@10.0.0.1:3142"},
+     "provider.apt_upstream_proxy"),
 ])
 def test_bad_keys_name_their_path(keys: dict[str, Any], path: str) -> None:
     with pytest.raises(ConfigError) as raised:
@@ -45,6 +51,10 @@ def test_bad_keys_name_their_path(keys: dict[str, Any], path: str) -> None:
 
 def test_forward_ssh_false_is_what_it_does_anyway() -> None:
     check(forward_ssh=False)
+
+
+def test_an_upstream_apt_proxy_of_host_and_port_passes() -> None:
+    check(host_provider=TWO_HOSTS, apt_upstream_proxy="http://10.254.50.1:3150")
 
 
 def test_each_host_gets_the_next_network_of_the_same_size() -> None:
