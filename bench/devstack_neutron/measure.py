@@ -19,7 +19,6 @@ container stops the run.
 import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from bench.common import (
     Target,
     bench_home,
     container_cpu,
+    container_rss_by_command,
     container_rss_mb,
     create_and_check,
     destroy,
@@ -90,7 +90,7 @@ def measure(backend: str) -> dict[str, Any]:
         ready, shown = create_and_check(BENCHBED, backend, config_file, env)
         container = shown["endpoints"]["servers"][0]["name"]
         cpu, memory = container_cpu(container), container_rss_mb(container)
-        by_process = processes_mb(container)
+        by_process = container_rss_by_command(container, top=15)
         for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
             run([BENCHBED, "deployment", "export", backend, "--format", fmt,
                  "--output", str(work / name)], env)
@@ -99,18 +99,6 @@ def measure(backend: str) -> dict[str, Any]:
         destroy(BENCHBED, backend, env, [PREFIXES[backend]], work)
     return {"backend": backend, "ready": ready, "cpu": cpu, "memory": memory,
             **durations, "load": (load_before, os.getloadavg()), "processes_mb": by_process}
-
-
-def processes_mb(container: str) -> dict[str, float]:
-    """Resident MiB by command name, the 15 largest: where the two backends differ."""
-    found = subprocess.run(["lxc-attach", "-n", container, "--", "ps", "-eo", "rss=,comm="],
-                           capture_output=True, text=True, check=True)
-    totals: dict[str, float] = {}
-    for line in found.stdout.splitlines():
-        rss, _, name = line.strip().partition(" ")
-        totals[name] = totals.get(name, 0) + int(rss) / 1024
-    largest = sorted(totals.items(), key=lambda item: -item[1])[:15]
-    return {name: round(mb, 1) for name, mb in largest}
 
 
 def main() -> int:
