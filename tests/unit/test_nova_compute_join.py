@@ -2,6 +2,7 @@
 for a single server, what its unit and its log say."""
 
 import subprocess
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,33 @@ def test_a_server_without_the_log_reports_none(tmp_path: Path,
     monkeypatch.setattr(nova_compute, "LOG_PATH", str(tmp_path / "absent.log"))
     report = nova_compute.unit_report(Server())  # type: ignore[arg-type]
     assert report.endswith(f"last problem in {tmp_path / 'absent.log'}: none")
+
+
+class RecordingShell:
+    def __init__(self) -> None:
+        self.commands: list[Any] = []
+
+    def run(self, command: Any, *, timeout: float = 600, check: bool = True,
+            stdin: str | None = None) -> CommandResult:
+        self.commands.append(command)
+        return CommandResult(0, "", "")
+
+
+@pytest.mark.parametrize(("joins", "mapped"), [(False, True), (True, False)])
+def test_a_server_running_nova_maps_its_own_compute_and_a_node_leaves_it_to_its_controller(
+        joins: bool, mapped: bool) -> None:
+    """A single server with nova and a compute has no MultihostEngine to map its host into
+    the cell (a guest's server then failed: 'Host ... is not mapped to any cell')."""
+    from types import SimpleNamespace
+
+    from benchbed.engines.debian_services import Context
+    from benchbed.scale import ControlPlane
+
+    shell = RecordingShell()
+    ctx = Context(server=SimpleNamespace(ssh=shell),  # type: ignore[arg-type]
+                  address="192.0.2.7", region="RegionOne", passwords={},
+                  step=lambda _name, _detail: nullcontext(),
+                  control_plane=ControlPlane(1, 1, 4, 151),
+                  database=SimpleNamespace(ssh=RecordingShell()) if joins else None)  # type: ignore[arg-type]
+    nova_compute.map_own(ctx, "node-a")
+    assert (nova_compute.DISCOVER_HOSTS in shell.commands) is mapped

@@ -91,7 +91,16 @@ def configure(ctx: Context) -> None:
             join(catalogue, ctx.region, [host])
         except TimeoutError as timed_out:
             raise TimeoutError(f"{timed_out}; {unit_report(ctx.server)}") from None
+    map_own(ctx, host)
     ctx.outputs["compute_hosts"] = [host]
+
+
+def map_own(ctx: Context, host: str) -> None:
+    """On a server that runs Nova itself, map its own compute into the cell: no
+    MultihostEngine controller will (a node's are mapped by its controller, at once)."""
+    if ctx.database is None:
+        with ctx.step("nova-compute: map into the cell", host):
+            discover_hosts(ctx.server)
 
 
 def join(catalogue: Catalogue, region: str, hosts: list[str],

@@ -18,7 +18,12 @@ from benchbed.engines.debian_services.catalogue import Catalogue
 from benchbed.engines.debian_services.common import credentials, restart, write_config
 from benchbed.engines.debian_services.neutron import NEUTRON_PRESEED
 from benchbed.engines.debian_services.nova import COMMON_SECTIONS, NOVA_PRESEED
-from benchbed.engines.debian_services.nova_compute import CONFIG_PATH, compute_user, join
+from benchbed.engines.debian_services.nova_compute import (
+    CONFIG_PATH,
+    compute_user,
+    join,
+    map_own,
+)
 from benchbed.errors import BenchbedError
 
 PHYSICAL_NETWORK = "provider"
@@ -112,6 +117,7 @@ def configure(ctx: Context) -> None:
         restart(ctx, "nova-compute")
     with ctx.step("nova-compute-qemu: up and in Placement", host):
         join(catalogue, ctx.region, [host])
+    map_own(ctx, host)
     ctx.outputs["compute_hosts"] = [host]
 
 
