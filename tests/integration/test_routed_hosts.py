@@ -10,6 +10,7 @@ Underlay 10.254.50.0/24, container networks inside 10.254.52.0/22, names `bbrt`.
 
 import ipaddress
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -22,6 +23,7 @@ import pytest
 from benchbed.hostnet import bridge_name
 from benchbed.hostnet.bridge import CACHE_DIR
 from benchbed.hostnet.routes import HostRoutes, Peer
+from benchbed.providers.lxc import host_network
 from benchbed.server import Server
 from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
 from tests.nshosts import NsHost, namespace_hosts
@@ -151,6 +153,10 @@ def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
     name = f"{PREFIX}-{routing}"
     config = {"type": "ServersEngine",
               "provider": provider(machines, key, routing, apt_upstream_proxy=UPSTREAM)}
+    # the hosts' proxy caches outlive their deployments: cold ones must ask upstream
+    for index in range(len(machines)):
+        slice_ = host_network(ipaddress.IPv4Network(NETWORKS[routing]), index)
+        shutil.rmtree(Path(CACHE_DIR) / bridge_name(slice_), ignore_errors=True)
     try:
         cli.ok("deployment", "create", "--file", write_yaml(tmp_path / "d.yaml", config),
                "--name", name, timeout=600)
