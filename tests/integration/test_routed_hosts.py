@@ -3,27 +3,18 @@ sshd, /run and /var/lib/lxc: tests/nshosts.py) whose container networks are rout
 other, by static routes and by VXLAN. A container on host B reaches one on host A from its
 own address, benchbed reaches every container (through an SSH jump: this machine is not on
 their networks), and destroy leaves no route, device, container or ledger row on any host.
-Neither host has a way out: apt on host 1 goes through its host's proxy, host 0's, and one
-upstream cache on this machine's underlay address (`apt_upstream_proxy`).
 Underlay 10.254.50.0/24, container networks inside 10.254.52.0/22, names `bbrt`.
 """
 
 import ipaddress
 import json
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchbed.hostnet import bridge_name
-from benchbed.hostnet.bridge import CACHE_DIR
 from benchbed.hostnet.routes import HostRoutes, Peer
-from benchbed.providers.lxc import host_network
 from benchbed.server import Server
 from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
 from tests.nshosts import NsHost, namespace_hosts
@@ -41,50 +32,6 @@ SUPERNETS = {"static": "10.254.52.0/23", "vxlan": "10.254.54.0/23"}
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[NsHost], Path]]:
     with namespace_hosts(PREFIX, UNDERLAY, 2, tmp_path_factory.mktemp("nshosts")) as made:
         yield made
-
-
-# This machine's address on the underlay: an apt proxy of the test's there is the hosts' one
-# way to Debian's packages (they have no route out).
-UPSTREAM = f"http://{UNDERLAY.split('/')[0][:-1]}1:3150"
-
-
-@pytest.fixture(scope="module")
-def upstream_cache(hosts: tuple[list[NsHost], Path],
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """apt-cacher-ng on this machine's underlay address, the cache the hosts' apt proxies
-    chain to; its log (one line per file served: time|kind|size|client|path)."""
-    work = tmp_path_factory.mktemp("upstream")
-    for folder in ("conf", "cache", "log"):
-        (work / folder).mkdir()
-    address, port = UPSTREAM.removeprefix("http://").split(":")
-    (work / "conf" / "acng.conf").write_text(
-        f"CacheDir: {work}/cache\nLogDir: {work}/log\nSupportDir: /usr/lib/apt-cacher-ng\n"
-        f"BindAddress: {address}\nPort: {port}\nPidFile: {work}/pid\n"
-        f"SocketPath: {work}/socket\nForeGround: 1\n")
-    process = subprocess.Popen(["apt-cacher-ng", "-c", str(work / "conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            with socket.socket() as probe:
-                if probe.connect_ex((address, int(port))) == 0:
-                    break
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"apt-cacher-ng does not answer on {UPSTREAM}")
-        yield work / "log" / "apt-cacher.log"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def log_lines(log: Path) -> list[str]:
-    return log.read_text().splitlines() if log.exists() else []
-
-
-def clients_of(log: Path, after: int = 0) -> set[str]:
-    """The addresses an apt-cacher-ng served files to, from its log's lines after the first
-    `after`."""
-    return {line.split("|")[3] for line in log_lines(log)[after:] if line.count("|") >= 4}
 
 
 def provider(hosts: list[NsHost], key: Path, routing: str, **extra: Any) -> dict[str, Any]:
@@ -145,18 +92,12 @@ def leftovers(host: NsHost, routing: str) -> list[str]:
 
 @pytest.mark.parametrize("routing", ["static", "vxlan"])
 def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
-        hosts: tuple[list[NsHost], Path], upstream_cache: Path, tmp_path: Path,
-        routing: str) -> None:
+        hosts: tuple[list[NsHost], Path], tmp_path: Path, routing: str) -> None:
     machines, key = hosts
     home = tmp_path / "home"
     cli = cli_for(home)
     name = f"{PREFIX}-{routing}"
-    config = {"type": "ServersEngine",
-              "provider": provider(machines, key, routing, apt_upstream_proxy=UPSTREAM)}
-    # the hosts' proxy caches outlive their deployments: cold ones must ask upstream
-    for index in range(len(machines)):
-        slice_ = host_network(ipaddress.IPv4Network(NETWORKS[routing]), index)
-        shutil.rmtree(Path(CACHE_DIR) / bridge_name(slice_), ignore_errors=True)
+    config = {"type": "ServersEngine", "provider": provider(machines, key, routing)}
     try:
         cli.ok("deployment", "create", "--file", write_yaml(tmp_path / "d.yaml", config),
                "--name", name, timeout=600)
@@ -174,23 +115,6 @@ def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
         # from its own address, whole (4 MiB: segments sized to the path's MTU)
         seen = source_seen(machines[0], a, machines[1], b, address[a])
         assert seen.split() == [address[b], str(SENT)], seen
-        # apt on host 1: through its host's proxy, then host 0's (routed), then the one
-        # upstream cache; neither host has a way out of its own
-        first_proxy = bridge_name(ipaddress.IPv4Network(NETWORKS[routing]))
-        first_proxy_log = Path(CACHE_DIR) / f"{first_proxy}.log" / "apt-cacher.log"
-        before = len(log_lines(first_proxy_log)), len(log_lines(upstream_cache))
-        attach(machines[1], b, "apt-get -q -o Acquire::Retries=0 update")
-        deadline = time.monotonic() + 10
-        while not clients_of(upstream_cache, before[1]) and time.monotonic() < deadline:
-            time.sleep(0.5)  # a file's line is written once it is served
-        # from host 1 (its underlay address, or with VXLAN its bridge's: the kernel's pick)
-        second_gateway = str(ipaddress.ip_network(f"{address[b]}/24", strict=False)[1])
-        served = clients_of(first_proxy_log, before[0])
-        assert served and served <= {machines[1].address, second_gateway}, served
-        # only host 0 ever asks the upstream cache (with the second routing its cold cache
-        # was seen to be answered without a line there within 10 s: not required)
-        assert clients_of(upstream_cache) <= {machines[0].address}, clients_of(upstream_cache)
-        assert machines[0].address in clients_of(upstream_cache)
         # the route is set at every start of the container, not once
         machines[1].run(f"lxc-stop -n {b} -t 30 && lxc-start -n {b} -d && "
                         f"lxc-wait -n {b} -s RUNNING -t 30", timeout=90)
