@@ -115,8 +115,12 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
     @classmethod
     def planned_computes(cls, config: MultihostEngineConfig) -> int:
         """The controller's and every node's."""
-        return cls._planned(config.controller) + sum(
-            cls._planned(substitute(node, VALIDATION_ADDRESS)) for node in config.nodes)
+        return cls._planned(config.controller) + cls._planned_nodes(config)
+
+    @classmethod
+    def _planned_nodes(cls, config: MultihostEngineConfig) -> int:
+        """The computes the nodes will run: what joins the controller."""
+        return sum(cls._planned(substitute(node, VALIDATION_ADDRESS)) for node in config.nodes)
 
     @staticmethod
     def _planned(config: dict[str, Any]) -> int:
@@ -146,8 +150,7 @@ class MultihostEngine(Engine[MultihostEngineConfig]):
         placeholder) deploying alongside: an LxcEngine installs its template's packages while
         the controller installs its own. The other nodes follow the controller."""
         controller = self._with_peers(self.nest("controller", Engine))
-        controller.computes_joining = sum(
-            self._planned(substitute(node, VALIDATION_ADDRESS)) for node in self.config.nodes)
+        controller.computes_joining = self._planned_nodes(self.config)
         nodes = list(enumerate(self.config.nodes))
         early = [(index, raw) for index, raw in nodes if _starts_early(raw)]
         early_indexes = {index for index, _ in early}
