@@ -28,6 +28,7 @@ from benchbed.errors import (
     NotFoundError,
     unreachable_hosts,
 )
+from benchbed.hostnet import routes
 
 if TYPE_CHECKING:
     from benchbed.providers.base import Sweep
@@ -47,6 +48,7 @@ def validate(config: dict[str, Any], check_networks: bool = True) -> type[plugin
     masking.register_from(config)
     plugin.normalize_legacy(config, plugin.ENGINES)
     engine = plugin.validate(config, plugin.ENGINES)
+    routes.check(config)
     if check_networks:
         from benchbed import networks
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from benchbed.deployment import Deployment
     from benchbed.hostcheck import HostCheck
+    from benchbed.hostnet.routes import Slice
     from benchbed.ledger import Resource
 
 ENGINES = "benchbed.engines"
@@ -124,6 +125,13 @@ class Plugin(ABC, Generic[ConfigT]):
         `benchbed doctor` runs them; a plugin that needs nothing of this host keeps [].
         """
         return []
+
+    @classmethod
+    def routed_slices(cls, config: ConfigT, path: str) -> "Iterator[Slice]":
+        """The container networks this config puts on LXC hosts, each with its host: one
+        deployment routes them to each other once they are on several hosts
+        (benchbed.hostnet.routes)."""
+        return iter(())
 
     @classmethod
     def validation_view(cls, config: dict[str, Any], path: str, *, has_parent: bool = False

@@ -28,6 +28,7 @@ engine waits for the controller's endpoints.
 """
 
 import ipaddress
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,6 +38,7 @@ from benchbed.endpoints import Endpoints
 from benchbed.engines.base import CheckResult, Engine, engine_class
 from benchbed.errors import BenchbedError, ConfigError, UnreachableError, unreachable_hosts
 from benchbed.hostnet.bridge import static_capacity
+from benchbed.hostnet.routes import ROUTINGS, Slice
 from benchbed.networks import parse_ipv4_network
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ENGINES, PROVIDERS
@@ -80,6 +82,10 @@ class LxcEngineConfig(PluginConfig):
                                     minimum=1)
     start_lxc_network: str = setting("IPv4 network (CIDR) that each host's container network "
                                      "is a slice of, host 0 first.", DEFAULT_NETWORK)
+    routing: str = setting(
+        "How the hosts forward between their slices and to the rest of the deployment's "
+        "LXC hosts: `static` routes over the hosts' own network, or `vxlan` for networks "
+        "that drop forwarded packets.", "static", enum=list(ROUTINGS))
     tolerate: int = setting("How many hosts may be lost while the nodes deploy (a host that "
                             "stops answering SSH: benchbed.ssh bounds how long that takes to "
                             "tell): the deployment then runs with the other hosts' nodes and "
@@ -107,6 +113,17 @@ class LxcEngine(Engine[LxcEngineConfig]):
         """What the inner engine joins: every clone joins the same."""
         inner = engine_class(config.engine)
         return inner.joined_services(inner.parse_config(_inner_config(config, 0)))
+
+    @classmethod
+    def routed_slices(cls, config: LxcEngineConfig, path: str) -> Iterator[Slice]:
+        """Each host's slice of start_lxc_network, on that host."""
+        hosts = config.provider.get("credentials")
+        for index, credential in enumerate(hosts if isinstance(hosts, list) else []):
+            if isinstance(credential, dict):
+                yield Slice(str(credential.get("host")),
+                            host_network(ipaddress.IPv4Network(config.start_lxc_network),
+                                         index), config.routing, path,
+                            f"provider.credentials[{index}].host")
 
     @classmethod
     def planned_computes(cls, config: LxcEngineConfig) -> int:
@@ -301,6 +318,7 @@ def _template_provider(config: LxcEngineConfig, index: int) -> dict[str, Any]:
     return {"type": "LxcProvider",
             "container_name_prefix": config.container_name,
             "start_lxc_network": str(host_network(start, index)),
+            "routing": config.routing,
             "host_provider": {"type": "ExistingServers",
                               "credentials": [config.provider["credentials"][index]]}}
 

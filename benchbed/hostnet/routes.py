@@ -8,15 +8,24 @@ addresses), or with `routing: vxlan` through a VXLAN device, for underlays that 
 forwarded packets. Like the bridges, the routes of one supernet on one host are shared by
 reference count under a host-side lock (state under /run/benchbed/routes); the last release
 removes every route and device they made and puts IP forwarding back as it was.
+
+The routed network is the deployment's, not one provider's: every plugin of its config
+declares the slices it puts on LXC hosts (`Plugin.routed_slices`), so a MultihostEngine's
+controller in a container on one host and an LxcEngine's nodes on two others are one routed
+network (`RoutingPlan`), known before anything exists; each provider adds, on its own hosts,
+the routes to every other host's slices.
 """
 
 import hashlib
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from benchbed.errors import BenchbedError
-from benchbed.networks import ip_json, routed_networks
+from benchbed import plugin
+from benchbed.errors import BenchbedError, ConfigError
+from benchbed.hostnet.bridge import gateway_of
+from benchbed.networks import ip_json, range_refusal, routed_networks
 from benchbed.server import Server, run_script
 
 ROUTINGS = ("static", "vxlan")
@@ -53,6 +62,93 @@ class Peer:
 
     def argument(self) -> str:
         return f"{self.network},{self.gateway},{self.address}"
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One host's container network in a deployment, and where the config names its host."""
+
+    host: str  # the host's address, as its credentials give it
+    network: ipaddress.IPv4Network
+    routing: str
+    path: str  # of the plugin whose config puts it there
+    host_key: str  # where in that config the host is named
+
+    def where(self, key: str) -> str:
+        return plugin.join_path(self.path, key)
+
+
+@dataclass(frozen=True)
+class RoutingPlan:
+    """A deployment's slices on two hosts or more: what each host routes, and how."""
+
+    slices: tuple[Slice, ...]
+
+    @classmethod
+    def of(cls, slices: Iterable[Slice]) -> "RoutingPlan | None":
+        """The plan of these slices (one per host and network), None on a single host."""
+        kept: list[Slice] = []
+        for found in slices:
+            if not any((found.host, found.network) == (s.host, s.network) for s in kept):
+                kept.append(found)
+        return cls(tuple(kept)) if len({s.host for s in kept}) > 1 else None
+
+    @property
+    def supernet(self) -> ipaddress.IPv4Network:
+        return supernet([s.network for s in self.slices])
+
+    @property
+    def routing(self) -> str:
+        return self.slices[0].routing
+
+    def peers(self, host: str) -> list[Peer]:
+        """The other hosts' slices, as `host` routes them."""
+        return [Peer(s.network, gateway_of(s.network), s.host)
+                for s in self.slices if s.host != host]
+
+    def refusal(self) -> ConfigError | None:
+        """What makes the plan impossible, naming the config path it comes from."""
+        for index, found in enumerate(self.slices):
+            try:
+                ipaddress.IPv4Address(found.host)
+            except ValueError:
+                return ConfigError(found.where(found.host_key), "with LXC hosts on several "
+                                   "machines in one deployment, each is given by its IPv4 "
+                                   "address: the other hosts route its containers' network "
+                                   "to it")
+            for earlier in self.slices[:index]:
+                if earlier.routing != found.routing:
+                    return ConfigError(found.where("routing"), f"is '{found.routing}', "
+                                       f"{earlier.where('routing')} is "
+                                       f"'{earlier.routing}': one deployment's hosts are "
+                                       f"routed one way")
+                if earlier.host != found.host and earlier.network.overlaps(found.network):
+                    return ConfigError(found.where("start_lxc_network"),
+                                       f"{found.network} on {found.host} overlaps "
+                                       f"{earlier.network} on {earlier.host} "
+                                       f"({earlier.where('start_lxc_network')}): the hosts "
+                                       f"route each slice to one host")
+        covering = self.supernet
+        refusal = range_refusal(covering)
+        return None if refusal is None else ConfigError(
+            self.slices[0].where("start_lxc_network"), f"the deployment's container networks "
+                                                       f"are routed as {covering}, which "
+                                                       f"{refusal}")
+
+
+def deployment_slices(config: dict[str, Any]) -> list[Slice]:
+    """Every slice the plugins of a (validated) deployment config put on LXC hosts."""
+    return [found for plugin_class, plugin_config, path in plugin.walk(config)
+            for found in plugin_class.routed_slices(plugin_class.parse_config(plugin_config),
+                                                    path)]
+
+
+def check(config: dict[str, Any]) -> None:
+    """Refuse a deployment whose slices cannot be routed to each other."""
+    plan = RoutingPlan.of(deployment_slices(config))
+    refusal = plan.refusal() if plan is not None else None
+    if refusal is not None:
+        raise refusal
 
 
 class HostRoutes:

@@ -24,7 +24,15 @@ from benchbed import hostcheck, hostnet, plugin, sizes
 from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
 from benchbed.hostnet import HostNetwork, bridge_name
 from benchbed.hostnet.bridge import static_capacity
-from benchbed.hostnet.routes import ROUTINGS, HostRoutes, Peer, on_link_here, supernet
+from benchbed.hostnet.routes import (
+    ROUTINGS,
+    HostRoutes,
+    RoutingPlan,
+    Slice,
+    deployment_slices,
+    on_link_here,
+    supernet,
+)
 from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, check_name, image_name
 from benchbed.keys import deployment_key
 from benchbed.ledger import CREATED, Resource
@@ -170,6 +178,14 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
                         subnet, shared=True, bridge=bridge_name(subnet))
 
     @classmethod
+    def routed_slices(cls, config: LxcProviderConfig, path: str) -> Iterator[Slice]:
+        """Host i's slice of start_lxc_network on host i, for the hosts that are listed."""
+        for index, credential in enumerate(config.host_credentials()):
+            if isinstance(credential, dict):
+                yield Slice(str(credential.get("host")), config.host_network(index),
+                            config.routing, path, f"host_provider.credentials[{index}].host")
+
+    @classmethod
     def host_requirements(cls, config: LxcProviderConfig | None) -> list[hostcheck.HostCheck]:
         """This machine's needs when it is one of the LXC hosts (always, without a config)."""
         local_networks: list[ipaddress.IPv4Network | None] = [None] if config is None else [
@@ -231,15 +247,19 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
                           server, self.config.host_network(index), first.apt_proxy),
                       image, release)
                  for index, server in enumerate(servers)]
-        if len(hosts) > 1:
-            covering = self.config.supernet(len(hosts))
+        # this provider's hosts as they came, and every other slice of the deployment
+        plan = RoutingPlan.of([
+            *(Slice(host.server.host, host.network.network, self.config.routing, self.path,
+                    "host_provider") for host in hosts),
+            *deployment_slices(self.deployment.config)])
+        if plan is not None:
             for host in hosts:
                 if not _is_ipv4(host.server.host):
-                    raise InputError(f"{_describe_host(host)}: with several LXC hosts, each "
-                                     f"is given by its IPv4 address (routes point to it)")
-                host.routes = HostRoutes(host.server, covering, self.config.routing, [
-                    Peer(other.network.network, other.network.gateway, other.server.host)
-                    for other in hosts if other is not host])
+                    raise InputError(f"{_describe_host(host)}: with LXC hosts on several "
+                                     f"machines, each is given by its IPv4 address (routes "
+                                     f"point to it)")
+                host.routes = HostRoutes(host.server, plan.supernet, plan.routing,
+                                         plan.peers(host.server.host))
         run_parallel("checking LXC hosts", hosts, self._check_host, describe=_describe_host)
         run_parallel("preparing LXC hosts", hosts, self._prepare_host, describe=_describe_host)
         _, public_key = deployment_key(self.deployment)

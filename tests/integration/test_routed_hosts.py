@@ -3,7 +3,11 @@ sshd, /run and /var/lib/lxc: tests/nshosts.py) whose container networks are rout
 other, by static routes and by VXLAN. A container on host B reaches one on host A from its
 own address, benchbed reaches every container (through an SSH jump: this machine is not on
 their networks), and destroy leaves no route, device, container or ledger row on any host.
-Underlay 10.254.50.0/24, container networks inside 10.254.52.0/22, names `bbrt`.
+A MultihostEngine whose controller's provider is on host 0 and whose nodes' provider is on
+hosts 1 and 2 is one routed network: the controller's container and the nodes' reach each
+other from their own addresses.
+Underlay 10.254.50.0/24, container networks inside 10.254.52.0/22 (one provider),
+10.254.56.0/22 and 10.254.64.0/22 (a controller and its nodes), names `bbrt`.
 """
 
 import ipaddress
@@ -30,7 +34,7 @@ SUPERNETS = {"static": "10.254.52.0/23", "vxlan": "10.254.54.0/23"}
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[NsHost], Path]]:
-    with namespace_hosts(PREFIX, UNDERLAY, 2, tmp_path_factory.mktemp("nshosts")) as made:
+    with namespace_hosts(PREFIX, UNDERLAY, 3, tmp_path_factory.mktemp("nshosts")) as made:
         yield made
 
 
@@ -78,12 +82,12 @@ def source_seen(server_host: NsHost, server: str, client_host: NsHost, client: s
             listening.wait()
 
 
-def leftovers(host: NsHost, routing: str) -> list[str]:
-    """What a deployment could leave on a host: containers, routes into the container
-    networks, bridges and VXLAN devices, reference state."""
+def leftovers(host: NsHost, routing: str, supernet: str = "10.254.52.0/22") -> list[str]:
+    """What a deployment could leave on a host: containers (named for `routing`), routes
+    into the container networks (inside `supernet`), bridges and VXLAN devices, reference
+    state."""
     found = ours(host, routing)
-    found += [route for route in host.routes() if route.startswith("10.254.5")
-              and not route.startswith("10.254.50.")]
+    found += [route for route in host.routes() if _inside(route.split()[0], supernet)]
     found += [link for link in host.links() if link.startswith(("bblxc", "bbvx"))]
     found += host.run("ls /run/benchbed/routes /run/benchbed/hostnet 2>/dev/null | "
                       "grep -v -e '^/' -e '\\.lock$' -e '^$' || true").stdout.split()
@@ -93,7 +97,7 @@ def leftovers(host: NsHost, routing: str) -> list[str]:
 @pytest.mark.parametrize("routing", ["static", "vxlan"])
 def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
         hosts: tuple[list[NsHost], Path], tmp_path: Path, routing: str) -> None:
-    machines, key = hosts
+    machines, key = hosts[0][:2], hosts[1]
     home = tmp_path / "home"
     cli = cli_for(home)
     name = f"{PREFIX}-{routing}"
@@ -136,6 +140,69 @@ def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
         destroyed = cli("deployment", "destroy", name, timeout=600)
         assert destroyed.returncode == 0, destroyed.stderr
         assert [leftovers(machine, routing) for machine in machines] == [[], []]
+        assert ledger_rows(home) == 0
+    finally:
+        cli.destroy_all()
+
+
+def _inside(route: str, supernet: str) -> bool:
+    try:
+        return ipaddress.IPv4Network(route).subnet_of(ipaddress.IPv4Network(supernet))
+    except ValueError:  # "default"
+        return False
+
+
+# a controller's slice on host 0, its nodes' on hosts 1 and 2, and the network routing them
+CONTROLLER_NETWORKS = {"static": "10.254.56.0/24", "vxlan": "10.254.64.0/24"}
+NODE_NETWORKS = {"static": "10.254.57.0/24", "vxlan": "10.254.65.0/24"}
+DEPLOYMENT_SUPERNETS = {"static": "10.254.56.0/22", "vxlan": "10.254.64.0/22"}
+
+
+@pytest.mark.parametrize("routing", ["static", "vxlan"])
+def test_a_controller_on_one_host_and_nodes_on_two_others_are_one_routed_network(
+        hosts: tuple[list[NsHost], Path], tmp_path: Path, routing: str) -> None:
+    """Two providers of one deployment: the controller's on host 0, the nodes' on hosts 1
+    and 2. Each container routes the whole deployment's network; a node and the controller
+    reach each other from their own addresses, both ways; destroy leaves nothing anywhere."""
+    machines, key = hosts
+    home = tmp_path / "home"
+    cli = cli_for(home)
+    name = f"{PREFIX}-multi-{routing}"
+    tag = f"{PREFIX}-{routing[:2]}-m"
+
+    def lxc(on: list[NsHost], network: str, role: str) -> dict[str, Any]:
+        return {"type": "LxcProvider", "start_lxc_network": network, "routing": routing,
+                "container_name_prefix": f"{tag}{role}",
+                "host_provider": {"type": "ExistingServers",
+                                  "credentials": [host.credential(key) for host in on]}}
+
+    config = {"type": "MultihostEngine",
+              "controller": {"type": "ServersEngine",
+                             "provider": lxc(machines[:1], CONTROLLER_NETWORKS[routing], "c")},
+              "nodes": [{"type": "ServersEngine", "amount": 2,
+                         "provider": lxc(machines[1:], NODE_NETWORKS[routing], "n")}]}
+    supernet = DEPLOYMENT_SUPERNETS[routing]
+    try:
+        cli.ok("deployment", "create", "--file", write_yaml(tmp_path / "m.yaml", config),
+               "--name", name, timeout=600)
+        found = [[c for c in machine.containers() if c.startswith(tag)]
+                 for machine in machines]
+        assert [len(names) for names in found] == [1, 1, 1], found
+        controller, first, second = (names[0] for names in found)
+        address = {container: attach(machine, container, "hostname -I").split()[0]
+                   for machine, (container,) in zip(machines, found, strict=True)}
+        for machine, container in zip(machines, (controller, first, second), strict=True):
+            routes = attach(machine, container, "ip -4 route")
+            assert f"{supernet} via " in routes and "default" not in routes, routes
+        seen = source_seen(machines[0], controller, machines[2], second, address[controller])
+        assert seen.split() == [address[second], str(SENT)], seen
+        seen = source_seen(machines[1], first, machines[0], controller, address[first])
+        assert seen.split() == [address[controller], str(SENT)], seen
+        results = cli.json("deployment", "check", name)
+        assert results and all(r["ok"] for r in results), results
+        cli.ok("deployment", "destroy", name, timeout=600)
+        assert [leftovers(machine, routing, supernet) for machine in machines] \
+            == [[], [], []]
         assert ledger_rows(home) == 0
     finally:
         cli.destroy_all()
