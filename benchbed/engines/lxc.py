@@ -44,7 +44,13 @@ from benchbed.parallel import run_parallel
 from benchbed.plugin import ENGINES, PROVIDERS
 from benchbed.ports import PeerPort
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
-from benchbed.providers.lxc import DEFAULT_NETWORK, LxcProvider, host_network, stop_container
+from benchbed.providers.lxc import (
+    DEFAULT_NETWORK,
+    PROXY_PATTERN,
+    LxcProvider,
+    host_network,
+    stop_container,
+)
 from benchbed.server import Server
 from benchbed.settings import PluginConfig, setting
 
@@ -86,6 +92,10 @@ class LxcEngineConfig(PluginConfig):
         "How the hosts forward between their slices and to the rest of the deployment's "
         "LXC hosts: `static` routes over the hosts' own network, or `vxlan` for networks "
         "that drop forwarded packets.", "static", enum=list(ROUTINGS))
+    apt_upstream_proxy: str | None = setting(
+        "The HTTP proxy (http://host:port) each host's apt proxy fetches Debian's packages "
+        "through, for hosts without a way out of their own (LxcProvider's).", None,
+        pattern=PROXY_PATTERN)
     tolerate: int = setting("How many hosts may be lost while the nodes deploy (a host that "
                             "stops answering SSH: benchbed.ssh bounds how long that takes to "
                             "tell): the deployment then runs with the other hosts' nodes and "
@@ -319,6 +329,8 @@ def _template_provider(config: LxcEngineConfig, index: int) -> dict[str, Any]:
             "container_name_prefix": config.container_name,
             "start_lxc_network": str(host_network(start, index)),
             "routing": config.routing,
+            **({"apt_upstream_proxy": config.apt_upstream_proxy}
+               if config.apt_upstream_proxy else {}),
             "host_provider": {"type": "ExistingServers",
                               "credentials": [config.provider["credentials"][index]]}}
 

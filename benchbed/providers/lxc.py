@@ -47,6 +47,8 @@ from benchbed.settings import PluginConfig, setting
 
 # start_lxc_network when the config gives none (LxcEngine's default too)
 DEFAULT_NETWORK = "10.254.100.0/24"
+# an upstream apt proxy: host and port only (acng's `Proxy:` takes nothing else)
+PROXY_PATTERN = "^http://[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?/?$"
 HOST_TIMEOUT = 20
 READY_TIMEOUT = 90
 # Removing a container's overlay is one unlink per file it wrote, and on ext4 mounted with
@@ -81,7 +83,7 @@ class LxcProviderConfig(PluginConfig):
         "packages through, for hosts without a way out of their own; the other hosts' apt "
         "proxies fetch through the first host's (routed), so the hosts share one upstream "
         "cache. When absent, the first host fetches directly.", None,
-        pattern="^http://[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?/?$")
+        pattern=PROXY_PATTERN)
     forward_ssh: bool = setting("The older tool's port forwarding to the containers: only "
                                 "false is accepted (they are reached on their host's "
                                 "bridge).", False)

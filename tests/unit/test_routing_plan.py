@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from benchbed import api
+from benchbed.engines.lxc import LxcEngine, _template_provider
 from benchbed.errors import ConfigError
 from benchbed.hostnet.routes import Peer, RoutingPlan, Slice, deployment_slices
 
@@ -110,3 +111,33 @@ def test_a_deployment_that_cannot_be_routed_is_refused_naming_the_key(
         config: dict[str, Any], where: str, message: str) -> None:
     text = refused(config)
     assert text.startswith(f"config {where}: ") and message in text, text
+
+
+def test_an_lxc_engine_gives_each_host_its_routing_and_upstream_apt_proxy() -> None:
+    """Each host's template provider routes and fetches as the engine says."""
+    node = {**lxc_engine(["192.0.2.11", "192.0.2.12"], "10.9.4.0/24", "vxlan"),
+            "apt_upstream_proxy": "http://192.0.2.1:3150"}
+    config = {"type": "MultihostEngine",
+              "controller": {"type": "ServersEngine",
+                             "provider": lxc(["192.0.2.10"], "10.9.0.0/24", "vxlan")},
+              "nodes": [node]}
+    api.validate(config, check_networks=False)
+    typed = LxcEngine.parse_config(node)
+    assert [(p["start_lxc_network"], p["routing"], p["apt_upstream_proxy"])
+            for p in (_template_provider(typed, index) for index in range(2))] == [
+        ("10.9.4.0/24", "vxlan", "http://192.0.2.1:3150"),
+        ("10.9.5.0/24", "vxlan", "http://192.0.2.1:3150")]
+    assert "apt_upstream_proxy" not in _template_provider(
+        LxcEngine.parse_config(lxc_engine(["192.0.2.11"], "10.9.4.0/24")), 0)
+
+
+@pytest.mark.parametrize("proxy", ["http://192.0.2.1:3150\nProxy: http://evil:1",
+                                   "https://192.0.2.1:3150", "http://user:pw@192.0.2.1:3150",
+                                   "http://$(id):3150"])
+def test_an_lxc_engine_refuses_an_upstream_proxy_beyond_host_and_port(proxy: str) -> None:
+    config = {"type": "MultihostEngine",
+              "controller": {"type": "ServersEngine",
+                             "provider": lxc(["192.0.2.10"], "10.9.0.0/24")},
+              "nodes": [{**lxc_engine(["192.0.2.11"], "10.9.4.0/24"),
+                         "apt_upstream_proxy": proxy}]}
+    assert refused(config).startswith("config nodes[0].apt_upstream_proxy: ")
