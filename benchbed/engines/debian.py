@@ -215,8 +215,7 @@ class DebianEngine(Engine[DebianEngineConfig]):
         from benchbed.engines.debian_services.catalogue import Catalogue
         from benchbed.engines.debian_services.nova_compute import join
 
-        cloud, controller = self._joined_cloud()
-        controller.close()
+        cloud = self._joined_cloud()
         join(Catalogue(cloud["auth_url"], cloud["admin"]["password"]), cloud["region_name"],
              hosts)
 
@@ -233,16 +232,21 @@ class DebianEngine(Engine[DebianEngineConfig]):
         finally:
             server.close()
 
-    def _joined_cloud(self) -> tuple[OpenStackCloud, Server]:
-        """The controller's cloud this node joins (it runs no Keystone of its own), and the
-        controller's server; waits while the controller is still deploying."""
+    def _joined_cloud(self) -> OpenStackCloud:
+        """The controller's cloud this node joins (it runs no Keystone of its own); waits
+        while the controller is still deploying."""
         cloud = (self.parent_endpoints or {}).get("openstack")
         servers = (self.parent_endpoints or {}).get("servers")
         if not cloud or not cloud.get("admin") or not servers:
             raise BenchbedError(f"{self.path}: DebianEngine without keystone joins its "
                                 f"MultihostEngine controller's cloud, but the controller "
                                 f"gave no Keystone admin credentials and server")
-        return cloud, Server.from_dict(servers[0], deployment=self.deployment)
+        return cloud
+
+    def _controller_server(self) -> Server:
+        """The server of the controller this node joins (its database, its RabbitMQ)."""
+        return Server.from_dict((self.parent_endpoints or {})["servers"][0],
+                                deployment=self.deployment)
 
     @staticmethod
     def _recipes(config: DebianEngineConfig) -> list[Recipe]:
@@ -288,7 +292,7 @@ class DebianEngine(Engine[DebianEngineConfig]):
         joined, controller = None, None
         if joins:
             with self._step(server, "wait for the controller"):
-                joined, controller = self._joined_cloud()
+                joined, controller = self._joined_cloud(), self._controller_server()
             passwords["admin"] = joined["admin"]["password"]
         cores = int(server.ssh.run("nproc", timeout=60).stdout) if self.computes_joining else 1
         context = Context(server=server, address=server.host, region=self.config.region_name,
