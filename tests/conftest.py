@@ -126,6 +126,18 @@ class Cli:
             self("deployment", "destroy", "--force", deployment["name"])
 
 
+class NetnsCli(Cli):
+    """`benchbed` run in the network namespace of process `pid` (a namespace host of
+    tests/nshosts: benchbed on the first machine of a fleet), on this machine's files."""
+
+    def __init__(self, pid: int, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        self.pid = pid
+
+    def argv(self, *args: str) -> list[str]:
+        return ["nsenter", "-t", str(self.pid), "-n", "--", *super().argv(*args)]
+
+
 def log_says(home: Path, text: str) -> bool:
     """Whether a deployment's log in `home` says `text` yet (a moment to kill at)."""
     return any(text in log.read_text() for log in home.glob("deployments/*/deployment.log"))
@@ -189,14 +201,18 @@ def cli_for(home: Path) -> Cli:
 CLIENTS = Path(__file__).resolve().parents[1] / ".venv-clients" / "bin"
 
 
-def client(*args: str, env: dict[str, str] | None = None, timeout: float = 300
-           ) -> subprocess.CompletedProcess[str]:
-    """Run a real benchmark client (`openstack`, `rally`) from .venv-clients; assert it passed.
+def client(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+           check: bool = True, netns: int | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a real benchmark client (`openstack`, `rally`) from .venv-clients; assert it passed
+    (unless not `check`: a clean-up that must not hide the failure before it). `netns`: the
+    pid of a process whose network namespace it runs in (a namespace host of tests/nshosts).
 
     In a session of its own, killed with all of it on a timeout: `rally task start` forks its
     runner's workers, which outlived a killed parent and kept loading the machine and the
     cloud (found as orphans after test_nova's Rally timed out at load average 45)."""
-    process = subprocess.Popen([str(CLIENTS / args[0]), *args[1:]], stdout=subprocess.PIPE,
+    inside = ["nsenter", "-t", str(netns), "-n", "--"] if netns is not None else []
+    process = subprocess.Popen([*inside, str(CLIENTS / args[0]), *args[1:]],
+                               stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
                                env={**os.environ, **(env or {})})
     try:
@@ -206,12 +222,12 @@ def client(*args: str, env: dict[str, str] | None = None, timeout: float = 300
         process.communicate()
         raise
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    assert result.returncode == 0, f"{' '.join(args)}: {result.stdout[-1500:]}" \
-                                   f"{result.stderr[-1500:]}"
+    assert result.returncode == 0 or not check, \
+        f"{' '.join(args)}: {result.stdout[-1500:]}{result.stderr[-1500:]}"
     return result
 
 
-def rally_env(tmp_path: Path, spec: Path) -> dict[str, str]:
+def rally_env(tmp_path: Path, spec: Path, netns: int | None = None) -> dict[str, str]:
     """A Rally home of its own with an environment made from `spec` (an exported rally-spec);
     returns the variables the further `rally` calls need. Rally keeps its database in
     /tmp/rally.sqlite whatever HOME says, unless rally.conf names one."""
@@ -220,21 +236,21 @@ def rally_env(tmp_path: Path, spec: Path) -> dict[str, str]:
     (home / ".rally" / "rally.conf").write_text(
         f"[database]\nconnection = sqlite:///{home}/rally.sqlite\n")
     env = {"HOME": str(home)}
-    client("rally", "db", "create", env=env)
-    client("rally", "env", "create", "--name", "bb", "--spec", str(spec), env=env)
+    client("rally", "db", "create", env=env, netns=netns)
+    client("rally", "env", "create", "--name", "bb", "--spec", str(spec), env=env, netns=netns)
     return env
 
 
 def rally_task_without_failures(tmp_path: Path, spec: Path, task: dict[str, Any],
-                                timeout: float) -> None:
+                                timeout: float, netns: int | None = None) -> None:
     """`rally task start` of `task` in a Rally home made from `spec`: every workload ran all
     its iterations and none failed, as Rally's own JSON report says."""
-    env = rally_env(tmp_path, spec)
+    env = rally_env(tmp_path, spec, netns)
     task_file = tmp_path / "task.json"
     task_file.write_text(json.dumps(task))
-    client("rally", "task", "start", str(task_file), env=env, timeout=timeout)
+    client("rally", "task", "start", str(task_file), env=env, timeout=timeout, netns=netns)
     report = tmp_path / "report.json"
-    client("rally", "task", "report", "--json", "--out", str(report), env=env)
+    client("rally", "task", "report", "--json", "--out", str(report), env=env, netns=netns)
     workloads = [workload for subtask in json.loads(report.read_text())["tasks"][0]["subtasks"]
                  for workload in subtask["workloads"]]
     done = [(workload["total_iteration_count"], workload["failed_iteration_count"])

@@ -5,6 +5,9 @@
 # apt-cacher-ng (GATEWAY:PORT, fetching through the proxy UPSTREAM if given) if they are
 # missing; release: drop it, and the last one stops both daemons by the pid they wrote and
 # removes the bridge. State lives under BASE, the proxy's cache under CACHE.
+# DlMaxRetries: a proxy chained to another one fetches a batch of requests over one
+# connection; when that upstream closed it mid-batch, two retries (acng's default) failed
+# every package left in the batch at once ("Connection closed, check DlMaxRetries").
 set -eu
 action=$1 user=$2 bridge=$3 gateway=$4 prefix=$5 first=$6 last=$7
 base=$8 cache=$9 lease_time=${10} port=${11} upstream=${12:-}
@@ -79,6 +82,7 @@ PidFile: $state/acng-run/pid
 SocketPath: $state/acng-run/socket
 ForeGround: 0
 ExThreshold: 4
+DlMaxRetries: 10
 EOF
         if [ -n "$upstream" ]; then printf 'Proxy: %s\n' "$upstream" >> "$conf/acng.conf"; fi
         setpriv --reuid=apt-cacher-ng --regid=apt-cacher-ng --init-groups \
