@@ -72,7 +72,8 @@ test: host venv clients lint docs
 		--durations=25 $(INTEGRATION_FILES)
 
 # End-to-end runs kept out of CI's budget: DevStack's failure cases (a missing branch, a
-# repository that does not answer, stack.sh failing halfway); run before changing them.
+# repository that does not answer, stack.sh failing halfway), DevStack's multinode and LXC
+# nodes, and Nova across namespace hosts with a host cut off; run before changing them.
 test-long: host venv clients
 	@$(BIN)/pytest -q -x -p no:cacheprovider tests/long
 

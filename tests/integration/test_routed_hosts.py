@@ -6,19 +6,28 @@ their networks), and destroy leaves no route, device, container or ledger row on
 A MultihostEngine whose controller's provider is on host 0 and whose nodes' provider is on
 hosts 1 and 2 is one routed network: the controller's container and the nodes' reach each
 other from their own addresses.
+Neither host has a way out: apt in a container on host 1 goes through its host's proxy,
+host 0's, and one upstream cache on this machine's underlay address (`apt_upstream_proxy`).
 Underlay 10.254.50.0/24, container networks inside 10.254.52.0/22 (one provider),
-10.254.56.0/22 and 10.254.64.0/22 (a controller and its nodes), names `bbrt`.
+10.254.56.0/22 and 10.254.64.0/22 (a controller and its nodes), 10.254.62.0/23 and
+10.254.68.0/23 (the apt chain), names `bbrt`.
 """
 
 import ipaddress
 import json
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchbed.hostnet import bridge_name
+from benchbed.hostnet.bridge import CACHE_DIR
 from benchbed.hostnet.routes import HostRoutes, Peer
+from benchbed.providers.lxc import host_network
 from benchbed.server import Server
 from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
 from tests.nshosts import NsHost, namespace_hosts
@@ -203,6 +212,97 @@ def test_a_controller_on_one_host_and_nodes_on_two_others_are_one_routed_network
         cli.ok("deployment", "destroy", name, timeout=600)
         assert [leftovers(machine, routing, supernet) for machine in machines] \
             == [[], [], []]
+        assert ledger_rows(home) == 0
+    finally:
+        cli.destroy_all()
+
+
+# This machine's address on the underlay: an apt proxy of the test's there is the hosts' one
+# way to Debian's packages (they have no route out).
+UPSTREAM = f"http://{ipaddress.IPv4Network(UNDERLAY).network_address + 1}:3150"
+APT_NETWORKS = {"static": "10.254.62.0/24", "vxlan": "10.254.68.0/24"}
+
+
+@pytest.fixture(scope="module")
+def upstream_cache(hosts: tuple[list[NsHost], Path],
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """apt-cacher-ng on this machine's underlay address, the cache the hosts' apt proxies
+    chain to (cold: a cache of its own); its log (a line per file: time|kind|size|client|)."""
+    work = tmp_path_factory.mktemp("upstream")
+    for folder in ("conf", "cache", "log"):
+        (work / folder).mkdir()
+    address, port = UPSTREAM.removeprefix("http://").split(":")
+    (work / "conf" / "acng.conf").write_text(
+        f"CacheDir: {work}/cache\nLogDir: {work}/log\nSupportDir: /usr/lib/apt-cacher-ng\n"
+        f"BindAddress: {address}\nPort: {port}\nPidFile: {work}/pid\n"
+        f"SocketPath: {work}/socket\nForeGround: 1\nDlMaxRetries: 10\n")
+    process = subprocess.Popen(["apt-cacher-ng", "-c", str(work / "conf")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(["curl", "-s", "-o", "/dev/null", f"{UPSTREAM}/acng-report.html"],
+                             check=False).returncode != 0:
+            assert time.monotonic() < deadline and process.poll() is None, \
+                f"apt-cacher-ng does not answer on {UPSTREAM}"
+            time.sleep(0.2)
+        yield work / "log" / "apt-cacher.log"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def clients_of(log: Path, after: int = 0) -> set[str]:
+    """The addresses an apt-cacher-ng served files to, from its log's lines after the first
+    `after` (a line is written once its file is served)."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return {line.split("|")[3] for line in lines[after:]
+            if line.count("|") >= 4 and line.split("|")[1] == "O"}
+
+
+def lines_in(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+@pytest.mark.parametrize("routing", ["static", "vxlan"])
+def test_apt_on_a_second_host_goes_through_the_first_hosts_proxy_to_one_upstream_cache(
+        hosts: tuple[list[NsHost], Path], upstream_cache: Path, tmp_path: Path,
+        routing: str) -> None:
+    """Host 1's proxy fetches through host 0's (over the routes), host 0's through the one
+    upstream cache: only host 0 ever asks upstream, and only host 1 asks host 0's proxy."""
+    machines, key = hosts[0][:2], hosts[1]
+    home = tmp_path / "home"
+    cli = cli_for(home)
+    name = f"{PREFIX}-apt-{routing}"
+    network = ipaddress.IPv4Network(APT_NETWORKS[routing])
+    config = {"type": "ServersEngine",
+              "provider": {**provider(machines, key, routing, apt_upstream_proxy=UPSTREAM),
+                           "start_lxc_network": str(network), "containers_per_host": 1,
+                           "container_name_prefix": f"{PREFIX}-{routing[:2]}-apt"}}
+    # the hosts' proxy caches outlive their deployments: cold ones must ask upstream
+    for index in range(len(machines)):
+        shutil.rmtree(Path(CACHE_DIR) / bridge_name(host_network(network, index)),
+                      ignore_errors=True)
+    first_proxy_log = Path(CACHE_DIR) / f"{bridge_name(network)}.log" / "apt-cacher.log"
+    try:
+        cli.ok("deployment", "create", "--file", write_yaml(tmp_path / "apt.yaml", config),
+               "--name", name, timeout=600)
+        second = next(c for c in ours(machines[1], routing) if "-apt-" in c)
+        before = lines_in(first_proxy_log), lines_in(upstream_cache)
+        attach(machines[1], second, "apt-get -q update")
+        deadline = time.monotonic() + 30
+        while not (clients_of(first_proxy_log, before[0]) and clients_of(upstream_cache,
+                                                                        before[1])):
+            assert time.monotonic() < deadline, (clients_of(first_proxy_log, before[0]),
+                                                 clients_of(upstream_cache, before[1]))
+            time.sleep(0.5)
+        # host 1 by its underlay address, or with VXLAN by its bridge's (the kernel's pick)
+        second_gateway = str(host_network(network, 1).network_address + 1)
+        served = clients_of(first_proxy_log, before[0])
+        assert served <= {machines[1].address, second_gateway}, served
+        assert clients_of(upstream_cache) == {machines[0].address}, clients_of(upstream_cache)
+        cli.ok("deployment", "destroy", name, timeout=600)
+        assert [leftovers(machine, routing, str(network.supernet())) for machine in machines] \
+            == [[], []]
         assert ledger_rows(home) == 0
     finally:
         cli.destroy_all()
