@@ -259,9 +259,10 @@ class SSHClient:
             if not transport.is_active():
                 raise
             self.close()
-            raise SSHError(f"{where}: the server stopped answering (no reply within "
-                           f"{ALIVE_TIMEOUT:.0f}s after {ALIVE_INTERVAL:.0f}s of silence)") \
-                from None
+            raise ConnectionLostError(f"{where}: the server stopped answering (no reply "
+                                      f"within {ALIVE_TIMEOUT:.0f}s after "
+                                      f"{ALIVE_INTERVAL:.0f}s of silence)",
+                                      self.server.host) from None
 
     def put_file(self, content: str | bytes, remote_path: str, mode: int = 0o644) -> None:
         data = content.encode() if isinstance(content, str) else content

@@ -9,6 +9,7 @@ stand-ins.
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 
 from benchbed import api
@@ -19,8 +20,10 @@ from benchbed.errors import (
     ConfigError,
     ConnectionLostError,
     UnreachableError,
+    unreachable_hosts,
 )
 from benchbed.server import CommandResult, Server
+from benchbed.ssh import SSHClient
 
 HOSTS = ["10.254.230.1", "10.254.230.2", "10.254.230.3"]
 CLOUD = {"auth_url": "http://192.0.2.1:5000/v3", "admin": {"password": "p"},
@@ -163,3 +166,24 @@ def test_check_names_the_lost_hosts_and_asks_for_the_survivors_computes_only(
         ("lost hosts", True, f"{HOSTS[1]} (tolerated: 1)"),
         ("compute services", True, "2/2 up")]
     assert asked == [["bblost-0-0", "bblost-2-0"]]
+
+
+def test_a_server_silent_mid_command_is_a_lost_connection_naming_its_host() -> None:
+    """The keepalive that goes unanswered (a host cut off while a command runs) is told as
+    ConnectionLostError, which is how LxcEngine finds its lost hosts."""
+    class Transport:
+        def is_active(self) -> bool:
+            return True
+
+        def open_session(self, timeout: float) -> None:
+            raise paramiko.SSHException("Timeout opening channel.")
+
+    class Channel:
+        def get_transport(self) -> Transport:
+            return Transport()
+
+    client = SSHClient(Server(host=HOSTS[1], user="root"))
+    with pytest.raises(ConnectionLostError) as lost:
+        client._check_alive(Channel(), f"root@{HOSTS[1]}:22")  # type: ignore[arg-type]
+    assert lost.value.host == HOSTS[1] and "stopped answering" in str(lost.value)
+    assert unreachable_hosts(lost.value) == {HOSTS[1]}
