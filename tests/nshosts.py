@@ -16,6 +16,8 @@ import os
 import shlex
 import signal
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,3 +158,32 @@ def _stop(host: NsHost, prefix: str) -> None:
             continue
     run(["ip", "link", "delete", f"{host.namespace}v"], check=False)
     run(["ip", "netns", "delete", host.namespace], check=False)
+
+
+@contextmanager
+def upstream_apt_cache(address: str, port: int, cache: Path, logs: Path) -> Iterator[str]:
+    """apt-cacher-ng on this machine's underlay `address`: the hosts' one way to Debian's
+    packages (they have no route out), its URL. Its cache in `cache` (it outlives the run
+    where the caller wants it warm), its log in `logs` (a line per file: time|kind|size|
+    client|path). DlMaxRetries as benchbed's own proxies (benchbed/scripts/hostnet)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    url = f"http://{address}:{port}"
+    with tempfile.TemporaryDirectory(prefix="nshosts-acng-") as conf:
+        Path(conf, "acng.conf").write_text(
+            f"CacheDir: {cache}\nLogDir: {logs}\nSupportDir: /usr/lib/apt-cacher-ng\n"
+            f"BindAddress: {address}\nPort: {port}\nPidFile: {conf}/pid\n"
+            f"SocketPath: {conf}/socket\nForeGround: 1\nDlMaxRetries: 10\n")
+        process = subprocess.Popen(["apt-cacher-ng", "-c", conf], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while run(["curl", "-s", "-o", "/dev/null", f"{url}/acng-report.html"],
+                      check=False).returncode != 0:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"apt-cacher-ng does not answer on {url}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)

@@ -34,14 +34,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bench.common import Target, Timings, bench_home, container_cpu, fail, finish, rounds, run
-from tests.nshosts import NsHost, namespace_hosts
+from tests.nshosts import NsHost, namespace_hosts, upstream_apt_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
@@ -68,32 +66,6 @@ def shapes() -> list[tuple[int, int]]:
               f"nodes per host (the first shape is the baseline)", file=sys.stderr)
         raise SystemExit(2)
     return found
-
-
-@contextmanager
-def upstream_cache(address: str) -> Iterator[str]:
-    """apt-cacher-ng on this machine's underlay address: the hosts' one way to Debian's
-    packages. Its cache outlives the run, as benchbed's own proxies' caches do."""
-    UPSTREAM_CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-scaleout-acng-") as work:
-        Path(work, "acng.conf").write_text(
-            f"CacheDir: {UPSTREAM_CACHE}\nLogDir: {work}\nSupportDir: /usr/lib/apt-cacher-ng\n"
-            f"Port: {UPSTREAM_PORT}\nBindAddress: {address}\nForeground: 1\n"
-            f"PidFile: {work}/pid\nSocketPath: {work}/socket\nDlMaxRetries: 10\n")
-        process = subprocess.Popen(["apt-cacher-ng", "-c", work], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        url = f"http://{address}:{UPSTREAM_PORT}"
-        try:
-            deadline = time.monotonic() + 30
-            while subprocess.run(["curl", "-s", "-o", "/dev/null", f"{url}/acng-report.html"],
-                                 check=False).returncode != 0:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    fail(f"apt-cacher-ng does not answer on {url}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 def cgroup_cpu(prefix: str) -> float:
@@ -191,7 +163,8 @@ def main() -> int:
     widest = max(hosts for hosts, _ in wanted)
     with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as lab, \
             namespace_hosts(PREFIX, UNDERLAY, widest + 1, Path(lab)) as (machines, key), \
-            upstream_cache(str(ipaddress.IPv4Network(UNDERLAY).network_address + 1)) as upstream:
+            upstream_apt_cache(str(ipaddress.IPv4Network(UNDERLAY).network_address + 1),
+                               UPSTREAM_PORT, UPSTREAM_CACHE, Path(lab) / "acng") as upstream:
         for _ in range(runs):
             for hosts, per_host in wanted:
                 results.append(measure(machines, key, hosts, per_host, upstream))

@@ -16,7 +16,6 @@ Underlay 10.254.50.0/24, container networks inside 10.254.52.0/22 (one provider)
 import ipaddress
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from benchbed.hostnet.routes import HostRoutes, Peer
 from benchbed.providers.lxc import host_network
 from benchbed.server import Server
 from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
-from tests.nshosts import NsHost, namespace_hosts
+from tests.nshosts import NsHost, namespace_hosts, upstream_apt_cache
 
 pytestmark = pytest.mark.root
 
@@ -226,29 +225,11 @@ APT_NETWORKS = {"static": "10.254.62.0/24", "vxlan": "10.254.68.0/24"}
 @pytest.fixture(scope="module")
 def upstream_cache(hosts: tuple[list[NsHost], Path],
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """apt-cacher-ng on this machine's underlay address, the cache the hosts' apt proxies
-    chain to (cold: a cache of its own); its log (a line per file: time|kind|size|client|)."""
+    """The cache the hosts' apt proxies chain to (cold: a cache of its own); its log."""
     work = tmp_path_factory.mktemp("upstream")
-    for folder in ("conf", "cache", "log"):
-        (work / folder).mkdir()
     address, port = UPSTREAM.removeprefix("http://").split(":")
-    (work / "conf" / "acng.conf").write_text(
-        f"CacheDir: {work}/cache\nLogDir: {work}/log\nSupportDir: /usr/lib/apt-cacher-ng\n"
-        f"BindAddress: {address}\nPort: {port}\nPidFile: {work}/pid\n"
-        f"SocketPath: {work}/socket\nForeGround: 1\nDlMaxRetries: 10\n")
-    process = subprocess.Popen(["apt-cacher-ng", "-c", str(work / "conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while subprocess.run(["curl", "-s", "-o", "/dev/null", f"{UPSTREAM}/acng-report.html"],
-                             check=False).returncode != 0:
-            assert time.monotonic() < deadline and process.poll() is None, \
-                f"apt-cacher-ng does not answer on {UPSTREAM}"
-            time.sleep(0.2)
+    with upstream_apt_cache(address, int(port), work / "cache", work / "log"):
         yield work / "log" / "apt-cacher.log"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def clients_of(log: Path, after: int = 0) -> set[str]:
