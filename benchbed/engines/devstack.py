@@ -493,6 +493,12 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
                           "user_domain_name": "Default", "project_domain_name": "Default"}}))
         elif self.parent_endpoints and "openstack" in self.parent_endpoints:
             endpoints["openstack"] = self.parent_endpoints["openstack"]
+        else:
+            # a cloud of its own without its admin's credentials is no cloud to hand over
+            found = listed.stderr.strip().splitlines()  # not stdout: it holds passwords
+            raise DeployStepError(f"{where(controller)}: step 'read clouds.yaml' failed: no "
+                                  f"devstack-admin cloud in /etc/openstack/clouds.yaml"
+                                  f"{': ' + found[-1][:200] if found else ''}")
         return stored(endpoints)
 
     # -- snapshots -------------------------------------------------------------------------
@@ -512,7 +518,15 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         datapath = str(render_settings(self.config)["OVS_DATAPATH_TYPE"])
         with self._step(server, "OVN's bridge on OVS's datapath", datapath):
             self._guest(server, "datapath", datapath)
+        self._chassis(server)
         self._seal(server, passwords)
+
+    def _chassis(self, server: Server) -> None:
+        """OVN's chassis named as the server's fake nova-compute reports (`host` in its
+        conf: the host name and 1), after stack.sh and again on each resume: Neutron binds a
+        port only to a chassis of the port's host."""
+        with self._step(server, "OVN's chassis under the fake compute's host name"):
+            self._guest(server, "chassis")
 
     def _seal(self, server: Server, passwords: dict[str, str]) -> None:
         """Record what a clone of this server must rewrite: a whole cloud's (its database
@@ -570,6 +584,7 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
             self._guest(server, "seal")
             server.ssh.run([origin["python"], "-", STATE],
                            stdin=script_text("devstack/resume.py"), timeout=RESUME_TIMEOUT)
+        self._chassis(server)
 
     def _step(self, server: Server, name: str, detail: str | None = None
               ) -> AbstractContextManager[None]:

@@ -9,6 +9,8 @@
 #   stop                     end stack.sh's process group (the one start made)
 #   datapath TYPE            OVN's integration bridge (ovn-controller makes it) on OVS's
 #                            datapath TYPE, as DevStack's own bridges (OVS_DATAPATH_TYPE)
+#   chassis                  OVN's chassis under the host name of this server's one fake
+#                            nova-compute, which Neutron binds that compute's ports to
 #   seal                     the units that would reach this server's peers or hold its
 #                            secrets start only on this machine (its machine-id), so that
 #                            a snapshot's clone starts them once it is itself (resume.py)
@@ -192,6 +194,17 @@ datapath() {
     [ -n "$bridge" ] || return 0
     ovs-vsctl set open . "external_ids:ovn-bridge-datapath-type=$1"
     ovs-vsctl --if-exists set bridge "$bridge" "datapath_type=$1"
+}
+
+chassis() {
+    command -v ovs-vsctl >/dev/null || return 0
+    ovs-vsctl get open . external_ids:ovn-bridge >/dev/null 2>&1 || return 0
+    hosts=$(computes)
+    [ -n "$hosts" ] && [ "$(printf '%s\n' "$hosts" | wc -l)" -eq 1 ] || return 0
+    was=$(ovs-vsctl get open . external_ids:hostname 2>/dev/null | tr -d '"') || was=
+    echo "chassis host name: ${was:-none} -> $hosts"
+    [ "$hosts" != "$was" ] || return 0
+    ovs-vsctl set open . "external_ids:hostname=$hosts"
 }
 
 seal() {
