@@ -85,6 +85,18 @@ class NsHost:
     def routes(self) -> list[str]:
         return self.run("ip -4 route show").stdout.splitlines()
 
+    def routes_inside(self, supernet: str) -> list[str]:
+        """The host's routes to networks inside `supernet` (what a deployment added)."""
+        inside = []
+        for route in self.routes():
+            try:
+                network = ipaddress.IPv4Network(route.split()[0])
+            except ValueError:  # "default"
+                continue
+            if network.subnet_of(ipaddress.IPv4Network(supernet)):
+                inside.append(route)
+        return inside
+
     def credential(self, key: Path) -> dict[str, str]:
         return {"host": self.address, "user": "root", "key": str(key)}
 

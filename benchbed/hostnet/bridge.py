@@ -43,9 +43,9 @@ def static_capacity(network: ipaddress.IPv4Network) -> int:
     return max(network.num_addresses - 3, 0) // 2
 
 
-def gateway_of(network: ipaddress.IPv4Network) -> str:
+def gateway_of(network: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
     """The host's address on the bridge of `network`: the guests' gateway."""
-    return str(network.network_address + 1)
+    return network.network_address + 1
 
 
 def bridge_name(network: ipaddress.IPv4Network) -> str:
@@ -67,7 +67,7 @@ class HostNetwork:
         self.apt_upstream = apt_upstream
         self.bridge = bridge_name(network)
         # Addresses are counted from the network's bounds, never listed (a /8 has millions).
-        gateway = ipaddress.IPv4Address(gateway_of(network))
+        gateway = gateway_of(network)
         self.gateway = str(gateway)
         # Guests configured with an address before they boot (LXC) take the lower part, DHCP
         # (VMs, anything else on the bridge) the rest, so the two never hand out one address.

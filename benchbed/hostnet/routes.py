@@ -103,7 +103,7 @@ class RoutingPlan:
 
     def peers(self, host: str) -> list[Peer]:
         """The other hosts' slices, as `host` routes them."""
-        return [Peer(s.network, gateway_of(s.network), s.host)
+        return [Peer(s.network, str(gateway_of(s.network)), s.host)
                 for s in self.slices if s.host != host]
 
     def refusal(self) -> ConfigError | None:

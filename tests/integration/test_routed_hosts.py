@@ -95,7 +95,7 @@ def leftovers(host: NsHost, routing: str, supernet: str = "10.254.52.0/22") -> l
     into the container networks (inside `supernet`), bridges and VXLAN devices, reference
     state."""
     found = ours(host, routing)
-    found += [route for route in host.routes() if _inside(route.split()[0], supernet)]
+    found += host.routes_inside(supernet)
     found += [link for link in host.links() if link.startswith(("bblxc", "bbvx"))]
     found += host.run("ls /run/benchbed/routes /run/benchbed/hostnet 2>/dev/null | "
                       "grep -v -e '^/' -e '\\.lock$' -e '^$' || true").stdout.split()
@@ -151,13 +151,6 @@ def test_containers_on_two_hosts_reach_each_other_and_destroy_leaves_nothing(
         assert ledger_rows(home) == 0
     finally:
         cli.destroy_all()
-
-
-def _inside(route: str, supernet: str) -> bool:
-    try:
-        return ipaddress.IPv4Network(route).subnet_of(ipaddress.IPv4Network(supernet))
-    except ValueError:  # "default"
-        return False
 
 
 # a controller's slice on host 0, its nodes' on hosts 1 and 2, and the network routing them

@@ -157,9 +157,7 @@ def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def leftovers(host: NsHost, supernet: str) -> list[str]:
     """Containers, routes into the deployment's network, bridges, VXLAN devices."""
     found = [name for name in host.containers() if name.startswith(PREFIX)]
-    found += [route for route in host.routes() if route.split()[0] != "default"
-              and ipaddress.IPv4Network(route.split()[0]).subnet_of(
-                  ipaddress.IPv4Network(supernet))]
+    found += host.routes_inside(supernet)
     found += [link for link in host.links() if link.startswith(("bblxc", "bbvx"))]
     return found
 
