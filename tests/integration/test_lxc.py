@@ -307,7 +307,9 @@ def test_sizes_set_cgroup_limits(bb: Any, home: Path, prefix: str, base_image: s
 
 KILL_POINTS: dict[str, Callable[[str], Callable[[], bool]]] = {
     "before-cloning": lambda prefix: bridge_exists,
-    "during-cloning": lambda prefix: lambda: bool(containers(prefix)),
+    # A clone's directory, not `lxc-ls -f`: that waits on the lock a clone in progress holds,
+    # long enough for the whole create to end meanwhile.
+    "during-cloning": lambda prefix: lambda: any(Path("/var/lib/lxc").glob(f"{prefix}-*")),
     "after-cloning": lambda prefix: lambda: list(containers(prefix).values()).count(
         "RUNNING") == 3,
 }
