@@ -56,6 +56,11 @@ def _library_channel(deployment_logger: logging.Logger) -> logging.Logger:
 # for an install) would be the only bound.
 ALIVE_INTERVAL = 15.0
 ALIVE_TIMEOUT = 15.0
+# sshd refuses a session beyond MaxSessions (OpenSSH's default: 10) open at once on one
+# connection ("Connect failed"), and one host's connection carries every command of the
+# deployment's threads on it (forty container clones at once): commands and file copies
+# share all but one of them, the liveness probe has the last.
+MAX_SESSIONS = 10
 
 
 class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
@@ -88,6 +93,10 @@ class SSHClient:
         self.server = server
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
+        self._sessions = threading.BoundedSemaphore(MAX_SESSIONS - 1)
+        # one liveness probe at a time; an answer serves every command for ALIVE_INTERVAL
+        self._probe_lock = threading.Lock()
+        self._answered_at = 0.0
         # the connection to the jump server, when the server is reached through one
         self._jump: Server | None = None
 
@@ -187,9 +196,21 @@ class SSHClient:
             stdin: str | None = None) -> CommandResult:
         """Run a command; stdout/stderr stream into the deployment log as they arrive."""
         command = command_line(command)
-        client = self.connect()
+        self._logger.debug("%s$ %s", self._where, command)
+        with self._sessions:
+            exit_code, stdout, stderr = self._run_in_session(command, timeout, stdin)
+        result = CommandResult(exit_code, stdout, stderr)
+        if check and exit_code != 0:
+            raise command_failed(self._where, command, result)
+        return result
+
+    def _run_in_session(self, command: str, timeout: float, stdin: str | None
+                        ) -> tuple[int, str, str]:
+        """One command in one session, closed whatever happens: a session left open (a
+        command timed out) would hold one of the connection's MAX_SESSIONS."""
         where = self._where
-        self._logger.debug("%s$ %s", where, command)
+        client = self.connect()
+        channel: paramiko.Channel | None = None
         try:
             transport = client.get_transport()
             if transport is None:
@@ -202,7 +223,6 @@ class SSHClient:
             channel.shutdown_write()
             stdout, stderr = self._collect(channel, where, timeout)
             exit_code = channel.recv_exit_status()
-            channel.close()
             if exit_code == -1 and not transport.is_active():
                 # no exit status: the connection ended under the command (its sshd killed,
                 # keepalives unanswered), which did not end
@@ -214,10 +234,10 @@ class SSHClient:
             raise ConnectionLostError(f"{where}: connection lost: "
                                       f"{masking.scrub(str(error)) or type(error).__name__}",
                                       self.server.host) from None
-        result = CommandResult(exit_code, stdout, stderr)
-        if check and exit_code != 0:
-            raise command_failed(where, command, result)
-        return result
+        finally:
+            if channel is not None:
+                channel.close()
+        return exit_code, stdout, stderr
 
     def _collect(self, channel: paramiko.Channel, where: str, timeout: float
                  ) -> tuple[str, str]:
@@ -253,29 +273,34 @@ class SSHClient:
         its command is doing. One that does not within ALIVE_TIMEOUT is given up, and the
         connection with it."""
         transport = channel.get_transport()
-        try:
-            transport.open_session(timeout=ALIVE_TIMEOUT).close()
-        except paramiko.SSHException:
-            if not transport.is_active():
-                raise
-            self.close()
-            raise ConnectionLostError(f"{where}: the server stopped answering (no reply "
-                                      f"within {ALIVE_TIMEOUT:.0f}s after "
-                                      f"{ALIVE_INTERVAL:.0f}s of silence)",
-                                      self.server.host) from None
+        with self._probe_lock:
+            if time.monotonic() - self._answered_at < ALIVE_INTERVAL:
+                return
+            try:
+                transport.open_session(timeout=ALIVE_TIMEOUT).close()
+            except paramiko.SSHException:
+                if not transport.is_active():
+                    raise
+                self.close()
+                raise ConnectionLostError(f"{where}: the server stopped answering (no reply "
+                                          f"within {ALIVE_TIMEOUT:.0f}s after "
+                                          f"{ALIVE_INTERVAL:.0f}s of silence)",
+                                          self.server.host) from None
+            self._answered_at = time.monotonic()
 
     def put_file(self, content: str | bytes, remote_path: str, mode: int = 0o644) -> None:
         data = content.encode() if isinstance(content, str) else content
-        sftp = self.connect().open_sftp()
-        try:
-            with sftp.open(remote_path, "wb") as remote:
-                sftp.chmod(remote_path, mode)
-                remote.write(data)
-        except OSError as error:
-            raise SSHError(f"{self.server.address}: cannot write {remote_path}: {error}") \
-                from None
-        finally:
-            sftp.close()
+        with self._sessions:
+            sftp = self.connect().open_sftp()
+            try:
+                with sftp.open(remote_path, "wb") as remote:
+                    sftp.chmod(remote_path, mode)
+                    remote.write(data)
+            except OSError as error:
+                raise SSHError(f"{self.server.address}: cannot write {remote_path}: "
+                               f"{error}") from None
+            finally:
+                sftp.close()
 
     def close(self) -> None:
         with self._lock:

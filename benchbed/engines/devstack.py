@@ -47,6 +47,7 @@ from benchbed.engines.existing_cloud import normalize_cloud
 from benchbed.engines.steps import DeployStepError, server_step, where
 from benchbed.errors import ConfigError
 from benchbed.hostnet.mirrors import GuestMirrors, address_towards
+from benchbed.hostnet.routes import RoutingPlan, deployment_slices
 from benchbed.ledger import Resource
 from benchbed.parallel import run_parallel
 from benchbed.plugin import PROVIDERS, ResourceKind
@@ -277,10 +278,13 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         use_pypi = self.config.pip_index_url is None
         use_git = self.config.git_mirror is not None
         mirrors: dict[str, GuestMirrors] = {}
+        serving_address: dict[str, str] = {}
         local = Server(host="localhost", deployment=self.deployment)
+        plan = RoutingPlan.of(deployment_slices(self.deployment.config))
         for server in servers:
             if use_pypi or use_git:
-                address = address_towards(local, server.host)
+                address = address_towards(local, server.host, plan.supernet if plan else None)
+                serving_address[server.host] = address
                 mirrors.setdefault(address, GuestMirrors(local, address))
         for address, mirror in mirrors.items():
             with self.ledger.creating("mirrors", address, address=address), \
@@ -288,7 +292,7 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
                 mirror.acquire(self._mirror_user(), self.config.git_mirror, use_pypi)
         sources = {}
         for server in servers:
-            serving = mirrors[address_towards(local, server.host)] if mirrors else None
+            serving = mirrors[serving_address[server.host]] if mirrors else None
             git_base = serving.git_base if use_git and serving else self.config.git_base
             repo = self.config.devstack_repo or (
                 f"{git_base}/openstack/devstack.git" if git_base else OLDER_TOOL_DEVSTACK_REPO)

@@ -20,8 +20,12 @@ DEVPI_REQUIREMENT = "devpi-server==6.20.3"
 START_TIMEOUT = 600  # a first start installs devpi-server from PyPI
 
 
-def address_towards(host: Server, guest: str) -> str:
-    """The host's own address on the network it reaches `guest` on directly (no gateway)."""
+def address_towards(host: Server, guest: str,
+                    routed: ipaddress.IPv4Network | None = None) -> str:
+    """The host's own address that `guest` reaches it at: its address on the guest's network
+    when it is on it. A guest on another host's slice of a routed deployment network routes
+    nothing but that network (`routed`), so there it is the host's address inside it (the
+    gateway of the host's own slice), which the guest reaches through the hosts' routes."""
     try:
         ipaddress.ip_address(guest)
     except ValueError:
@@ -30,12 +34,29 @@ def address_towards(host: Server, guest: str) -> str:
     listed = host.ssh.run(["ip", "-j", "route", "get", guest], timeout=30, check=False)
     routes = json.loads(listed.stdout or "[]") if listed.exit_code == 0 else []
     route = routes[0] if routes else {}
-    if not route.get("prefsrc") or route.get("gateway") or route.get("dev") == "lo":
-        raise InputError(f"server {guest} is not on a network of {host.host} (route: "
-                         f"{listed.stdout.strip() or listed.stderr.strip()}): benchbed serves "
-                         f"mirrors only to guests on a bridge of this machine; give git_base "
-                         f"and pip_index_url that the server can reach")
-    return route["prefsrc"]
+    if route.get("prefsrc") and not route.get("gateway") and route.get("dev") != "lo":
+        return str(route["prefsrc"])
+    if routed is not None and route.get("gateway") and ipaddress.ip_address(guest) in routed:
+        inside = addresses_inside(host, routed)
+        if inside:
+            return inside[0]
+        raise InputError(f"server {guest} is routed from {host.host} through "
+                         f"{route['gateway']}, and {host.host} has no address in the "
+                         f"deployment's network {routed} to serve mirrors on: put a slice of "
+                         f"that network on {host.host}, or give git_base and pip_index_url "
+                         f"that the server can reach")
+    raise InputError(f"server {guest} is not on a network of {host.host} (route: "
+                     f"{listed.stdout.strip() or listed.stderr.strip()}): benchbed serves "
+                     f"mirrors only to guests on a bridge of this machine or routed to one; "
+                     f"give git_base and pip_index_url that the server can reach")
+
+
+def addresses_inside(host: Server, network: ipaddress.IPv4Network) -> list[str]:
+    """The host's own IPv4 addresses inside `network`, in `ip addr`'s order."""
+    listed = host.ssh.run(["ip", "-j", "-4", "addr", "show"], timeout=30, check=False)
+    interfaces = json.loads(listed.stdout or "[]") if listed.exit_code == 0 else []
+    return [info["local"] for interface in interfaces for info in interface.get("addr_info", [])
+            if "local" in info and ipaddress.IPv4Address(info["local"]) in network]
 
 
 class GuestMirrors:

@@ -10,7 +10,8 @@ Neither host has a way out: apt in a container on host 1 goes through its host's
 host 0's, and one upstream cache on this machine's underlay address (`apt_upstream_proxy`).
 Underlay 10.254.50.0/24, container networks inside 10.254.52.0/22 (one provider),
 10.254.56.0/22 and 10.254.64.0/22 (a controller and its nodes), 10.254.62.0/23 and
-10.254.68.0/23 (the apt chain), names `bbrt`.
+10.254.68.0/23 (the apt chain), 10.254.80.0/23 and 10.254.82.0/23 (the mirrors), names
+`bbrt`.
 """
 
 import ipaddress
@@ -18,6 +19,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,11 @@ import pytest
 
 from benchbed.hostnet import bridge_name
 from benchbed.hostnet.bridge import CACHE_DIR
+from benchbed.hostnet.mirrors import GuestMirrors, address_towards
 from benchbed.hostnet.routes import HostRoutes, Peer
 from benchbed.providers.lxc import host_network
 from benchbed.server import Server
+from tests import upstream
 from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
 from tests.nshosts import NsHost, namespace_hosts, upstream_apt_cache
 
@@ -279,6 +283,87 @@ def test_apt_on_a_second_host_goes_through_the_first_hosts_proxy_to_one_upstream
             == [[], []]
         assert ledger_rows(home) == 0
     finally:
+        cli.destroy_all()
+
+
+def test_a_host_takes_more_commands_at_once_than_its_sshds_max_sessions(
+        hosts: tuple[list[NsHost], Path]) -> None:
+    """Thirty commands at once on one host's connection (a node host cloning 40 containers
+    does that): sshd (MaxSessions 10 by default) refuses an eleventh open session, so
+    benchbed queues them instead of failing them."""
+    machines, key = hosts
+    server = Server(host=machines[0].address, key=str(key))
+    try:
+        server.ssh.run(["true"])  # one connection, as a deployment's host has by then
+        with ThreadPoolExecutor(30) as pool:
+            said = list(pool.map(lambda index: server.ssh.run(
+                ["sh", "-c", 'sleep 0.5; echo "$0"', str(index)], timeout=120).stdout,
+                range(30)))
+        assert said == [f"{index}\n" for index in range(30)], said
+    finally:
+        server.close()
+
+
+# a slice on host 0 (where the mirrors run) and one on host 1 (the routed guest)
+MIRROR_NETWORKS = {"static": "10.254.80.0/24", "vxlan": "10.254.82.0/24"}
+DEVPI_VENV = Path("/var/lib/benchbed/devpi/venv")
+
+
+@pytest.mark.parametrize("routing", ["static", "vxlan"])
+def test_a_routed_guest_reaches_the_git_and_pypi_mirrors_of_a_host_with_a_slice(
+        hosts: tuple[list[NsHost], Path], tmp_path: Path, routing: str) -> None:
+    """A container on host 1 has no route but its deployment's supernet, so the mirrors of
+    host 0 (where benchbed would run) listen on host 0's address inside it: the guest clones
+    from the git daemon and reads the PyPI mirror's API there, from its own address."""
+    machines, key = hosts[0][:2], hosts[1]
+    home = tmp_path / "home"
+    cli = cli_for(home)
+    name = f"{PREFIX}-mirrors-{routing}"
+    network = ipaddress.IPv4Network(MIRROR_NETWORKS[routing])
+    config = {"type": "ServersEngine",
+              "provider": {**provider(machines, key, routing), "containers_per_host": 1,
+                           "start_lxc_network": str(network),
+                           "container_name_prefix": f"{PREFIX}-{routing[:2]}-mir"}}
+    if not (DEVPI_VENV / ".complete").exists():
+        # the hosts have no way to PyPI: devpi-server is installed from this machine
+        installer = GuestMirrors(Server(host="localhost"), "127.0.0.1")
+        installer.acquire(name, None, pypi=True)
+        installer.release(name)
+    host_zero = Server(host=machines[0].address, key=str(key))
+    mirrors: GuestMirrors | None = None
+    try:
+        cli.ok("deployment", "create", "--file", write_yaml(tmp_path / "mir.yaml", config),
+               "--name", name, timeout=600)
+        guest = next(c for c in ours(machines[1], routing) if "-mir" in c)
+        guest_address = attach(machines[1], guest, "hostname -I").split()[0]
+        address = address_towards(host_zero, guest_address, network.supernet())
+        assert address == str(network.network_address + 1), address
+        mirrors = GuestMirrors(host_zero, address)
+        mirrors.acquire(name, str(upstream.git_mirror()), pypi=True)
+        pid = machines[1].run(f"lxc-info -n {guest} -pH").stdout.strip()
+        in_guest = f"nsenter -t {pid} -n "
+        listed = machines[1].run(f"{in_guest}git ls-remote {mirrors.git_base}/openstack/"
+                                 f"devstack.git", timeout=60).stdout
+        assert "refs/heads/stable/2025.1" in listed, listed
+        api = machines[1].run(f"{in_guest}python3 -c 'import sys, urllib.request; sys.stdout."
+                              f"write(urllib.request.urlopen(sys.argv[1], timeout=30).read()."
+                              f"decode())' http://{address}:3141/+api", timeout=60).stdout
+        assert json.loads(api)["type"] == "apiconfig", api
+        seen = machines[0].run(f"ss -Htn state established '( sport = :9418 or sport = "
+                               f":3141 )' dst {guest_address} | wc -l").stdout
+        assert seen.strip() == "0", seen  # both answered and closed, nothing held
+        mirrors.release(name)
+        assert machines[0].run(f"ls /run/benchbed/mirrors/{address} 2>&1 || true").stdout \
+            .strip().endswith("No such file or directory")
+        mirrors = None
+        cli.ok("deployment", "destroy", name, timeout=600)
+        assert [leftovers(machine, routing, str(network.supernet())) for machine in machines] \
+            == [[], []]
+        assert ledger_rows(home) == 0
+    finally:
+        if mirrors is not None:
+            mirrors.release(name)
+        host_zero.close()
         cli.destroy_all()
 
 
