@@ -5,6 +5,7 @@ Kept apart from `benchbed.server` because importing paramiko is one of the costl
 `server.warm_up_ssh` pays it while servers boot.
 """
 
+import contextvars
 import io
 import logging
 import socket
@@ -84,6 +85,62 @@ def _refused(client: paramiko.SSHClient, error: paramiko.AuthenticationException
         return True
     transport = client.get_transport()
     return transport is not None and transport.is_active() and "timeout" not in str(error)
+
+
+class Deadline:
+    """A bound on one part of a deployment (one host's nodes) for the hang keepalives cannot
+    see: a host that answers while its commands never end. Every SSH connection made or used
+    inside `with deadline:` (and in the threads `run_parallel` starts from there) is
+    tracked; when the time is up they are all closed and none opens again, so the part fails
+    at once wherever it waits on a server, with an `UnreachableError` naming `host` and
+    `reason`. Commands already started on the servers are not stopped."""
+
+    def __init__(self, seconds: float, host: str, reason: str) -> None:
+        self.seconds = seconds
+        self.host = host
+        self.reason = reason
+        self.expired = False
+        self._clients: set[SSHClient] = set()
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._token: contextvars.Token[Deadline | None] | None = None
+
+    def __enter__(self) -> "Deadline":
+        self._token = _current_deadline.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+        if self._token is not None:
+            _current_deadline.reset(self._token)
+
+    def track(self, client: "SSHClient") -> None:
+        """Close `client` when the time is up; refuse it once the time is up."""
+        with self._lock:
+            if self.expired:
+                raise self.error(client.server.address)
+            self._clients.add(client)
+
+    def error(self, where: str) -> UnreachableError:
+        return UnreachableError(f"{where}: {self.reason}", self.host)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            clients = list(self._clients)
+        for client in clients:
+            client.close()
+
+
+_current_deadline: contextvars.ContextVar[Deadline | None] = \
+    contextvars.ContextVar("benchbed_ssh_deadline", default=None)
+
+
+def current_deadline() -> Deadline | None:
+    """The deadline the calling code runs under, if any."""
+    return _current_deadline.get()
 
 
 class SSHClient:
@@ -174,6 +231,9 @@ class SSHClient:
     def connect(self, timeout: float = REACH_TIMEOUT) -> paramiko.SSHClient:
         """Connect, retrying unreachable hosts with backoff; refused credentials fail at once
         (an `SSHError`, which `retry` passes through, as it does `HostKeyChangedError`)."""
+        deadline = current_deadline()
+        if deadline is not None:
+            deadline.track(self)
         with self._lock:
             transport = self._client.get_transport() if self._client is not None else None
             if self._client is not None and transport is not None and transport.is_active():
@@ -231,6 +291,9 @@ class SSHClient:
             raise SSHError(f"{where}: command timed out after {timeout:.0f}s: "
                            f"{masking.scrub(command)[:120]}") from None
         except (paramiko.SSHException, OSError, EOFError) as error:
+            deadline = current_deadline()
+            if deadline is not None and deadline.expired:
+                raise deadline.error(self.server.address) from None
             raise ConnectionLostError(f"{where}: connection lost: "
                                       f"{masking.scrub(str(error)) or type(error).__name__}",
                                       self.server.host) from None

@@ -101,6 +101,12 @@ class LxcEngineConfig(PluginConfig):
                             "tell): the deployment then runs with the other hosts' nodes and "
                             "records the lost ones. 0: a lost host fails the create.", 0,
                             minimum=0)
+    host_deadline: int = setting(
+        "Seconds one host may take for its nodes (template, clones, their starts and joins). "
+        "A host past it is lost, as one that stops answering is (`tolerate`): its SSH "
+        "connections are closed and its part stops. It bounds the hang that SSH's "
+        "keepalives cannot see, a host that answers while its commands never end.", 3600,
+        minimum=10)
 
 
 class LxcEngine(Engine[LxcEngineConfig]):
@@ -228,11 +234,23 @@ class LxcEngine(Engine[LxcEngineConfig]):
                 **({"lost_hosts": lost} if lost else {})}
 
     def _deploy_or_lose(self, index: int) -> dict[str, Any]:
-        """The host's nodes; or, when its part failed because its servers stopped answering
-        and the host itself does not answer now, {"lost": {"host", "error"}}."""
+        """The host's nodes; or {"lost": {"host", "error"}} when its part did not end within
+        `host_deadline`, or failed because its servers stopped answering and the host itself
+        does not answer now."""
+        from benchbed.ssh import Deadline
+
+        address = self._hosts()[index]["host"]
+        deadline = Deadline(self.config.host_deadline, address,
+                            f"its nodes did not deploy within host_deadline "
+                            f"({self.config.host_deadline} s)")
         try:
-            return self._deploy_host(index)
+            with deadline:
+                return self._deploy_host(index)
         except Exception as error:
+            if deadline.expired:
+                self.deployment.logger.warning("host %s lost while its nodes deployed: %s",
+                                               address, error)
+                return {"lost": {"host": address, "error": deadline.reason}}
             if not unreachable_hosts(error):
                 raise
             host = Server.from_dict(self._hosts()[index], deployment=self.deployment)

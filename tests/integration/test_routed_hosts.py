@@ -17,6 +17,7 @@ Underlay 10.254.50.0/24, container networks inside 10.254.52.0/22 (one provider)
 import ipaddress
 import json
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,12 +26,15 @@ from typing import Any
 
 import pytest
 
+from benchbed.errors import ParallelError, UnreachableError, unreachable_hosts
 from benchbed.hostnet import bridge_name
 from benchbed.hostnet.bridge import CACHE_DIR
 from benchbed.hostnet.mirrors import GuestMirrors, address_towards
 from benchbed.hostnet.routes import HostRoutes, Peer
+from benchbed.parallel import run_parallel
 from benchbed.providers.lxc import host_network
 from benchbed.server import Server
+from benchbed.ssh import Deadline
 from tests import upstream
 from tests.conftest import Cli, cli_for, ledger_rows, write_yaml
 from tests.nshosts import NsHost, namespace_hosts, upstream_apt_cache
@@ -302,6 +306,36 @@ def test_a_host_takes_more_commands_at_once_than_its_sshds_max_sessions(
         assert said == [f"{index}\n" for index in range(30)], said
     finally:
         server.close()
+
+
+def test_a_deadline_closes_every_connection_of_its_part_and_none_opens_again(
+        hosts: tuple[list[NsHost], Path], tmp_path: Path) -> None:
+    """Commands that never end on two hosts (one reached through the other, as a container
+    is through its host): when the part's deadline passes both fail at once with its
+    reason, no connection opens again inside it, and outside it the hosts serve again."""
+    machines, key = hosts
+    direct = Server(host=machines[0].address, key=str(key))
+    jumped = Server(host=machines[1].address, key=str(key), jump=direct.to_dict())
+    servers = [direct, jumped]
+    pids = tmp_path / "pids"  # the commands the closed connections left running
+    try:
+        started = time.monotonic()
+        with Deadline(3, machines[0].address, "past the test's deadline") as deadline:
+            with pytest.raises(ParallelError) as failed:
+                run_parallel("hanging", servers, lambda server: server.ssh.run(
+                    ["sh", "-c", 'echo $$ >> "$0"; exec sleep 40', str(pids)], timeout=120),
+                    describe=lambda server: server.host)
+            with pytest.raises(UnreachableError, match="past the test's deadline"):
+                direct.ssh.run(["true"])
+        assert deadline.expired and time.monotonic() - started < 15
+        assert str(failed.value).count("past the test's deadline") == 2, failed.value
+        assert unreachable_hosts(failed.value) == {machines[0].address}
+        assert [server.ssh.run(["echo", "back"]).stdout for server in servers] == ["back\n"] * 2
+    finally:
+        for server in servers:
+            server.close()
+        for pid in pids.read_text().split() if pids.exists() else []:
+            subprocess.run(["kill", pid], check=False)
 
 
 # a slice on host 0 (where the mirrors run) and one on host 1 (the routed guest)

@@ -1,11 +1,15 @@
 """LxcEngine over several hosts when one stops answering while its nodes deploy: with
 `tolerate` the deployment runs with the others and records the lost one; without, the
-create fails in one line naming it. A host that still answers is not lost: its error stands.
+create fails in one line naming it. A host that still answers is not lost: its error stands,
+unless its part outlives `host_deadline`.
 
 No host exists: each host's part (LxcEngine._deploy_host) and the hosts' shells are
 stand-ins.
 """
 
+import dataclasses
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ from benchbed.errors import (
     unreachable_hosts,
 )
 from benchbed.server import CommandResult, Server
-from benchbed.ssh import SSHClient
+from benchbed.ssh import SSHClient, current_deadline
 
 HOSTS = ["10.254.230.1", "10.254.230.2", "10.254.230.3"]
 CLOUD = {"auth_url": "http://192.0.2.1:5000/v3", "admin": {"password": "p"},
@@ -54,15 +58,38 @@ class Shell:
         pass
 
 
+class HungConnection:
+    """A host's connection whose command never ends: only closing it ends the wait, as
+    SSHClient's own wait ends when its connection is closed."""
+
+    def __init__(self, host: str) -> None:
+        self.server = Server(host=host, user="root")
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        self.closed.set()
+
+    def run_forever(self) -> None:
+        deadline = current_deadline()
+        assert deadline is not None, "a host's part runs under its deadline"
+        deadline.track(self)  # type: ignore[arg-type]
+        assert self.closed.wait(30), "the deadline never closed the connection"
+        raise deadline.error(self.server.address)
+
+
 def deploy(monkeypatch: pytest.MonkeyPatch, tolerate: int, dead: set[str],
-           failing: dict[str, BaseException]) -> dict[str, Any]:
-    """LxcEngine.deploy with each host's part faked: a host in `failing` raises its error."""
+           failing: dict[str, BaseException], hung: frozenset[str] = frozenset(),
+           host_deadline: int = 3600) -> dict[str, Any]:
+    """LxcEngine.deploy with each host's part faked: a host in `failing` raises its error,
+    one in `hung` waits on a command that never ends."""
     monkeypatch.setattr(Server, "ssh", property(lambda server: Shell(server.host, dead)))
 
     def part(engine: lxc.LxcEngine, index: int) -> dict[str, Any]:
         host = HOSTS[index]
         if host in failing:
             raise failing[host]
+        if host in hung:
+            HungConnection(host).run_forever()
         names = [f"bblost-{index}-{n}" for n in range(2)]
         return {"openstack": CLOUD, "servers": [{"host": name} for name in names],
                 "template": f"bblost-t{index}", "compute_hosts": names}
@@ -70,6 +97,7 @@ def deploy(monkeypatch: pytest.MonkeyPatch, tolerate: int, dead: set[str],
     monkeypatch.setattr(lxc.LxcEngine, "_deploy_host", part)
     deployment = Deployment.create("lost", config(tolerate))
     node = lxc.LxcEngine(deployment, config(tolerate), "nodes[0]")
+    node.config = dataclasses.replace(node.config, host_deadline=host_deadline)
     return node.deploy()
 
 
@@ -114,6 +142,25 @@ def test_with_nothing_tolerated_one_lost_host_fails_the_create(
     with pytest.raises(BenchbedError, match=rf"^1 host\(s\) lost while their nodes deployed, "
                                             rf"0 tolerated \(`tolerate`\): {HOSTS[2]}: "):
         deploy(monkeypatch, 0, {HOSTS[2]}, {HOSTS[2]: lost_mid_command(HOSTS[2])})
+
+
+def test_a_host_whose_part_outlives_host_deadline_is_lost_and_its_connections_closed(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = time.monotonic()
+    endpoints = deploy(monkeypatch, 1, set(), {}, hung=frozenset({HOSTS[0]}), host_deadline=1)
+    assert time.monotonic() - started < 10
+    assert endpoints["lost_hosts"] == [{"host": HOSTS[0], "error": "its nodes did not deploy "
+                                                                   "within host_deadline (1 s)"}]
+    assert endpoints["templates"] == ["bblost-t1", "bblost-t2"]
+
+
+def test_with_nothing_tolerated_a_host_past_its_deadline_fails_the_create_in_one_line(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(BenchbedError) as failed:
+        deploy(monkeypatch, 0, set(), {}, hung=frozenset({HOSTS[2]}), host_deadline=1)
+    assert str(failed.value) == (f"1 host(s) lost while their nodes deployed, 0 tolerated "
+                                 f"(`tolerate`): {HOSTS[2]}: its nodes did not deploy within "
+                                 f"host_deadline (1 s)")
 
 
 def test_a_host_that_still_answers_is_not_lost_and_its_error_stands(
