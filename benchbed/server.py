@@ -1,15 +1,18 @@
 """Server: where a provider's machine is and how to reach it (SSH, or directly for localhost)."""
 
+import contextvars
 import importlib
 import logging
+import os
 import shlex
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from benchbed import masking
 from benchbed.errors import SSHError
@@ -46,6 +49,9 @@ class Shell(Protocol):
 
     def put_file(self, content: str | bytes, remote_path: str, mode: int = 0o644) -> None: ...
 
+    def stream(self, command: Command, *, stdin: BinaryIO | None = None,
+               stdout: BinaryIO | None = None, timeout: float = 600) -> CommandResult: ...
+
     def wait_ready(self, timeout: float = 120) -> None: ...
 
     def close(self) -> None: ...
@@ -59,6 +65,12 @@ def script_text(name: str) -> str:
     return resources.files("benchbed").joinpath("scripts", name).read_text()
 
 
+def script_command(name: str, args: Sequence[str]) -> list[str]:
+    """The package's script NAME as `sh -c SCRIPT NAME ARGS`, for a command whose stdin is
+    its data (a stream), not its text; values still reach it only as arguments."""
+    return ["sh", "-c", script_text(name), name, *args]
+
+
 def run_script(shell: Shell, name: str, args: Sequence[str], *, timeout: float = 600,
                check: bool = True) -> CommandResult:
     """Run the package's script NAME on the server as `sh -s -- ARGS`, the script on stdin.
@@ -67,6 +79,35 @@ def run_script(shell: Shell, name: str, args: Sequence[str], *, timeout: float =
     """
     return shell.run(["sh", "-s", "--", *args], stdin=script_text(name), timeout=timeout,
                      check=check)
+
+
+def pipe(source: Shell, source_command: Command, target: Shell, target_command: Command, *,
+         timeout: float) -> None:
+    """`source_command`'s stdout into `target_command`'s stdin as it comes, through this
+    machine: two hosts need no way to each other, nor keys for each other. A target that
+    fails closes the pipe, which stops the source; its error leads, the source's follows."""
+    read_end, write_end = os.pipe()
+    reader, writer = os.fdopen(read_end, "rb"), os.fdopen(write_end, "wb")
+
+    def send() -> None:
+        try:
+            source.stream(source_command, stdout=writer, timeout=timeout)
+        finally:
+            writer.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sending = pool.submit(contextvars.copy_context().run, send)
+        try:
+            target.stream(target_command, stdin=reader, timeout=timeout)
+        except (SSHError, OSError) as error:
+            reader.close()
+            failed = sending.exception()
+            raise SSHError(str(error) + (f" (sending: {failed})" if failed else "")) from None
+        finally:
+            reader.close()
+        failed = sending.exception()
+        if failed is not None:
+            raise SSHError(f"sending: {failed}") from None
 
 
 def command_failed(where: str, command: str, result: CommandResult) -> SSHError:
@@ -161,6 +202,27 @@ class LocalShell:
                 logger.debug("localhost %s: %s", label, line)
         result = CommandResult(completed.returncode, completed.stdout, completed.stderr)
         if check and completed.returncode != 0:
+            raise command_failed("localhost", command, result)
+        return result
+
+    def stream(self, command: Command, *, stdin: BinaryIO | None = None,
+               stdout: BinaryIO | None = None, timeout: float = 600) -> CommandResult:
+        """A command whose stdin is read from `stdin` or whose stdout goes to `stdout` as
+        it comes (bytes too many to hold); the result carries its stderr only."""
+        command = command_line(command)
+        try:
+            process = subprocess.Popen(["/bin/sh", "-c", command],
+                                       stdin=stdin or subprocess.DEVNULL,
+                                       stdout=stdout or subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE)
+            _, errors = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise SSHError(f"localhost: command timed out after {timeout:.0f}s: "
+                           f"{masking.scrub(command)[:120]}") from None
+        result = CommandResult(process.returncode, "", errors.decode(errors="replace"))
+        if process.returncode != 0:
             raise command_failed("localhost", command, result)
         return result
 

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import paramiko
 
@@ -62,6 +63,8 @@ ALIVE_TIMEOUT = 15.0
 # deployment's threads on it (forty container clones at once): commands and file copies
 # share all but one of them, the liveness probe has the last.
 MAX_SESSIONS = 10
+# what a streamed command's data moves by (an image: hundreds of MB)
+STREAM_CHUNK = 1 << 20
 
 
 class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
@@ -302,6 +305,51 @@ class SSHClient:
                 channel.close()
         return exit_code, stdout, stderr
 
+    def stream(self, command: Command, *, stdin: BinaryIO | None = None,
+               stdout: BinaryIO | None = None, timeout: float = 600) -> CommandResult:
+        """A command whose stdin is read from `stdin` or whose stdout goes to `stdout` as
+        it comes (bytes too many to hold: an image), `timeout` the longest silence; the
+        result carries its stderr only."""
+        command = command_line(command)
+        where = self._where
+        self._logger.debug("%s$ %s (streamed)", where, command)
+        with self._sessions:
+            client = self.connect()
+            channel: paramiko.Channel | None = None
+            try:
+                transport = client.get_transport()
+                if transport is None:
+                    raise paramiko.SSHException("the SSH connection is closed")
+                channel = transport.open_session(timeout=30)
+                channel.settimeout(timeout)
+                channel.exec_command(command)
+                if stdin is not None:
+                    while chunk := stdin.read(STREAM_CHUNK):
+                        channel.sendall(chunk)
+                channel.shutdown_write()
+                if stdout is not None:
+                    while chunk := channel.recv(STREAM_CHUNK):
+                        stdout.write(chunk)
+                errors = channel.makefile_stderr("rb").read().decode(errors="replace")
+                exit_code = channel.recv_exit_status()
+            except TimeoutError:
+                raise SSHError(f"{where}: streamed command silent for {timeout:.0f}s: "
+                               f"{masking.scrub(command)[:120]}") from None
+            except (paramiko.SSHException, EOFError) as error:
+                deadline = current_deadline()
+                if deadline is not None and deadline.expired:
+                    raise deadline.error(self.server.address) from None
+                raise ConnectionLostError(f"{where}: connection lost: "
+                                          f"{masking.scrub(str(error)) or type(error).__name__}",
+                                          self.server.host) from None
+            finally:
+                if channel is not None:
+                    channel.close()
+        result = CommandResult(exit_code, "", errors)
+        if exit_code != 0:
+            raise command_failed(where, command, result)
+        return result
+
     def _collect(self, channel: paramiko.Channel, where: str, timeout: float
                  ) -> tuple[str, str]:
         out, err = io.StringIO(), io.StringIO()
@@ -320,8 +368,10 @@ class SSHClient:
                     for line in chunk.splitlines():
                         self._logger.debug("%s %s: %s", where, label, line)
             if idle:
-                if channel.exit_status_ready() and not channel.recv_ready() \
-                        and not channel.recv_stderr_ready():
+                # sshd may send the exit status before the last of the output: the end is
+                # the channel's EOF (or close), with nothing left to read
+                if channel.exit_status_ready() and (channel.eof_received or channel.closed) \
+                        and not channel.recv_ready() and not channel.recv_stderr_ready():
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError

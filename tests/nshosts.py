@@ -5,7 +5,8 @@ Each host is an sshd in a network namespace of its own and a mount namespace of 
 directory of the test's), so that LXC, the host networks' state and their daemons are the
 host's own. The hosts sit on an underlay bridge of the test's, each with one address on
 it; no NAT, no route out. This machine's LXC base image is bind-mounted read-only into each
-host's `/var/lib/lxc` (clones stack on it; nothing writes to it). They share the kernel,
+host's `/var/lib/lxc` (clones stack on it; nothing writes to it), unless the host is to
+start without it. They share the kernel,
 the cgroups and both cores with this machine: good for routing and SSH, not for timings.
 (benchbed's NetnsProvider gives sshd in a network namespace too, but on this machine's
 filesystem, where two hosts' LXC would be one.)
@@ -31,13 +32,16 @@ LXC_PATH = Path("/var/lib/lxc")
 START = """set -eu
 directory=$1 image=$2 config=$3 log=$4
 mount -t tmpfs -o mode=755 benchbed-host-run /run
-mkdir -p /run/sshd /run/lock /run/cgroup "$directory/lxc/$image"
+mkdir -p /run/sshd /run/lock /run/cgroup
 # a sysfs of the host's network namespace (LXC finds its bridges there), the cgroups kept
 mount --rbind /sys/fs/cgroup /run/cgroup
 mount -t sysfs benchbed-host-sys /sys
 mount --move /run/cgroup /sys/fs/cgroup
-mount --bind "/var/lib/lxc/$image" "$directory/lxc/$image"
-mount -o remount,bind,ro "$directory/lxc/$image"
+if [ -n "$image" ]; then
+    mkdir -p "$directory/lxc/$image"
+    mount --bind "/var/lib/lxc/$image" "$directory/lxc/$image"
+    mount -o remount,bind,ro "$directory/lxc/$image"
+fi
 mount --rbind "$directory/lxc" /var/lib/lxc
 exec "$0" -f "$config" -E "$log"
 """
@@ -102,11 +106,13 @@ class NsHost:
 
 
 @contextmanager
-def namespace_hosts(prefix: str, underlay: str, count: int, work: Path
+def namespace_hosts(prefix: str, underlay: str, count: int, work: Path,
+                    without_image: frozenset[int] = frozenset()
                     ) -> Iterator[tuple[list[NsHost], Path]]:
     """`count` hosts named PREFIX-h0, ... on the bridge PREFIX-ul of network `underlay` (this
     machine has its first address, host i the (10+i)-th), with the SSH key that logs in to
-    them. Everything, leftover containers included, is removed on the way out."""
+    them. The hosts of `without_image` (indexes) start with an empty LXC store. Everything,
+    leftover containers included, is removed on the way out."""
     network = ipaddress.IPv4Network(underlay)
     bridge = f"{prefix}-ul"
     key = work / "hosts_key"
@@ -125,7 +131,8 @@ def namespace_hosts(prefix: str, underlay: str, count: int, work: Path
             host = NsHost(f"{prefix}-h{index}", str(network.network_address + 10 + index),
                           work / f"h{index}")
             hosts.append(host)
-            _start(host, bridge, network.prefixlen, key, image)
+            _start(host, bridge, network.prefixlen, key,
+                   "" if index in without_image else image)
         yield hosts, key
     finally:
         for host in hosts:

@@ -39,6 +39,13 @@ from benchbed.engines.base import CheckResult, Engine, engine_class
 from benchbed.errors import BenchbedError, ConfigError, UnreachableError, unreachable_hosts
 from benchbed.hostnet.bridge import static_capacity
 from benchbed.hostnet.routes import ROUTINGS, Slice
+from benchbed.images.lxc import (
+    DEFAULT_RELEASE,
+    LxcImageStore,
+    copy_image,
+    resolve_image,
+    source_of,
+)
 from benchbed.networks import parse_ipv4_network
 from benchbed.parallel import run_parallel
 from benchbed.plugin import ENGINES, PROVIDERS
@@ -218,8 +225,16 @@ class LxcEngine(Engine[LxcEngineConfig]):
         return LxcProvider(self.deployment, config, self.child_path("clones", index))
 
     def deploy(self) -> Endpoints:
-        outcomes = run_parallel("deploying LXC nodes", list(range(len(self._hosts()))),
-                                self._deploy_or_lose, describe=lambda i: f"server {i}")
+        image, release = resolve_image(self.config.engine.get("image"), DEFAULT_RELEASE)
+        hosts = [Server.from_dict(host, deployment=self.deployment) for host in self._hosts()]
+        try:
+            source = source_of(image, release, hosts, self.deployment)
+        finally:
+            for host in hosts:
+                host.close()
+        outcomes = run_parallel("deploying LXC nodes", list(range(len(hosts))),
+                                lambda index: self._deploy_or_lose(index, image, source),
+                                describe=lambda i: f"server {i}")
         lost = [outcome["lost"] for outcome in outcomes if "lost" in outcome]
         if len(lost) > self.config.tolerate:
             named = "; ".join(f"{host['host']}: {host['error']}" for host in lost)
@@ -233,7 +248,8 @@ class LxcEngine(Engine[LxcEngineConfig]):
                 "templates": [host["template"] for host in per_host],
                 **({"lost_hosts": lost} if lost else {})}
 
-    def _deploy_or_lose(self, index: int) -> dict[str, Any]:
+    def _deploy_or_lose(self, index: int, image: str, source: LxcImageStore
+                        ) -> dict[str, Any]:
         """The host's nodes; or {"lost": {"host", "error"}} when its part did not end within
         `host_deadline`, or failed because its servers stopped answering and the host itself
         does not answer now."""
@@ -245,7 +261,7 @@ class LxcEngine(Engine[LxcEngineConfig]):
                             f"({self.config.host_deadline} s)")
         try:
             with deadline:
-                return self._deploy_host(index)
+                return self._deploy_host(index, image, source)
         except Exception as error:
             if deadline.expired:
                 self.deployment.logger.warning("host %s lost while its nodes deployed: %s",
@@ -264,10 +280,15 @@ class LxcEngine(Engine[LxcEngineConfig]):
                 host.close()
             raise
 
-    def _deploy_host(self, index: int) -> dict[str, Any]:
+    def _deploy_host(self, index: int, image: str, source: LxcImageStore) -> dict[str, Any]:
         from benchbed.engines.debian_services.catalogue import Catalogue
         from benchbed.engines.debian_services.nova_compute import forget
 
+        host = Server.from_dict(self._hosts()[index], deployment=self.deployment)
+        try:
+            copy_image(image, source, host, self.deployment)
+        finally:
+            host.close()
         engine = self._engine(index)
         with self.deployment.step("deploy template", engine.path):
             endpoints = engine.deploy()

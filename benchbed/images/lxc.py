@@ -18,16 +18,22 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from benchbed.errors import BenchbedError, InputError, NotFoundError
-from benchbed.server import Server, run_script
+from benchbed.errors import BenchbedError, InputError, NotFoundError, UnreachableError
+from benchbed.parallel import run_parallel
+from benchbed.server import Server, pipe, run_script, script_command
+
+if TYPE_CHECKING:
+    from benchbed.deployment import Deployment
 
 DEFAULT_RELEASE = "bookworm"
 RELEASES = ("bullseye", "bookworm", "trixie")
 BUILD_TIMEOUT = 1200
 # copying a container's own layer: a Keystone and Glance install is about 600 MB
 SAVE_TIMEOUT = 900
+# the longest silence of an image stream (a host still reading a layer off its disk)
+STREAM_TIMEOUT = 600
 
 SCRIPT = "lxc/image.sh"
 MIRROR_URI = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+/-]*)?")
@@ -35,6 +41,16 @@ MIRROR_URI = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+
 
 def image_name(release: str) -> str:
     return f"benchbed-base-{release}"
+
+
+def resolve_image(image: str | None, default_release: str) -> tuple[str, str | None]:
+    """An engine's `image` as (image name, release): a release (or nothing, the default
+    one) means that release's base image, built where missing; any other name is an image
+    that must exist somewhere (a snapshot, say), release None."""
+    if image is None or image in RELEASES:
+        release = image or default_release
+        return image_name(release), release
+    return image, None
 
 
 def check_name(name: str) -> None:
@@ -146,6 +162,24 @@ class LxcImageStore:
         check_name(name)
         self._run(["discard", name])
 
+    def layers(self, name: str) -> tuple[str, ...]:
+        """The images `name` sits on, bottom first, then `name` itself."""
+        check_name(name)
+        return tuple(self._run(["layers", name]).split())
+
+    def send(self, name: str, target: LxcImageStore) -> None:
+        """Stream image `name` (one layer: its own files) to the target host's store, which
+        keeps it only once all of it arrived."""
+        check_name(name)
+        source_path = self._run(["path"]).strip()
+        try:
+            pipe(self.host.ssh, script_command(SCRIPT, ["pack", name]), target.host.ssh,
+                 script_command(SCRIPT, ["receive", name, source_path]),
+                 timeout=STREAM_TIMEOUT)
+        except BenchbedError as error:
+            raise BenchbedError(f"streaming LXC image {name} from {self.host.host} to "
+                                f"{target.host.host}: {error}") from None
+
     def _run(self, args: Sequence[str], timeout: float = 120) -> str:
         result = run_script(self.host.ssh, SCRIPT, args, timeout=timeout, check=False)
         if result.exit_code == 0:
@@ -157,3 +191,52 @@ class LxcImageStore:
         if result.exit_code == 3:
             raise InputError(text)
         raise BenchbedError(f"{text} (exit {result.exit_code})")
+
+
+
+def source_of(name: str, release: str | None, hosts: Sequence[Server],
+              deployment: Deployment) -> LxcImageStore:
+    """The store of a host that has image `name`, to stream it to the others from (a host
+    reading it off its disk is minutes faster than a debootstrap through a chain of apt
+    proxies, and every host's clones start from the same files): the first host that has
+    it, or, a base image that none has, the first that answers, once it is built there.
+    Hosts that do not answer are passed over: their own part fails as a lost host's does."""
+    stores = [LxcImageStore(host) for host in hosts]
+
+    def probe(store: LxcImageStore) -> bool | UnreachableError:
+        try:
+            return store.exists(name)
+        except UnreachableError as error:
+            return error
+
+    found = run_parallel("finding LXC images", stores, probe,
+                         describe=lambda store: store.host.host)
+    answering = [(store, has) for store, has in zip(stores, found, strict=True)
+                 if not isinstance(has, UnreachableError)]
+    if not answering:
+        raise next(has for has in found if isinstance(has, UnreachableError))
+    having = [store for store, has in answering if has]
+    if having:
+        return having[0]
+    if release is None:
+        raise InputError(f"no LXC image named '{name}' on any of the hosts "
+                         f"{', '.join(host.host for host in hosts)} (see: benchbed image "
+                         f"list --provider lxc)")
+    source = answering[0][0]
+    with deployment.step("build LXC image", f"{name} on {source.host.host}"):
+        source.build(name, release, rebuild=False)
+    return source
+
+
+def copy_image(name: str, source: LxcImageStore, target: Server,
+               deployment: Deployment) -> None:
+    """Image `name`, and the layers it sits on, on `target`: streamed from `source` where
+    missing (one probe per layer when they are all there)."""
+    if target.host == source.host.host and target.port == source.host.port:
+        return
+    store = LxcImageStore(target)
+    for layer in source.layers(name):
+        if not store.exists(layer):
+            with deployment.step("stream LXC image",
+                                 f"{layer}: {source.host.host} -> {target.host}"):
+                source.send(layer, store)

@@ -33,7 +33,15 @@ from benchbed.hostnet.routes import (
     on_link_here,
     supernet,
 )
-from benchbed.images.lxc import DEFAULT_RELEASE, RELEASES, LxcImageStore, check_name, image_name
+from benchbed.images.lxc import (
+    DEFAULT_RELEASE,
+    RELEASES,
+    LxcImageStore,
+    check_name,
+    copy_image,
+    resolve_image,
+    source_of,
+)
 from benchbed.keys import deployment_key
 from benchbed.ledger import CREATED, Resource
 from benchbed.networks import Claim, parse_ipv4_network, range_refusal
@@ -237,12 +245,7 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
                              f"{per_host} hold {len(servers) * per_host} "
                              f"container(s); {amount} requested")
         servers = servers[:-(-amount // per_host)]
-        release: str | None = None
-        if image_uuid is None or image_uuid in RELEASES:
-            release = image_uuid or self.config.release
-            image = image_name(release)
-        else:
-            image = image_uuid
+        image, release = resolve_image(image_uuid, self.config.release)
         first = HostNetwork(servers[0], self.config.host_network(0),
                             self.config.apt_upstream_proxy or "")
         hosts = [Host(server, first if index == 0 else HostNetwork(
@@ -263,6 +266,15 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
                 host.routes = HostRoutes(host.server, plan.supernet, plan.routing,
                                          plan.peers(host.server.host))
         run_parallel("checking LXC hosts", hosts, self._check_host, describe=_describe_host)
+        source = source_of(image, release, [host.server for host in hosts], self.deployment)
+        run_parallel("streaming LXC images", hosts,
+                     lambda host: copy_image(image, source, host.server, self.deployment),
+                     describe=_describe_host)
+        if release is None:
+            marker = LxcImageStore(hosts[0].server).describe(image) or {}
+            if marker.get("kind") == "snapshot":
+                for host in hosts:
+                    host.image, host.layer_on = marker["base"], image
         run_parallel("preparing LXC hosts", hosts, self._prepare_host, describe=_describe_host)
         _, public_key = deployment_key(self.deployment)
         offset = len(self.ledger.resources("container"))
@@ -294,18 +306,8 @@ class LxcProvider(ServerProvider[LxcProviderConfig]):
             raise InputError(f"{where}: not installed: {', '.join(missing)} "
                              f"(tools/host-packages.sh installs them)")
         host.network.check_free()
-        if host.release is None:
-            marker = LxcImageStore(host.server).describe(host.image)
-            if marker is None:
-                raise InputError(f"{where}: no LXC image named '{host.image}' "
-                                 f"(see: benchbed image list --provider lxc)")
-            if marker.get("kind") == "snapshot":
-                host.image, host.layer_on = marker["base"], host.image
 
     def _prepare_host(self, host: Host) -> None:
-        with self.deployment.step("ensure LXC image", f"{host.image} on {host.server.host}"):
-            if host.release is not None:
-                LxcImageStore(host.server).ensure(host.image, host.release)
         with self.ledger.creating("hostnet", f"{host.network.bridge}@{host.server.host}",
                                   host=host.server.to_dict(),
                                   network=str(host.network.network)), \

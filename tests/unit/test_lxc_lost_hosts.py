@@ -84,7 +84,7 @@ def deploy(monkeypatch: pytest.MonkeyPatch, tolerate: int, dead: set[str],
     one in `hung` waits on a command that never ends."""
     monkeypatch.setattr(Server, "ssh", property(lambda server: Shell(server.host, dead)))
 
-    def part(engine: lxc.LxcEngine, index: int) -> dict[str, Any]:
+    def part(engine: lxc.LxcEngine, index: int, *_: Any) -> dict[str, Any]:
         host = HOSTS[index]
         if host in failing:
             raise failing[host]

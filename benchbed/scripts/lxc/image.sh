@@ -9,6 +9,11 @@
 #   commit NAME MARKER      write the snapshot's marker (JSON): it is complete from now on
 #   discard NAME            delete NAME if it is a half-made image, keep a complete one
 #   describe NAME           print the image's marker; exit 4 if there is no complete one
+#   layers NAME             the images NAME sits on, bottom first, then NAME
+#   path                    this host's LXC path
+#   pack NAME               the image as a tar on stdout, its marker the last member
+#   receive NAME FROM_PATH  an image from a pack on stdin (FROM_PATH: the packing host's LXC
+#                           path); kept only once its marker, the last member, arrived
 # A base image is a never started container made by the `debian` template. A snapshot is a
 # never started overlay container: the layers its origin container sat on, under a copy of
 # that container's own layer (`delta`); clones stack their own layer over it. Either kind's
@@ -182,7 +187,68 @@ delete() {
     rm -rf "$dir" "$lxcpath/.benchbed-building-$name"
 }
 
+layers() {
+    rootfs=$(sed -n 's/^lxc.rootfs.path *= *//p' "$lxcpath/$1/config")
+    case $rootfs in
+        overlay:*)
+            below=${rootfs#overlay:}
+            below=${below%:*}
+            printf '%s\n' "$below" | tr ':' '\n' | while read -r layer; do
+                layer=${layer%/*}
+                echo "${layer##*/}"
+            done
+            ;;
+    esac
+    echo "$1"
+}
+
+path() {
+    echo "$lxcpath"
+}
+
+pack() {
+    name=$1
+    [ -f "$lxcpath/$name/$marker" ] || { echo "no image named $name" >&2; exit 4; }
+    lock "$name"
+    cd "$lxcpath"
+    # owners by number, extended attributes (overlayfs whiteouts, file capabilities), ACLs
+    { find "$name" ! -path "$name/$marker" -print0; printf '%s\0' "$name/$marker"; } \
+        | tar --numeric-owner --xattrs --xattrs-include='*' --acls --no-recursion --null \
+            -T - -cf -
+}
+
+receive() {
+    name=$1 from=$2
+    dir=$lxcpath/$name
+    incoming=$lxcpath/.benchbed-incoming-$name
+    lock "$name"
+    if [ -f "$dir/$marker" ]; then cat >/dev/null; return 0; fi
+    if [ -e "$dir" ]; then
+        if [ ! -e "$lxcpath/.benchbed-building-$name" ]; then
+            cat >/dev/null
+            echo "container $name exists and is not a benchbed image" >&2; exit 3
+        fi
+        rm -rf "$dir" "$lxcpath/.benchbed-building-$name"
+    fi
+    rm -rf "$incoming"
+    mkdir -p "$incoming"
+    trap 'rm -rf "$incoming" "$incoming.log"' EXIT
+    if ! tar --numeric-owner --xattrs --xattrs-include='*' --acls -C "$incoming" -xf - \
+            2>"$incoming.log"; then
+        echo "the stream of image $name broke off, not kept: $(head -n 1 "$incoming.log")" >&2
+        exit 1
+    fi
+    cat >/dev/null
+    if [ ! -f "$incoming/$name/$marker" ]; then
+        echo "the stream of image $name ended before its marker: incomplete, not kept" >&2
+        exit 1
+    fi
+    sed -i "s|$from/|$lxcpath/|g" "$incoming/$name/config"
+    mv "$incoming/$name" "$dir"
+}
+
 case $action in
-    build|list|exists|delete|save|commit|discard|describe) "$action" "$@" ;;
+    build|list|exists|delete|save|commit|discard|describe|layers|path|pack|receive)
+        "$action" "$@" ;;
     *) echo "image.sh: unknown action $action" >&2; exit 2 ;;
 esac
