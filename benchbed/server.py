@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from benchbed.deployment import Deployment
 
 LOCAL_HOSTS = frozenset({"localhost"})
+_SHELL_LOCK = threading.Lock()
 STDERR_TAIL = 600
 
 
@@ -148,15 +149,17 @@ class Server:
 
     @property
     def ssh(self) -> "Shell":
-        """The handle to run commands on the server (paramiko, or a local shell)."""
-        if self._shell is None:
-            if self.is_local:
-                self._shell = LocalShell(self)
-            else:
-                from benchbed.ssh import SSHClient
+        """The handle to run commands on the server (paramiko, or a local shell): one per
+        server, also when threads ask for it at once (each would open a connection)."""
+        with _SHELL_LOCK:
+            if self._shell is None:
+                if self.is_local:
+                    self._shell = LocalShell(self)
+                else:
+                    from benchbed.ssh import SSHClient
 
-                self._shell = SSHClient(self)
-        return self._shell
+                    self._shell = SSHClient(self)
+            return self._shell
 
     def to_dict(self) -> dict[str, Any]:
         data = {"host": self.host, "port": self.port, "user": self.user, "key": self.key,
