@@ -11,6 +11,8 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -260,50 +262,20 @@ class SSHClient:
         """Run a command; stdout/stderr stream into the deployment log as they arrive."""
         command = command_line(command)
         self._logger.debug("%s$ %s", self._where, command)
-        with self._sessions:
-            exit_code, stdout, stderr = self._run_in_session(command, timeout, stdin)
+        with self._session(command, timeout, "command timed out after") as channel:
+            if stdin is not None:
+                channel.sendall(stdin.encode())
+            channel.shutdown_write()
+            stdout, stderr = self._collect(channel, self._where, timeout)
+            exit_code = channel.recv_exit_status()
+            if exit_code == -1 and not channel.get_transport().is_active():
+                # no exit status: the connection ended under the command (its sshd killed,
+                # keepalives unanswered), which did not end
+                raise paramiko.SSHException("the connection closed before the command ended")
         result = CommandResult(exit_code, stdout, stderr)
         if check and exit_code != 0:
             raise command_failed(self._where, command, result)
         return result
-
-    def _run_in_session(self, command: str, timeout: float, stdin: str | None
-                        ) -> tuple[int, str, str]:
-        """One command in one session, closed whatever happens: a session left open (a
-        command timed out) would hold one of the connection's MAX_SESSIONS."""
-        where = self._where
-        client = self.connect()
-        channel: paramiko.Channel | None = None
-        try:
-            transport = client.get_transport()
-            if transport is None:
-                raise paramiko.SSHException("the SSH connection is closed")
-            channel = transport.open_session(timeout=30)
-            channel.settimeout(timeout)
-            channel.exec_command(command)
-            if stdin is not None:
-                channel.sendall(stdin.encode())
-            channel.shutdown_write()
-            stdout, stderr = self._collect(channel, where, timeout)
-            exit_code = channel.recv_exit_status()
-            if exit_code == -1 and not transport.is_active():
-                # no exit status: the connection ended under the command (its sshd killed,
-                # keepalives unanswered), which did not end
-                raise paramiko.SSHException("the connection closed before the command ended")
-        except TimeoutError:
-            raise SSHError(f"{where}: command timed out after {timeout:.0f}s: "
-                           f"{masking.scrub(command)[:120]}") from None
-        except (paramiko.SSHException, OSError, EOFError) as error:
-            deadline = current_deadline()
-            if deadline is not None and deadline.expired:
-                raise deadline.error(self.server.address) from None
-            raise ConnectionLostError(f"{where}: connection lost: "
-                                      f"{masking.scrub(str(error)) or type(error).__name__}",
-                                      self.server.host) from None
-        finally:
-            if channel is not None:
-                channel.close()
-        return exit_code, stdout, stderr
 
     def stream(self, command: Command, *, stdin: BinaryIO | None = None,
                stdout: BinaryIO | None = None, timeout: float = 600) -> CommandResult:
@@ -311,8 +283,29 @@ class SSHClient:
         it comes (bytes too many to hold: an image), `timeout` the longest silence; the
         result carries its stderr only."""
         command = command_line(command)
+        self._logger.debug("%s$ %s (streamed)", self._where, command)
+        with self._session(command, timeout, "streamed command silent for") as channel:
+            if stdin is not None:
+                while chunk := stdin.read(STREAM_CHUNK):
+                    channel.sendall(chunk)
+            channel.shutdown_write()
+            if stdout is not None:
+                while chunk := channel.recv(STREAM_CHUNK):
+                    stdout.write(chunk)
+            errors = channel.makefile_stderr("rb").read().decode(errors="replace")
+            exit_code = channel.recv_exit_status()
+        result = CommandResult(exit_code, "", errors)
+        if exit_code != 0:
+            raise command_failed(self._where, command, result)
+        return result
+
+    @contextmanager
+    def _session(self, command: str, timeout: float, timed_out: str
+                 ) -> Iterator[paramiko.Channel]:
+        """A session running `command`, one of the connection's MAX_SESSIONS, closed
+        whatever happens (one left open, a command timed out, would hold its slot);
+        paramiko's failures in it become benchbed's errors."""
         where = self._where
-        self._logger.debug("%s$ %s (streamed)", where, command)
         with self._sessions:
             client = self.connect()
             channel: paramiko.Channel | None = None
@@ -323,19 +316,11 @@ class SSHClient:
                 channel = transport.open_session(timeout=30)
                 channel.settimeout(timeout)
                 channel.exec_command(command)
-                if stdin is not None:
-                    while chunk := stdin.read(STREAM_CHUNK):
-                        channel.sendall(chunk)
-                channel.shutdown_write()
-                if stdout is not None:
-                    while chunk := channel.recv(STREAM_CHUNK):
-                        stdout.write(chunk)
-                errors = channel.makefile_stderr("rb").read().decode(errors="replace")
-                exit_code = channel.recv_exit_status()
+                yield channel
             except TimeoutError:
-                raise SSHError(f"{where}: streamed command silent for {timeout:.0f}s: "
+                raise SSHError(f"{where}: {timed_out} {timeout:.0f}s: "
                                f"{masking.scrub(command)[:120]}") from None
-            except (paramiko.SSHException, EOFError) as error:
+            except (paramiko.SSHException, OSError, EOFError) as error:
                 deadline = current_deadline()
                 if deadline is not None and deadline.expired:
                     raise deadline.error(self.server.address) from None
@@ -345,10 +330,6 @@ class SSHClient:
             finally:
                 if channel is not None:
                     channel.close()
-        result = CommandResult(exit_code, "", errors)
-        if exit_code != 0:
-            raise command_failed(where, command, result)
-        return result
 
     def _collect(self, channel: paramiko.Channel, where: str, timeout: float
                  ) -> tuple[str, str]:
