@@ -9,7 +9,8 @@ Proven: every compute up, the controller sees the nodes' own addresses, Rally's
 boot_and_delete_server without a failure; a host cut off (its underlay link down) while the
 nodes start fails the create in one line naming it with `tolerate: 0`, and with `tolerate: 1`
 the deployment runs with the survivors and `destroy --abandon HOST` completes; destroy
-leaves no route, bridge, container or ledger row on any host.
+leaves no route, bridge, container or ledger row on any host. Host 2 starts with an empty
+LXC store and gets the image streamed from host 1, not built.
 
 All of it twice: with static routes, then with VXLAN (`routing`). What this cannot show: the
 hosts share this machine's two cores, its kernel and its disk, so timings say nothing about
@@ -30,6 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
+from benchbed.images.lxc import DEFAULT_RELEASE, image_name
 from tests.conftest import (
     Cli,
     NetnsCli,
@@ -43,6 +45,7 @@ from tests.nshosts import NsHost, namespace_hosts, upstream_apt_cache
 
 pytestmark = pytest.mark.root
 
+IMAGE = image_name(DEFAULT_RELEASE)
 PREFIX = "bbsc"
 UNDERLAY = "10.254.70.0/24"
 
@@ -83,7 +86,9 @@ BOOT_AND_DELETE = {
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[NsHost], Path]]:
-    with namespace_hosts(PREFIX, UNDERLAY, 3, tmp_path_factory.mktemp("nshosts")) as made:
+    # host 2 starts with an empty LXC store: it gets the image streamed from host 1
+    with namespace_hosts(PREFIX, UNDERLAY, 3, tmp_path_factory.mktemp("nshosts"),
+                         without_image=frozenset({2})) as made:
         yield made
 
 
@@ -105,6 +110,8 @@ class Cloud:
     cli: Cli
     work: Path
     routing: str
+    # whether host 2 had the LXC image before the create (else it was streamed to it)
+    host_2_had_image: bool
 
 
 def lxc_nodes(machines: list[NsHost], key: Path, name: str, routing: str,
@@ -136,13 +143,14 @@ def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                                                             "credentials": [
                                                                 machines[0].credential(key)]}}},
               "nodes": [lxc_nodes(machines[1:], key, f"{PREFIX}-cpu", routing)]}
+    had_image = _has_image(machines[2])
     try:
         cli.ok("deployment", "create", "--file", write_yaml(work / "cloud.yaml", config),
                "--name", "cloud", timeout=3000)
         for fmt, name in (("clouds.yaml", "clouds.yaml"), ("rally-spec", "spec.json")):
             cli.ok("deployment", "export", "cloud", "--format", fmt,
                    "--output", str(work / name))
-        yield Cloud(cli, work, routing)
+        yield Cloud(cli, work, routing, had_image)
     finally:
         for machine in machines:  # a test that cut a host off puts it back first
             _link(machine, "up")
@@ -160,6 +168,11 @@ def leftovers(host: NsHost, supernet: str) -> list[str]:
     found += host.routes_inside(supernet)
     found += [link for link in host.links() if link.startswith(("bblxc", "bbvx"))]
     return found
+
+
+def _has_image(host: NsHost) -> bool:
+    return host.run(f"test -f /var/lib/lxc/{IMAGE}/benchbed-image.json",
+                    check=False).returncode == 0
 
 
 def _link(host: NsHost, state: str) -> None:
@@ -195,6 +208,13 @@ def test_every_compute_on_both_hosts_is_up_and_reaches_the_controller_from_its_o
                  for line in peers.splitlines() if line.strip()}
     slices = NETWORKS[cloud.routing].node_slices
     assert all(any(address in network for address in addresses) for network in slices), peers
+    # host 2 got the image from host 1, through benchbed's machine, not by building its own
+    timeline = cli.json("deployment", "show", "cloud")["timeline"]
+    streamed = [step["detail"] for step in timeline if step["step"] == "stream LXC image"]
+    assert streamed == ([] if cloud.host_2_had_image else
+                        [f"{IMAGE}: {machines[1].address} -> {machines[2].address}"]), streamed
+    assert not any(step["step"] == "build LXC image" for step in timeline)
+    assert _has_image(machines[2])
 
 
 def test_rally_boots_servers_on_both_hosts_without_failures(
