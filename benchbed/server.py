@@ -96,19 +96,20 @@ def pipe(source: Shell, source_command: Command, target: Shell, target_command: 
         finally:
             writer.close()
 
+    received: SSHError | OSError | None = None
     with ThreadPoolExecutor(max_workers=1) as pool:
         sending = pool.submit(contextvars.copy_context().run, send)
         try:
             target.stream(target_command, stdin=reader, timeout=timeout)
         except (SSHError, OSError) as error:
-            reader.close()
-            failed = sending.exception()
-            raise SSHError(str(error) + (f" (sending: {failed})" if failed else "")) from None
+            received = error
         finally:
             reader.close()
         failed = sending.exception()
-        if failed is not None:
-            raise SSHError(f"sending: {failed}") from None
+    if received is not None:
+        raise SSHError(str(received) + (f" (sending: {failed})" if failed else "")) from None
+    if failed is not None:
+        raise SSHError(f"sending: {failed}") from None
 
 
 def command_failed(where: str, command: str, result: CommandResult) -> SSHError:

@@ -101,7 +101,6 @@ class Deadline:
     `reason`. Commands already started on the servers are not stopped."""
 
     def __init__(self, seconds: float, host: str, reason: str) -> None:
-        self.seconds = seconds
         self.host = host
         self.reason = reason
         self.expired = False

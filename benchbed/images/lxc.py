@@ -113,11 +113,6 @@ class LxcImageStore:
         result = self._run(["build", *args], timeout=BUILD_TIMEOUT)
         return json.loads(result.strip().splitlines()[-1])
 
-    def ensure(self, name: str, release: str) -> None:
-        """Build the image if this host does not have it yet (the usual case costs one probe)."""
-        if not self.exists(name):
-            self.build(name, release, rebuild=False)
-
     def list(self) -> list[dict[str, Any]]:
         images = []
         for line in self._run(["list"]).splitlines():
@@ -193,7 +188,6 @@ class LxcImageStore:
         raise BenchbedError(f"{text} (exit {result.exit_code})")
 
 
-
 def source_of(name: str, release: str | None, hosts: Sequence[Server],
               deployment: Deployment) -> LxcImageStore:
     """The store of a host that has image `name`, to stream it to the others from (a host
@@ -231,10 +225,13 @@ def source_of(name: str, release: str | None, hosts: Sequence[Server],
 def copy_image(name: str, source: LxcImageStore, target: Server,
                deployment: Deployment) -> None:
     """Image `name`, and the layers it sits on, on `target`: streamed from `source` where
-    missing (one probe per layer when they are all there)."""
+    missing. One probe when the image is there: an image is never there without its layers
+    (a layer is received before what sits on it, and not deleted while something does)."""
     if target.host == source.host.host and target.port == source.host.port:
         return
     store = LxcImageStore(target)
+    if store.exists(name):
+        return
     for layer in source.layers(name):
         if not store.exists(layer):
             with deployment.step("stream LXC image",

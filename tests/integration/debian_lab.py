@@ -210,7 +210,8 @@ class ImageLab(Lab):
     a base of its own (saves the template build), still made with raw LXC commands."""
 
     def _create_base(self) -> None:
-        LxcImageStore(Server(host="localhost")).ensure(image_name("bookworm"), "bookworm")
+        LxcImageStore(Server(host="localhost")).build(image_name("bookworm"), "bookworm",
+                                                      rebuild=False)
         self.base = image_name("bookworm")
 
     def clone(self, name: str) -> str:
