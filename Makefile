@@ -58,7 +58,7 @@ shellcheck:
 # minutes in). Unit tests first: a failure shows in a minute. The slowest tests are listed.
 INTEGRATION_ORDER := test_devstack test_nova test_openstack_provider test_existing_cloud test_task test_postgres_cli \
 	test_snapshot test_debian test_fuel test_multihost test_virsh test_faults test_virsh_snapshot \
-	test_ansible test_fuel_keystone test_report test_lxc test_gone_servers test_routed_hosts test_image_streaming \
+	test_ansible test_fuel_keystone test_report test_lxc test_gone_servers test_routed_hosts test_image_streaming test_virsh_remote \
 	test_core_cli test_export_readers test_races test_planted_files test_doctor test_api \
 	test_hardening_cli test_ec2 test_fuzz_cli test_terminal test_task_report \
 	test_example_provider test_sampler test_rally_platform

@@ -28,6 +28,7 @@ from benchbed.images.lxc import DEFAULT_RELEASE, image_name
 from benchbed.providers.netns import SSHD, sshd_config
 
 LXC_PATH = Path("/var/lib/lxc")
+LIBVIRTD_SCRIPT = Path(__file__).parent / "data" / "nshosts" / "libvirtd.sh"
 # what each host's private mount namespace is made of, then its sshd (values as arguments)
 START = """set -eu
 directory=$1 image=$2 config=$3 log=$4
@@ -103,6 +104,25 @@ class NsHost:
 
     def credential(self, key: Path) -> dict[str, str]:
         return {"host": self.address, "user": "root", "key": str(key)}
+
+    def start_libvirtd(self) -> None:
+        """A libvirtd of the host's own (tests/data/nshosts/libvirtd.sh), answering on its
+        private /run/libvirt; the host's teardown ends it with the rest of its processes."""
+        self.run(f"{shlex.quote(str(LIBVIRTD_SCRIPT))} {shlex.quote(str(self.directory))}")
+        deadline = time.monotonic() + 30
+        while self.run("test -S /run/libvirt/libvirt-sock", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"libvirtd of {self.namespace} did not start: see "
+                                   f"{self.directory}/libvirt-log")
+            time.sleep(0.2)
+
+    def libvirt_uri(self, key: Path) -> str:
+        """The host's libvirt over SSH (libssh2), its host key the one it was given."""
+        known_hosts = self.directory / "known_hosts"
+        public = (self.directory / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+        known_hosts.write_text(f"{self.address} {' '.join(public)}\n")
+        return (f"qemu+libssh2://root@{self.address}/system?keyfile={key}&known_hosts="
+                f"{known_hosts}&known_hosts_verify=normal&sshauth=privkey")
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from benchbed import plugin
 from benchbed.endpoints import Endpoints
 from benchbed.engines.base import CheckResult, Engine, engine_class
 from benchbed.errors import BenchbedError, ConfigError, UnreachableError, unreachable_hosts
-from benchbed.hostnet.bridge import static_capacity
+from benchbed.hostnet.bridge import PROXY_PATTERN, static_capacity
 from benchbed.hostnet.routes import ROUTINGS, Slice
 from benchbed.images.lxc import (
     DEFAULT_RELEASE,
@@ -53,7 +53,6 @@ from benchbed.ports import PeerPort
 from benchbed.providers.existing_servers import LOCALHOST_SERVERS
 from benchbed.providers.lxc import (
     DEFAULT_NETWORK,
-    PROXY_PATTERN,
     LxcProvider,
     host_network,
     stop_container,

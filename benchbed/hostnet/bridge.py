@@ -25,6 +25,10 @@ STATE_DIR = "/run/benchbed/hostnet"
 CACHE_DIR = "/var/cache/benchbed/apt-cacher-ng"
 LEASE_TIME = "1h"
 
+# an apt proxy to fetch through: plain HTTP, a host name or address, a port
+PROXY_PATTERN = "^http://[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?/?$"
+
+
 def host_requirements(network: ipaddress.IPv4Network | None, key: str) -> list[HostCheck]:
     """What this machine needs to serve a host network (given one: also that it is free;
     `key` is the config key that chose it)."""

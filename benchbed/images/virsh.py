@@ -7,6 +7,12 @@ overlays on NAME.qcow2; a script baked into the template reads the deployment's 
 and apt proxy from the kernel command line at boot and makes a fresh SSH host key, so a
 clone needs no second disk and no tool that writes into images.
 
+A libvirt host of its own (a remote `connection`) gets its templates from this machine's pool,
+streamed through libvirt's own volume upload (`copy_template`): NAME.json is uploaded first
+as a half-made marker naming the copy that owns it, then the other volumes, then the complete
+marker over it. Markers are padded with spaces to MARKER_SIZE: an upload writes in place and
+does not shorten a file, and JSON reads the padding as whitespace.
+
 A snapshot (`benchbed image save`) is a template of the same four volumes whose qcow2 backs
 onto the template its VM came from (benchbed.images.virsh_snapshot). Its NAME.json is
 written first, saying `"state": "half-made"` and which save owns it, and replaced by the
@@ -21,7 +27,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +47,8 @@ BUILD_PATH = Path("/var/lib/benchbed/build")
 DEFAULT_URI = "qemu:///system"
 DISK_SIZE = "8G"
 SUFFIXES = ("qcow2", "vmlinuz", "initrd", "json")
+MARKER_SIZE = 64 * 1024
+CHUNK = 1024 * 1024
 HALF_MADE = "half-made"
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
 PACKAGES = ["systemd-sysv", "udev", "openssh-server", "linux-image-amd64", "initramfs-tools",
@@ -145,10 +153,10 @@ def ensure_pool(conn: Any) -> Any:
     try:
         pool = conn.storagePoolLookupByName(POOL)
     except libvirt.libvirtError:
-        POOL_PATH.mkdir(parents=True, exist_ok=True)
         xml = (f"<pool type='dir'><name>{POOL}</name>"
                f"<target><path>{POOL_PATH}</path></target></pool>")
         pool = conn.storagePoolDefineXML(xml, 0)
+        pool.build(0)  # the directory, made by the libvirt host (it may be another machine)
         pool.setAutostart(1)
     if not pool.isActive():
         pool.create(0)
@@ -202,6 +210,11 @@ class VirshImageStore:
     def __init__(self, uri: str | None = None) -> None:
         self.uri = uri or os.environ.get("BENCHBED_VIRSH_URI", DEFAULT_URI)
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the pool is this machine's (builds and saves write into it directly)."""
+        return self.uri.startswith("qemu:///")
+
     def build(self, name: str | None, release: str, rebuild: bool) -> dict[str, Any]:
         name = name or f"debian-{release}"
         if not TEMPLATE_NAME.fullmatch(name):
@@ -209,7 +222,7 @@ class VirshImageStore:
                              f"and '_', starting with a letter or digit")
         if os.geteuid() != 0:
             raise InputError("building a virsh template needs root (debootstrap)")
-        if not self.uri.startswith("qemu:///"):
+        if not self.is_local:
             raise InputError(f"virsh templates are built on this machine: {self.uri} is remote")
         conn = connect(self.uri)
         pool = ensure_pool(conn)
@@ -299,7 +312,7 @@ class VirshImageStore:
     def check_new(self, name: str) -> None:
         """Refuse, before anything is made, a name that is invalid or taken."""
         check_name(name)
-        if not self.uri.startswith("qemu:///"):
+        if not self.is_local:
             raise InputError(f"virsh snapshots are made on this machine: {self.uri} is remote")
         pool = ensure_pool(connect(self.uri))
         taken = [f"{name}.{suffix}" for suffix in SUFFIXES
@@ -374,11 +387,12 @@ class VirshImageStore:
         refresh_pool(pool)
 
     def _remove(self, pool: Any, name: str) -> None:
-        work = _work_dir(name)
-        snapshots.stop_export(work / f"{name}.raw", work / f"{name}.pid")
-        shutil.rmtree(work, ignore_errors=True)
-        for suffix in SUFFIXES:
-            (POOL_PATH / f"{name}.{suffix}").unlink(missing_ok=True)
+        """The image's volumes; for a snapshot saved here, its save's export and files."""
+        if self.is_local:
+            work = _work_dir(name)
+            snapshots.stop_export(work / f"{name}.raw", work / f"{name}.pid")
+            shutil.rmtree(work, ignore_errors=True)
+        _delete_volumes(pool, name)
         refresh_pool(pool)
 
 
@@ -390,21 +404,134 @@ def check_name(name: str) -> None:
 
 
 def _meta(pool: Any, name: str) -> dict[str, Any] | None:
-    """The NAME.json marker; None if it is gone since the pool was listed. One that cannot
-    be read is taken for half-made: `image delete` removes it."""
+    """The NAME.json marker, read through libvirt (the pool may be on another machine); None
+    if it is gone since the pool was listed. One that cannot be read is taken for half-made:
+    `image delete` removes it."""
     import libvirt
 
     try:
-        path = Path(pool.storageVolLookupByName(f"{name}.json").path())
+        text = read_volume(pool.storageVolLookupByName(f"{name}.json"))
     except libvirt.libvirtError:
         return None
     try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
+        meta = json.loads(text)
+    except ValueError:
         meta = None
     return meta if isinstance(meta, dict) else {"name": name, "state": HALF_MADE}
+
+
+def read_volume(volume: Any) -> bytes:
+    """A volume's bytes, downloaded through its libvirt connection."""
+    return b"".join(_downloaded(volume))
+
+
+def _upload(volume: Any, chunks: Iterable[bytes], length: int) -> None:
+    """Write `length` bytes from `chunks` over a volume, through its libvirt connection."""
+    stream = volume.connect().newStream(0)
+    volume.upload(stream, 0, length, 0)
+    try:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[stream.send(bytes(view)):]
+    except BaseException:
+        stream.abort()
+        raise
+    stream.finish()
+
+
+def _downloaded(volume: Any) -> Iterator[bytes]:
+    """A volume's bytes in chunks, as its libvirt connection streams them."""
+    stream = volume.connect().newStream(0)
+    volume.download(stream, 0, 0, 0)
+    try:
+        while chunk := stream.recv(CHUNK):
+            yield chunk
+    except BaseException:
+        stream.abort()
+        raise
+    stream.finish()
+
+
+def _volume_xml(name: str, capacity: int) -> str:
+    """A raw file of `capacity` bytes, readable by the hypervisor's user: an upload fills it,
+    and a refresh of the pool then reads its format (a qcow2 disk is seen as one)."""
+    return (f"<volume><name>{name}</name><capacity>{capacity}</capacity><target>"
+            f"<format type='raw'/><permissions><mode>0644</mode></permissions></target>"
+            f"</volume>")
+
+
+def _marker_bytes(marker: dict[str, Any]) -> bytes:
+    data = json.dumps(marker, sort_keys=True).encode()
+    if len(data) >= MARKER_SIZE:
+        raise BenchbedError(f"virsh image '{marker.get('name')}': its marker is "
+                            f"{len(data)} bytes, more than {MARKER_SIZE}")
+    return data + b" " * (MARKER_SIZE - len(data) - 1) + b"\n"
+
+
+def layers(conn: Any, name: str) -> list[str]:
+    """Template `name` and what it backs onto: its base first, `name` last."""
+    found = [name]
+    pool = ensure_pool(conn)
+    while (meta := _meta(pool, found[0]) or {}).get("kind") == "snapshot":
+        found.insert(0, meta["base"])
+    return found
+
+
+def is_complete(conn: Any, name: str) -> bool:
+    pool = ensure_pool(conn)
+    if f"{name}.json" not in pool.listVolumes():
+        return False
+    meta = _meta(pool, name)
+    return meta is not None and meta.get("state") != HALF_MADE
+
+
+def copy_template(source: Any, target: Any, name: str, owner: str) -> None:
+    """Template `name` (its base already copied) from `source`'s pool into `target`'s:
+    a half-made marker owned by `owner` first, the volumes, the complete marker last.
+
+    One copy of a name runs at a time on this machine; a half-made one found under that
+    lock was left by a copy that died, and is made again. (Copies from another machine
+    into the same libvirt host are not coordinated.)"""
+    import libvirt
+
+    source_pool, target_pool = ensure_pool(source), ensure_pool(target)
+    marker = _meta(source_pool, name)
+    if marker is None or marker.get("state") == HALF_MADE:
+        raise NotFoundError(f"virsh template '{name}' is not complete on this machine")
+    with _build_lock(f"copy-{name}"):
+        refresh_pool(target_pool)
+        if is_complete(target, name):
+            return
+        if marker.get("kind") == "snapshot":
+            base = find_template(target, marker["base"])
+            if Path(base.disk) != POOL_PATH / f"{marker['base']}.qcow2":
+                raise BenchbedError(f"virsh: pool {POOL} of {target.getURI()} is not at "
+                                    f"{POOL_PATH}, where snapshot '{name}' finds its base")
+        _delete_volumes(target_pool, name)
+        half_made = {"name": name, "state": HALF_MADE, "owner": owner, "created_at": _now()}
+        json_volume = target_pool.createXML(_volume_xml(f"{name}.json", MARKER_SIZE), 0)
+        _upload(json_volume, [_marker_bytes(half_made)], MARKER_SIZE)
+        for suffix in ("qcow2", "vmlinuz", "initrd"):
+            volume = source_pool.storageVolLookupByName(f"{name}.{suffix}")
+            size = volume.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2]
+            copy = target_pool.createXML(_volume_xml(f"{name}.{suffix}", size), 0)
+            _upload(copy, _downloaded(volume), size)
+        _upload(json_volume, [_marker_bytes(marker)], MARKER_SIZE)
+        refresh_pool(target_pool)
+
+
+def _delete_volumes(pool: Any, name: str) -> None:
+    """Every volume of image `name` that the pool has, through libvirt."""
+    import libvirt
+
+    refresh_pool(pool)
+    for suffix in SUFFIXES:
+        try:
+            pool.storageVolLookupByName(f"{name}.{suffix}").delete(0)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                raise
 
 
 def _write_marker(name: str, marker: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from benchbed import hostcheck, hostnet, plugin, sizes
 from benchbed.errors import BenchbedError, ConfigError, InputError, SSHError
-from benchbed.hostnet import HostNetwork, bridge_name
+from benchbed.hostnet import PROXY_PATTERN, HostNetwork, bridge_name
 from benchbed.hostnet.bridge import static_capacity
 from benchbed.hostnet.routes import (
     ROUTINGS,
@@ -56,7 +56,6 @@ from benchbed.settings import PluginConfig, setting
 # start_lxc_network when the config gives none (LxcEngine's default too)
 DEFAULT_NETWORK = "10.254.100.0/24"
 # an upstream apt proxy: host and port only (acng's `Proxy:` takes nothing else)
-PROXY_PATTERN = "^http://[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?/?$"
 HOST_TIMEOUT = 20
 READY_TIMEOUT = 90
 # Removing a container's overlay is one unlink per file it wrote, and on ext4 mounted with

@@ -5,6 +5,12 @@ proxy, no route out, no NAT), shared by the deployments on one network and remov
 last of them; their addresses come from its DHCP leases. VMs boot the template's kernel
 directly; their login key, user, machine-id and apt proxy travel on the kernel command
 line, which the template's seed script reads (see benchbed.images.virsh).
+
+A libvirt host of its own (`connection: USER@HOST`) is reached over SSH twice: benchbed's
+own (paramiko) for its host network, and libvirt's libssh2 transport, given the key and the
+host key benchbed recorded (no other is accepted). The template is copied there from this
+machine's pool on first use, its base first for a snapshot (benchbed.images.virsh), and the
+VMs, on that host's own bridge, are reached through an SSH jump over the host.
 `save_images` turns each VM into a snapshot template (`benchbed image save`), in the ledger
 until it is complete; an `image` that names one boots overlays on it like on any template.
 """
@@ -16,15 +22,17 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from benchbed import hostcheck, hostnet, sizes
-from benchbed.errors import ConfigError, InputError
-from benchbed.hostnet import HostNetwork, bridge_name
+from benchbed import host_keys, hostcheck, hostnet, paths, sizes
+from benchbed.errors import ConfigError, InputError, NotFoundError
+from benchbed.hostnet import PROXY_PATTERN, HostNetwork, bridge_name
 from benchbed.hostnet.bridge import STATE_DIR
+from benchbed.hostnet.routes import on_link_here
 from benchbed.images import virsh as images
 from benchbed.images.virsh import POOL, Template, connect, ensure_pool, find_template
 from benchbed.keys import deployment_key
@@ -41,6 +49,8 @@ DEFAULT_SIZE = "small"
 BOOT_TIMEOUT = 300
 LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+# the keys OpenSSH tries first, for a remote libvirt host when `key` is not given
+DEFAULT_KEYS = tuple(Path.home() / ".ssh" / name for name in ("id_ed25519", "id_ecdsa", "id_rsa"))
 
 
 def _quoted(value: str) -> str:
@@ -56,6 +66,14 @@ class VirshProviderConfig(PluginConfig):
     connection: str | None = setting(
         "USER@HOST of a libvirt host reached over SSH (instead of uri).", None,
         pattern=r"^[A-Za-z0-9._-]+@[A-Za-z0-9.:_-]+$")
+    key: str | None = setting(
+        "The private key that logs in to the libvirt host of connection or of a remote uri "
+        "(a file on this machine, or the key itself); by default ~/.ssh/id_ed25519, "
+        "id_ecdsa or id_rsa, the first there is.", None, minLength=1)
+    apt_upstream_proxy: str | None = setting(
+        "The HTTP proxy (http://host:port) the host network's apt proxy fetches Debian's "
+        "packages through, for a libvirt host without a way out of its own.", None,
+        pattern=PROXY_PATTERN)
     template_name: str = setting("The template (or saved image) the VMs' disks are overlays "
                                  "on.", "debian-bookworm", pattern=NAME_PATTERN)
     template_user: str = setting("The user engines log in as on the VMs.", "root",
@@ -90,6 +108,13 @@ class VirshProviderConfig(PluginConfig):
         """Whether libvirt runs on this machine."""
         return urlsplit(self.libvirt_uri).hostname in LOCAL_HOSTS
 
+    @property
+    def host_key(self) -> str | None:
+        """The key that logs in to a remote libvirt host: `key`, or the user's default."""
+        if self.key is not None or self.is_local:
+            return self.key
+        return next((str(path) for path in DEFAULT_KEYS if path.exists()), None)
+
 
 class VirshProvider(ServerProvider[VirshProviderConfig]):
     """libvirt VMs (KVM where it works, else emulation) on an isolated host network."""
@@ -104,6 +129,9 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
                         has_parent: bool = False) -> None:
         if config.connection is not None and config.uri is not None:
             raise ConfigError(join_path(path, "uri"), "give either uri or connection")
+        if config.is_local and config.key is not None:
+            raise ConfigError(join_path(path, "key"), "only for a remote libvirt host "
+                              "(connection, or a remote uri)")
         where = join_path(path, "network")
         guest_network(config.network, where, smallest=28)
 
@@ -113,6 +141,10 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
         """The libvirt bindings always; the rest only when libvirt runs on this machine."""
         checks = [hostcheck.python_module("libvirt", "libvirt")]
         if config is not None and not config.is_local:
+            key = config.host_key or str(DEFAULT_KEYS[0])
+            if "PRIVATE KEY" not in key:
+                checks.append(hostcheck.readable_file(key, "set key: the private key that "
+                                                      "logs in to the libvirt host"))
             return checks
         checks += [hostcheck.command("virsh", "libvirt-clients"),
                    hostcheck.command("libvirtd", "libvirt-daemon-system"),
@@ -139,17 +171,39 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
     def default_amount(self) -> int:
         return self.config.amount
 
+    _uri: str | None = None
+
     @property
     def uri(self) -> str:
-        return self.config.libvirt_uri
+        """The URI libvirt is opened with: for `connection`, libssh2 with benchbed's key and
+        the host key benchbed recorded on its own first contact (known_hosts_verify=normal:
+        libvirt refuses any other)."""
+        if self.config.connection is None:
+            return self.config.libvirt_uri
+        if self._uri is None:
+            host = self._host()
+            host.ssh.run(["true"], timeout=60)  # records its host key, or refuses a changed one
+            directory = self.deployment.directory
+            known = [line for line in host_keys.known_hosts_lines(self.deployment)
+                     if line.split()[0] in (host.host, f"[{host.host}]:{host.port}")]
+            known_hosts = directory / "libvirt_known_hosts"
+            paths.write_private(known_hosts, "\n".join(known) + "\n")
+            keyfile = host.key or ""
+            if "PRIVATE KEY" in keyfile:
+                paths.write_private(directory / "libvirt_key", keyfile)
+                keyfile = str(directory / "libvirt_key")
+            query = urlencode({"keyfile": keyfile, "known_hosts": str(known_hosts),
+                               "known_hosts_verify": "normal", "sshauth": "privkey"})
+            self._uri = f"qemu+libssh2://{host.user}@{host.host}/system?{query}"
+        return self._uri
 
     def _host(self) -> Server:
         """The libvirt host, driven directly when local and over SSH when the URI is remote."""
-        parts = urlsplit(self.uri)
+        parts = urlsplit(self.config.libvirt_uri)
         if parts.hostname in LOCAL_HOSTS:
             return Server(host="localhost", deployment=self.deployment)
         return Server(host=parts.hostname, port=22, user=parts.username or "root",
-                      deployment=self.deployment)
+                      key=self.config.host_key, deployment=self.deployment)
 
     _connection: Any = None
 
@@ -166,7 +220,7 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
         vcpus, memory = sizes.lookup(size)
         if amount < 1:
             raise InputError(f"VirshProvider: amount must be at least 1, got {amount}")
-        template = find_template(self._conn, image_uuid or self.config.template_name)
+        template = self._template(image_uuid or self.config.template_name)
         host_memory = self._conn.getInfo()[1]
         if memory * amount > host_memory:
             raise InputError(f"VirshProvider: {amount} x {size} needs {memory * amount} MiB, "
@@ -191,10 +245,49 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
                             lambda name: self._boot(name, template, facts, cmdline, network),
                             describe=str)
 
+    def _template(self, name: str) -> Template:
+        """Template `name` in the libvirt host's pool; on a remote host, copied there from
+        this machine's pool where it is missing (its base first, for a snapshot)."""
+        try:
+            return find_template(self._conn, name)
+        except NotFoundError:
+            if self.config.is_local:
+                raise
+        where = self._host().host
+        here = connect(images.DEFAULT_URI)
+        try:
+            find_template(here, name)
+        except NotFoundError:
+            raise NotFoundError(
+                f"virsh template '{name}' is neither on {where} nor on this machine (build "
+                f"it here, and it is copied to {where} on first use: benchbed image build "
+                f"--provider virsh --name {name})") from None
+        for layer in images.layers(here, name):
+            if not images.is_complete(self._conn, layer):
+                self._copy_template(here, layer, where)
+        return find_template(self._conn, name)
+
+    def _copy_template(self, here: Any, name: str, where: str) -> None:
+        """One template copy, in the ledger until it is complete: a copy killed halfway
+        is removed by destroy (it belongs to the pool once complete)."""
+        resource = self.ledger.record("template", name, uri=self.config.libvirt_uri)
+        try:
+            with self.deployment.step("copy virsh template", f"{name} to {where}"):
+                images.copy_template(here, self._conn, name, self._owner(resource))
+        except BaseException:
+            self._discard_copy(resource)
+            self.ledger.forget(resource)
+            raise
+        self.ledger.forget(resource)
+
+    def _discard_copy(self, resource: Resource) -> None:
+        images.VirshImageStore(self.uri).discard(resource.name, self._owner(resource))
+
     def _ensure_network(self) -> HostNetwork:
         """Take this deployment's reference on the shared host network (once)."""
         host = self._host()
-        network = HostNetwork(host, self.config.ipv4_network)
+        network = HostNetwork(host, self.config.ipv4_network,
+                              self.config.apt_upstream_proxy or "")
         if any(r.state == "created" for r in self.ledger.resources("hostnet")):
             return network
         network.check_free()
@@ -242,9 +335,11 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
         resource.data.update(address=address, ssh_address=f"{address}:22")
         self.ledger.update(resource)
         key_path, _ = deployment_key(self.deployment)
+        direct = network.host.is_local or on_link_here(address)
         server = Server(host=address, user=cmdline["bb.user"], key=str(key_path),
                         password=self.config.template_password, name=name,
-                        facts=dict(facts), deployment=self.deployment)
+                        facts=dict(facts), jump=None if direct else network.host.to_dict(),
+                        deployment=self.deployment)
         with self.deployment.step("SSH ready", f"{name} {address}", lane=name):
             server.ssh.wait_ready(timeout=BOOT_TIMEOUT)
         return server
@@ -350,6 +445,8 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
         "domain": ResourceKind(delete=_delete_domain, requires=("volume", "hostnet")),
         # a snapshot being saved; once complete it belongs to the image store, not to us
         "image": ResourceKind(delete=_discard_image),
+        # a template being copied to a remote libvirt host; the same once complete
+        "template": ResourceKind(delete=_discard_copy),
     }
 
 

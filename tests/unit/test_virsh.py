@@ -1,5 +1,6 @@
 """VirshProvider's choices that need no libvirt: KVM or emulation, and the host's mirrors."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def test_connection_means_libvirt_over_ssh(config: dict[str, str], uri: str, hos
     provider = VirshProvider.__new__(VirshProvider)
     provider.config = VirshProvider.parse_config({"type": "VirshProvider", **config})
     provider.deployment = None
-    assert provider.uri == uri
+    assert provider.config.libvirt_uri == uri
     assert provider._host().host == host
 
 
@@ -122,3 +123,30 @@ def test_a_pool_that_stays_busy_fails_in_one_line(pool_error: type,
     with pytest.raises(images.BenchbedError, match="stayed busy for 120s"):
         images.refresh_pool(pool)
     assert pool.calls > 1
+
+
+def test_a_remote_host_without_a_key_is_logged_in_to_with_the_users_default_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchbed.providers import virsh as provider_module
+
+    keys = tuple(tmp_path / name for name in ("id_ed25519", "id_ecdsa", "id_rsa"))
+    monkeypatch.setattr(provider_module, "DEFAULT_KEYS", keys)
+    remote = VirshProvider.parse_config({"type": "VirshProvider", "connection": "root@h1"})
+    assert remote.host_key is None
+    keys[2].write_text("rsa")
+    assert remote.host_key == str(keys[2])
+    keys[0].write_text("ed25519")
+    assert remote.host_key == str(keys[0])
+    given = VirshProvider.parse_config({"type": "VirshProvider", "connection": "root@h1",
+                                        "key": "/etc/bb/key"})
+    assert given.host_key == "/etc/bb/key"
+    assert VirshProvider.parse_config({"type": "VirshProvider"}).host_key is None
+
+
+def test_a_marker_fills_its_volume_and_reads_back_through_the_padding() -> None:
+    marker = {"name": "t", "release": "bookworm", "kernel": "6.1", "created_at": "now"}
+    data = images._marker_bytes(marker)
+    assert len(data) == images.MARKER_SIZE
+    assert json.loads(data) == marker
+    with pytest.raises(images.BenchbedError, match=r"its marker is \d+ bytes"):
+        images._marker_bytes({"name": "t", "origin": "x" * images.MARKER_SIZE})

@@ -103,6 +103,36 @@ def test_an_image_is_used_by_the_domains_whose_chain_holds_it_and_by_snapshots_o
     assert snapshots.users(conn, pool, snap) == ["volume bbvs4-1-0.qcow2"]
 
 
+class Stream:
+    """A libvirt stream a volume's download fills at once."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def recv(self, size: int) -> bytes:
+        chunk, self.data = self.data[:size], self.data[size:]
+        return chunk
+
+    def finish(self) -> None:
+        assert not self.data, "a download is read to its end"
+
+    def abort(self) -> None:
+        self.data = b""
+
+
+class Connection:
+    def newStream(self, _flags: int) -> Stream:
+        return Stream()
+
+
+def _no_volume(name: str) -> Exception:
+    import libvirt
+
+    error = libvirt.libvirtError(f"Storage volume not found: {name}")
+    error.err = (libvirt.VIR_ERR_NO_STORAGE_VOL, 0, error.args[0], 0, "", None, None, 0, 0)
+    return error
+
+
 class DirectoryPool:
     """A pool of files in one directory, as much of libvirt's pool as the store uses."""
 
@@ -116,6 +146,15 @@ class DirectoryPool:
         def info(self) -> list[int]:
             return [0, 8 << 30, self._path.stat().st_size]
 
+        def connect(self) -> Connection:
+            return Connection()
+
+        def download(self, stream: Stream, _offset: int, _length: int, _flags: int) -> None:
+            stream.data = self._path.read_bytes()
+
+        def delete(self, _flags: int) -> None:
+            self._path.unlink()
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
@@ -126,6 +165,8 @@ class DirectoryPool:
         return sorted(path.name for path in self.directory.iterdir())
 
     def storageVolLookupByName(self, name: str) -> "DirectoryPool.Volume":
+        if not (self.directory / name).exists():
+            raise _no_volume(name)
         return self.Volume(self.directory / name)
 
 
