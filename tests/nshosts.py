@@ -181,6 +181,13 @@ def _start(host: NsHost, bridge: str, prefix: int, key: Path, image: str) -> Non
     run(["nsenter", f"--net=/run/netns/{host.namespace}", "unshare", "-m",
          "--propagation", "private", "sh", "-c", START, SSHD, str(host.directory), image,
          str(config), str(host.directory / "sshd.log")])
+    # sshd writes its pid file after it went to the background: the host is there with it
+    deadline = time.monotonic() + 30
+    while not (host.directory / "sshd.pid").exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sshd of {host.namespace} wrote no pid file: see "
+                               f"{host.directory / 'sshd.log'}")
+        time.sleep(0.05)
 
 
 def _stop(host: NsHost, prefix: str) -> None:
