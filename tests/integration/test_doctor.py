@@ -84,14 +84,29 @@ def test_missing_extra_is_one_line(bb: Cli, tmp_path: Path) -> None:
     stand_in = tmp_path / "site"
     stand_in.mkdir()
     (stand_in / "libvirt.py").write_text("raise ImportError('No module named libvirt')\n")
+    key = tmp_path / "libvirt-host-key"
+    key.write_text("-")
     config = tmp_path / "virsh.yaml"
     config.write_text(yaml.safe_dump({"type": "ServersEngine", "provider": {
-        "type": "VirshProvider", "uri": "qemu+ssh://root@192.0.2.7/system"}}))
+        "type": "VirshProvider", "uri": "qemu+ssh://root@192.0.2.7/system", "key": str(key)}}))
     result = bb("doctor", "--file", str(config), env={"PYTHONPATH": str(stand_in)})
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         "FAIL  python module libvirt: cannot import libvirt: No module named libvirt; to fix: "
-        "pip install 'benchbed[libvirt]' in benchbed's virtualenv  [provider (VirshProvider)]"]
+        "pip install 'benchbed[libvirt]' in benchbed's virtualenv  [provider (VirshProvider)]",
+        f"ok    file {key}  [provider (VirshProvider)]"]
+
+
+def test_a_remote_libvirt_host_without_a_key_is_one_line(bb: Cli, tmp_path: Path) -> None:
+    """With no key given and none of the user's default ones, the doctor says what to set."""
+    config = tmp_path / "virsh.yaml"
+    config.write_text(yaml.safe_dump({"type": "ServersEngine", "provider": {
+        "type": "VirshProvider", "connection": "root@192.0.2.7"}}))
+    result = bb("doctor", "--file", str(config), env={"HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert [line for line in result.stdout.splitlines() if line.startswith("FAIL")] == [
+        f"FAIL  file {tmp_path}/.ssh/id_ed25519: does not exist; to fix: set key: the private "
+        f"key that logs in to the libvirt host  [provider (VirshProvider)]"]
 
 
 def test_bad_config_is_exit_2_and_one_line(bb: Cli, tmp_path: Path) -> None:
