@@ -11,6 +11,7 @@ own (paramiko) for its host network, and libvirt's libssh2 transport, given the 
 host key benchbed recorded (no other is accepted). The template is copied there from this
 machine's pool on first use, its base first for a snapshot (benchbed.images.virsh), and the
 VMs, on that host's own bridge, are reached through an SSH jump over the host.
+
 `save_images` turns each VM into a snapshot template (`benchbed image save`), in the ledger
 until it is complete; an `image` that names one boots overlays on it like on any template.
 """
