@@ -212,7 +212,8 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
     Config = DevstackEngineConfig
     NESTED = {"provider": PROVIDERS}
     # the template LxcEngine cloned this engine's server into (hold_for_clones)
-    _template_hostname: str | None = None
+    # the host names a cloned template's Neutron agents report under
+    _template_hosts: tuple[str, ...] = ()
 
     @classmethod
     def validate_config(cls, config: DevstackEngineConfig, path: str, *,
@@ -406,11 +407,11 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         controller = Server.from_dict(dict(parent["servers"][0]), deployment=self.deployment)
         catalogue = Catalogue(cloud["auth_url"], cloud["admin"]["password"])
         try:
-            if self._template_hostname:
+            if self._template_hosts:
                 with self._step(controller, "forget the template's agents",
-                                self._template_hostname):
-                    catalogue.forget_network_agents(cloud["region_name"],
-                                                    self._template_hostname)
+                                ", ".join(self._template_hosts)):
+                    for host in self._template_hosts:
+                        catalogue.forget_network_agents(cloud["region_name"], host)
             with self._step(controller, "computes up", f"{len(hosts)} compute host(s)"):
                 join(catalogue, cloud["region_name"], hosts)
         finally:
@@ -464,8 +465,12 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
 
     def hold_for_clones(self, template: Server) -> None:
         """Sealed when its stack.sh ended (the units start only on the template's machine-id);
-        its host name is kept, for its OVN chassis to leave with it."""
-        self._template_hostname = template.ssh.run("hostname", timeout=60).stdout.strip()
+        the host names its agents report under are kept, for them to leave Neutron with it:
+        its own, and its OVN chassis's (named after its fake compute: `_chassis`)."""
+        listed = template.ssh.run("hostname; ovs-vsctl get open . external_ids:hostname "
+                                  "2>/dev/null || true", timeout=60).stdout
+        self._template_hosts = tuple(sorted({line.strip().strip('"')
+                                             for line in listed.splitlines() if line.strip()}))
 
     def start_clone(self, clone: Server) -> list[str]:
         self._wait_ready(clone)

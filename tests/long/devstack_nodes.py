@@ -28,7 +28,13 @@ NODE_CONF = {"VIRT_DRIVER": "fake", "DATABASE_TYPE": "mysql",
              "ENABLED_SERVICES": "n-cpu,placement-client,ovn-controller,ovs-vswitchd,"
                                  "ovsdb-server,q-ovn-metadata-agent"}
 
-BOOT_AND_DELETE = {key: value for key, value in RALLY_TASK.items() if key.startswith("Nova")}
+# Rally's boot_and_delete_server with a network of each tenant's own (Rally's `network`
+# context, no router): every server gets a port, which Neutron's OVN driver binds only to a
+# chassis of the compute host the server lands on, so a node without its own chassis (or
+# with one named after another host) fails the server
+BOOT_AND_DELETE = {key: [{**task, "context": {**task["context"], "network": {
+    "networks_per_tenant": 1, "start_cidr": "10.2.0.0/24", "router": {}}}}
+    for task in tasks] for key, tasks in RALLY_TASK.items() if key.startswith("Nova")}
 
 
 def controller(network: str, prefix: str) -> dict[str, Any]:
