@@ -116,13 +116,15 @@ class NsHost:
                                    f"{self.directory}/libvirt-log")
             time.sleep(0.2)
 
+    @property
+    def known_hosts(self) -> Path:
+        """A known_hosts file with the host's key alone, written when the host is set up."""
+        return self.directory / "known_hosts"
+
     def libvirt_uri(self, key: Path) -> str:
         """The host's libvirt over SSH (libssh2), its host key the one it was given."""
-        known_hosts = self.directory / "known_hosts"
-        public = (self.directory / "ssh_host_ed25519_key.pub").read_text().split()[:2]
-        known_hosts.write_text(f"{self.address} {' '.join(public)}\n")
         return (f"qemu+libssh2://root@{self.address}/system?keyfile={key}&known_hosts="
-                f"{known_hosts}&known_hosts_verify=normal&sshauth=privkey")
+                f"{self.known_hosts}&known_hosts_verify=normal&sshauth=privkey")
 
 
 @contextmanager
@@ -174,6 +176,8 @@ def _start(host: NsHost, bridge: str, prefix: int, key: Path, image: str) -> Non
     run([*inside, "link", "set", "lo", "up"])
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
          str(host.directory / "ssh_host_ed25519_key")])
+    public = (host.directory / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    host.known_hosts.write_text(f"{host.address} {' '.join(public)}\n")
     (host.directory / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
     config = host.directory / "sshd_config"
     config.write_text(sshd_config(host.address, host.directory))

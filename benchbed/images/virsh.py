@@ -166,7 +166,32 @@ def ensure_pool(conn: Any) -> Any:
 
 def find_template(conn: Any, name: str) -> Template:
     """The template called `name`, or NotFoundError naming the ones there are."""
-    pool = ensure_pool(conn)
+    return template_in(ensure_pool(conn), name)
+
+
+def template_in(pool: Any, name: str) -> Template:
+    """find_template in a pool as it was last scanned, for callers that scanned it already."""
+    meta = _complete_marker(pool, name)
+    paths = {suffix: pool.storageVolLookupByName(f"{name}.{suffix}").path()
+             for suffix in ("qcow2", "vmlinuz", "initrd")}
+    capacity = pool.storageVolLookupByName(f"{name}.qcow2").info()[1]
+    return Template(name, paths["qcow2"], paths["vmlinuz"], paths["initrd"], meta["release"],
+                    capacity)
+
+
+def is_complete(pool: Any, name: str) -> bool:
+    """Whether image `name` is in the pool as last scanned, whole: what template_in finds."""
+    try:
+        _complete_marker(pool, name)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _complete_marker(pool: Any, name: str) -> dict[str, Any]:
+    """The marker of image `name` if the image is complete (the marker not half-made, all four
+    volumes there: a delete or a copy that was killed leaves fewer), or NotFoundError saying
+    why not."""
     volumes = set(pool.listVolumes())
     meta = _meta(pool, name) if f"{name}.json" in volumes else None
     if meta is not None and meta.get("state") == HALF_MADE:
@@ -177,11 +202,7 @@ def find_template(conn: Any, name: str) -> Template:
         raise NotFoundError(f"virsh template '{name}' does not exist (known: "
                             f"{', '.join(known) or 'none'}; build it with: benchbed image "
                             f"build --provider virsh --name {name})")
-    paths = {suffix: pool.storageVolLookupByName(f"{name}.{suffix}").path()
-             for suffix in ("qcow2", "vmlinuz", "initrd")}
-    capacity = pool.storageVolLookupByName(f"{name}.qcow2").info()[1]
-    return Template(name, paths["qcow2"], paths["vmlinuz"], paths["initrd"], meta["release"],
-                    capacity)
+    return meta
 
 
 def mirrors(release: str) -> tuple[str, str | None]:
@@ -301,7 +322,7 @@ class VirshImageStore:
         if meta is not None and meta.get("state") == HALF_MADE:
             self._remove(pool, name)
             return
-        template = find_template(conn, name)
+        template = template_in(pool, name)
         users = snapshots.users(conn, pool, template.disk)
         if users:
             raise InputError(f"virsh template '{name}' is in use by {', '.join(users)}")
@@ -393,7 +414,6 @@ class VirshImageStore:
             snapshots.stop_export(work / f"{name}.raw", work / f"{name}.pid")
             shutil.rmtree(work, ignore_errors=True)
         _delete_volumes(pool, name)
-        refresh_pool(pool)
 
 
 def check_name(name: str) -> None:
@@ -469,45 +489,37 @@ def _marker_bytes(marker: dict[str, Any]) -> bytes:
     return data + b" " * (MARKER_SIZE - len(data) - 1) + b"\n"
 
 
-def layers(conn: Any, name: str) -> list[str]:
-    """Template `name` and what it backs onto: its base first, `name` last."""
+def layers(pool: Any, name: str) -> list[str]:
+    """Template `name` of `pool` and what it backs onto: its base first, `name` last."""
     found = [name]
-    pool = ensure_pool(conn)
     while (meta := _meta(pool, found[0]) or {}).get("kind") == "snapshot":
         found.insert(0, meta["base"])
     return found
 
 
-def is_complete(conn: Any, name: str) -> bool:
-    pool = ensure_pool(conn)
-    if f"{name}.json" not in pool.listVolumes():
-        return False
-    meta = _meta(pool, name)
-    return meta is not None and meta.get("state") != HALF_MADE
-
-
-def copy_template(source: Any, target: Any, name: str, owner: str) -> None:
-    """Template `name` (its base already copied) from `source`'s pool into `target`'s:
-    a half-made marker owned by `owner` first, the volumes, the complete marker last.
+def copy_template(source_pool: Any, target_pool: Any, name: str, owner: str) -> None:
+    """Template `name` (its base already copied) from `source_pool` (as ensure_pool left it)
+    into `target_pool`: a half-made marker owned by `owner` first, the volumes, the complete
+    marker last.
 
     One copy of a name runs at a time on this machine; a half-made one found under that
     lock was left by a copy that died, and is made again. (Copies from another machine
     into the same libvirt host are not coordinated.)"""
     import libvirt
 
-    source_pool, target_pool = ensure_pool(source), ensure_pool(target)
     marker = _meta(source_pool, name)
     if marker is None or marker.get("state") == HALF_MADE:
         raise NotFoundError(f"virsh template '{name}' is not complete on this machine")
     with _build_lock(f"copy-{name}"):
-        refresh_pool(target_pool)
-        if is_complete(target, name):
+        refresh_pool(target_pool)  # the copy that held the lock may have made it meanwhile
+        if is_complete(target_pool, name):
             return
         if marker.get("kind") == "snapshot":
-            base = find_template(target, marker["base"])
+            base = template_in(target_pool, marker["base"])
             if Path(base.disk) != POOL_PATH / f"{marker['base']}.qcow2":
-                raise BenchbedError(f"virsh: pool {POOL} of {target.getURI()} is not at "
-                                    f"{POOL_PATH}, where snapshot '{name}' finds its base")
+                raise BenchbedError(f"virsh: pool {POOL} of {target_pool.connect().getURI()} "
+                                    f"is not at {POOL_PATH}, where snapshot '{name}' finds its "
+                                    f"base")
         _delete_volumes(target_pool, name)
         half_made = {"name": name, "state": HALF_MADE, "owner": owner, "created_at": _now()}
         json_volume = target_pool.createXML(_volume_xml(f"{name}.json", MARKER_SIZE), 0)
@@ -518,14 +530,14 @@ def copy_template(source: Any, target: Any, name: str, owner: str) -> None:
             copy = target_pool.createXML(_volume_xml(f"{name}.{suffix}", size), 0)
             _upload(copy, _downloaded(volume), size)
         _upload(json_volume, [_marker_bytes(marker)], MARKER_SIZE)
-        refresh_pool(target_pool)
+        refresh_pool(target_pool)  # the uploaded volumes' formats: a qcow2 disk is seen as one
 
 
 def _delete_volumes(pool: Any, name: str) -> None:
-    """Every volume of image `name` that the pool has, through libvirt."""
+    """Every volume of image `name` that the pool had when its caller rescanned it under the
+    name's lock, through libvirt (which drops each from the pool as it deletes it)."""
     import libvirt
 
-    refresh_pool(pool)
     for suffix in SUFFIXES:
         try:
             pool.storageVolLookupByName(f"{name}.{suffix}").delete(0)

@@ -35,7 +35,7 @@ from benchbed.hostnet import PROXY_PATTERN, HostNetwork, bridge_name
 from benchbed.hostnet.bridge import STATE_DIR
 from benchbed.hostnet.routes import on_link_here
 from benchbed.images import virsh as images
-from benchbed.images.virsh import POOL, Template, connect, ensure_pool, find_template
+from benchbed.images.virsh import POOL, Template, connect, ensure_pool
 from benchbed.keys import deployment_key
 from benchbed.ledger import CREATED, Resource
 from benchbed.networks import Claim, guest_network
@@ -221,7 +221,8 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
         vcpus, memory = sizes.lookup(size)
         if amount < 1:
             raise InputError(f"VirshProvider: amount must be at least 1, got {amount}")
-        template = self._template(image_uuid or self.config.template_name)
+        pool = ensure_pool(self._conn)
+        template = self._template(pool, image_uuid or self.config.template_name)
         host_memory = self._conn.getInfo()[1]
         if memory * amount > host_memory:
             raise InputError(f"VirshProvider: {amount} x {size} needs {memory * amount} MiB, "
@@ -233,7 +234,6 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
         first = len(self.ledger.resources("domain"))
         prefix = self.config.domain_name_prefix
         names = [f"{prefix}-{self.tag}-{first + index}" for index in range(amount)]
-        pool = ensure_pool(self._conn)
         run_parallel("creating overlay volumes", names,
                      lambda name: self._create_volume(pool, name, template))
         facts = {"domain_type": domain_type, "domain_type_reason": reason, "size": size,
@@ -246,35 +246,34 @@ class VirshProvider(ServerProvider[VirshProviderConfig]):
                             lambda name: self._boot(name, template, facts, cmdline, network),
                             describe=str)
 
-    def _template(self, name: str) -> Template:
-        """Template `name` in the libvirt host's pool; on a remote host, copied there from
-        this machine's pool where it is missing (its base first, for a snapshot)."""
+    def _template(self, pool: Any, name: str) -> Template:
+        """Template `name` in the libvirt host's pool (as ensure_pool left it); on a remote
+        host, copied there from this machine's pool where it is missing (its base first, for
+        a snapshot)."""
         try:
-            return find_template(self._conn, name)
+            return images.template_in(pool, name)
         except NotFoundError:
             if self.config.is_local:
                 raise
         where = self._host().host
-        here = connect(images.DEFAULT_URI)
-        try:
-            find_template(here, name)
-        except NotFoundError:
+        here = ensure_pool(connect(images.DEFAULT_URI))
+        if not images.is_complete(here, name):
             raise NotFoundError(
                 f"virsh template '{name}' is neither on {where} nor on this machine (build "
                 f"it here, and it is copied to {where} on first use: benchbed image build "
-                f"--provider virsh --name {name})") from None
+                f"--provider virsh --name {name})")
         for layer in images.layers(here, name):
-            if not images.is_complete(self._conn, layer):
-                self._copy_template(here, layer, where)
-        return find_template(self._conn, name)
+            if not images.is_complete(pool, layer):
+                self._copy_template(here, pool, layer, where)
+        return images.template_in(pool, name)
 
-    def _copy_template(self, here: Any, name: str, where: str) -> None:
+    def _copy_template(self, here: Any, pool: Any, name: str, where: str) -> None:
         """One template copy, in the ledger until it is complete: a copy killed halfway
         is removed by destroy (it belongs to the pool once complete)."""
         resource = self.ledger.record("template", name, uri=self.config.libvirt_uri)
         try:
             with self.deployment.step("copy virsh template", f"{name} to {where}"):
-                images.copy_template(here, self._conn, name, self._owner(resource))
+                images.copy_template(here, pool, name, self._owner(resource))
         except BaseException:
             self._discard_copy(resource)
             self.ledger.forget(resource)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -104,17 +105,27 @@ def test_an_image_is_used_by_the_domains_whose_chain_holds_it_and_by_snapshots_o
 
 
 class Stream:
-    """A libvirt stream a volume's download fills at once."""
+    """A libvirt stream a volume's download fills at once, or that an upload writes over its
+    volume at the end (in place: libvirt's upload does not shorten a file)."""
 
     def __init__(self) -> None:
         self.data = b""
+        self.upload_to: Path | None = None
 
     def recv(self, size: int) -> bytes:
         chunk, self.data = self.data[:size], self.data[size:]
         return chunk
 
+    def send(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
     def finish(self) -> None:
-        assert not self.data, "a download is read to its end"
+        if self.upload_to is None:
+            assert not self.data, "a download is read to its end"
+            return
+        with self.upload_to.open("r+b") as volume:
+            volume.write(self.data)
 
     def abort(self) -> None:
         self.data = b""
@@ -149,17 +160,32 @@ class DirectoryPool:
         def connect(self) -> Connection:
             return Connection()
 
+        def infoFlags(self, _flags: int) -> list[int]:
+            return [0, self._path.stat().st_size, self._path.stat().st_size]
+
         def download(self, stream: Stream, _offset: int, _length: int, _flags: int) -> None:
             stream.data = self._path.read_bytes()
+
+        def upload(self, stream: Stream, _offset: int, _length: int, _flags: int) -> None:
+            stream.upload_to = self._path
 
         def delete(self, _flags: int) -> None:
             self._path.unlink()
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.refreshes = 0
 
     def refresh(self, _flags: int) -> None:
-        """Nothing to scan: listVolumes reads the directory."""
+        """Nothing to scan (listVolumes reads the directory): counted, as each one costs a
+        real pool a scan of its every volume."""
+        self.refreshes += 1
+
+    def createXML(self, xml: str, _flags: int) -> "DirectoryPool.Volume":
+        volume = ElementTree.fromstring(xml)
+        path = self.directory / volume.findtext("name", "")
+        path.write_bytes(bytes(int(volume.findtext("capacity", "0"))))
+        return self.Volume(path)
 
     def listVolumes(self) -> list[str]:
         return sorted(path.name for path in self.directory.iterdir())
@@ -222,6 +248,53 @@ def test_a_complete_snapshot_says_its_base_and_origin_and_discard_keeps_it(
     assert described["kind"] == "snapshot" and described["size"] == "0 MiB"
     assert _origin(described) == "lab (ServersEngine, bbvs4-1-0) on debian-bookworm"
     assert images.find_template(None, "s4v-done").release == "bookworm"
+
+
+def test_an_image_is_complete_exactly_where_find_template_finds_it(
+        pool: DirectoryPool) -> None:
+    images.VirshImageStore()._claim(pool, "s4v-half", "lab/7")
+    for suffix in ("qcow2", "vmlinuz", "json"):
+        (pool.directory / f"s4v-lacking.{suffix}").write_text(
+            (pool.directory / f"debian-bookworm.{suffix}").read_text())
+    assert images.is_complete(pool, "debian-bookworm")
+    assert images.find_template(None, "debian-bookworm").name == "debian-bookworm"
+    for name, why in (("s4v-half", "is half-made"), ("s4v-lacking", "does not exist"),
+                      ("s4v-none", "does not exist")):
+        assert not images.is_complete(pool, name)
+        with pytest.raises(NotFoundError, match=why):
+            images.find_template(None, name)
+
+
+def test_removing_an_image_rescans_the_pool_once_under_its_lock(pool: DirectoryPool) -> None:
+    store = images.VirshImageStore()
+    store._claim(pool, "s4v-gone", "lab/7")
+    pool.refreshes = 0
+    store.discard("s4v-gone", "lab/7")
+    assert "s4v-gone.json" not in pool.listVolumes()
+    assert pool.refreshes == 1
+
+
+def test_a_copy_rescans_its_target_under_its_lock_and_after_its_uploads_only(
+        pool: DirectoryPool, tmp_path: Path) -> None:
+    target = DirectoryPool(tmp_path / "remote")
+    target.directory.mkdir()
+    copied = target.directory / "debian-bookworm.vmlinuz"
+    images.copy_template(pool, target, "debian-bookworm", "lab/1")
+    assert target.listVolumes() == pool.listVolumes()
+    assert copied.read_text() == "x"
+    assert json.loads((target.directory / "debian-bookworm.json").read_bytes()) == \
+        json.loads((pool.directory / "debian-bookworm.json").read_bytes())
+    assert (pool.refreshes, target.refreshes) == (0, 2)
+
+    copied.write_text("kept")
+    images.copy_template(pool, target, "debian-bookworm", "lab/2")
+    assert copied.read_text() == "kept", "a complete copy is not made again"
+    assert target.refreshes == 3
+
+    (target.directory / "debian-bookworm.qcow2").unlink()  # as a delete killed halfway
+    images.copy_template(pool, target, "debian-bookworm", "lab/3")
+    assert copied.read_text() == "x"
+    assert target.listVolumes() == pool.listVolumes()
 
 
 @pytest.mark.parametrize("name", ["s4v.dotted", "-s4v", "s4v;id", "x" * 64])
