@@ -4,8 +4,9 @@ N clones of a DebianEngine nova-compute (the baseline), measured in the same run
 Each round deploys both from scratch, one after the other, each a MultihostEngine: a
 controller in one LXC container (a whole DevStack cloud without a compute of its own; the
 DebianEngine controller of bench/scale) and an LxcEngine of NODES clones (default 10) of one
-prepared container (DevStack's multinode guide's compute: nova-compute with the fake driver,
-OVN's controller and metadata agent; DebianEngine's nova-compute with the fake driver).
+prepared container (DevStack's multinode guide's compute without OVN's metadata agent, which
+a fake compute never needs: nova-compute with the fake driver and OVN's chassis;
+DebianEngine's nova-compute with the fake driver).
 Printed per kind: seconds from `create` to a passing `check`; the clones' part (from the
 stopped template to every compute up, in Placement and mapped into the cell); resident
 memory per compute node,
@@ -36,7 +37,7 @@ from bench.common import (
     rounds,
 )
 from tests.integration.devstack_lab import WHOLE_CLOUD
-from tests.long.devstack_nodes import CONTROLLER_DISABLED, NODE_CONF
+from tests.long.devstack_nodes import CONTROLLER_DISABLED, FAKE_NODE_CONF
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHBED = str(ROOT / ".venv" / "bin" / "benchbed")
@@ -57,7 +58,7 @@ def config(kind: str) -> dict[str, Any]:
         controller = {"type": "DevstackEngine", "git_mirror": GIT_MIRROR,
                       "local_conf": WHOLE_CLOUD,
                       "disable_service": CONTROLLER_DISABLED, "provider": provider}
-        engine = {"type": "DevstackEngine", "git_mirror": GIT_MIRROR, "local_conf": NODE_CONF}
+        engine = {"type": "DevstackEngine", "git_mirror": GIT_MIRROR, "local_conf": FAKE_NODE_CONF}
     else:
         controller = {"type": "DebianEngine", "provider": provider,
                       "services": ["keystone", "glance", "placement", "neutron", "nova"]}

@@ -111,6 +111,9 @@ JOINED = "devstack"
 # (lib/neutron_plugins/ovn_agent, 6641/6642); Geneve (OVN's tunnels, 6081/udp) and VXLAN
 # (ML2/OVS's, 4789/udp) between the chassis. Memcached listens on localhost only.
 PEER_PORTS = tcp(80, 443, 3306, 5672, 6641, 6642, 8775, 9292, 9696) | udp(4789, 6081)
+# the service name that tells DevStack a chassis-only compute has Neutron
+# (with_neutron_for_chassis)
+CHASSIS_NEUTRON = "neutron-ovn-chassis"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,9 +167,27 @@ class DevstackEngineConfig(ServerRequestConfig):
         return [] if chosen else list(DEFAULT_DISABLED)
 
 
+def with_neutron_for_chassis(services: str) -> str:
+    """ENABLED_SERVICES that stacks OVN's chassis where the config asks for one.
+
+    DevStack installs Neutron, and with it OVN, Open vSwitch and nova.conf's [neutron], only
+    where a service named q-* or neutron-* is on (lib/neutron's is_neutron_enabled). A
+    compute that lists ovn-controller without the metadata agent (which a fake compute,
+    booting no instance, never needs) would get no chassis and bind no port; the name
+    CHASSIS_NEUTRON is on no unit, so DevStack runs nothing more for it."""
+    names = [name for name in services.split(",") if name]
+    if "ovn-controller" not in names or any(
+            name.startswith(("q-", "neutron-")) for name in names):
+        return services
+    return ",".join([*names, CHASSIS_NEUTRON])
+
+
 def render_settings(config: DevstackEngineConfig) -> dict[str, Any]:
     """benchbed's [[local|localrc]] settings for any server (what a container needs), then
     the config's own (which win)."""
+    own = config.local_settings()
+    if isinstance(own.get("ENABLED_SERVICES"), str):
+        own["ENABLED_SERVICES"] = with_neutron_for_chassis(str(own["ENABLED_SERVICES"]))
     return {"LOGFILE": STACK_LOGFILE,
             # ksmtuned pulls in qemu for nothing on a test bed
             "ENABLE_KSMTUNED": False,
@@ -175,7 +196,7 @@ def render_settings(config: DevstackEngineConfig) -> dict[str, Any]:
             # no public network: it would route the floating range out of the server, and
             # guests here have no way out
             "OVN_L3_CREATE_PUBLIC_NETWORK": False,
-            **config.local_settings()}
+            **own}
 
 
 def api_workers(computes: int, cores: int) -> int:
@@ -467,10 +488,9 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         """Sealed when its stack.sh ended (the units start only on the template's machine-id);
         the host names its agents report under are kept, for them to leave Neutron with it:
         its own, and its OVN chassis's (named after its fake compute: `_chassis`)."""
-        listed = template.ssh.run("hostname; ovs-vsctl get open . external_ids:hostname "
-                                  "2>/dev/null || true", timeout=60).stdout
-        self._template_hosts = tuple(sorted({line.strip().strip('"')
-                                             for line in listed.splitlines() if line.strip()}))
+        listed = self._guest(template, "agent_hosts")
+        self._template_hosts = tuple(sorted({line.strip() for line in listed.splitlines()
+                                             if line.strip()}))
 
     def start_clone(self, clone: Server) -> list[str]:
         self._wait_ready(clone)

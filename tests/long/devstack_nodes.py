@@ -27,6 +27,10 @@ NODE_CONF = {"VIRT_DRIVER": "fake", "DATABASE_TYPE": "mysql",
              "RABBIT_HOST": "{controller_ip}", "GLANCE_HOSTPORT": "{controller_ip}:9292",
              "ENABLED_SERVICES": "n-cpu,placement-client,ovn-controller,ovs-vswitchd,"
                                  "ovsdb-server,q-ovn-metadata-agent"}
+# a fake compute: the guide's node without OVN's metadata agent, which serves instances that
+# the fake driver never boots (its chassis stays: DevstackEngine's with_neutron_for_chassis)
+FAKE_NODE_CONF = {**NODE_CONF, "ENABLED_SERVICES": "n-cpu,placement-client,ovn-controller,"
+                                                   "ovs-vswitchd,ovsdb-server"}
 
 # Rally's boot_and_delete_server with a network of each tenant's own (Rally's `network`
 # context, no router): every server gets a port, which Neutron's OVN driver binds only to a
@@ -44,11 +48,12 @@ def controller(network: str, prefix: str) -> dict[str, Any]:
             "provider": lxc_here(network, prefix)}
 
 
-def compute(type_key: str = "type", **engine: Any) -> dict[str, Any]:
-    """A DevstackEngine of DevStack's compute services, joining `{controller_ip}` (named
-    under `type_key`: LxcEngine's older format says `name`)."""
+def compute(type_key: str = "type", local_conf: dict[str, Any] | None = None,
+            **engine: Any) -> dict[str, Any]:
+    """A DevstackEngine of DevStack's compute services (NODE_CONF unless given), joining
+    `{controller_ip}` (named under `type_key`: LxcEngine's older format says `name`)."""
     return {type_key: "DevstackEngine", "git_mirror": str(upstream.git_mirror()),
-            "local_conf": NODE_CONF, **engine}
+            "local_conf": local_conf or NODE_CONF, **engine}
 
 
 @contextmanager

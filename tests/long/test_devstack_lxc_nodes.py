@@ -1,17 +1,19 @@
 """DevStack compute nodes as LXC clones, the older tool's `devstack-lxc-engine` shape with
 `distribution: debian`: a MultihostEngine whose controller is a whole DevStack cloud without
 a compute of its own, and whose node is an LxcEngine with a DevstackEngine template (the
-compute services of DevStack's multinode guide). The template stacks once; five clones of
-it each resume as their own compute host (host name, Nova service, OVN chassis, machine-id).
+compute services of DevStack's multinode guide without OVN's metadata agent, which a fake
+compute never needs). The template stacks once; five clones of it each resume as their own
+compute host (host name, Nova service, OVN chassis, machine-id).
 
 Proven with the real clients: `check` (five computes up, each in Placement), `openstack
 compute service list` and `network agent list` (one chassis per clone, none of the
-template's), Rally's boot_and_delete_server without a failure (each server with a port on
-a network of its tenant, bound on the clone it lands on), and `destroy` leaving no
-container, ledger row, bridge or mirror. Root, real LXC, network 10.254.165.0/24; about 15
-minutes on an idle 2-core machine.
+template's, no metadata agent), Rally's boot_and_delete_server without a failure (each
+server with a port on a network of its tenant, bound on the clone it lands on), and
+`destroy` leaving no container, ledger row, bridge or mirror. Root, real LXC, network
+10.254.165.0/24; about 15 minutes on an idle 2-core machine.
 """
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from tests.conftest import Cli, ledger_rows, rally_task_without_failures
 from tests.integration.debian_lab import lxc_leftovers
 from tests.long.devstack_nodes import (
     BOOT_AND_DELETE,
+    FAKE_NODE_CONF,
     agents_alive,
     compute,
     controller,
@@ -45,7 +48,8 @@ def multihost() -> dict[str, Any]:
             "nodes": [{"type": "LxcEngine", "distribution": "debian",
                        "container_name": NODE_PREFIX, "nodes_per_server": CLONES,
                        "start_lxc_network": NETWORK, "provider": LOCALHOST,
-                       "engine": compute(type_key="name")}]}
+                       "engine": compute(type_key="name",
+                                         local_conf=FAKE_NODE_CONF)}]}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +83,14 @@ def test_every_clone_is_a_compute_host_of_its_own(cloud: tuple[Cli, Path]) -> No
     # there); the template's agents left with it, under either of its names
     assert len(chassis) == CLONES + 1 and set(node["compute_hosts"]) < set(chassis), agents
     assert not {template, f"{template}1"} & {agent["Host"] for agent in agents}, agents
+    # a fake compute's chassis without OVN's metadata agent (FAKE_NODE_CONF): none reports
+    # from a clone, and no clone has its unit
+    assert not [agent for agent in agents if agent["Host"] in node["compute_hosts"]
+                and not agent["Agent Type"].startswith("OVN Controller")], agents
+    units = subprocess.run(
+        ["lxc-attach", "-n", clones[0], "--", "systemctl", "list-unit-files", "--no-legend",
+         "devstack@*"], capture_output=True, text=True, check=True, timeout=60).stdout
+    assert "devstack@n-cpu" in units and "metadata" not in units, units
 
 
 def test_rally_boots_servers_on_the_clones(cloud: tuple[Cli, Path], tmp_path: Path) -> None:

@@ -150,3 +150,36 @@ def test_scripts_pass_shellcheck(script: str) -> None:
     result = subprocess.run(["shellcheck", "-s", "sh", script], capture_output=True, text=True,
                             cwd=upstream.ROOT, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(("services", "neutron", "metadata_agent"), [
+    ("n-cpu,placement-client,ovn-controller,ovs-vswitchd,ovsdb-server", True, False),
+    ("n-cpu,placement-client,ovn-controller,ovs-vswitchd,ovsdb-server,q-ovn-metadata-agent",
+     True, True),
+    ("n-cpu,placement-client", False, False)])
+def test_a_chassis_without_the_metadata_agent_still_stacks_neutron(
+        meta_config: Path, tmp_path: Path, services: str, neutron: bool,
+        metadata_agent: bool) -> None:
+    """DevStack's own is_service_enabled and is_neutron_enabled on the local.conf benchbed
+    writes: OVN's chassis asked for without a Neutron service still gets Neutron (and so
+    OVN), and no metadata agent; other service lists are left as given."""
+    from benchbed.engines.devstack import DevstackEngineConfig, render_local_conf
+
+    config = DevstackEngineConfig(type="DevstackEngine", provider={},
+                                  local_conf={"ENABLED_SERVICES": services})
+    localrc = tmp_path / "localrc"
+    localrc.write_text(render_local_conf(config, "10.0.0.2", {"git_base": ""}, {}
+                                         ).split("\n", 1)[1])
+    lib_neutron = re.search(r"\nfunction is_neutron_enabled \{\n.*?\n\}\n",
+                            (meta_config / "lib" / "neutron").read_text(), re.S)
+    assert lib_neutron
+    script = (f"source {meta_config}/functions-common; {lib_neutron[0]}\n"
+              f"source {localrc}; is_service_enabled neutron && echo neutron; "
+              f"is_service_enabled q-ovn-metadata-agent && echo metadata; "
+              f"is_service_enabled ovn-controller && echo chassis; echo $ENABLED_SERVICES")
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    *said, enabled = result.stdout.split()
+    assert ("neutron" in said, "metadata" in said) == (neutron, metadata_agent), said
+    assert set(services.split(",")) <= set(enabled.split(","))
+    assert enabled == services or (neutron and not metadata_agent)

@@ -11,6 +11,8 @@
 #                            datapath TYPE, as DevStack's own bridges (OVS_DATAPATH_TYPE)
 #   chassis                  OVN's chassis under the host name of this server's one fake
 #                            nova-compute, which Neutron binds that compute's ports to
+#   agent_hosts              the host names this server's Neutron agents report under:
+#                            its own, and its OVN chassis's
 #   seal                     the units that would reach this server's peers or hold its
 #                            secrets start only on this machine (its machine-id), so that
 #                            a snapshot's clone starts them once it is itself (resume.py)
@@ -196,15 +198,25 @@ datapath() {
     ovs-vsctl --if-exists set bridge "$bridge" "datapath_type=$1"
 }
 
+chassis_name() {  # empty where OVS or the name is not there
+    command -v ovs-vsctl >/dev/null || return 0
+    ovs-vsctl get open . external_ids:hostname 2>/dev/null | tr -d '"' || true
+}
+
 chassis() {
     command -v ovs-vsctl >/dev/null || return 0
     ovs-vsctl get open . external_ids:ovn-bridge >/dev/null 2>&1 || return 0
     hosts=$(computes)
     [ -n "$hosts" ] && [ "$(printf '%s\n' "$hosts" | wc -l)" -eq 1 ] || return 0
-    was=$(ovs-vsctl get open . external_ids:hostname 2>/dev/null | tr -d '"') || was=
+    was=$(chassis_name)
     echo "chassis host name: ${was:-none} -> $hosts"
     [ "$hosts" != "$was" ] || return 0
     ovs-vsctl set open . "external_ids:hostname=$hosts"
+}
+
+agent_hosts() {
+    hostname
+    chassis_name
 }
 
 seal() {
