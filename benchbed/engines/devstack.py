@@ -114,6 +114,10 @@ PEER_PORTS = tcp(80, 443, 3306, 5672, 6641, 6642, 8775, 9292, 9696) | udp(4789, 
 # the service name that tells DevStack a chassis-only compute has Neutron
 # (with_neutron_for_chassis)
 CHASSIS_NEUTRON = "neutron-ovn-chassis"
+# Debian's ovn-central and what it starts (ovn-northd, OVN's northbound and southbound
+# databases)
+OVN_CENTRAL_UNITS = ["ovn-central.service", "ovn-northd.service",
+                     "ovn-ovsdb-server-nb.service", "ovn-ovsdb-server-sb.service"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +184,25 @@ def with_neutron_for_chassis(services: str) -> str:
             name.startswith(("q-", "neutron-")) for name in names):
         return services
     return ",".join([*names, CHASSIS_NEUTRON])
+
+
+def idle_units(config: DevstackEngineConfig) -> list[str]:
+    """Units that Debian's packages start at install and at every boot on a server with OVN's
+    chassis, and that none of the services a config lists (ENABLED_SERVICES) uses: OVN's
+    central databases and northd without ovn-northd (files/debs/ovn installs ovn-central
+    everywhere), its VTEP controller without ovn-controller-vtep, the system's haproxy (the
+    Neutron agents run haproxy processes of their own), and Apache (guest.sh keeps it where
+    DevStack enabled a site). DevStack's own defaults stay as they are."""
+    services = config.local_settings().get("ENABLED_SERVICES")
+    names = set(services.split(",")) if isinstance(services, str) else set()
+    if "ovn-controller" not in names:
+        return []
+    units = ["haproxy.service", "apache2.service"]
+    if "ovn-northd" not in names:
+        units += OVN_CENTRAL_UNITS
+    if "ovn-controller-vtep" not in names:
+        units.append("ovn-controller-vtep.service")
+    return units
 
 
 def render_settings(config: DevstackEngineConfig) -> dict[str, Any]:
@@ -548,6 +571,11 @@ class DevstackEngine(Engine[DevstackEngineConfig]):
         with self._step(server, "OVN's bridge on OVS's datapath", datapath):
             self._guest(server, "datapath", datapath)
         self._chassis(server)
+        units = idle_units(self.config)
+        if units:
+            with self._step(server, "units no DevStack service here uses, off",
+                            " ".join(units)):
+                self._guest(server, "idle", *units)
         self._seal(server, passwords)
 
     def _chassis(self, server: Server) -> None:

@@ -39,6 +39,8 @@ NETWORK = "10.254.165.0/24"
 CONTROLLER_PREFIX = "bbdlc"
 NODE_PREFIX = "bbdln"
 CLONES = 5
+IDLE_UNITS = ["ovn-northd.service", "ovn-ovsdb-server-sb.service", "haproxy.service",
+              "apache2.service", "ovn-controller-vtep.service"]
 LOCALHOST = {"type": "ExistingServers", "credentials": [{"host": "localhost", "user": "root"}]}
 
 
@@ -91,6 +93,11 @@ def test_every_clone_is_a_compute_host_of_its_own(cloud: tuple[Cli, Path]) -> No
         ["lxc-attach", "-n", clones[0], "--", "systemctl", "list-unit-files", "--no-legend",
          "devstack@*"], capture_output=True, text=True, check=True, timeout=60).stdout
     assert "devstack@n-cpu" in units and "metadata" not in units, units
+    # what Debian's packages start and a compute never uses stays off in the clones too
+    idle = subprocess.run(
+        ["lxc-attach", "-n", clones[0], "--", "systemctl", "is-active", *IDLE_UNITS],
+        capture_output=True, text=True, timeout=60).stdout.split()
+    assert idle == ["inactive"] * len(IDLE_UNITS), idle
 
 
 def test_rally_boots_servers_on_the_clones(cloud: tuple[Cli, Path], tmp_path: Path) -> None:

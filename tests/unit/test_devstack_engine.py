@@ -77,3 +77,21 @@ def test_a_failed_step_names_server_and_step_on_one_line(home: Path) -> None:
         raise RuntimeError("root@10.0.0.5:22: fatal: no such branch\n  hint: check it\n")
     assert str(failed.value) == ("root@10.0.0.5:22: step 'clone devstack' failed: "
                                  "fatal: no such branch; hint: check it")
+
+
+@pytest.mark.parametrize(("services", "idle"), [
+    (None, []),
+    ("key,mysql", []),
+    ("n-cpu,placement-client,ovn-controller,ovs-vswitchd,ovsdb-server",
+     ["haproxy.service", "apache2.service", "ovn-central.service", "ovn-northd.service",
+      "ovn-ovsdb-server-nb.service", "ovn-ovsdb-server-sb.service",
+      "ovn-controller-vtep.service"]),
+    ("key,ovn-northd,ovn-controller,ovn-controller-vtep",
+     ["haproxy.service", "apache2.service"])])
+def test_idle_units_are_what_the_chassis_packages_start_and_no_service_here_uses(
+        services: str | None, idle: list[str]) -> None:
+    from benchbed.engines.devstack import DevstackEngineConfig, idle_units
+
+    local = {"VIRT_DRIVER": "fake"} if services is None else {"ENABLED_SERVICES": services}
+    config = DevstackEngineConfig(type="DevstackEngine", provider={}, local_conf=local)
+    assert idle_units(config) == idle

@@ -13,6 +13,9 @@
 #                            nova-compute, which Neutron binds that compute's ports to
 #   agent_hosts              the host names this server's Neutron agents report under:
 #                            its own, and its OVN chassis's
+#   idle UNIT...             stop and disable each UNIT that a package started and that
+#                            ran not before stack.sh (apache2 only while it serves no
+#                            site of DevStack's): what this server's services never use
 #   seal                     the units that would reach this server's peers or hold its
 #                            secrets start only on this machine (its machine-id), so that
 #                            a snapshot's clone starts them once it is itself (resume.py)
@@ -217,6 +220,21 @@ chassis() {
 agent_hosts() {
     hostname
     chassis_name
+}
+
+idle() {
+    for unit in "$@"; do
+        systemctl is-enabled --quiet "$unit" 2>/dev/null \
+            || systemctl is-active --quiet "$unit" || continue
+        ! grep -qx "$unit" "$state/services.before" 2>/dev/null || continue
+        if [ "$unit" = apache2.service ] && [ -d /etc/apache2/sites-enabled ] \
+                && find /etc/apache2/sites-enabled -mindepth 1 ! -name 000-default.conf \
+                    | grep -q .; then
+            continue
+        fi
+        echo "idle: $unit"
+        systemctl disable --now --quiet "$unit"
+    done
 }
 
 seal() {
