@@ -243,6 +243,9 @@ seal() {
             ovn-controller.service ovn-controller-vtep.service; do
         unit=${wanted##*/}
         [ -e "$units/$unit" ] || [ -e "/lib/systemd/system/$unit" ] || continue
+        # a unit that does not start at boot (idle) stays off in a clone: resume.py starts
+        # the sealed ones
+        systemctl is-enabled --quiet "$unit" 2>/dev/null || continue
         mkdir -p "$units/$unit.d"
         printf '[Service]\nExecCondition=/bin/grep -qx %s /etc/machine-id\n' "$machine" \
             > "$units/$unit.d/$origin_drop_in"
