@@ -143,6 +143,19 @@ def container_rss_mb(name: str) -> float:
     return sum(int(kb) for kb in found.stdout.split()) / 1024
 
 
+def container_at_rest(name: str, timeout: float = 60) -> None:
+    """Wait until no user of an LXC container has a systemd user manager left: logind stops
+    one UserStopDelaySec (10 s) after that user's last session, so a node measured at once
+    after benchbed's SSH counted root's (15 MB) or not, by chance."""
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["lxc-attach", "-n", name, "--", "loginctl", "list-users",
+                          "--no-legend"], capture_output=True, text=True,
+                         check=True).stdout.strip():
+        if time.monotonic() > deadline:
+            fail(f"{name}: a user's systemd manager still runs after {timeout:.0f} s")
+        time.sleep(2)
+
+
 def container_rss_by_command(name: str, top: int = 10) -> dict[str, float]:
     """The `top` largest commands of an LXC container by resident memory (MiB, the processes
     of one command summed): what a total from container_rss_mb is made of."""
